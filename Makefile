@@ -1,0 +1,46 @@
+# One command for the demo, one for the tests. Each makes its own virtual environment.
+#   make demo   - the whole pipeline on the local backend (no GPU, no Globus account)
+#   make test   - the test suite (fast tests + slow end-to-end tests; GPU tests skip cleanly)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench install browser clean
+
+install: $(STAMP)
+
+# torch is pinned to the CPU wheel: an unpinned torch pulls several GB of CUDA.
+# ptychi is installed without its declared dependencies: they name torchvision (a CUDA
+# build on PyPI that cannot import next to CPU torch) and its own dev tools; its real
+# runtime dependencies come with our [cpu] extra. See README, "torch, Pty-chi and torchvision".
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[cpu,dev]" "torch==2.13.0"
+	$(BIN)/python -m pip install -q --no-deps "ptychi==2.2.0"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+# Headless Chromium for the web-page tests (Debian package; skipped where apt is absent).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "note: chromium not installed; browser tests will be skipped"; }
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/ptychoflow demo --out demo-output
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache build dist

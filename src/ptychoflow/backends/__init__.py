@@ -1,0 +1,1 @@
+"""Backends: one interface (``Backend``), two implementations (local, globus)."""

@@ -1,0 +1,1 @@
+"""The one ``ptychoflow`` command line; each subsystem owns one module here."""

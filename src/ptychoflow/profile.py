@@ -1,0 +1,212 @@
+"""Deployment profile: one TOML file describing the beamline, HPC and edge sites.
+
+Each site has a local path (used by the local backend) and Globus ids (used by the globus
+backend), so switching backends changes the profile, never the flow JSON.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ptychoflow.errors import ProfileError
+
+PROFILE_FILENAME = "ptychoflow.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Site(_Strict):
+    """A place data lives: a local directory and, for Globus, a collection."""
+
+    path: Path = Field(description="Local directory (local backend) or POSIX path on the collection.")
+    collection_id: str | None = Field(default=None, description="Globus collection UUID (globus backend).")
+
+
+class BeamlineSite(Site):
+    patterns: list[str] = Field(default_factory=lambda: ["*.h5"], description="Glob patterns of scan files.")
+    name: str = "beamline"
+
+
+class ComputeSite(Site):
+    endpoint_id: str = Field(default="local-hpc", description="Globus Compute endpoint UUID, or a local pool name.")
+    workers: int = Field(default=1, ge=1, description="Concurrent tasks in the local process pool.")
+
+
+class Functions(_Strict):
+    """Registered remote function ids, filled by `ptychoflow functions register`."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Policy(_Strict):
+    """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning)."""
+
+    engine: Literal["auto", "tike", "ptychi"] = "auto"
+    iterations: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    alpha: float = Field(default=0.1, gt=0, le=1)
+    ssim_tolerance: float = Field(default=0.5, ge=0, le=1, description="Skip retraining when SSIM vs rPIE ≥ this.")
+    promote_margin: float = Field(default=0.005, ge=0, description="A candidate must beat best by this.")
+    train_epochs: int = Field(default=50, ge=1)
+    train_time_limit_s: float = Field(default=3600, gt=0)
+    reconstruct_every_k: int = Field(default=1, ge=1, description="When the model is good, rPIE every K scans.")
+    reconstruct_every_minutes: float = Field(default=0, ge=0, description="...or every T minutes (0: off).")
+    model: Literal["ptychonn", "ptychonn2"] = "ptychonn2"
+    patch_size: int = Field(default=64, description="Network input/output size (64 or 128).")
+
+    @field_validator("patch_size")
+    @classmethod
+    def _known_size(cls, value: int) -> int:
+        if value not in (64, 128):
+            raise ValueError("must be 64 or 128")
+        return value
+
+
+class Watcher(_Strict):
+    settle_seconds: float = Field(default=2.0, ge=0)
+    poll: bool = False
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    max_active_runs: int = Field(default=2, ge=1)
+    batch_every_n: int = Field(default=1, ge=1)
+    batch_every_minutes: float = Field(default=0, ge=0)
+    flow: str = "reconstruct_and_train"
+    experiment: str = "commissioning"
+
+
+class Edge(Site):
+    endpoint_id: str = "local-edge"
+    stream_address: str = Field(default="tcp://127.0.0.1:5555", description="ZeroMQ frame stream to subscribe to.")
+    results_address: str = Field(default="tcp://127.0.0.1:5556", description="ZeroMQ results stream to publish.")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8765, ge=0, le=65535)
+    batch_size: int = Field(default=16, ge=1)
+    max_wait_ms: float = Field(default=10.0, ge=0)
+    queue_frames: int = Field(default=4096, ge=1)
+
+
+class Globus(_Strict):
+    flow_id: str | None = None
+    group_id: str | None = Field(default=None, description="Viewers/starters/administrators of the flow.")
+    subscription_id: str | None = None
+    client_id: str | None = Field(default=None, description="Native app client id for `ptychoflow login`.")
+
+
+class Profile(_Strict):
+    """The whole deployment. `root` is where the profile file lives; relative paths hang off it."""
+
+    backend: Literal["local", "globus"] = "local"
+    state_dir: Path = Field(default=Path("state"), description="SQLite databases, logs, registries.")
+    beamline: BeamlineSite
+    hpc: ComputeSite
+    edge: Edge
+    policy: Policy = Field(default_factory=Policy)
+    watcher: Watcher = Field(default_factory=Watcher)
+    globus: Globus = Field(default_factory=Globus)
+    functions: dict[str, str] = Field(default_factory=dict, description="function name -> registered id")
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def resolve(self, path: Path) -> Path:
+        """Absolute path for a profile-relative path."""
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def state_path(self) -> Path:
+        return self.resolve(self.state_dir)
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Load and validate a profile; any problem is one line naming the file and the key."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PROFILE_FILENAME
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(path, "(file)", "no such profile; create one with `ptychoflow init DIR`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, "(toml)", str(exc)) from None
+    try:
+        profile = Profile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise ProfileError(path, key, first["msg"]) from None
+    profile.root = path.resolve().parent
+    return profile
+
+
+def find_profile(explicit: str | Path | None = None) -> Profile:
+    """The profile named on the command line, else $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml."""
+    import os
+
+    candidate = explicit or os.environ.get("PTYCHOFLOW_PROFILE") or Path.cwd() / PROFILE_FILENAME
+    return load_profile(candidate)
+
+
+LOCAL_PROFILE_TEMPLATE = """\
+# ptychoflow profile: one deployment (beamline -> HPC -> edge).
+# Relative paths are relative to this file. Switching to the real Globus services
+# changes `backend` and the *_id fields below, never the flow JSON.
+backend = "local"            # "local" (embedded engine) or "globus" (Globus Flows + Compute)
+state_dir = "state"          # SQLite run store, watcher journal, model registry, logs
+
+[beamline]                   # where the detector writes finished scans
+path = "acquisition"
+patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on
+# collection_id = "..."      # Globus collection UUID of the beamline storage
+
+[hpc]                        # where scans are reconstructed and models trained
+path = "hpc"
+endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
+workers = 1                  # concurrent tasks in the local pool
+# collection_id = "..."
+
+[edge]                       # the inference box next to the detector
+path = "edge"                # models are activated into <path>/model
+endpoint_id = "local-edge"
+stream_address = "tcp://127.0.0.1:5555"    # detector frame stream (ZeroMQ PUB)
+results_address = "tcp://127.0.0.1:5556"   # inferred patches (ZeroMQ PUB)
+http_port = 8765             # live mosaic page, bound to 127.0.0.1
+batch_size = 16
+max_wait_ms = 10.0
+# collection_id = "..."
+
+[policy]                     # reconstruction and continual learning
+engine = "auto"              # auto | tike (GPU) | ptychi (CPU or GPU)
+iterations = 100
+ssim_tolerance = 0.5         # skip retraining when the best model scores at least this vs rPIE
+promote_margin = 0.005       # a new model must beat the best by this much to be promoted
+train_epochs = 50
+model = "ptychonn2"          # ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)
+patch_size = 64
+
+[watcher]
+settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
+poll = false                 # true on NFS/GPFS where file events are unreliable
+max_active_runs = 2          # more finished scans wait in a FIFO queue
+flow = "reconstruct_and_train"
+experiment = "commissioning"
+
+[globus]
+# flow_id = "..."            # pin a deployed flow instead of deploying by checksum
+# group_id = "..."           # Globus group allowed to view/start the flow
+"""
+
+
+def write_local_profile(directory: str | Path, *, force: bool = False) -> Path:
+    """Write a commented local profile and its site directories under `directory`."""
+    directory = Path(directory)
+    target = directory / PROFILE_FILENAME
+    if target.exists() and not force:
+        raise ProfileError(target, "(file)", "already exists; pass --force to overwrite")
+    for sub in ("acquisition", "hpc", "edge", "state"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    target.write_text(LOCAL_PROFILE_TEMPLATE)
+    load_profile(target)  # the template must always validate
+    return target
