@@ -1,0 +1,80 @@
+"""Image-quality metrics for phase images: alignment, SSIM, PSNR, FRC.
+
+A reconstructed phase is defined only up to a global offset and a linear ramp (a shift of
+the diffraction pattern's centre), so comparisons remove both before measuring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+
+def remove_offset_and_ramp(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Least-squares fit of a + b*y + c*x to (phase - reference) over `mask`, subtracted."""
+    mask = np.ones(phase.shape, bool) if mask is None else mask.astype(bool)
+    y, x = np.mgrid[: phase.shape[0], : phase.shape[1]]
+    design = np.stack([np.ones(mask.sum()), y[mask], x[mask]], axis=1).astype(np.float64)
+    residual = np.angle(np.exp(1j * (phase[mask] - reference[mask])))  # wrap-safe difference
+    coeffs, *_ = np.linalg.lstsq(design, residual, rcond=None)
+    return phase - (coeffs[0] + coeffs[1] * y + coeffs[2] * x)
+
+
+def phase_rmse(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """RMS phase error (rad) after offset and ramp removal, with 2-pi wrapping handled."""
+    aligned = remove_offset_and_ramp(phase, reference, mask)
+    diff = np.angle(np.exp(1j * (aligned - reference)))
+    selected = diff if mask is None else diff[mask.astype(bool)]
+    return float(np.sqrt(np.mean(selected**2)))
+
+
+def ssim(image: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """SSIM with the reference's dynamic range; with a mask, the mean SSIM map inside it."""
+    image = np.asarray(image, np.float64)
+    reference = np.asarray(reference, np.float64)
+    sel = reference if mask is None else reference[mask.astype(bool)]
+    data_range = float(sel.max() - sel.min()) or 1.0
+    score, smap = structural_similarity(image, reference, data_range=data_range, full=True)
+    if mask is None:
+        return float(score)
+    return float(smap[mask.astype(bool)].mean())
+
+
+def phase_ssim(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """SSIM of two phase images after offset/ramp removal (the usual 'phase SSIM')."""
+    return ssim(remove_offset_and_ramp(phase, reference, mask), reference, mask)
+
+
+def psnr(image: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    image = np.asarray(image, np.float64)
+    reference = np.asarray(reference, np.float64)
+    if mask is not None:
+        image, reference = image[mask.astype(bool)], reference[mask.astype(bool)]
+    mse = float(np.mean((image - reference) ** 2))
+    data_range = float(reference.max() - reference.min()) or 1.0
+    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
+
+
+def fourier_ring_correlation(a: np.ndarray, b: np.ndarray, *, rings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FRC curve: (spatial frequency in cycles/pixel, correlation per ring) of two images."""
+    if a.shape != b.shape or a.shape[0] != a.shape[1]:
+        raise ValueError("FRC needs two square images of the same shape")
+    n = a.shape[0]
+    fa = np.fft.fftshift(np.fft.fft2(a))
+    fb = np.fft.fftshift(np.fft.fft2(b))
+    y, x = np.indices(a.shape) - n // 2
+    radius = np.hypot(y, x).astype(int)
+    rings = rings or n // 2
+    sel = radius < rings
+    cross = np.bincount(radius[sel], (fa * np.conj(fb)).real[sel], minlength=rings)
+    pa = np.bincount(radius[sel], (np.abs(fa) ** 2)[sel], minlength=rings)
+    pb = np.bincount(radius[sel], (np.abs(fb) ** 2)[sel], minlength=rings)
+    frc = cross / np.sqrt(np.maximum(pa * pb, 1e-30))
+    return np.arange(rings) / n, frc
+
+
+def frc_resolution(a: np.ndarray, b: np.ndarray, threshold: float = 1 / 7) -> float:
+    """First spatial frequency (cycles/pixel) where the FRC drops below `threshold`."""
+    freq, frc = fourier_ring_correlation(a, b)
+    below = np.nonzero(frc[1:] < threshold)[0]
+    return float(freq[1 + below[0]]) if below.size else float(freq[-1])

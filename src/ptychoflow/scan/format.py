@@ -1,0 +1,302 @@
+"""HDF5 scan files as the detector side writes them (see DESIGN.md, "Scan").
+
+Layout::
+
+    /entry                       attrs: complete (bool), scan_id (str), format_version
+    /entry/data/data             (N, H, W) counts, detector order (zero frequency centred)
+    /entry/data/positions        (N, 2) probe-centre positions in metres, (y, x)
+    /entry/data/dark             (H, W) optional dark frame
+    /entry/data/probe_guess      (H, W) complex, optional initial probe
+    /entry/instrument            energy_keV, detector_distance_m, detector_pixel_size_m
+
+Frames are appended as they arrive (chunked, resizable datasets); ``/entry@complete`` is set
+only when the writer closes, so a reader never mistakes a growing file for a finished scan.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from ptychoflow.errors import ScanError
+
+FORMAT_VERSION = 1
+PLANCK_EV_M = 1.239841984e-6  # h*c in eV*m
+_VALIDATE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Instrument:
+    energy_keV: float
+    detector_distance_m: float
+    detector_pixel_size_m: float
+
+    @property
+    def wavelength_m(self) -> float:
+        return PLANCK_EV_M / (self.energy_keV * 1e3)
+
+    def object_pixel_size_m(self, detector_shape: int) -> float:
+        """Real-space pixel size of the far-field geometry: lambda z / (N dx)."""
+        return self.wavelength_m * self.detector_distance_m / (detector_shape * self.detector_pixel_size_m)
+
+
+@dataclass
+class Scan:
+    """A complete scan in memory. ``data`` may be an h5py dataset view for large files."""
+
+    path: Path | None
+    scan_id: str
+    data: np.ndarray
+    positions_m: np.ndarray
+    instrument: Instrument
+    dark: np.ndarray | None = None
+    probe_guess: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return (int(self.data.shape[1]), int(self.data.shape[2]))
+
+    @property
+    def pixel_size_m(self) -> float:
+        return self.instrument.object_pixel_size_m(self.frame_shape[0])
+
+    def positions_px(self) -> np.ndarray:
+        """Probe-centre positions in object pixels, (y, x)."""
+        return self.positions_m / self.pixel_size_m
+
+
+class ScanWriter:
+    """Append frames to a scan file as a detector would; mark it complete on close.
+
+    Frames go straight into the final file name, the way detectors write; readers and the
+    watcher rely on ``/entry@complete`` (set last, then flushed) to know the scan is whole.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        scan_id: str,
+        frame_shape: tuple[int, int],
+        instrument: Instrument,
+        dtype: np.dtype | str = np.uint32,
+        dark: np.ndarray | None = None,
+        probe_guess: np.ndarray | None = None,
+        expected_frames: int | None = None,
+        attrs: dict | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.n_written = 0
+        self._file = h5py.File(self.path, "w", libver="latest")
+        entry = self._file.create_group("entry")
+        entry.attrs["complete"] = False
+        entry.attrs["scan_id"] = scan_id
+        entry.attrs["format_version"] = FORMAT_VERSION
+        for key, value in (attrs or {}).items():
+            entry.attrs[key] = value
+        inst = entry.create_group("instrument")
+        inst["energy_keV"] = instrument.energy_keV
+        inst["detector_distance_m"] = instrument.detector_distance_m
+        inst["detector_pixel_size_m"] = instrument.detector_pixel_size_m
+        data = entry.create_group("data")
+        h, w = frame_shape
+        initial = expected_frames or 0
+        self._frames = data.create_dataset(
+            "data", shape=(initial, h, w), maxshape=(None, h, w), dtype=dtype, chunks=(1, h, w)
+        )
+        self._positions = data.create_dataset(
+            "positions", shape=(initial, 2), maxshape=(None, 2), dtype=np.float64, chunks=(4096, 2)
+        )
+        if dark is not None:
+            data["dark"] = np.asarray(dark, dtype=np.float32)
+        if probe_guess is not None:
+            data["probe_guess"] = np.asarray(probe_guess, dtype=np.complex64)
+        self._file.swmr_mode = True
+
+    def append(self, frames: np.ndarray, positions_m: np.ndarray) -> None:
+        """Append a batch of frames (B, H, W) with their positions (B, 2), then flush."""
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames, positions_m = frames[None], np.asarray(positions_m)[None]
+        n = frames.shape[0]
+        end = self.n_written + n
+        if end > self._frames.shape[0]:
+            self._frames.resize(end, axis=0)
+            self._positions.resize(end, axis=0)
+        self._frames[self.n_written : end] = frames
+        self._positions[self.n_written : end] = positions_m
+        self.n_written = end
+        self._file.flush()
+
+    def close(self, *, complete: bool = True) -> None:
+        if not self._file.id.valid:
+            return
+        if self._frames.shape[0] != self.n_written:  # expected_frames overestimated
+            self._frames.resize(self.n_written, axis=0)
+            self._positions.resize(self.n_written, axis=0)
+        self._file["entry"].attrs["complete"] = bool(complete)
+        self._file.flush()
+        self._file.close()
+        if complete:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> "ScanWriter":
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        # A scan interrupted by an exception stays incomplete: nothing downstream picks it up.
+        self.close(complete=exc_type is None)
+
+
+def write_scan(path: str | Path, scan: Scan) -> Path:
+    """Write a whole in-memory scan (tests, replays, format conversion)."""
+    with ScanWriter(
+        path,
+        scan_id=scan.scan_id,
+        frame_shape=scan.frame_shape,
+        instrument=scan.instrument,
+        dtype=np.asarray(scan.data[:1]).dtype,
+        dark=scan.dark,
+        probe_guess=scan.probe_guess,
+        expected_frames=scan.n_frames,
+        attrs=scan.attrs,
+    ) as writer:
+        writer.append(np.asarray(scan.data), scan.positions_m)
+    return Path(path)
+
+
+def scan_is_complete(path: str | Path) -> bool:
+    """True once the writer has closed the scan. Never raises: unreadable means not complete."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return bool(f["entry"].attrs.get("complete", False))
+    except (OSError, KeyError):
+        return False
+
+
+def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = True) -> Scan:
+    """Open and validate a scan; every problem raises ScanError naming the file and field."""
+    path = Path(path)
+    if not path.exists():
+        raise ScanError(path, "(file)", "no such file")
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise ScanError(path, "(file)", f"not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    with f:
+        return _read_open_file(path, f, require_complete=require_complete, load=load)
+
+
+def _dataset(path: Path, f: h5py.File, name: str) -> h5py.Dataset:
+    node = f.get(name)
+    if not isinstance(node, h5py.Dataset):
+        raise ScanError(path, name, "missing dataset")
+    return node
+
+
+def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: bool) -> Scan:
+    entry = f.get("/entry")
+    if not isinstance(entry, h5py.Group):
+        raise ScanError(path, "/entry", "missing group (not a ptychoflow scan)")
+    if require_complete and not bool(entry.attrs.get("complete", False)):
+        raise ScanError(path, "/entry@complete", "scan is not marked complete (still being written?)")
+    data = _dataset(path, f, "/entry/data/data")
+    positions = _dataset(path, f, "/entry/data/positions")
+    if data.ndim != 3:
+        raise ScanError(path, "/entry/data/data", f"expected shape (N, H, W), got {data.shape}")
+    n = data.shape[0]
+    if n == 0:
+        raise ScanError(path, "/entry/data/data", "no frames")
+    if positions.ndim != 2 or positions.shape[1] != 2:
+        raise ScanError(path, "/entry/data/positions", f"expected shape (N, 2), got {positions.shape}")
+    if positions.shape[0] != n:
+        raise ScanError(
+            path, "/entry/data/positions", f"{positions.shape[0]} positions for {n} frames (counts must match)"
+        )
+    try:
+        positions_m = positions[()].astype(np.float64)
+    except OSError as exc:
+        raise ScanError(path, "/entry/data/positions", f"unreadable (truncated file?): {exc}") from None
+    if not np.all(np.isfinite(positions_m)):
+        raise ScanError(path, "/entry/data/positions", "contains NaN or infinite values")
+    instrument = _read_instrument(path, f)
+    frames = _read_frames(path, data) if load else data
+    dark = _optional(path, f, "/entry/data/dark", expect_shape=data.shape[1:])
+    probe = _optional(path, f, "/entry/data/probe_guess", expect_shape=data.shape[1:])
+    attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in entry.attrs.items()}
+    return Scan(
+        path=path,
+        scan_id=str(entry.attrs.get("scan_id", path.stem)),
+        data=frames,
+        positions_m=positions_m,
+        instrument=instrument,
+        dark=dark,
+        probe_guess=probe,
+        attrs=attrs,
+    )
+
+
+def _read_frames(path: Path, data: h5py.Dataset) -> np.ndarray:
+    """Load all frames, checking each chunk for NaN and negative counts as it arrives."""
+    out = np.empty(data.shape, dtype=data.dtype)
+    check_finite = np.issubdtype(data.dtype, np.floating)
+    check_sign = np.issubdtype(data.dtype, np.signedinteger) or check_finite
+    for start in range(0, data.shape[0], _VALIDATE_CHUNK):
+        stop = min(start + _VALIDATE_CHUNK, data.shape[0])
+        try:
+            data.read_direct(out, np.s_[start:stop], np.s_[start:stop])
+        except (OSError, RuntimeError) as exc:
+            raise ScanError(path, "/entry/data/data", f"frames {start}-{stop} unreadable (truncated?): {exc}") from None
+        block = out[start:stop]
+        if check_finite and not np.isfinite(block).all():
+            bad = start + int(np.argmax(~np.isfinite(block).reshape(stop - start, -1).all(axis=1)))
+            raise ScanError(path, "/entry/data/data", f"frame {bad} contains NaN or infinite counts")
+        if check_sign and (block < 0).any():
+            bad = start + int(np.argmax((block < 0).reshape(stop - start, -1).any(axis=1)))
+            raise ScanError(path, "/entry/data/data", f"frame {bad} contains negative counts")
+    return out
+
+
+def _read_instrument(path: Path, f: h5py.File) -> Instrument:
+    values = {}
+    for key in ("energy_keV", "detector_distance_m", "detector_pixel_size_m"):
+        name = f"/entry/instrument/{key}"
+        value = float(_dataset(path, f, name)[()])
+        if not np.isfinite(value) or value <= 0:
+            raise ScanError(path, name, f"must be a positive number, got {value}")
+        values[key] = value
+    return Instrument(**values)
+
+
+def _optional(path: Path, f: h5py.File, name: str, *, expect_shape: tuple[int, ...]) -> np.ndarray | None:
+    if name not in f:
+        return None
+    value = _dataset(path, f, name)[()]
+    if value.shape != tuple(expect_shape):
+        raise ScanError(path, name, f"expected shape {tuple(expect_shape)}, got {value.shape}")
+    if not np.all(np.isfinite(value)):
+        raise ScanError(path, name, "contains NaN or infinite values")
+    return value
+
+
+def iter_frame_batches(path: str | Path, batch: int = 256) -> Iterator[np.ndarray]:
+    """Stream frames in batches without loading the whole scan (reader benchmark, edge replay)."""
+    with h5py.File(path, "r", locking=False) as f:
+        data = _dataset(Path(path), f, "/entry/data/data")
+        for start in range(0, data.shape[0], batch):
+            yield data[start : start + batch]
