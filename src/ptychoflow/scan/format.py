@@ -98,7 +98,9 @@ class ScanWriter:
     ) -> None:
         self.path = Path(path)
         self.n_written = 0
-        self._file = h5py.File(self.path, "w", libver="latest")
+        # No HDF5 file locking: readers (watcher, reader) open the growing file concurrently
+        # in SWMR mode, as on a network file system at a beamline.
+        self._file = h5py.File(self.path, "w", libver="latest", locking=False)
         entry = self._file.create_group("entry")
         entry.attrs["complete"] = False
         entry.attrs["scan_id"] = scan_id
@@ -183,10 +185,24 @@ def write_scan(path: str | Path, scan: Scan) -> Path:
 def scan_is_complete(path: str | Path) -> bool:
     """True once the writer has closed the scan. Never raises: unreadable means not complete."""
     try:
-        with h5py.File(path, "r", locking=False) as f:
+        with open_h5(path) as f:
             return bool(f["entry"].attrs.get("complete", False))
     except (OSError, KeyError):
         return False
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open for reading without locks; fall back to SWMR only for a file still being written.
+
+    A plain open comes first because it is the one that detects truncation (SWMR readers skip
+    the end-of-file check, since the file may legitimately grow).
+    """
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise
+        return h5py.File(path, "r", locking=False, swmr=True)
 
 
 def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = True) -> Scan:
@@ -195,7 +211,7 @@ def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = T
     if not path.exists():
         raise ScanError(path, "(file)", "no such file")
     try:
-        f = h5py.File(path, "r", locking=False)
+        f = open_h5(path)
     except OSError as exc:
         raise ScanError(path, "(file)", f"not a readable HDF5 file (truncated or corrupt?): {exc}") from None
     with f:
@@ -296,7 +312,7 @@ def _optional(path: Path, f: h5py.File, name: str, *, expect_shape: tuple[int, .
 
 def iter_frame_batches(path: str | Path, batch: int = 256) -> Iterator[np.ndarray]:
     """Stream frames in batches without loading the whole scan (reader benchmark, edge replay)."""
-    with h5py.File(path, "r", locking=False) as f:
+    with open_h5(path) as f:
         data = _dataset(Path(path), f, "/entry/data/data")
         for start in range(0, data.shape[0], batch):
             yield data[start : start + batch]

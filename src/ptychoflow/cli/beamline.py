@@ -1,0 +1,139 @@
+"""`ptychoflow beamline`: a virtual beamline that writes and streams scans like a detector."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ptychoflow.scan.format import Scan, read_scan
+from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
+from ptychoflow.simulate.objects import OBJECT_KINDS
+from ptychoflow.stream import FramePublisher
+
+
+@click.group()
+def beamline() -> None:
+    """A virtual beamline: simulated or replayed scans, written and streamed like a detector."""
+
+
+@contextlib.contextmanager
+def _publisher(stream: str | None, wait_subscribers: int, wait_s: float) -> Iterator[FramePublisher | None]:
+    if not stream:
+        yield None
+        return
+    publisher = FramePublisher(stream)
+    try:
+        if wait_subscribers and not publisher.wait_for_subscribers(wait_subscribers, wait_s):
+            click.echo(f"warning: only {publisher.subscribers} of {wait_subscribers} subscribers after {wait_s:.0f}s; streaming anyway", err=True)
+        yield publisher
+    finally:
+        publisher.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+        TimeRemainingColumn(), transient=False,
+    )
+
+
+def _emit(scan: Scan, path: Path, publisher: FramePublisher | None, rate: float, progress: Progress) -> None:
+    task = progress.add_task(path.name, total=scan.n_frames)
+    emit_scan(scan, path, publisher=publisher, frame_rate=rate, on_progress=lambda n: progress.update(task, completed=n))
+
+
+_stream_options = [
+    click.option("--rate", type=float, default=0.0, show_default=True, help="Detector frame rate in Hz (0: as fast as possible)."),
+    click.option("--stream", default="tcp://127.0.0.1:5555", show_default=True, help="ZeroMQ address to publish frames on."),
+    click.option("--no-stream", is_flag=True, help="Only write files; publish nothing."),
+    click.option("--wait-subscribers", type=int, default=0, show_default=True, help="Wait for this many stream subscribers before the first frame."),
+    click.option("--wait-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for subscribers."),
+]
+
+
+def stream_options(func):
+    for option in reversed(_stream_options):
+        func = option(func)
+    return func
+
+
+@beamline.command()
+@click.option("--scans", type=int, default=1, show_default=True, help="Number of scans (each a different region of the sample).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Acquisition directory.")
+@click.option("--first", type=int, default=1, show_default=True, help="Number of the first scan file (scan_0001.h5).")
+@click.option("--frame-size", type=click.Choice(["64", "128"]), default="64", show_default=True, help="Detector frame size (pixels).")
+@click.option("--object-size", type=int, default=256, show_default=True, help="Object size in pixels.")
+@click.option("--step", type=float, default=10.0, show_default=True, help="Scan step in object pixels.")
+@click.option("--probe-diameter", type=float, default=None, help="Probe diameter in pixels [default: 0.56 x frame size].")
+@click.option("--probe", type=click.Choice(["zoneplate", "gaussian"]), default="zoneplate", show_default=True)
+@click.option("--trajectory", type=click.Choice(["spiral", "raster"]), default="spiral", show_default=True)
+@click.option("--amplitude", type=click.Choice(OBJECT_KINDS), default="camera", show_default=True, help="Image for the amplitude.")
+@click.option("--phase", type=click.Choice(OBJECT_KINDS), default="astronaut", show_default=True, help="Image for the phase.")
+@click.option("--phase-range", type=float, default=1.0, show_default=True, help="Phase span in radians.")
+@click.option("--dose", type=float, default=1e6, show_default=True, help="Photons per frame (sets Poisson noise).")
+@click.option("--dark-current", type=float, default=0.0, show_default=True, help="Mean dark counts per pixel per frame.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@stream_options
+def simulate(scans: int, out: Path, first: int, frame_size: str, object_size: int, step: float, probe_diameter: float | None,
+             probe: str, trajectory: str, amplitude: str, phase: str, phase_range: float, dose: float, dark_current: float,
+             seed: int, rate: float, stream: str, no_stream: bool, wait_subscribers: int, wait_timeout: float) -> None:
+    """Simulate far-field ptychography scans and emit them like a detector.
+
+    Each scan file grows frame by frame and is marked complete when closed; every frame is
+    also published on the ZeroMQ stream; the ground truth lands beside it as *.truth.npz.
+
+    \b
+    Examples:
+      ptychoflow beamline simulate --scans 2 --out ./acquisition
+      ptychoflow beamline simulate --scans 3 --out acq --rate 1000 --wait-subscribers 1
+      ptychoflow beamline simulate --frame-size 128 --object-size 512 --step 20 --out acq --no-stream
+    """
+    size = int(frame_size)
+    options = SimulationOptions(
+        frame_size=size, object_size=object_size, step_px=step, probe_diameter_px=probe_diameter or 0.5625 * size,
+        probe=probe, trajectory=trajectory, amplitude=amplitude, phase=phase, phase_range=phase_range, dose=dose,
+        dark_current=dark_current, seed=seed,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"overlap {options.overlap:.0%}, pixel size {options.instrument.object_pixel_size_m(size) * 1e9:.1f} nm")
+    with _publisher(None if no_stream else stream, wait_subscribers, wait_timeout) as publisher, _progress() as progress:
+        for k in range(scans):
+            number = first + k
+            sim = simulate_scan(options, scan_id=f"scan_{number:04d}", region=number - 1)
+            path = out / scan_filename(number)
+            _emit(sim.scan, path, publisher, rate, progress)
+            save_truth(sim, path)
+    click.echo(f"wrote {scans} scan(s) to {out}")
+
+
+@beamline.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Acquisition directory.")
+@click.option("--name", default=None, help="Output file name [default: scan_<source>.h5].")
+@click.option("--max-frames", type=int, default=None, help="Replay only the first N frames.")
+@stream_options
+def replay(source: Path, out: Path, name: str | None, max_frames: int | None, rate: float, stream: str, no_stream: bool,
+           wait_subscribers: int, wait_timeout: float) -> None:
+    """Replay a recorded scan (a ptychoflow .h5, or a Tike .npz/.npz.bz2) as if it were being measured.
+
+    \b
+    Examples:
+      ptychoflow beamline replay ../shared/data/siemens-star-small.npz.bz2 --out acq --rate 500
+    """
+    if source.name.endswith((".npz", ".npz.bz2")):
+        from ptychoflow.scan.tike_npz import read_tike_npz
+
+        scan = read_tike_npz(source, max_frames=max_frames)
+    else:
+        scan = read_scan(source)
+        if max_frames:
+            scan.data, scan.positions_m = scan.data[:max_frames], scan.positions_m[:max_frames]
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / (name or f"scan_{scan.scan_id}.h5")
+    with _publisher(None if no_stream else stream, wait_subscribers, wait_timeout) as publisher, _progress() as progress:
+        _emit(scan, target, publisher, rate, progress)
+    click.echo(f"replayed {scan.n_frames} frames to {target}")

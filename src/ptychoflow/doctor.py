@@ -1,0 +1,137 @@
+"""What is installed and usable here, one line each (used by `ptychoflow doctor`)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+OK, WARN, MISSING = "ok", "warn", "missing"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _package(name: str, dist: str, why: str) -> Check:
+    version = _version(dist)
+    if version is None:
+        return Check(name, MISSING, f"not installed ({why})")
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # an installed but broken package must be reported, not crash doctor
+        return Check(name, WARN, f"{version} installed but import fails: {str(exc).splitlines()[0][:120]}")
+    return Check(name, OK, version)
+
+
+def check_python() -> Check:
+    return Check("python", OK, sys.version.split()[0])
+
+
+def check_torch() -> Check:
+    check = _package("torch", "torch", "needed for PtychoNN training and Pty-chi: pip install 'ptychoflow[cpu]'")
+    if check.status != OK:
+        return check
+    import torch
+
+    device = "CUDA " + torch.version.cuda if torch.cuda.is_available() else "CPU only"
+    return Check("torch", OK, f"{check.detail} ({device}, {torch.get_num_threads()} threads)")
+
+
+def check_ptychi() -> Check:
+    version = _version("ptychi")
+    if version is None:
+        return Check("ptychi", MISSING, "not installed (CPU rPIE): pip install --no-deps ptychi (see README)")
+    try:
+        from ptychoflow.engines.torchvision_compat import ensure_torchvision
+
+        source = ensure_torchvision()
+        importlib.import_module("ptychi")
+    except Exception as exc:
+        return Check("ptychi", WARN, f"{version} installed but import fails: {str(exc).splitlines()[0][:120]}")
+    return Check("ptychi", OK, f"{version} (torchvision: {source})")
+
+
+def check_gpu() -> Check:
+    if shutil.which("nvidia-smi") is None:
+        return Check("gpu", MISSING, "no NVIDIA driver (nvidia-smi not found): GPU paths are skipped")
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError) as exc:
+        return Check("gpu", WARN, f"nvidia-smi failed: {exc}")
+    return Check("gpu", OK, out.replace("\n", "; "))
+
+
+def check_onnxruntime() -> Check:
+    check = _package("onnxruntime", "onnxruntime", "edge inference")
+    if check.status != OK:
+        check = _package("onnxruntime", "onnxruntime-gpu", "edge inference")
+    if check.status != OK:
+        return check
+    import onnxruntime
+
+    return Check("onnxruntime", OK, f"{onnxruntime.__version__}; providers: {', '.join(onnxruntime.get_available_providers())}")
+
+
+def check_globus_credentials() -> Check:
+    if os.environ.get("PTYCHOFLOW_CLIENT_ID") and os.environ.get("PTYCHOFLOW_CLIENT_SECRET"):
+        return Check("globus credentials", OK, "client credentials from PTYCHOFLOW_CLIENT_ID/SECRET (unattended)")
+    try:
+        from ptychoflow.backends.globus.auth import token_storage_path
+
+        path = token_storage_path()
+    except Exception:
+        path = Path.home() / ".ptychoflow" / "tokens.json"
+    if Path(path).exists():
+        return Check("globus credentials", OK, f"user tokens in {path}")
+    return Check("globus credentials", MISSING, "none: run `ptychoflow login` (only needed for the globus backend)")
+
+
+def check_chromium() -> Check:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        return Check("chromium", MISSING, "not found (only needed for the web-page tests): apt-get install chromium")
+    return Check("chromium", OK, browser)
+
+
+CHECKS: list[Callable[[], Check]] = [
+    check_python,
+    lambda: _package("ptychoflow", "ptychoflow", "this package") if _version("ptychoflow") else Check(
+        "ptychoflow", WARN, "running from a source tree (not pip-installed)"),
+    lambda: _package("numpy", "numpy", "core"),
+    lambda: _package("h5py", "h5py", "scan files"),
+    lambda: _package("zmq", "pyzmq", "frame stream"),
+    check_torch,
+    check_ptychi,
+    lambda: _package("tike", "tike", "GPU rPIE: pip install 'ptychoflow[gpu]' on a CUDA machine"),
+    lambda: _package("cupy", "cupy-cuda12x", "GPU preprocessing: pip install 'ptychoflow[gpu]'"),
+    check_gpu,
+    check_onnxruntime,
+    lambda: _package("globus_sdk", "globus-sdk", "globus backend"),
+    lambda: _package("globus_compute_sdk", "globus-compute-sdk", "globus backend: remote functions"),
+    check_globus_credentials,
+    check_chromium,
+]
+
+
+def run_checks() -> list[Check]:
+    return [check() for check in CHECKS]
