@@ -11,13 +11,24 @@ from skimage.metrics import structural_similarity
 
 
 def remove_offset_and_ramp(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Least-squares fit of a + b*y + c*x to (phase - reference) over `mask`, subtracted."""
+    """Subtract the offset a + b*y + c*x that best maps `phase` onto `reference` over `mask`.
+
+    The offset comes first from the complex mean of exp(i(phase - reference)), which is
+    immune to 2-pi wrapping; the ramp is then a least-squares fit to the small remainder.
+    """
     mask = np.ones(phase.shape, bool) if mask is None else mask.astype(bool)
     y, x = np.mgrid[: phase.shape[0], : phase.shape[1]]
-    design = np.stack([np.ones(mask.sum()), y[mask], x[mask]], axis=1).astype(np.float64)
-    residual = np.angle(np.exp(1j * (phase[mask] - reference[mask])))  # wrap-safe difference
-    coeffs, *_ = np.linalg.lstsq(design, residual, rcond=None)
-    return phase - (coeffs[0] + coeffs[1] * y + coeffs[2] * x)
+    difference = phase[mask] - reference[mask]
+    fitted = np.zeros(3)
+    for _ in range(2):  # a second pass refines the offset once the ramp is gone
+        model = fitted[0] + fitted[1] * y[mask] + fitted[2] * x[mask]
+        remainder = difference - model
+        offset = np.angle(np.mean(np.exp(1j * remainder)))
+        residual = np.angle(np.exp(1j * (remainder - offset)))
+        design = np.stack([np.ones(mask.sum()), y[mask], x[mask]], axis=1).astype(np.float64)
+        coeffs, *_ = np.linalg.lstsq(design, residual, rcond=None)
+        fitted += coeffs + np.array([offset, 0.0, 0.0])
+    return phase - (fitted[0] + fitted[1] * y + fitted[2] * x)
 
 
 def phase_rmse(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:

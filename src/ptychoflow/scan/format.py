@@ -187,7 +187,7 @@ def scan_is_complete(path: str | Path) -> bool:
     try:
         with open_h5(path) as f:
             return bool(f["entry"].attrs.get("complete", False))
-    except (OSError, KeyError):
+    except (OSError, RuntimeError, KeyError):
         return False
 
 
@@ -202,7 +202,10 @@ def open_h5(path: str | Path) -> h5py.File:
     except OSError as exc:
         if "truncated" in str(exc).lower():
             raise
-        return h5py.File(path, "r", locking=False, swmr=True)
+        try:
+            return h5py.File(path, "r", locking=False, swmr=True)
+        except (OSError, RuntimeError):
+            raise exc from None
 
 
 def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = True) -> Scan:
