@@ -1,0 +1,28 @@
+"""The HTML report is one self-contained file with every section."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ptychoflow.backends.base import RunInfo, RunStatus, StateRecord
+from ptychoflow.report import DemoReport, EdgeSection, ScanSection, render_report
+
+
+def test_report_has_all_sections_and_inlines_images(tmp_path):
+    run = RunInfo("r1", "f1", RunStatus.SUCCEEDED, timeline=[
+        StateRecord("TransferScan", "SUCCEEDED", 0.0, 1.0), StateRecord("Reconstruct", "SUCCEEDED", 1.0, 31.0)])
+    image = np.random.default_rng(0).normal(size=(32, 32))
+    report = DemoReport("demo", [ScanSection("scan_0001", image, image, None, 0.9, 0.05, None, None,
+                                             "retrained: no model yet", run, None, 32.0)],
+                        EdgeSection(100, 0, 500.0, 2.0, 5.0, "CPUExecutionProvider"),
+                        models=[{"version": "v1", "parent": None, "scans": ["scan_0001"], "val_loss": 0.1, "ssim": 0.4, "best": True}])
+    path = render_report(report, tmp_path / "report.html")
+    text = path.read_text()
+    for section in ("summary", "scans", "flow-runs", "edge", "models"):
+        assert f'id="{section}"' in text
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 2
+    assert "not available" in text  # the missing live image is shown as missing, not hidden
+    assert "<svg" in text and "Reconstruct" in text and "30.00 s" in text
+    assert "http" not in text.replace("http-equiv", "")  # self-contained: nothing fetched
