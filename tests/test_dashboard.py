@@ -1,0 +1,72 @@
+"""The operator dashboard: JSON API, Prometheus metrics, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from browser import browser_page, serve_app
+from ptychoflow.backends.base import RunInfo, RunStatus, StateRecord
+from ptychoflow.dashboard.app import create_app
+from ptychoflow.dashboard.sources import DashboardSources, run_to_json
+
+
+def _run(run_id: str, status: RunStatus) -> RunInfo:
+    now = time.time()
+    return RunInfo(run_id, "flow", status, label=f"scan {run_id}", current_state="Reconstruct",
+                   timeline=[StateRecord("TransferScan", "SUCCEEDED", now - 5, now - 4), StateRecord("Reconstruct", "ACTIVE", now - 4)])
+
+
+class _Runs:
+    """Runs appear over time, as they would from a backend."""
+
+    def __init__(self) -> None:
+        self.items = [_run("aaaaaaaa1", RunStatus.SUCCEEDED)]
+
+    def __call__(self):
+        return [run_to_json(r) for r in self.items]
+
+
+def _sources(runs) -> DashboardSources:
+    return DashboardSources(
+        runs=runs,
+        journal=lambda: [{"scan": "scan_0001.h5", "state": "triggered", "run_id": "aaaaaaaa1"}],
+        models=lambda: [{"version": "v0001", "parent": None, "val_loss": 0.12, "ssim": 0.41, "best": True}],
+        edge=lambda: (_ for _ in ()).throw(ConnectionRefusedError("edge not running")),
+    )
+
+
+def test_api_reports_each_source_and_survives_a_dead_one():
+    snapshot = _sources(_Runs()).snapshot()
+    assert snapshot["runs"][0]["status"] == "SUCCEEDED"
+    assert snapshot["runs"][0]["timeline"][0]["duration"] == pytest.approx(1.0)
+    assert "ConnectionRefusedError" in snapshot["edge"]["error"]
+
+
+def test_metrics_endpoint_counts_runs_by_status_and_state_durations():
+    runs = _Runs()
+    runs.items.append(_run("bbbbbbbb2", RunStatus.FAILED))
+    with serve_app(create_app(_sources(runs))) as url:
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+        status = json.loads(urllib.request.urlopen(f"{url}/api/status", timeout=5).read())
+    assert 'ptychoflow_runs{status="SUCCEEDED"} 1.0' in text
+    assert 'ptychoflow_runs{status="FAILED"} 1.0' in text
+    assert 'ptychoflow_state_duration_seconds_count{state="TransferScan"} 2.0' in text
+    assert len(status["runs"]) == 2
+
+
+@pytest.mark.browser
+def test_page_lists_runs_and_refreshes_by_itself(tmp_path):
+    runs = _Runs()
+    with serve_app(create_app(_sources(runs), refresh_ms=300)) as url, browser_page() as page:
+        page.goto(url)
+        page.wait_for_selector("#runs tbody tr td.SUCCEEDED", timeout=10_000)
+        assert "v0001" in page.inner_text("#models") and "scan_0001.h5" in page.inner_text("#journal")
+        assert "edge not running" in page.inner_text("#edge")
+        runs.items.append(_run("cccccccc3", RunStatus.ACTIVE))  # a new run starts; no reload
+        page.wait_for_selector("#runs tbody tr td.ACTIVE", timeout=10_000)
+        assert page.locator("#runs tbody tr").count() == 2
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
