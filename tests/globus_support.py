@@ -32,16 +32,21 @@ HPC_COLLECTION = "d5049dd6-ce9c-4f9e-853f-c25069f369f8"
 SECRET_TOKEN = "SeCrEtAcCeSsToKeN-do-not-leak"
 
 
-def make_profile(root: Path, **globus: Any) -> Profile:
-    """A globus-backend profile rooted at ``root`` (no file needed)."""
-    raw = {
+def profile_data(**globus: Any) -> dict[str, Any]:
+    """The profile as TOML-shaped data; ``None`` values are left out."""
+    settings = {key: value for key, value in {"client_id": CLIENT_ID, "group_id": GROUP_ID, **globus}.items() if value is not None}
+    return {
         "backend": "globus",
         "beamline": {"path": "acq", "collection_id": BEAMLINE_COLLECTION},
         "hpc": {"path": "hpc", "collection_id": HPC_COLLECTION, "endpoint_id": HPC_ENDPOINT},
         "edge": {"path": "edge", "endpoint_id": EDGE_ENDPOINT},
-        "globus": {"client_id": CLIENT_ID, "group_id": GROUP_ID, **globus},
+        "globus": settings,
     }
-    profile = Profile.model_validate(raw)
+
+
+def make_profile(root: Path, **globus: Any) -> Profile:
+    """A globus-backend profile rooted at ``root`` (no file needed)."""
+    profile = Profile.model_validate(profile_data(**globus))
     profile.root = root
     return profile
 
@@ -50,16 +55,8 @@ def write_profile(root: Path, **globus: Any) -> Path:
     """The same profile as a TOML file, for CLI tests."""
     import tomli_w
 
-    make_profile(root)  # validate the shape once
-    data = {
-        "backend": "globus",
-        "beamline": {"path": "acq", "collection_id": BEAMLINE_COLLECTION},
-        "hpc": {"path": "hpc", "collection_id": HPC_COLLECTION, "endpoint_id": HPC_ENDPOINT},
-        "edge": {"path": "edge", "endpoint_id": EDGE_ENDPOINT},
-        "globus": {"client_id": CLIENT_ID, "group_id": GROUP_ID, **globus},
-    }
     path = root / "ptychoflow.toml"
-    path.write_text(tomli_w.dumps(data))
+    path.write_text(tomli_w.dumps(profile_data(**globus)))
     return path
 
 
