@@ -13,7 +13,7 @@ from globus_support import GROUP_ID, HPC_COLLECTION, last_json, make_backend, ma
 from ptychoflow.backends.base import DeployedFlow, RunStatus
 from ptychoflow.backends.globus.retry import PollBackoff, poll_until
 from ptychoflow.backends.globus.runs import LABEL_MAX, timeline, truncate_label
-from ptychoflow.errors import CredentialsError
+from ptychoflow.errors import CredentialsError, PtychoflowError
 
 RUN_FLOW = get_response_set(globus_sdk.SpecificFlowClient.run_flow)
 FLOW_ID = RUN_FLOW.metadata["flow_id"]
@@ -150,3 +150,20 @@ def test_label_and_timeline_helpers():
         {"code": "PassStarted", "time": "2024-01-01T00:01:00+00:00", "details": {"state_name": "Next"}},
     ])
     assert [(s.name, s.status, s.duration, s.error) for s in failed] == [("Train", "FAILED", 60.0, "OOM"), ("Next", "ACTIVE", None, None)]
+
+
+def test_transient_errors_are_retried_by_the_sdk(tmp_path):
+    RegisteredResponse(service="flows", path=f"/runs/{RUN_ID}", status=503, headers={"Retry-After": "0"}, json={"code": "UNAVAILABLE"}).add()
+    load_response(globus_sdk.FlowsClient.get_run)
+    add_log(RUN_ID)
+    info = make_backend(make_profile(tmp_path)).get_run(RUN_ID)
+    assert info.status is RunStatus.SUCCEEDED
+    assert [call.response.status_code for call in responses.calls[:2]] == [503, 200]
+
+
+def test_persistent_outage_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTYCHOFLOW_GLOBUS_MAX_RETRIES", "1")
+    for _ in range(2):
+        RegisteredResponse(service="flows", path=f"/runs/{RUN_ID}", status=503, headers={"Retry-After": "0"}, json={"error": {"code": "UNAVAILABLE", "detail": "maintenance"}}).add()
+    with pytest.raises(PtychoflowError, match=r"^run .*: Globus said 503 UNAVAILABLE: maintenance$"):
+        make_backend(make_profile(tmp_path)).get_run(RUN_ID)
