@@ -167,3 +167,34 @@ def test_persistent_outage_is_one_line(tmp_path, monkeypatch):
         RegisteredResponse(service="flows", path=f"/runs/{RUN_ID}", status=503, headers={"Retry-After": "0"}, json={"error": {"code": "UNAVAILABLE", "detail": "maintenance"}}).add()
     with pytest.raises(PtychoflowError, match=r"^run .*: Globus said 503 UNAVAILABLE: maintenance$"):
         make_backend(make_profile(tmp_path)).get_run(RUN_ID)
+
+
+def test_flow_not_yet_consented_names_it_in_the_fix(tmp_path):
+    backend = make_backend(make_profile(tmp_path))  # tokens lack this flow's scope
+    with pytest.raises(CredentialsError, match=f"ptychoflow login .*--flow {FLOW_ID}"):
+        backend.start_run(FLOW, {})
+    assert not responses.calls  # refused locally, before any request
+
+
+def test_api_start_run_deploys_then_runs(tmp_path):
+    from ptychoflow.backends.globus import api
+    from globus_support import FLOW_FILE
+
+    load_response(globus_sdk.FlowsClient.create_flow)
+    load_response(globus_sdk.SpecificFlowClient.run_flow)
+    profile = make_profile(tmp_path)
+    backend = make_backend(profile, [FLOW_ID])
+
+    info = api.start_run(profile, FLOW_FILE, {"scan": "scan_0001.h5"}, label="scan_0001", tags=["t"], backend=backend)
+
+    assert [c.request.method for c in responses.calls] == ["POST", "POST"]
+    assert last_json() == {"body": {"scan": "scan_0001.h5"}, "label": "scan_0001", "tags": ["t"],
+                           "run_monitors": [GROUP_URN], "run_managers": [GROUP_URN]}
+    assert info.run_id == TWO_HOP_RUN["run_id"]
+
+
+def test_api_rejects_unknown_verbs(tmp_path):
+    from ptychoflow.backends.globus import api
+
+    with pytest.raises(ValueError, match="unknown run verb"):
+        api.run_action(make_profile(tmp_path), "explode", "x", backend=make_backend(make_profile(tmp_path)))
