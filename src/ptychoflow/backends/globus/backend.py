@@ -36,6 +36,7 @@ class GlobusBackend(Backend):
         self.flow_state = flows.FlowState(profile.state_path)
         self.registry = FunctionRegistry(profile.state_path)
         self._app = app
+        self._flow_clients: dict[str, globus_sdk.SpecificFlowClient] = {}
 
     # -- clients -------------------------------------------------------------------------
     def known_flow_ids(self) -> list[str]:
@@ -53,7 +54,10 @@ class GlobusBackend(Backend):
         return globus_sdk.FlowsClient(app=self.app, retry_config=sdk_retry_config())
 
     def flow_client(self, flow_id: str) -> globus_sdk.SpecificFlowClient:
-        return globus_sdk.SpecificFlowClient(flow_id, app=self.app, retry_config=sdk_retry_config())
+        """One client per flow: each adds its flow's scope to the app once, not per call."""
+        if flow_id not in self._flow_clients:
+            self._flow_clients[flow_id] = globus_sdk.SpecificFlowClient(flow_id, app=self.app, retry_config=sdk_retry_config())
+        return self._flow_clients[flow_id]
 
     @cached_property
     def transfer_client(self) -> globus_sdk.TransferClient:
