@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import globus_sdk
-from globus_sdk.testing import get_last_request
 import pytest
 import responses
-from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData
+from globus_sdk.testing import get_last_request
+from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData, TokenStorage
 
 from ptychoflow.backends.globus import GlobusBackend
 from ptychoflow.backends.globus.auth import build_app, scope_requirements
@@ -60,7 +59,7 @@ def write_profile(root: Path, **globus: Any) -> Path:
     return path
 
 
-def seed_tokens(storage: MemoryTokenStorage, flow_ids: list[str] = ()) -> None:
+def seed_tokens(storage: TokenStorage, flow_ids: list[str] = ()) -> None:
     """Valid-looking tokens for every resource server ptychoflow asks for."""
     data = {}
     for server, scopes in scope_requirements(flow_ids).items():

@@ -96,3 +96,11 @@ def test_help_has_examples(capsys):
     for command in (["login"], ["logout"], ["whoami"], ["endpoints"], ["endpoints", "status"]):
         code, out, _ = cli([*command, "--help"], capsys)
         assert code == 0 and "Example" in out
+
+
+def test_endpoints_status_without_login_says_so_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PTYCHOFLOW_TOKEN_DIR", str(tmp_path / "tokens"))
+    write_profile(tmp_path)
+    code, out, err = cli(["endpoints", "status", "--profile", str(tmp_path)], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "ptychoflow login" in err

@@ -198,3 +198,11 @@ def test_api_rejects_unknown_verbs(tmp_path):
 
     with pytest.raises(ValueError, match="unknown run verb"):
         api.run_action(make_profile(tmp_path), "explode", "x", backend=make_backend(make_profile(tmp_path)))
+
+
+def test_list_runs_is_filtered_to_ptychoflow_flows(tmp_path):
+    load_response(globus_sdk.FlowsClient.list_runs)
+    profile = make_profile(tmp_path, flow_id=FLOW_ID)
+    make_backend(profile).list_runs()
+    query = responses.calls[-1].request.params
+    assert query["filter_flow_id"] == FLOW_ID and query["orderby"] == "start_time DESC"

@@ -44,7 +44,7 @@ def _render(rows: list[EndpointRow], with_status: bool) -> str:
 def _probe(backend, row: EndpointRow) -> None:
     """Fill in one row's status; a failure marks the row instead of aborting the table."""
     from ptychoflow.backends.globus.compute import is_uuid
-    from ptychoflow.errors import PtychoflowError
+    from ptychoflow.errors import CredentialsError, PtychoflowError
 
     if not is_uuid(row.id):
         row.status, row.detail = "local", "local process pool (local backend)"
@@ -58,6 +58,8 @@ def _probe(backend, row: EndpointRow) -> None:
         else:
             doc = backend.collection_status(row.id)
             row.status, row.detail = doc["status"], f"{doc['display_name']} ({doc['entity_type']})"
+    except CredentialsError:
+        raise  # the same for every row: say it once, with the command that fixes it
     except PtychoflowError as exc:
         row.status, row.detail = "error", str(exc)
 

@@ -143,9 +143,13 @@ class GlobusBackend(Backend):
         return runs.to_run_info(doc, self.get_run_log(run_id), fix_command=self.fix_command([doc.get("flow_id", "")]))
 
     def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
+        """Newest first; only runs of ptychoflow's flows once any is deployed or pinned."""
         found: list[RunInfo] = []
+        flow_ids = self.known_flow_ids()
+        filters: dict[str, Any] = {"filter_flow_id": flow_ids} if flow_ids else {}
         with self._explained("list runs"):
-            for doc in self.flows_client.paginated.list_runs(query_params={"orderby": "start_time DESC"}).items():
+            pages = self.flows_client.paginated.list_runs(query_params={"orderby": "start_time DESC"}, **filters)
+            for doc in pages.items():
                 found.append(runs.to_run_info(doc, fix_command=self.fix_command()))
                 if len(found) >= limit:
                     break
