@@ -161,3 +161,9 @@ def test_login_asks_for_flow_and_data_access_consents(tmp_path, token_dir, monke
 
 def test_backend_apps_never_prompt(tmp_path, token_dir):
     assert build_app(make_profile(tmp_path)).config.token_validation_error_handler is None
+
+
+def test_collection_without_flow_is_a_usage_error(tmp_path, token_dir, capsys):
+    write_profile(tmp_path)
+    code, _, err = run_cli(["login", "--profile", str(tmp_path), "--collection", "d5049dd6-ce9c-4f9e-853f-c25069f369f8"], capsys)
+    assert code == 2 and "--flow FLOW_ID" in err

@@ -90,3 +90,14 @@ def test_endpoint_status(tmp_path):
     status = load_response(globus_sdk.ComputeClientV2.get_endpoint_status)
     result = make_backend(make_profile(tmp_path)).endpoint_status(status.metadata["endpoint_id"])
     assert result["status"] == "online"
+
+
+def test_invisible_endpoint_is_a_warning_not_a_failure(tmp_path, function_file, caplog):
+    load_response(globus_sdk.ComputeClientV3.register_function)
+    for endpoint in (HPC_ENDPOINT, EDGE_ENDPOINT):
+        RegisteredResponse(service="compute", path=f"/v2/endpoints/{endpoint}", status=403,
+                           json={"code": "FORBIDDEN", "reason": "not yours"}).add()
+    with caplog.at_level("WARNING"):
+        done = make_backend(make_profile(tmp_path)).register_all({"reconstruct": function_file})
+    assert done[0].function_id == FUNCTION_ID
+    assert "Python version not checked" in caplog.text

@@ -67,6 +67,8 @@ def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: t
     auth, errors = _globus()
     profile = find_profile(profile_path)
     flows = list(flow_ids) or _known_flows(profile)
+    if collection_ids and not flows:
+        raise click.UsageError("--collection consents are granted to a flow: pass --flow FLOW_ID (or deploy the flow first)")
     identity = auth.resolve_identity(profile)
     with errors.explained(profile, flow_ids=flows, action="login"):
         app = auth.build_app(profile, flow_ids=flows, collection_ids=collection_ids, interactive=True)

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+import globus_sdk
+
 from ptychoflow.backends.base import RegisteredFunction
 from ptychoflow.errors import InputError
 from ptychoflow.function_registry import FunctionRecord, FunctionRegistry, source_sha256
@@ -104,7 +106,12 @@ def check_endpoints(client: ComputeClient, endpoint_ids: list[str]) -> list[str]
     """Warnings for every real endpoint whose Python differs from ours; logged as well."""
     warnings = []
     for endpoint_id in dict.fromkeys(e for e in endpoint_ids if is_uuid(e)):
-        warning = python_mismatch(client.get_endpoint_metadata(endpoint_id), endpoint_id)
+        try:
+            metadata = client.get_endpoint_metadata(endpoint_id)
+        except globus_sdk.GlobusAPIError as exc:  # not visible to us: the check is advice, not a gate
+            warning = f"cannot read endpoint {endpoint_id} ({exc.http_status} {exc.code}); Python version not checked"
+        else:
+            warning = python_mismatch(metadata, endpoint_id)
         if warning:
             log.warning("%s", warning)
             warnings.append(warning)
