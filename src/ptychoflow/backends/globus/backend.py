@@ -14,7 +14,7 @@ from typing import Any
 
 import globus_sdk
 
-from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo
+from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus
 from ptychoflow.function_registry import FunctionRegistry, bundled_functions
 from ptychoflow.profile import Profile
 
@@ -169,14 +169,15 @@ class GlobusBackend(Backend):
         return runs.to_run_info(doc, fix_command=self.fix_command([flow_id]))
 
     def wait_run(self, run_id: str, *, timeout: float | None = None, backoff: PollBackoff | None = None, **kw: Any) -> RunInfo:
-        """Poll (with backoff, never hammering) until the run finishes or ``timeout`` passes."""
-        latest: list[RunInfo] = []
+        """Poll with a growing interval until the run finishes, goes INACTIVE, or ``timeout`` passes.
 
-        def finished() -> bool:
+        Probes fetch only the run document; the log (for the timeline) is read once at the end.
+        """
+
+        def settled() -> bool:
             with self._explained(f"run {run_id}"):
-                doc = self.flows_client.get_run(run_id).data
-            latest[:] = [runs.to_run_info(doc, fix_command=self.fix_command())]
-            return latest[0].status.finished or latest[0].status.value == "INACTIVE"
+                status = runs.run_status(self.flows_client.get_run(run_id).data)
+            return status.finished or status is RunStatus.INACTIVE
 
-        poll_until(finished, timeout=timeout, backoff=backoff, **kw)
+        poll_until(settled, timeout=timeout, backoff=backoff, **kw)
         return self.get_run(run_id)
