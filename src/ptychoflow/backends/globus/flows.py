@@ -1,0 +1,178 @@
+"""Deploy ``flows/NAME.json`` (+ ``NAME.schema.json``) to Globus Flows, idempotently.
+
+A flow is identified by a sha256 over its definition and input schema. The checksum is
+written into the flow's keywords (``ptychoflow-sha256:<hex>``) and into a local state file,
+so redeploying an unchanged flow costs one GET, a changed one an update, and a flow deleted
+in the web app is recreated. A profile may pin ``[globus] flow_id`` instead: then that flow
+is updated in place and never recreated behind the operator's back. The definition is sent
+exactly as it is in the file: what staff reviewed is what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import globus_sdk
+
+from ptychoflow.backends.base import DeployedFlow
+from ptychoflow.errors import FlowDefinitionError
+from ptychoflow.profile import Profile
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_KEYWORD = "ptychoflow-sha256:"
+STATE_FILENAME = "globus_flows.json"
+
+
+@dataclass(frozen=True)
+class FlowSource:
+    """A flow as read from disk, ready to send."""
+
+    name: str
+    path: Path
+    definition: dict[str, Any]
+    input_schema: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        return f"ptychoflow {self.name}"
+
+    @property
+    def checksum(self) -> str:
+        return flow_checksum(self.definition, self.input_schema)
+
+
+def flow_checksum(definition: dict[str, Any], input_schema: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of definition and schema (key order and spacing ignored)."""
+    canonical = json.dumps({"definition": definition, "input_schema": input_schema}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FlowDefinitionError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise FlowDefinitionError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FlowDefinitionError(f"{path}: must hold a JSON object")
+    return data
+
+
+def load_flow_source(path: Path) -> FlowSource:
+    """Read ``NAME.json`` and its sibling ``NAME.schema.json`` (Globus Flows requires a schema)."""
+    path = Path(path)
+    definition = _read_json(path)
+    schema_path = path.with_name(f"{path.stem}.schema.json")
+    if not schema_path.exists():
+        raise FlowDefinitionError(f"{path}: missing input schema {schema_path.name} (Globus Flows needs one)")
+    return FlowSource(path.stem, path, definition, _read_json(schema_path))
+
+
+def group_urn(group_id: str) -> str:
+    return f"urn:globus:groups:id:{group_id}"
+
+
+def flow_roles(profile: Profile) -> dict[str, list[str]]:
+    """Viewers, starters and administrators of the flow: the profile's Globus group, if any."""
+    if not profile.globus.group_id:
+        return {}
+    principal = [group_urn(profile.globus.group_id)]
+    return {"flow_viewers": principal, "flow_starters": principal, "flow_administrators": principal}
+
+
+def flow_fields(source: FlowSource, profile: Profile) -> dict[str, Any]:
+    """The create/update body, shared so both always send the same document."""
+    fields: dict[str, Any] = {
+        "title": source.title,
+        "definition": source.definition,
+        "input_schema": source.input_schema,
+        "subtitle": f"{source.name} ({source.checksum[:12]})",
+        "description": f"Deployed by ptychoflow from {source.path.name}; sha256 {source.checksum}.",
+        "keywords": ["ptychoflow", source.name, CHECKSUM_KEYWORD + source.checksum],
+        **flow_roles(profile),
+    }
+    if profile.globus.subscription_id:
+        fields["subscription_id"] = profile.globus.subscription_id
+    return fields
+
+
+def deployed_checksum(flow_doc: dict[str, Any]) -> str | None:
+    """The checksum a previous deploy left in the flow's keywords, if any."""
+    for keyword in flow_doc.get("keywords") or []:
+        if isinstance(keyword, str) and keyword.startswith(CHECKSUM_KEYWORD):
+            return keyword[len(CHECKSUM_KEYWORD) :]
+    return None
+
+
+class FlowState:
+    """``<state_dir>/globus_flows.json``: flow name -> {flow_id, checksum, deployed}."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / STATE_FILENAME
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        try:
+            return json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise FlowDefinitionError(f"{self.path}: corrupt flow state ({exc}); delete it to redeploy") from None
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.load().get(name)
+
+    def put(self, name: str, flow_id: str, checksum: str) -> None:
+        data = self.load()
+        data[name] = {"flow_id": flow_id, "checksum": checksum, "deployed": time.time()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def flow_ids(self) -> list[str]:
+        return [entry["flow_id"] for entry in self.load().values()]
+
+
+def _existing(client: globus_sdk.FlowsClient, flow_id: str) -> dict[str, Any] | None:
+    try:
+        return client.get_flow(flow_id).data
+    except globus_sdk.GlobusAPIError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+
+
+def deploy_flow(
+    client: globus_sdk.FlowsClient, source: FlowSource, profile: Profile, state: FlowState
+) -> DeployedFlow:
+    """Create, update or leave alone, so that the service holds exactly ``source``."""
+    checksum = source.checksum
+    pinned = profile.globus.flow_id
+    known = pinned or (state.get(source.name) or {}).get("flow_id")
+    fields = flow_fields(source, profile)
+    if known:
+        current = _existing(client, known)
+        if current is None and pinned:
+            raise FlowDefinitionError(f"pinned [globus] flow_id {pinned} does not exist or is not visible to you")
+        if current is not None:
+            if deployed_checksum(current) != checksum:
+                log.info("updating flow %s (%s): definition or schema changed", source.name, known)
+                client.update_flow(known, **fields)
+            else:
+                log.info("flow %s (%s) is up to date", source.name, known)
+            state.put(source.name, known, checksum)
+            return DeployedFlow(known, source.title, checksum)
+        log.warning("flow %s (%s) is gone from Globus; creating it again", source.name, known)
+    flow_id = client.create_flow(**fields)["id"]
+    log.info("created flow %s as %s", source.name, flow_id)
+    state.put(source.name, flow_id, checksum)
+    return DeployedFlow(flow_id, source.title, checksum)

@@ -1,0 +1,133 @@
+"""``ptychoflow login | logout | whoami``: Globus credentials for people and the watcher.
+
+Output never contains a token or a client secret, in text or ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ptychoflow.errors import CredentialsError
+from ptychoflow.profile import Profile, find_profile
+
+
+def profile_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--profile PATH`` (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml)."""
+    return click.option(
+        "--profile",
+        "profile_path",
+        type=click.Path(dir_okay=True),
+        default=None,
+        help="Profile TOML or its directory (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml).",
+    )(command)
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
+
+
+def _globus():
+    """Imported on use: globus-sdk is only needed by these commands."""
+    from ptychoflow.backends.globus import auth, errors
+
+    return auth, errors
+
+
+def _known_flows(profile: Profile) -> list[str]:
+    from ptychoflow.backends.globus.flows import FlowState
+
+    pinned = [profile.globus.flow_id] if profile.globus.flow_id else []
+    return list(dict.fromkeys(pinned + FlowState(profile.state_path).flow_ids()))
+
+
+@click.command()
+@profile_option
+@click.option("--flow", "flow_ids", multiple=True, metavar="FLOW_ID", help="Consent to run this flow (repeatable; default: deployed and pinned flows).")
+@click.option("--collection", "collection_ids", multiple=True, metavar="COLLECTION_ID",
+              help="Grant data_access on this GCS mapped collection to the flows (repeatable). Not for guest collections.")
+@click.option("--force", is_flag=True, help="Log in again even if stored tokens look valid (to add consents).")
+@json_option
+def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Log in to Globus once; tokens are kept in a file only you can read (0600).
+
+    \b
+    Examples:
+      ptychoflow login
+      ptychoflow login --flow 1b2c... --collection 7e1b... --force   # add a consent a run asked for
+      PTYCHOFLOW_CLIENT_ID=... PTYCHOFLOW_CLIENT_SECRET=... ptychoflow login   # check the watcher's client
+    """
+    auth, errors = _globus()
+    profile = find_profile(profile_path)
+    flows = list(flow_ids) or _known_flows(profile)
+    if collection_ids and not flows:
+        raise click.UsageError("--collection consents are granted to a flow: pass --flow FLOW_ID (or deploy the flow first)")
+    identity = auth.resolve_identity(profile)
+    with errors.explained(profile, flow_ids=flows, action="login"):
+        app = auth.build_app(profile, flow_ids=flows, collection_ids=collection_ids, interactive=True)
+        app.login(force=force)
+    result = {"kind": identity.kind, "client_id": identity.client_id, "flows": flows, "collections": list(collection_ids)}
+    if identity.kind == "user":
+        result["token_file"] = str(auth.token_file())
+    where = f"; tokens in {result['token_file']} (mode 0600)" if identity.kind == "user" else " (client credentials, nothing stored)"
+    emit(result, as_json, f"Logged in to Globus as {identity.kind} {identity.client_id}{where}")
+
+
+@click.command()
+@profile_option
+@json_option
+def logout(profile_path: str | None, as_json: bool) -> None:
+    """Revoke and forget the stored Globus tokens.
+
+    \b
+    Example:
+      ptychoflow logout
+    """
+    auth, errors = _globus()
+    profile = find_profile(profile_path)
+    identity = auth.resolve_identity(profile)
+    if identity.kind == "client":
+        emit({"kind": "client", "revoked": False}, as_json, "Service client credentials come from the environment; unset them to log out.")
+        return
+    with errors.explained(profile, action="logout"):
+        auth.build_app(profile).logout(sweep=True)
+    emit({"kind": "user", "revoked": True, "token_file": str(auth.token_file())}, as_json, "Logged out; stored tokens revoked.")
+
+
+@click.command()
+@profile_option
+@json_option
+def whoami(profile_path: str | None, as_json: bool) -> None:
+    """Show which Globus identity ptychoflow acts as.
+
+    \b
+    Examples:
+      ptychoflow whoami
+      ptychoflow whoami --json | jq .username
+    """
+    import globus_sdk
+
+    auth, errors = _globus()
+    profile = find_profile(profile_path)
+    identity = auth.resolve_identity(profile)
+    with errors.explained(profile, action="whoami"):
+        app = auth.build_app(profile)
+        if app.login_required():
+            raise CredentialsError(f"not logged in to Globus; run `{auth.login_command(profile)}`")
+        info = globus_sdk.AuthClient(app=app).userinfo()
+    result = {
+        "kind": identity.kind,
+        "client_id": identity.client_id,
+        "identity_id": info.get("sub"),
+        "username": info.get("preferred_username"),
+        "name": info.get("name"),
+        "email": info.get("email"),
+    }
+    emit(result, as_json, f"{result['username']} ({result['name'] or 'no name'}), identity {result['identity_id']}, as {identity.kind}")

@@ -1,0 +1,98 @@
+"""Shared pieces for tests/test_globus_*.py: a profile, an app with seeded tokens, HTTP mocking.
+
+Tokens are seeded into an in-memory storage so the real ``UserApp`` authorizes requests
+without a login; every HTTP exchange goes through ``responses`` (globus_sdk.testing).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from globus_sdk.testing import get_last_request
+from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData, TokenStorage
+
+from ptychoflow.backends.globus import GlobusBackend
+from ptychoflow.backends.globus.auth import build_app, scope_requirements
+from ptychoflow.profile import Profile
+
+FIXTURES = Path(__file__).parent / "fixtures" / "globus"
+FLOW_FILE = FIXTURES / "hello_scan.json"
+CLIENT_ID = "5b1c5b8e-7f4a-4a55-8a0a-2b3c4d5e6f70"
+GROUP_ID = "8c6f7e2a-1d3b-4f5a-9b8c-7d6e5f4a3b2c"
+HPC_ENDPOINT = "2f9b8e1c-3a4d-4e5f-8a9b-0c1d2e3f4a5b"
+EDGE_ENDPOINT = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+BEAMLINE_COLLECTION = "7e1b8ec7-a606-4c23-96c7-a2d930a3a55f"
+HPC_COLLECTION = "d5049dd6-ce9c-4f9e-853f-c25069f369f8"
+SECRET_TOKEN = "SeCrEtAcCeSsToKeN-do-not-leak"
+
+
+def profile_data(**globus: Any) -> dict[str, Any]:
+    """The profile as TOML-shaped data; ``None`` values are left out."""
+    settings = {key: value for key, value in {"client_id": CLIENT_ID, "group_id": GROUP_ID, **globus}.items() if value is not None}
+    return {
+        "backend": "globus",
+        "beamline": {"path": "acq", "collection_id": BEAMLINE_COLLECTION},
+        "hpc": {"path": "hpc", "collection_id": HPC_COLLECTION, "endpoint_id": HPC_ENDPOINT},
+        "edge": {"path": "edge", "endpoint_id": EDGE_ENDPOINT},
+        "globus": settings,
+    }
+
+
+def make_profile(root: Path, **globus: Any) -> Profile:
+    """A globus-backend profile rooted at ``root`` (no file needed)."""
+    profile = Profile.model_validate(profile_data(**globus))
+    profile.root = root
+    return profile
+
+
+def write_profile(root: Path, **globus: Any) -> Path:
+    """The same profile as a TOML file, for CLI tests."""
+    import tomli_w
+
+    path = root / "ptychoflow.toml"
+    path.write_text(tomli_w.dumps(profile_data(**globus)))
+    return path
+
+
+def seed_tokens(storage: TokenStorage, flow_ids: list[str] = ()) -> None:
+    """Valid-looking tokens for every resource server ptychoflow asks for."""
+    data = {}
+    for server, scopes in scope_requirements(flow_ids).items():
+        data[server] = TokenStorageData(
+            resource_server=server,
+            identity_id=None,
+            scope=" ".join(scope.scope_string for scope in scopes),
+            access_token=f"{SECRET_TOKEN}-{server}",
+            refresh_token=f"{SECRET_TOKEN}-refresh-{server}",
+            expires_at_seconds=int(time.time()) + 3600,
+            token_type="Bearer",
+        )
+    storage.store_token_data_by_resource_server(data)
+
+
+def make_backend(profile: Profile, flow_ids: list[str] = ()) -> GlobusBackend:
+    storage = MemoryTokenStorage()
+    seed_tokens(storage, list(flow_ids))
+    return GlobusBackend(profile, app=build_app(profile, flow_ids=flow_ids, token_storage=storage))
+
+
+def last_json() -> dict[str, Any]:
+    request = get_last_request()
+    assert request is not None, "no request was sent"
+    return json.loads(request.body)
+
+
+@pytest.fixture(autouse=True)
+def mocked_http(monkeypatch):
+    """Every test talks to ``responses`` only; no Globus env leaks in from the host."""
+    for name in ("GLOBUS_SDK_ENVIRONMENT", "PTYCHOFLOW_CLIENT_ID", "PTYCHOFLOW_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    responses.start()
+    yield
+    responses.stop()
+    responses.reset()
