@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 OK, WARN, MISSING = "ok", "warn", "missing"
@@ -95,13 +94,10 @@ def check_onnxruntime() -> Check:
 def check_globus_credentials() -> Check:
     if os.environ.get("PTYCHOFLOW_CLIENT_ID") and os.environ.get("PTYCHOFLOW_CLIENT_SECRET"):
         return Check("globus credentials", OK, "client credentials from PTYCHOFLOW_CLIENT_ID/SECRET (unattended)")
-    try:
-        from ptychoflow.backends.globus.auth import token_storage_path
+    from ptychoflow.backends.globus.auth import token_file
 
-        path = token_storage_path()
-    except Exception:
-        path = Path.home() / ".ptychoflow" / "tokens.json"
-    if Path(path).exists():
+    path = token_file()
+    if path.exists():
         return Check("globus credentials", OK, f"user tokens in {path}")
     return Check("globus credentials", MISSING, "none: run `ptychoflow login` (only needed for the globus backend)")
 
