@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from ptychoflow.artifact import MANIFEST_FILENAME, verified_model_bytes
+from ptychoflow.artifact import MANIFEST_FILENAME, read_manifest, verified_model_bytes
 from ptychoflow.errors import InputError
 from ptychoflow_edge.inference import LoadedModel, ModelRejected, load_model
 
@@ -86,7 +86,7 @@ class ModelManager:
         try:
             manifest, blob = verified_model_bytes(self.model_dir)
         except InputError as exc:
-            self._refuse("?", str(exc))
+            self._refuse(self._version_hint(), str(exc))
             return
         current = self._pending or self._active
         if current is not None and (current.version, current.manifest.sha256) == (manifest.version, manifest.sha256):
@@ -103,6 +103,13 @@ class ModelManager:
         with self._lock:
             self._pending = model
         self._event("checked", manifest.version, "passed checks")
+
+    def _version_hint(self) -> str:
+        """The version a broken manifest claims, for the log line ("?" if unreadable)."""
+        try:
+            return str(read_manifest(self.model_dir).version)
+        except InputError:
+            return "?"
 
     def _refuse(self, version: str, reason: str) -> None:
         serving = self._active.version if self._active else "none"
