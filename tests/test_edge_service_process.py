@@ -4,6 +4,7 @@ status file, stopped by SIGTERM; and the flow's `activate` function against it."
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -47,7 +48,7 @@ def _stage(directory: Path, blob: bytes, version: str) -> Path:
     (directory / "model.onnx").write_bytes(blob)
     config = preprocessing()
     manifest = ModelManifest(version, file_sha256(directory / "model.onnx"), [1, 64, 64], config.to_json())
-    (directory / "manifest.json").write_text(__import__("json").dumps(manifest.to_json()))
+    (directory / "manifest.json").write_text(json.dumps(manifest.to_json()))
     return directory
 
 @pytest.fixture
