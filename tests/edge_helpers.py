@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -60,9 +61,11 @@ def torch_convnet(size: int, channels: int = 8) -> bytes:
         torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(channels, 1, 3, padding=1), torch.nn.Tanh(),
     ).eval()
     buffer = io.BytesIO()
-    torch.onnx.export(net, (torch.zeros(1, 1, size, size),), buffer, dynamo=False, input_names=["diffraction"],
-                      output_names=["phase"], dynamic_axes={"diffraction": {0: "N"}, "phase": {0: "N"}},
-                      opset_version=OPSET)
+    with warnings.catch_warnings():  # the legacy exporter warns; the dynamo one needs onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.zeros(1, 1, size, size),), buffer, dynamo=False, input_names=["diffraction"],
+                          output_names=["phase"], dynamic_axes={"diffraction": {0: "N"}, "phase": {0: "N"}},
+                          opset_version=OPSET)
     return buffer.getvalue()
 
 

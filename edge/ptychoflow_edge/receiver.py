@@ -132,13 +132,14 @@ class Receiver:
 
     # -- thread -------------------------------------------------------------------------
     def start(self) -> None:
+        """Connect here, so a bad address fails the start; the socket then moves to the thread."""
         if self.address is None:
             return
-        self._thread = threading.Thread(target=self._run, name="edge-receiver", daemon=True)
+        subscriber = FrameSubscriber(self.address)
+        self._thread = threading.Thread(target=self._run, args=(subscriber,), name="edge-receiver", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        subscriber = FrameSubscriber(self.address)
+    def _run(self, subscriber: FrameSubscriber) -> None:
         sock = subscriber.socket
         try:
             while not self._stop.is_set():

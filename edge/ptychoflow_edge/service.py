@@ -17,7 +17,9 @@ import time
 from typing import Any
 
 import numpy as np
+import zmq
 
+from ptychoflow.errors import PtychoflowError
 from ptychoflow.stream import END, START
 from ptychoflow_edge.batcher import Batcher
 from ptychoflow_edge.config import EdgeConfig
@@ -32,6 +34,10 @@ from ptychoflow_edge.receiver import Receiver
 from ptychoflow_edge.statusfile import write_status
 
 log = logging.getLogger("ptychoflow.edge")
+
+
+class EdgeStartError(PtychoflowError):
+    """The service could not start (address in use, unwritable directory)."""
 
 
 class EdgeService:
@@ -60,13 +66,21 @@ class EdgeService:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> "EdgeService":
+        """Start every part; a port or directory problem raises EdgeStartError (one line)."""
         cfg = self.config
-        cfg.model_dir.mkdir(parents=True, exist_ok=True)
-        cfg.mosaics_dir.mkdir(parents=True, exist_ok=True)
-        self.publisher = ResultsPublisher(cfg.results_address)
+        try:
+            cfg.model_dir.mkdir(parents=True, exist_ok=True)
+            cfg.mosaics_dir.mkdir(parents=True, exist_ok=True)
+            self.publisher = ResultsPublisher(cfg.results_address)
+        except (OSError, zmq.ZMQError) as exc:
+            raise EdgeStartError(f"edge: cannot start ({cfg.results_address}, {cfg.path}): {exc}") from None
+        try:
+            self.receiver.start()
+        except zmq.ZMQError as exc:
+            self.publisher.close()
+            raise EdgeStartError(f"edge: cannot subscribe to {cfg.stream_address}: {exc}") from None
         self.models.start()
         self._worker = self._spawn(self._work, "edge-worker")
-        self.receiver.start()
         if cfg.pva_channel:
             from ptychoflow_edge.pva import PvaFrameSource
 
@@ -75,7 +89,11 @@ class EdgeService:
             from ptychoflow_edge.web import WebServer, create_app
 
             self.web = WebServer(create_app(self), cfg.http_host, cfg.http_port)
-            self.web.start()
+            try:
+                self.web.start()
+            except RuntimeError as exc:
+                self.stop()
+                raise EdgeStartError(f"edge: {exc} (port in use? set edge.http_port or --port)") from None
         self._state = "running"
         self._status_thread = self._spawn(self._status_loop, "edge-status")
         model = self.models.serving
@@ -125,7 +143,8 @@ class EdgeService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
         self.start()
-        done.wait()
+        while not done.wait(0.5):  # wake regularly so the signal handler runs promptly
+            pass
         log.info("signal received: shutting down")
         self.stop()
 
