@@ -38,13 +38,13 @@ def test_swap_mid_stream_without_losing_frames(tmp_path):
         wait_for(lambda: len(sent) > N_FRAMES // 4, what="a quarter of the scan")
         publish(model_dir, constant_model(64, 2.0), "v2")
         wait_for(lambda: service.models.serving.version == "v2", what="swap to v2")
+        assert len(sent) < N_FRAMES, "the stream ended before the swap: slow the stream down"
         publish(model_dir, b"this is not an onnx file", "v3-corrupt")  # sha256 matches: ORT must refuse it
         wait_for(lambda: _events(service, "refused"), what="v3 refused")
         publish_wrong_sha(model_dir, constant_model(64, 3.0), "v4-badsha")
         wait_for(lambda: len(_events(service, "refused")) == 2, what="v4 refused")
         publish(model_dir, constant_model(64, float("nan")), "v5-nan")
         wait_for(lambda: len(_events(service, "refused")) == 3, what="v5 refused")
-        assert len(sent) < N_FRAMES, "the stream ended before the swaps: slow the stream down"
         streamer.join()
         wait_for(lambda: results.ended("scan_swap"), what="end of scan")
         results.close()

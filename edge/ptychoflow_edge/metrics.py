@@ -15,7 +15,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-STAGES = ("preprocess", "infer", "stitch", "publish")
+STAGES = ("receive", "preprocess", "infer", "stitch", "publish")
 FPS_WINDOW_S = 2.0
 
 
@@ -80,6 +80,12 @@ class EdgeMetrics:
         for stage, seconds in stage_s.items():
             self._stage.labels(stage).inc(seconds)
 
+    def stage(self, name: str, seconds: float) -> None:
+        """Time spent outside the worker (the receiver's decode and checks)."""
+        with self._lock:
+            self.stage_seconds[name] += seconds
+        self._stage.labels(name).inc(seconds)
+
     def model_swapped(self, old: str | None, new: str) -> None:
         self._swaps.inc()
         if old is not None:
@@ -98,9 +104,13 @@ class EdgeMetrics:
             total = sum(n for _, n in self._recent_batches)
         return total / FPS_WINDOW_S
 
-    def latency_ms(self) -> dict[str, float | None]:
+    def recent_latencies(self) -> np.ndarray:
+        """Receive-to-stitched seconds of the last (up to) 4096 frames."""
         with self._lock:
-            recent = np.array(self._recent_latency)
+            return np.array(self._recent_latency)
+
+    def latency_ms(self) -> dict[str, float | None]:
+        recent = self.recent_latencies()
         if recent.size == 0:
             return {"p50": None, "p99": None}
         p50, p99 = np.percentile(recent, [50, 99]) * 1e3

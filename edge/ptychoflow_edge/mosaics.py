@@ -49,7 +49,8 @@ def _atomic_write(target: Path, write: Any) -> None:
 
 
 class ScanMosaic:
-    """A scan's live mosaic; its patch grid is fixed by the first model that serves it."""
+    """A scan's live mosaic. Its patch size and |P|^2 weights are fixed by the first model that
+    serves the scan (one ``Mosaic`` has one weight); later models' patches are resampled to fit."""
 
     def __init__(self, scan_id: str, start: dict[str, Any]) -> None:
         self.scan_id = scan_id

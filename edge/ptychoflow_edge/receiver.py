@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
 import zmq
 
 from ptychoflow.stream import END, START, FrameSubscriber, MalformedMessage, StreamMessage
@@ -145,12 +145,14 @@ class Receiver:
             while not self._stop.is_set():
                 if not sock.poll(100, zmq.POLLIN):
                     continue
+                started = time.perf_counter()
                 while True:  # drain what is there before polling again
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     self.receive(parts)
+                self._metrics.stage("receive", time.perf_counter() - started)
         finally:
             subscriber.close()
 
