@@ -7,8 +7,11 @@ import json
 import logging
 
 import numpy as np
+import pytest
 
 from edge_helpers import constant_model, publish, running_service, wait_for
+from ptychoflow.errors import PtychoflowError
+from ptychoflow_edge.mosaics import read_mosaic
 
 PIXEL = 1e-8
 
@@ -73,3 +76,35 @@ def test_no_model_frames_wait_then_overflow_is_counted(tmp_path):
         exposition = service.metrics.exposition().decode()
     assert status["counters"]["inferred"] == 8 and status["dropped_by_reason"] == {"queue_full": 12}
     assert 'ptychoflow_edge_frames_dropped_total{reason="queue_full"} 12.0' in exposition
+
+
+def test_frames_too_small_for_the_model_are_dropped_and_counted(tmp_path):
+    with running_service(tmp_path) as (service, publisher):
+        publish(service.config.model_dir, constant_model(64, 1.0), "v1")  # crops 64x64
+        wait_for(lambda: service.models.current(), what="v1")
+        publisher.send_start("small", n_frames=3, shape=[32, 32], dtype="<u2", pixel_size_m=PIXEL)
+        for i in range(3):
+            publisher.send_frame("small", i, (0.0, 0.0), np.ones((32, 32), np.uint16))
+        _start(publisher, "s1")
+        publisher.send_frame("s1", 0, (0.0, 0.0), _frame(0))
+        wait_for(lambda: service.metrics.counts["inferred"] == 1, what="the good frame after the bad ones")
+        assert service.status()["dropped_by_reason"] == {"incompatible": 3}
+
+
+def test_address_in_use_is_one_line_error(tmp_path):
+    with running_service(tmp_path / "a") as (first, _):
+        with pytest.raises(PtychoflowError, match="cannot start"):
+            with running_service(tmp_path / "b", results_address=first.publisher.address):
+                pass
+
+
+def test_shutdown_saves_open_scan_as_incomplete(tmp_path):
+    with running_service(tmp_path) as (service, publisher):
+        publish(service.config.model_dir, constant_model(64, 1.0), "v1")
+        wait_for(lambda: service.models.current(), what="v1")
+        _start(publisher, "open")
+        for i in range(5):
+            publisher.send_frame("open", i, (0.0, i * 4 * PIXEL), _frame(i))
+        wait_for(lambda: service.metrics.counts["received"] == 5, what="5 frames received")
+    image, attrs = read_mosaic(tmp_path / "edge" / "mosaics" / "open.h5")
+    assert not attrs["complete"] and attrs["n_frames"] == 5 and np.nanmax(image) == 1.0

@@ -48,6 +48,12 @@ def _atomic_write(target: Path, write: Any) -> None:
     os.replace(tmp, target)
 
 
+def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A saved mosaic and its attributes (origin_px, pixel_size_m, n_frames, models, complete)."""
+    with h5py.File(path, "r") as f:
+        return f["phase"][()], {key: f.attrs[key] for key in f.attrs}
+
+
 class ScanMosaic:
     """A scan's live mosaic. Its patch size and |P|^2 weights are fixed by the first model that
     serves the scan (one ``Mosaic`` has one weight); later models' patches are resampled to fit."""

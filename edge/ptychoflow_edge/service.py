@@ -188,7 +188,7 @@ class EdgeService:
     def _infer(self, batch: list[FrameItem], model: LoadedModel) -> None:
         assert self.publisher is not None
         scan = self.mosaics.get(batch[0].scan_id)
-        if scan is None or scan.scan_id != batch[0].scan_id:
+        if scan is None:  # evicted: more scans open at once than the store keeps
             self.metrics.dropped("no_scan", len(batch))
             return
         t0 = time.perf_counter()
