@@ -35,6 +35,7 @@ class EdgeConfig:
     providers: list[str] | None = None  # None: best available (TensorRT -> CUDA -> CPU)
     intra_op_threads: int = field(default_factory=default_threads)
     pva_channel: str | None = None  # optional pvAccess input (needs pvapy)
+    align_offsets: bool = False  # shift each phase patch to agree with the mosaic (needs Mosaic(align_offsets=))
     http: bool = True
 
     @property

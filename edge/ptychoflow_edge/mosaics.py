@@ -58,8 +58,9 @@ class ScanMosaic:
     """A scan's live mosaic. Its patch size and |P|^2 weights are fixed by the first model that
     serves the scan (one ``Mosaic`` has one weight); later models' patches are resampled to fit."""
 
-    def __init__(self, scan_id: str, start: dict[str, Any]) -> None:
+    def __init__(self, scan_id: str, start: dict[str, Any], *, align_offsets: bool = False) -> None:
         self.scan_id = scan_id
+        self._mosaic_options = {"align_offsets": True} if align_offsets else {}
         self.pixel_size_m = float(start["pixel_size_m"])
         self.n_frames = start.get("n_frames")
         self.started_at = time.time()
@@ -80,7 +81,7 @@ class ScanMosaic:
         centres = np.asarray(positions_m, np.float64) / self.pixel_size_m
         with self._lock:
             if self._mosaic is None:
-                self._mosaic = Mosaic(weight.shape[0], weight)
+                self._mosaic = Mosaic(weight.shape[0], weight, **self._mosaic_options)
             size = self._mosaic.patch_size
             if patches.shape[-1] != size:  # a model with another output size was swapped in mid-scan
                 if not self._resample_warned:
@@ -137,14 +138,15 @@ class ScanMosaic:
 
 
 class MosaicStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, align_offsets: bool = False) -> None:
         self.directory = directory
+        self.align_offsets = align_offsets
         self._scans: OrderedDict[str, ScanMosaic] = OrderedDict()
         self._lock = threading.Lock()
         self.latest: str | None = None
 
     def start(self, header: dict[str, Any]) -> ScanMosaic:
-        scan = ScanMosaic(str(header["scan_id"]), header)
+        scan = ScanMosaic(str(header["scan_id"]), header, align_offsets=self.align_offsets)
         with self._lock:
             self._scans[scan.scan_id] = scan
             self.latest = scan.scan_id

@@ -51,7 +51,7 @@ class EdgeService:
             config.model_dir, providers=self.providers, intra_op_threads=config.intra_op_threads,
             poll_s=config.model_poll_s, on_swap=self.metrics.model_swapped, on_refuse=self.metrics.model_refused,
         )
-        self.mosaics = MosaicStore(config.mosaics_dir)
+        self.mosaics = MosaicStore(config.mosaics_dir, align_offsets=config.align_offsets)
         self.batcher = Batcher(self.queue, config.batch_size, config.max_wait_ms / 1000)
         self.publisher: ResultsPublisher | None = None
         self.web: Any = None

@@ -32,6 +32,8 @@ def edge() -> None:
 @click.option("--providers", default=None, help="Comma-separated ONNX Runtime providers, in preference order.")
 @click.option("--threads", "intra_op_threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--pva-channel", default=None, help="Also read NTNDArray frames from this pvAccess channel (pvapy).")
+@click.option("--align-offsets/--no-align-offsets", default=None,
+              help="Shift each phase patch to agree with the mosaic (phase is known up to a constant).")
 def serve(profile_path: Path | None, providers: str | None, **overrides: object) -> None:
     """Serve until SIGTERM/Ctrl-C: infer every frame, stitch the live mosaic, publish results.
 
