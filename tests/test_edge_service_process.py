@@ -12,20 +12,24 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_helpers import affine_model, constant_model, preprocessing
 from ptychoflow.artifact import ModelManifest, file_sha256
 from ptychoflow.errors import InputError
+from ptychoflow.stitch import probe_weight
 from ptychoflow_edge.statusfile import fetch_http_status, read_status, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
+
 
 def _activate():
     spec = importlib.util.spec_from_file_location("activate_fn", ROOT / "functions" / "activate.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.activate
+
 
 def _profile(tmp_path: Path) -> Path:
     profile = tmp_path / "ptychoflow.toml"
@@ -42,14 +46,18 @@ def _profile(tmp_path: Path) -> Path:
         """))
     return profile
 
-def _stage(directory: Path, blob: bytes, version: str) -> Path:
 
+def _stage(directory: Path, blob: bytes, version: str, weight: np.ndarray | None = None) -> Path:
+    """What the trainer stages: model.onnx, probe_weight.npy (optional), manifest.json last."""
     directory.mkdir(parents=True)
     (directory / "model.onnx").write_bytes(blob)
-    config = preprocessing()
-    manifest = ModelManifest(version, file_sha256(directory / "model.onnx"), [1, 64, 64], config.to_json())
+    if weight is not None:
+        np.save(directory / "probe_weight.npy", weight)
+    manifest = ModelManifest(version, file_sha256(directory / "model.onnx"), [1, 64, 64], preprocessing().to_json(),
+                             probe_weight_path="probe_weight.npy" if weight is not None else None)
     (directory / "manifest.json").write_text(json.dumps(manifest.to_json()))
     return directory
+
 
 @pytest.fixture
 def served(tmp_path):
@@ -63,6 +71,7 @@ def served(tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+
 
 def test_serve_subprocess_status_activate_and_sigterm(served):
     proc, status, tmp_path = served
@@ -90,11 +99,14 @@ def test_serve_subprocess_status_activate_and_sigterm(served):
     assert "edge serving" in output and "refused model v8" in output
     assert read_status(tmp_path / "edge" / "edge-status.json")["state"] == "stopped"
 
+
 def test_activate_without_service_and_bad_sha(tmp_path):
     activate = _activate()
-    staged = _stage(tmp_path / "staged", affine_model(64), "v1")
+    weight = probe_weight(None, 64) ** 2
+    staged = _stage(tmp_path / "staged", affine_model(64), "v1", weight)
     result = activate(str(staged), str(tmp_path / "edge" / "model"), wait_s=1)
     assert result["serving_version"] is None and (tmp_path / "edge" / "model" / "manifest.json").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "edge" / "model" / "probe_weight.npy"), weight)
 
     (staged / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(InputError, match="sha256"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ptychoflow.stitch import Mosaic
+from ptychoflow_edge.atomic import atomic_write
 
 log = logging.getLogger("ptychoflow.edge.mosaic")
 KEPT_SCANS = 16  # finished scans kept in memory for the page; all are on disk
@@ -38,14 +38,6 @@ def render_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.stack([grey, alpha], axis=-1), mode="LA").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
 
 
 def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -126,9 +118,9 @@ class ScanMosaic:
                 f.attrs.update(scan_id=self.scan_id, origin_px=origin, pixel_size_m=self.pixel_size_m,
                                n_frames=self.count, models=self.models, complete=complete, saved_at=time.time())
 
-        _atomic_write(h5_path, write_h5)
+        atomic_write(h5_path, write_h5)
         png = render_png(image)
-        _atomic_write(png_path, lambda tmp: tmp.write_bytes(png))
+        atomic_write(png_path, lambda tmp: tmp.write_bytes(png))
         self.files = {"h5": str(h5_path), "png": str(png_path)}
         return self.files
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from ptychoflow_edge.atomic import atomic_write
 
 STALE_AFTER_S = 5.0
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(status, indent=1, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(status, indent=1, default=str)
+    atomic_write(path, lambda tmp: tmp.write_text(text), fsync=False)  # rewritten every 0.5 s
 
 
 def _pid_alive(pid: int) -> bool:
