@@ -92,9 +92,12 @@ def test_frames_too_small_for_the_model_are_dropped_and_counted(tmp_path):
 
 
 def test_address_in_use_is_one_line_error(tmp_path):
-    with running_service(tmp_path / "a") as (first, _):
+    with running_service(tmp_path / "a", http=True) as (first, _):
         with pytest.raises(PtychoflowError, match="cannot start"):
             with running_service(tmp_path / "b", results_address=first.publisher.address):
+                pass
+        with pytest.raises(PtychoflowError, match="port in use"):
+            with running_service(tmp_path / "c", http=True, http_port=first.web.port):
                 pass
 
 

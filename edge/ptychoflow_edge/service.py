@@ -81,19 +81,19 @@ class EdgeService:
             raise EdgeStartError(f"edge: cannot subscribe to {cfg.stream_address}: {exc}") from None
         self.models.start()
         self._worker = self._spawn(self._work, "edge-worker")
-        if cfg.pva_channel:
-            from ptychoflow_edge.pva import PvaFrameSource
+        try:
+            if cfg.pva_channel:
+                from ptychoflow_edge.pva import PvaFrameSource
 
-            self.pva = PvaFrameSource(cfg.pva_channel, self.receiver.submit).start()
-        if cfg.http:
-            from ptychoflow_edge.web import WebServer, create_app
+                self.pva = PvaFrameSource(cfg.pva_channel, self.receiver.submit).start()
+            if cfg.http:
+                from ptychoflow_edge.web import WebServer, create_app
 
-            self.web = WebServer(create_app(self), cfg.http_host, cfg.http_port)
-            try:
+                self.web = WebServer(create_app(self), cfg.http_host, cfg.http_port)
                 self.web.start()
-            except RuntimeError as exc:
-                self.stop()
-                raise EdgeStartError(f"edge: {exc} (port in use? set edge.http_port or --port)") from None
+        except RuntimeError as exc:  # pvapy missing, HTTP port in use
+            self.stop()
+            raise EdgeStartError(f"edge: {exc}") from None
         self._state = "running"
         self._status_thread = self._spawn(self._status_loop, "edge-status")
         model = self.models.serving

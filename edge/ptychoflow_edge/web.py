@@ -64,14 +64,21 @@ class WebServer:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout_s: float = 15.0) -> None:
-        self._thread = threading.Thread(target=self._server.run, name="edge-web", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="edge-web", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"web server did not start on {self.host}:{self.port}")
+                raise RuntimeError(f"web server did not start on {self.host}:{self.port} "
+                                   "(port in use? set edge.http_port or --port)")
             time.sleep(0.02)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # uvicorn exits when it cannot bind; start() reports it
+            pass
 
     @property
     def url(self) -> str:
