@@ -178,3 +178,13 @@ def test_http_endpoints(tmp_path):
                      'model_info{version="v1"} 1.0', "frames_per_second", "queue_depth"):
             assert name in metrics
         assert b"live phase mosaic" in _get(url + "/")[1]
+
+
+def test_pva_channel_without_pvapy_is_a_start_error(tmp_path):
+    if pvapy_available():
+        pytest.skip("pvapy is installed here: the missing-pvapy path cannot be exercised")
+    from ptychoflow.errors import PtychoflowError
+
+    with pytest.raises(PtychoflowError, match="pvapy"):
+        with running_service(tmp_path, pva_channel="13SIM1:Pva1:Image"):
+            pass
