@@ -1,0 +1,162 @@
+"""ONNX Runtime inference: the best execution provider there is, and one loaded model.
+
+Provider preference is TensorRT -> CUDA -> CPU; ONNX Runtime places each node on the first
+provider in the list that supports it, so passing the available ones in that order is the
+whole fallback. Preprocessing runs with CuPy when the model runs on the GPU and CuPy
+imports, with NumPy otherwise (same code: ``ptychoflow.preprocess``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptychoflow.artifact import ModelManifest
+from ptychoflow.preprocess import PreprocessConfig, preprocess
+from ptychoflow.stitch import probe_weight
+
+log = logging.getLogger("ptychoflow.edge.inference")
+PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GPU_PROVIDERS = PREFERENCE[:2]
+INPUT_NAME, OUTPUT_NAME = "diffraction", "phase"
+
+
+class ModelRejected(Exception):
+    """A model failed a check; the message is the one-line reason shown in logs and status."""
+
+
+def best_providers(requested: list[str] | None = None) -> list[str]:
+    """Available providers in preference order (or `requested`, filtered to what exists)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    wanted = requested or list(PREFERENCE)
+    chosen = [p for p in wanted if p in available]
+    return chosen or ["CPUExecutionProvider"]
+
+
+def session_options(intra_op_threads: int) -> Any:
+    """Few threads that sleep when idle: the edge box shares its cores with the receiver."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _array_module(providers: list[str]) -> Any:
+    if providers[0] in GPU_PROVIDERS:
+        try:
+            import cupy
+
+            cupy.cuda.runtime.getDeviceCount()
+            return cupy
+        except Exception:  # no cupy or no device: NumPy is always right, just slower
+            pass
+    return np
+
+
+def load_weight(manifest: ModelManifest, model_dir: Path, size: int) -> np.ndarray:
+    """|P|^2 stitching weights: the manifest's probe file if it names one, else the Gaussian default."""
+    if not manifest.probe_weight_path:
+        return probe_weight(None, size)
+    path = Path(manifest.probe_weight_path)
+    path = path if path.is_absolute() else model_dir / path
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise ModelRejected(f"probe_weight_path {path}: {exc}") from None
+    if data.ndim != 2 or data.shape[0] != data.shape[1] or not np.all(np.isfinite(data)):
+        raise ModelRejected(f"probe_weight_path {path}: need a finite square 2-D array, got shape {data.shape}")
+    amplitude = data if np.iscomplexobj(data) else np.sqrt(np.clip(data, 0, None))  # file holds P or |P|^2
+    return probe_weight(amplitude, size)
+
+
+@dataclass
+class LoadedModel:
+    """A checked model, ready to serve. Built only by `load_model`."""
+
+    manifest: ModelManifest
+    session: Any
+    config: PreprocessConfig
+    weight: np.ndarray
+    providers: list[str]
+    input_name: str
+    output_name: str
+    xp: Any = np
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def patch_size(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def preprocess_backend(self) -> str:
+        return self.xp.__name__
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """(B, H, W) raw frames -> (B, 1, h, w) float32 network input (on the host)."""
+        batch = preprocess(frames, self.config, xp=self.xp)
+        if self.xp is not np:
+            batch = batch.get()
+        return batch[:, None]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 1, h, w) -> (B, h, w) phase."""
+        (phase,) = self.session.run([self.output_name], {self.input_name: batch})
+        return phase.reshape(len(batch), *phase.shape[-2:])
+
+
+def load_model(manifest: ModelManifest, blob: bytes, model_dir: Path, *, providers: list[str],
+               intra_op_threads: int) -> LoadedModel:
+    """Build a session and check it against the manifest; raise ModelRejected with the reason."""
+    import onnxruntime as ort
+
+    try:
+        config = PreprocessConfig.from_json(manifest.preprocessing)
+    except (TypeError, ValueError) as exc:
+        raise ModelRejected(f"manifest preprocessing is invalid: {exc}") from None
+    size = config.output_size
+    if list(manifest.input_shape) != [1, size, size]:
+        raise ModelRejected(f"manifest input_shape {manifest.input_shape} != [1, {size}, {size}] from its preprocessing")
+    try:
+        session = ort.InferenceSession(blob, sess_options=session_options(intra_op_threads), providers=providers)
+    except Exception as exc:  # ORT raises several exception types for unreadable graphs
+        raise ModelRejected(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0][:200]}") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    names = [o.name for o in outputs]
+    input_name = INPUT_NAME if any(i.name == INPUT_NAME for i in inputs) else inputs[0].name
+    if len(inputs) != 1:
+        raise ModelRejected(f"model has {len(inputs)} inputs, expected one ({INPUT_NAME})")
+    output_name = OUTPUT_NAME if OUTPUT_NAME in names else None
+    if output_name is None:
+        raise ModelRejected(f"model has no '{OUTPUT_NAME}' output (outputs: {names})")
+    dims = inputs[0].shape
+    expected = [1, size, size]
+    if len(dims) != 4 or any(isinstance(d, int) and d != e for d, e in zip(dims[1:], expected)):
+        raise ModelRejected(f"model input {input_name} has shape {dims}, manifest says [N, 1, {size}, {size}]")
+    weight = load_weight(manifest, model_dir, size)
+    model = LoadedModel(manifest, session, config, weight, session.get_providers(), input_name, output_name,
+                        _array_module(session.get_providers()))
+    probe = np.random.default_rng(0).uniform(0, 4, (2, 1, size, size)).astype(np.float32)
+    try:
+        phase = model.infer(probe)
+    except Exception as exc:
+        raise ModelRejected(f"test inference failed: {str(exc).splitlines()[0][:200]}") from None
+    if phase.shape != (2, size, size):
+        raise ModelRejected(f"test inference gave phase of shape {phase.shape}, expected (2, {size}, {size})")
+    if not np.all(np.isfinite(phase)):
+        raise ModelRejected("test inference produced non-finite output")
+    return model

@@ -1,0 +1,114 @@
+"""The service as the demo runs it: `ptychoflow edge serve` in a subprocess, found through its
+status file, stopped by SIGTERM; and the flow's `activate` function against it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_helpers import affine_model, constant_model, preprocessing
+from ptychoflow.artifact import ModelManifest, file_sha256
+from ptychoflow.errors import InputError
+from ptychoflow.stitch import probe_weight
+from ptychoflow_edge.statusfile import fetch_http_status, read_status, wait_until_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _activate():
+    spec = importlib.util.spec_from_file_location("activate_fn", ROOT / "functions" / "activate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.activate
+
+
+def _profile(tmp_path: Path) -> Path:
+    profile = tmp_path / "ptychoflow.toml"
+    profile.write_text(textwrap.dedent("""\
+        [beamline]
+        path = "acquisition"
+        [hpc]
+        path = "hpc"
+        [edge]
+        path = "edge"
+        stream_address = "tcp://127.0.0.1:1"
+        results_address = "tcp://127.0.0.1:*"
+        http_port = 0
+        """))
+    return profile
+
+
+def _stage(directory: Path, blob: bytes, version: str, weight: np.ndarray | None = None) -> Path:
+    """What the trainer stages: model.onnx, probe_weight.npy (optional), manifest.json last."""
+    directory.mkdir(parents=True)
+    (directory / "model.onnx").write_bytes(blob)
+    if weight is not None:
+        np.save(directory / "probe_weight.npy", weight)
+    manifest = ModelManifest(version, file_sha256(directory / "model.onnx"), [1, 64, 64], preprocessing().to_json(),
+                             probe_weight_path="probe_weight.npy" if weight is not None else None)
+    (directory / "manifest.json").write_text(json.dumps(manifest.to_json()))
+    return directory
+
+
+@pytest.fixture
+def served(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "edge")])}
+    proc = subprocess.Popen([sys.executable, "-m", "ptychoflow", "edge", "serve", "--profile", str(_profile(tmp_path)),
+                             "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        status = wait_until_ready(tmp_path / "edge" / "edge-status.json", pid=proc.pid, timeout_s=60)
+        yield proc, status, tmp_path
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def test_serve_subprocess_status_activate_and_sigterm(served):
+    proc, status, tmp_path = served
+    assert status["http_url"].startswith("http://127.0.0.1:")
+    assert fetch_http_status(status["http_url"])["model"] is None
+
+    activate = _activate()
+    good = _stage(tmp_path / "staged-v7", constant_model(64, 0.5), "v7")
+    result = activate(str(good), str(tmp_path / "edge" / "model"), wait_s=30)
+    assert result["version"] == "v7" and result["serving_version"] == "v7"
+    assert result["sha256"] == file_sha256(good / "model.onnx") and "refused" not in result
+
+    bad = _stage(tmp_path / "staged-v8", b"garbage, not onnx", "v8")
+    result = activate(str(bad), str(tmp_path / "edge" / "model"), wait_s=30)
+    assert result["serving_version"] == "v7" and "ONNX Runtime cannot load" in result["refused"]
+
+    cli = subprocess.run([sys.executable, "-m", "ptychoflow", "edge", "status", "--profile", str(tmp_path)],
+                         env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'edge'}"}, capture_output=True,
+                         text=True, timeout=60)
+    assert cli.returncode == 0 and "v7" in cli.stdout, cli.stdout + cli.stderr
+
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "edge serving" in output and "refused model v8" in output
+    assert read_status(tmp_path / "edge" / "edge-status.json")["state"] == "stopped"
+
+
+def test_activate_without_service_and_bad_sha(tmp_path):
+    activate = _activate()
+    weight = probe_weight(None, 64) ** 2
+    staged = _stage(tmp_path / "staged", affine_model(64), "v1", weight)
+    result = activate(str(staged), str(tmp_path / "edge" / "model"), wait_s=1)
+    assert result["serving_version"] is None and (tmp_path / "edge" / "model" / "manifest.json").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "edge" / "model" / "probe_weight.npy"), weight)
+
+    (staged / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(InputError, match="sha256"):
+        activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
+    assert not (tmp_path / "edge2" / "model" / "manifest.json").exists()

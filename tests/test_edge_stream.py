@@ -1,0 +1,72 @@
+"""End to end: a simulated scan streamed at a fixed rate into a running service is inferred
+frame by frame, nothing is dropped, and the saved mosaic is exactly the stitched image."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_helpers import (ResultsCollector, affine_model, preprocessing, publish, reference_mosaic,
+                          running_service, wait_for)
+from ptychoflow.preprocess import preprocess
+from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_scan
+from ptychoflow.stitch import probe_weight
+
+RATE_HZ = 150.0
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_scan(SimulationOptions(object_size=128, step_px=8), scan_id="scan_0001")
+
+
+def test_stream_inferred_and_stitched_exactly(tmp_path, sim):
+    scan = sim.scan
+    config = preprocessing()
+    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
+        publish(service.config.model_dir, affine_model(64, scale=2.0, offset=-1.0), "v1", config=config)
+        wait_for(lambda: service.models.current(), what="model v1 to load")
+        results = ResultsCollector(service.publisher.address)
+        emit_scan(scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
+        wait_for(lambda: results.ended(scan.scan_id), what="end of scan on the results stream")
+        results.close()
+        status = service.status()
+
+    n = scan.n_frames
+    assert status["counters"] == {"received": n, "inferred": n, "dropped": 0, "malformed": 0}
+    got = results.results()
+    assert sorted(h["index"] for h, _ in got) == list(range(n))
+    assert {h["model_version"] for h, _ in got} == {"v1"}
+
+    expected_patches = 2.0 * preprocess(np.asarray(scan.data), config) - 1.0
+    for header, patch in got:
+        np.testing.assert_allclose(patch, expected_patches[header["index"]], rtol=1e-6)
+        np.testing.assert_allclose(header["position_px"], scan.positions_px()[header["index"]], rtol=1e-9)
+
+    end = results.ended(scan.scan_id)
+    assert end["inferred"] == n
+    expected, origin = reference_mosaic(expected_patches, scan.positions_px(), probe_weight(None, 64))
+    with h5py.File(end["files"]["h5"]) as f:
+        image = f["phase"][()]
+        assert tuple(f.attrs["origin_px"]) == tuple(origin)
+        assert f.attrs["complete"] and f.attrs["n_frames"] == n and list(f.attrs["models"]) == ["v1"]
+    assert image.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(image), np.isnan(expected))
+    np.testing.assert_allclose(image, expected, rtol=1e-5, equal_nan=True)
+    png = Image.open(end["files"]["png"])
+    assert png.size == (expected.shape[1], expected.shape[0])
+    assert not list((tmp_path / "edge" / "mosaics").glob(".*tmp*")), "temporary files left behind"
+
+
+def test_probe_weight_file_from_manifest(tmp_path, sim):
+    """A manifest naming a probe file stitches with that |P|^2, not the Gaussian default."""
+    model_dir = tmp_path / "edge" / "model"
+    model_dir.mkdir(parents=True)
+    np.save(model_dir / "probe.npy", sim.truth_probe)
+    with running_service(tmp_path) as (service, _):
+        publish(model_dir, affine_model(64), "v1", probe_weight_path="probe.npy")
+        model = wait_for(lambda: service.models.current(), what="model with probe weights")
+    np.testing.assert_allclose(model.weight, probe_weight(sim.truth_probe, 64))
+    assert not np.allclose(model.weight, probe_weight(None, 64))
