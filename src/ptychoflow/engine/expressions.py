@@ -6,7 +6,7 @@ The language is the Python-like subset the Globus Flows examples use:
   - operators ``+ - * / // % **``, comparisons (incl. ``in``), ``and or not``, ``x if c else y``
   - list/dict/tuple literals, ``true/false/null`` as JSON spellings
   - ``pathsplit(p)`` -> ``[head, tail]``, ``is_present(path)``, ``getattr(path, default)``,
-    backtick JSONPath (``\`$.a.b\```), a few pure builtins and read-only ``str`` methods.
+    backtick JSONPath (a path between backticks, e.g. `$.a.b`), a few pure builtins and read-only ``str`` methods.
 Anything else (imports, dunders, lambdas, arbitrary calls) is a States.Runtime error.
 """
 
@@ -112,7 +112,7 @@ def evaluate(text: str, state: Any, context: dict[str, Any] | None = None) -> An
     scope = dict(state) if isinstance(state, dict) else {}
     scope["_context"] = context or {}
     try:
-        return _Evaluator(text, scope).visit(tree.body)
+        return _plain(_Evaluator(text, scope).visit(tree.body))
     except RecursionError:
         raise runtime_error(f"expression {text!r} is nested too deeply") from None
 
@@ -145,7 +145,8 @@ class _Evaluator:
     def visit_List(self, node: ast.List) -> list[Any]:
         return [self.visit(item) for item in node.elts]
 
-    visit_Tuple = visit_List
+    def visit_Tuple(self, node: ast.Tuple) -> tuple[Any, ...]:
+        return tuple(self.visit(item) for item in node.elts)
 
     def visit_Dict(self, node: ast.Dict) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
@@ -283,6 +284,15 @@ class _Evaluator:
             return get_path(self.scope, json_path)
         except PathSyntaxError as exc:
             raise self.fail(str(exc)) from None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-shaped result: tuples become lists (the state document is JSON)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _size(left: Any, right: Any) -> int:
