@@ -47,6 +47,8 @@ class TransferProvider(ThreadedProvider):
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "source_path" not in item or "destination_path" not in item:
                 raise ActionUnableToRun(f"request body: DATA[{i}] needs source_path and destination_path")
+            resolve(self.env, body["source_endpoint"], item["source_path"], f"DATA[{i}].source_path")
+            resolve(self.env, body["destination_endpoint"], item["destination_path"], f"DATA[{i}].destination_path")
 
     def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
         stats = CopyStats()
@@ -80,7 +82,7 @@ class _SinglePathProvider(ThreadedProvider):
 
     def check(self, body: dict[str, Any]) -> None:
         collection_root(self.env, _require(body, "endpoint_id"), "endpoint_id")
-        _require(body, "path")
+        resolve(self.env, body["endpoint_id"], _require(body, "path"), "path")
 
     def target(self, body: dict[str, Any], path: str | None = None) -> Path:
         return resolve(self.env, body["endpoint_id"], path or body["path"], "path")
