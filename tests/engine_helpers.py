@@ -69,3 +69,27 @@ def write_function(directory: Path, name: str, body: str) -> Path:
     path = directory / f"{name}.py"
     path.write_text(f"def {name}(**kwargs):\n" + textwrap.indent(textwrap.dedent(body), "    "))
     return path
+
+
+PROFILE_TOML = """\
+backend = "local"
+state_dir = "state"
+[beamline]
+path = "beamline"
+[hpc]
+path = "hpc"
+endpoint_id = "local-hpc"
+workers = 2
+[edge]
+path = "edge"
+endpoint_id = "local-edge"
+"""
+
+
+def write_profile(directory: Path) -> Path:
+    """A minimal local profile with its site directories; returns the TOML path."""
+    for sub in ("beamline", "hpc", "edge", "state"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    path = directory / "ptychoflow.toml"
+    path.write_text(PROFILE_TOML)
+    return path
