@@ -1,8 +1,8 @@
 """Checksummed, atomic, resumable file copy: the heart of the local Transfer provider.
 
 A file is written under a hidden temporary name in the destination directory, fsynced,
-read back and verified against the source's sha256, and only then renamed onto its final
-name. A destination that already matches is skipped (resume); a destination that differs
+read back and verified against the sha256 of the bytes read from the source, and only then
+renamed onto its final name (and the directory fsynced). A destination that already matches is skipped (resume); a destination that differs
 and is newer than the source is never overwritten silently.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 CHUNK = 8 << 20
 VERIFY_ATTEMPTS = 3
@@ -37,6 +39,7 @@ class CopyStats:
     bytes_transferred: int = 0
     checksum_retries: int = 0
     transferred: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def sha256_file(path: Path) -> str:
@@ -56,8 +59,6 @@ def _copy_hashing(source: Path, target: Path) -> str:
         while size := src.readinto(buffer):
             digest.update(view[:size])
             dst.write(view[:size])
-        dst.flush()
-        os.fsync(dst.fileno())
     return digest.hexdigest()
 
 
@@ -69,53 +70,93 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def copy_file(source: Path, destination: Path, stats: CopyStats, tag: str) -> None:
-    """Copy one file safely (see module docstring); updates ``stats``."""
+def _check_destination(source: Path, destination: Path, stats: CopyStats) -> bool:
+    """False when ``destination`` already matches (resume); raises if it must not be replaced."""
     stats.files += 1
     if destination.is_dir():
         raise CopyError("FILE_IS_DIRECTORY", f"{destination}: destination is a directory, source {source} is a file")
-    source_stat = source.stat()
-    if destination.exists():
-        destination_stat = destination.stat()
-        if destination_stat.st_size == source_stat.st_size and sha256_file(destination) == sha256_file(source):
-            stats.files_skipped += 1
-            return
-        if destination_stat.st_mtime > source_stat.st_mtime:
-            raise CopyError(
-                "DESTINATION_NEWER",
-                f"{destination}: destination differs from {source} and is newer; refusing to overwrite it "
-                "(delete it or move it aside first)",
-            )
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(f".{destination.name}.{tag}.part")
-    try:
-        for attempt in range(VERIFY_ATTEMPTS):
+    if not destination.exists():
+        return True
+    source_stat, destination_stat = source.stat(), destination.stat()
+    if destination_stat.st_size == source_stat.st_size and sha256_file(destination) == sha256_file(source):
+        stats.files_skipped += 1
+        return False
+    if destination_stat.st_mtime > source_stat.st_mtime:
+        raise CopyError(
+            "DESTINATION_NEWER",
+            f"{destination}: destination differs from {source} and is newer; refusing to overwrite it "
+            "(delete it or move it aside first)",
+        )
+    return True
+
+
+def _finish(source: Path, destination: Path, temporary: Path, expected: str, stats: CopyStats) -> None:
+    """fsync, verify (re-copying on mismatch), then rename onto the final name."""
+    for attempt in range(VERIFY_ATTEMPTS):
+        if attempt:
             expected = _copy_hashing(source, temporary)
-            for hook in after_write_hooks:
-                hook(temporary)
-            if sha256_file(temporary) == expected:
-                os.utime(temporary, ns=(source_stat.st_atime_ns, source_stat.st_mtime_ns))
-                os.replace(temporary, destination)
-                _fsync_dir(destination.parent)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        for hook in after_write_hooks:
+            hook(temporary)
+        if sha256_file(temporary) == expected:
+            source_stat = source.stat()
+            os.utime(temporary, ns=(source_stat.st_atime_ns, source_stat.st_mtime_ns))
+            os.replace(temporary, destination)
+            _fsync_dir(destination.parent)
+            with stats.lock:
                 stats.files_transferred += 1
                 stats.bytes_transferred += source_stat.st_size
                 stats.transferred.append(str(destination))
-                return
+            return
+        with stats.lock:
             stats.checksum_retries += 1
-        raise CopyError(
-            "VERIFY_CHECKSUM",
-            f"{destination}: sha256 of the copy did not match {source} after {VERIFY_ATTEMPTS} attempts",
-        )
-    finally:
-        temporary.unlink(missing_ok=True)
+    raise CopyError(
+        "VERIFY_CHECKSUM",
+        f"{destination}: sha256 of the copy did not match {source} after {VERIFY_ATTEMPTS} attempts",
+    )
 
 
-def copy_tree(source: Path, destination: Path, stats: CopyStats, tag: str) -> None:
-    """Copy a directory recursively, file by file, in a stable order."""
+def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str) -> None:
+    """Copy (source, destination) pairs safely (see module docstring).
+
+    Pipelined on two threads: while file i is fsynced, verified and renamed, file i+1 is
+    copied, so disk write-back and hashing overlap. Any failure removes every temporary
+    file; files already renamed are complete and verified, so a retry resumes after them.
+    """
+    temporaries: list[Path] = []
+    futures: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-finish") as finisher:
+        try:
+            for source, destination in pairs:
+                if any(f.done() and f.exception() for f in futures):
+                    break
+                if not _check_destination(source, destination, stats):
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                temporary = destination.with_name(f".{destination.name}.{tag}.part")
+                temporaries.append(temporary)
+                expected = _copy_hashing(source, temporary)
+                futures.append(finisher.submit(_finish, source, destination, temporary, expected, stats))
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.exception()  # wait for the finisher before cleaning up
+            for temporary in temporaries:
+                temporary.unlink(missing_ok=True)
+
+
+def copy_file(source: Path, destination: Path, stats: CopyStats, tag: str) -> None:
+    copy_files([(source, destination)], stats, tag)
+
+
+def tree_pairs(source: Path, destination: Path) -> Iterator[tuple[Path, Path]]:
+    """(file, target) pairs of a directory tree in a stable order; creates the directories."""
     destination.mkdir(parents=True, exist_ok=True)
     for directory, subdirs, files in os.walk(source):
         subdirs.sort()
         relative = Path(directory).relative_to(source)
         (destination / relative).mkdir(parents=True, exist_ok=True)
         for name in sorted(files):
-            copy_file(Path(directory) / name, destination / relative / name, stats, tag)
+            yield Path(directory) / name, destination / relative / name

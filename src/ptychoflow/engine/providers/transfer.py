@@ -12,11 +12,11 @@ import shutil
 import stat as stat_module
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ptychoflow.engine.providers.base import ActionFailed, ActionUnableToRun, EngineEnv, ThreadedProvider
 from ptychoflow.engine.providers.collections import collection_root, resolve
-from ptychoflow.engine.providers.copying import CopyError, CopyStats, copy_file, copy_tree
+from ptychoflow.engine.providers.copying import CopyError, CopyStats, copy_files, tree_pairs
 
 BASE_URL = "https://transfer.actions.globus.org"
 
@@ -53,21 +53,10 @@ class TransferProvider(ThreadedProvider):
     def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
         stats = CopyStats()
         tag = hashlib.sha256(action_id.encode()).hexdigest()[:12]
-        for i, item in enumerate(body["DATA"]):
-            source = resolve(self.env, body["source_endpoint"], item["source_path"], f"DATA[{i}].source_path")
-            target = resolve(self.env, body["destination_endpoint"], item["destination_path"],
-                             f"DATA[{i}].destination_path")
-            try:
-                if source.is_dir():
-                    if not item.get("recursive", False):
-                        raise CopyError("NOT_A_FILE", f"{source}: is a directory; set recursive: true")
-                    copy_tree(source, target, stats, tag)
-                elif source.exists():
-                    copy_file(source, target, stats, tag)
-                else:
-                    raise CopyError("FILE_NOT_FOUND", f"{item['source_path']}: no such file on {body['source_endpoint']}")
-            except CopyError as exc:
-                raise _failed(action_id, exc.code, str(exc), files_transferred=stats.files_transferred) from None
+        try:
+            copy_files(self._pairs(body), stats, tag)
+        except CopyError as exc:
+            raise _failed(action_id, exc.code, str(exc), files_transferred=stats.files_transferred) from None
         return {
             "status": "SUCCEEDED", "task_id": action_id, "label": body.get("label"), "type": "TRANSFER",
             "source_endpoint_id": body["source_endpoint"], "destination_endpoint_id": body["destination_endpoint"],
@@ -75,6 +64,22 @@ class TransferProvider(ThreadedProvider):
             "bytes_transferred": stats.bytes_transferred, "verify_checksum": True,
             "checksum_retries": stats.checksum_retries, "nice_status": None, "fatal_error": None,
         }
+
+
+    def _pairs(self, body: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
+        """Every (source file, destination file) of the request, directories expanded."""
+        for i, item in enumerate(body["DATA"]):
+            source = resolve(self.env, body["source_endpoint"], item["source_path"], f"DATA[{i}].source_path")
+            target = resolve(self.env, body["destination_endpoint"], item["destination_path"],
+                             f"DATA[{i}].destination_path")
+            if source.is_dir():
+                if not item.get("recursive", False):
+                    raise CopyError("NOT_A_FILE", f"{item['source_path']}: is a directory; set recursive: true")
+                yield from tree_pairs(source, target)
+            elif source.exists():
+                yield source, target
+            else:
+                raise CopyError("FILE_NOT_FOUND", f"{item['source_path']}: no such file on {body['source_endpoint']}")
 
 
 class _SinglePathProvider(ThreadedProvider):
