@@ -67,3 +67,12 @@ def test_non_json_results_fail_clearly(tmp_path: Path) -> None:
     source = write_function(tmp_path / "fns", "bad", "return {'x': object()}")
     result = run_task("k", "bad", str(source), {}, str(tmp_path / "r"))
     assert result["status"] == "FAILED" and "not JSON serializable" in result["exception"]
+
+
+def test_task_results_are_deleted_once_the_outcome_is_committed(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    source = write_function(tmp_path / "fns", "one", "return 1")
+    function = LocalBackend(env).register_function(source, "one")
+    run, _ = run_flow(tmp_path, chain(("R", compute_state(function.function_id, {}))), env=env)
+    assert run.status.value == "SUCCEEDED"
+    assert list((env.state_dir / "compute" / "local-hpc").iterdir()) == []

@@ -45,6 +45,7 @@ class Interpreter:
         self.username = username
         self._definitions: dict[str, dict[str, Any]] = {}
         self.in_flight: dict[str, tuple[str, str]] = {}  # run_id -> (ActionUrl, action key)
+        self._finished_actions: list[tuple[Any, str]] = []
 
     # --- public ----------------------------------------------------------------------------
     def advance(self, run_id: str) -> float | None:
@@ -66,7 +67,15 @@ class Interpreter:
                 return wait.until
             except StateError as error:
                 self._handle_error(run, state, error)
+            self._release_finished()
         return time.time()
+
+    def _release_finished(self) -> None:
+        """Let providers drop finished actions, strictly after their outcome was committed
+        (a compute task's stored result must outlive any crash before that commit)."""
+        while self._finished_actions:
+            provider, key = self._finished_actions.pop()
+            provider.release(key)
 
     # --- helpers ---------------------------------------------------------------------------
     def _definition(self, flow_id: str) -> dict[str, Any]:
@@ -206,13 +215,15 @@ class Interpreter:
             now = time.time()
             if now >= (step.deadline or now):
                 provider.cancel(key)
+                self.in_flight.pop(run.run_id, None)
+                self._finished_actions.append((provider, key))
                 raise StateError("ActionTimeout", f"action did not complete within WaitTime "
                                  f"{state.get('WaitTime', DEFAULT_WAIT_TIME)} s")
             elapsed = now - step.started
             delay = 0.002 if elapsed < 0.05 else 0.02 if elapsed < 1 else 0.2 if elapsed < 30 else 1.0
             raise _Wait(min(now + delay, step.deadline or now))
         self.in_flight.pop(run.run_id, None)
-        provider.release(key)
+        self._finished_actions.append((provider, key))  # released once the outcome is committed
         if status["status"] == "FAILED" and state.get("ExceptionOnActionFailure", True):
             raise StateError("ActionFailedException", json.dumps(status, default=str))
         document = set_path(run.document, state.get("ResultPath", "$"), status)

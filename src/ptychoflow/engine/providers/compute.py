@@ -38,6 +38,7 @@ class ComputeProvider(ActionProvider):
         self.env = env
         self._pools: dict[str, ProcessPoolExecutor] = {}
         self._actions: dict[str, tuple[list[Future], str]] = {}
+        self._endpoints: dict[str, str] = {}  # action id -> endpoint id (where its results live)
         self._lock = threading.Lock()
 
     def _pool(self, endpoint_id: str) -> ProcessPoolExecutor:
@@ -85,6 +86,7 @@ class ComputeProvider(ActionProvider):
                     for i, (name, path, kwargs) in enumerate(tasks)
                 ]
                 self._actions[action_id] = (futures, iso_now())
+                self._endpoints[action_id] = body["endpoint_id"]
         return self.status(action_id)  # type: ignore[return-value]
 
     def status(self, action_id: str) -> dict[str, Any] | None:
@@ -126,8 +128,17 @@ class ComputeProvider(ActionProvider):
             future.cancel()  # a task already running finishes; its result is kept but unused
 
     def release(self, action_id: str) -> None:
+        """Forget the action and delete its stored task results (the engine calls this only
+        after committing the outcome, so no resume can need them again)."""
         with self._lock:
-            self._actions.pop(action_id, None)
+            entry = self._actions.pop(action_id, None)
+            endpoint_id = self._endpoints.pop(action_id, None)
+        if entry is None or endpoint_id is None:
+            return
+        directory = self.env.state_dir / "compute" / endpoint_id
+        for i in range(len(entry[0])):
+            for suffix in (".json", ".lock"):
+                (directory / f"{task_key(action_id, i)}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
         for pool in self._pools.values():
