@@ -58,7 +58,7 @@ def status(profile_path: str | None) -> None:
 
     state_dir = load(profile_path).state_path
     pid = engine_pid(state_dir)
-    active = len(Store(state_dir).list_runs(limit=10_000, status="ACTIVE"))
+    active = len(Store(state_dir).active_run_ids())
     click.echo(f"engine worker: {'running, pid ' + str(pid) if pid else 'not running'}; active runs: {active}")
 
 

@@ -45,9 +45,10 @@ def list_(limit: int, as_json: bool, profile_path: str | None) -> None:
     table = Table("run", "status", "state", "label", "created", "duration")
     for r in found:
         duration = f"{r.completed - r.created:.1f} s" if r.completed and r.created else ""
-        created = datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M:%S") if r.created else ""
+        created = datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M:%S") if r.created else ""
         style = STATUS_STYLE.get(r.status.value, "")
-        table.add_row(r.run_id, f"[{style}]{r.status.value}[/]", r.current_state or "", r.label, created, duration)
+        table.add_row(r.run_id[:8], f"[{style}]{r.status.value}[/]", r.current_state or "", r.label, created, duration)
+    table.caption = "ids are shortened; any unique prefix works (--json has the full ids)"
     Console().print(table)
 
 

@@ -209,11 +209,16 @@ class Interpreter:
             assert step is not None
         provider = self.providers.for_url(url)
         key = step.action_key or ""
-        status = provider.status(key) or provider.run(key, step.action_body)
+        status = provider.status(key)
+        resubmitted = status is None  # first submission, or again after an engine restart
+        if status is None:
+            status = provider.run(key, step.action_body)
         self.in_flight[run.run_id] = (url, key)
         if status["status"] not in ("SUCCEEDED", "FAILED"):
             now = time.time()
-            if now >= (step.deadline or now):
+            # After a restart give a re-submitted action one poll to return its stored result
+            # before WaitTime (counted from the first submission) can time it out.
+            if not resubmitted and step.deadline is not None and now >= step.deadline:
                 provider.cancel(key)
                 self.in_flight.pop(run.run_id, None)
                 self._finished_actions.append((provider, key))

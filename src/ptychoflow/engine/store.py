@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, label TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '[]',
     username TEXT NOT NULL DEFAULT '', created REAL NOT NULL, completed REAL,
     current_state TEXT, document TEXT NOT NULL, output TEXT, error TEXT,
-    step_seq INTEGER NOT NULL DEFAULT 0, wake_at REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS runs_due ON runs(status, wake_at);
+    step_seq INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
     status TEXT NOT NULL, input TEXT, output TEXT, started REAL NOT NULL, finished REAL,
@@ -56,7 +56,6 @@ class RunRow:
     output: Any
     error: str | None
     step_seq: int
-    wake_at: float
 
 
 @dataclass
@@ -149,14 +148,14 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO runs (run_id, flow_id, status, label, tags, username, created, current_state,"
-                " document, wake_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (run_id, flow_id, "ACTIVE", label, _dumps(tags), username, now, start_at, _dumps(body), 0.0),
+                " document) VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, flow_id, "ACTIVE", label, _dumps(tags), username, now, start_at, _dumps(body)),
             )
             self._event(db, run_id, "FlowStarted", "The flow run was started", {"input": body})
         return run_id
 
     _RUN_COLUMNS = ("run_id, flow_id, status, label, tags, username, created, completed, current_state,"
-                    " document, output, error, step_seq, wake_at")
+                    " document, output, error, step_seq")
 
     def _run_from(self, row: tuple) -> RunRow:
         values = list(row)
@@ -191,31 +190,19 @@ class Store:
             rows = self._db.execute(query + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
         return [self._run_from(r) for r in rows]
 
-    def due_runs(self, now: float, limit: int = 100) -> list[str]:
-        """ACTIVE runs whose next step is due, oldest wake-up first."""
+    def active_run_ids(self) -> set[str]:
+        """Ids of ACTIVE runs (cheap: the worker asks several times a second)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT run_id FROM runs WHERE status='ACTIVE' AND wake_at<=? ORDER BY wake_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    def next_wake(self) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT MIN(wake_at) FROM runs WHERE status='ACTIVE'").fetchone()
-        return row[0]
-
-    def set_wake(self, db: sqlite3.Connection, run_id: str, wake_at: float) -> None:
-        db.execute("UPDATE runs SET wake_at=? WHERE run_id=?", (wake_at, run_id))
+            return {row[0] for row in self._db.execute("SELECT run_id FROM runs WHERE status='ACTIVE'")}
 
     def move(self, db: sqlite3.Connection, run_id: str, document: Any, next_state: str | None) -> None:
-        db.execute("UPDATE runs SET document=?, current_state=?, wake_at=0 WHERE run_id=?",
+        db.execute("UPDATE runs SET document=?, current_state=? WHERE run_id=?",
                    (_dumps(document), next_state, run_id))
 
     def finish_run(self, db: sqlite3.Connection, run_id: str, status: str, *, output: Any = None,
                    error: str | None = None) -> None:
         db.execute(
-            "UPDATE runs SET status=?, completed=?, output=?, error=?, wake_at=0 WHERE run_id=?",
+            "UPDATE runs SET status=?, completed=?, output=?, error=? WHERE run_id=?",
             (status, time.time(), _dumps(output), error, run_id),
         )
 
@@ -226,7 +213,7 @@ class Store:
             if row is None or (only_if and row[0] not in only_if):
                 return False
             finished = status in ("SUCCEEDED", "FAILED", "ENDED")
-            db.execute("UPDATE runs SET status=?, completed=?, wake_at=0 WHERE run_id=?",
+            db.execute("UPDATE runs SET status=?, completed=? WHERE run_id=?",
                        (status, time.time() if finished else None, run_id))
             code = {"ENDED": "FlowCanceled", "ACTIVE": "FlowResumed", "INACTIVE": "FlowInactive"}.get(status, status)
             self._event(db, run_id, code, f"run status set to {status}", None)

@@ -52,7 +52,7 @@ class Engine:
     def tick(self) -> float:
         """Advance every due ACTIVE run once; returns seconds until something is due."""
         now = time.time()
-        active = {run.run_id for run in self.store.list_runs(limit=10_000, status="ACTIVE")}
+        active = self.store.active_run_ids()
         self._cancel_abandoned(active)
         for run_id in list(self._wake):
             if run_id not in active:
