@@ -15,7 +15,14 @@ def get_backend(profile: Any) -> Backend:
 
         return LocalBackend.from_profile(profile)
     if profile.backend == "globus":
-        module = importlib.import_module("ptychoflow.backends.globus")
+        try:
+            module = importlib.import_module("ptychoflow.backends.globus")
+        except ModuleNotFoundError as exc:
+            if exc.name != "ptychoflow.backends.globus":
+                raise
+            from ptychoflow.errors import PtychoflowError
+
+            raise PtychoflowError("the globus backend is not available in this installation") from None
         return module.GlobusBackend.from_profile(profile) if hasattr(module.GlobusBackend, "from_profile") \
             else module.GlobusBackend(profile)
     from ptychoflow.errors import ProfileError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ class LocalBackend(Backend):
         )
 
     def get_run_log(self, run_id: str) -> list[dict[str, Any]]:
-        return self.store.events(self._row(run_id).run_id)
+        """Entries shaped like the Flows API's run log: code, description, details, ISO time."""
+        return [{**entry, "time": datetime.fromtimestamp(entry["time"], timezone.utc).isoformat()}
+                for entry in self.store.events(self._row(run_id).run_id)]
 
     def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
         return [self.get_run(run.run_id) for run in self.store.list_runs(limit=limit)]

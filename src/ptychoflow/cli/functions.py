@@ -41,7 +41,6 @@ def register(backend_name: str | None, extra_dir: Path | None, as_json: bool, pr
     profile = load(profile_path)
     if backend_name:
         profile = profile.model_copy(update={"backend": backend_name})
-        profile.root = load(profile_path).root
     backend = get_backend(profile)
     sources = dict(bundled_functions())
     if extra_dir:

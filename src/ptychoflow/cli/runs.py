@@ -90,8 +90,10 @@ def logs(run_id: str, as_json: bool, profile_path: str | None) -> None:
         print_json(entries)
         return
     for entry in entries:
-        stamp = entry.get("time")
-        when = datetime.fromtimestamp(stamp).strftime("%H:%M:%S.%f")[:-3] if isinstance(stamp, float) else str(stamp)
+        try:
+            when = datetime.fromisoformat(str(entry.get("time"))).astimezone().strftime("%H:%M:%S.%f")[:-3]
+        except ValueError:
+            when = str(entry.get("time"))
         click.echo(f"{when}  {entry['code']:<24} {entry['description']}")
 
 
