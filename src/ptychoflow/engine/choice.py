@@ -8,7 +8,7 @@ service; a missing ``Variable`` is false for every operator except ``IsPresent``
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -20,13 +20,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _timestamp(value: Any) -> datetime | None:
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware ISO 8601 timestamp (``Z`` allowed; naive means UTC), or None if not one."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _typed(check: Callable[[Any], Any], compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
@@ -72,18 +74,18 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "NumericLessThanEquals": _typed(_number, lambda a, b: a <= b),
     "NumericGreaterThanEquals": _typed(_number, lambda a, b: a >= b),
     "BooleanEquals": _typed(_boolean, lambda a, b: a == b),
-    "TimestampEquals": _typed(_timestamp, lambda a, b: a == b),
-    "TimestampLessThan": _typed(_timestamp, lambda a, b: a < b),
-    "TimestampGreaterThan": _typed(_timestamp, lambda a, b: a > b),
-    "TimestampLessThanEquals": _typed(_timestamp, lambda a, b: a <= b),
-    "TimestampGreaterThanEquals": _typed(_timestamp, lambda a, b: a >= b),
+    "TimestampEquals": _typed(parse_timestamp, lambda a, b: a == b),
+    "TimestampLessThan": _typed(parse_timestamp, lambda a, b: a < b),
+    "TimestampGreaterThan": _typed(parse_timestamp, lambda a, b: a > b),
+    "TimestampLessThanEquals": _typed(parse_timestamp, lambda a, b: a <= b),
+    "TimestampGreaterThanEquals": _typed(parse_timestamp, lambda a, b: a >= b),
 }
 _TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
     "IsNull": lambda v: v is None,
     "IsNumeric": _is_number,
     "IsString": _string,
     "IsBoolean": _boolean,
-    "IsTimestamp": lambda v: _timestamp(v) is not None,
+    "IsTimestamp": lambda v: parse_timestamp(v) is not None,
 }
 COMPARISON_OPERATORS = frozenset(_COMPARISONS) | {f"{k}Path" for k in _COMPARISONS}
 TYPE_OPERATORS = frozenset(_TYPE_TESTS) | {"IsPresent"}

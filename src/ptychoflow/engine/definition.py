@@ -12,7 +12,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
-from ptychoflow.engine.choice import ALL_OPERATORS, rule_operator
+from ptychoflow.engine.choice import ALL_OPERATORS, parse_timestamp, rule_operator
 from ptychoflow.engine.expressions import ExpressionSyntaxError, parse_expression
 from ptychoflow.engine.paths import PathSyntaxError, compile_path, reference_steps
 from ptychoflow.errors import FlowDefinitionError
@@ -240,9 +240,7 @@ def _wait_checks(state: dict[str, Any], states: dict[str, Any]) -> Iterator[str]
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
         yield f"Seconds must be a non-negative number, got {seconds!r}"
     if "Timestamp" in state:
-        from ptychoflow.engine.choice import _timestamp
-
-        if _timestamp(state["Timestamp"]) is None:
+        if parse_timestamp(state["Timestamp"]) is None:
             yield f"Timestamp {state['Timestamp']!r} is not an ISO 8601 timestamp"
 
 

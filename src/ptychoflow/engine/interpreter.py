@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from typing import Any
 
-from ptychoflow.engine.choice import choose
+from ptychoflow.engine.choice import choose, parse_timestamp
 from ptychoflow.engine.errors import StateError, runtime_error
 from ptychoflow.engine.parameters import render, scope_with_context
 from ptychoflow.engine.paths import get_path, set_path
@@ -173,10 +172,10 @@ class Interpreter:
                 raise runtime_error(f"Wait: SecondsPath gave {seconds!r}, not a non-negative number")
             return time.time() + seconds
         stamp = state["Timestamp"] if "Timestamp" in state else get_path(document, state["TimestampPath"])
-        try:
-            return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise runtime_error(f"Wait: {stamp!r} is not an ISO 8601 timestamp") from None
+        moment = parse_timestamp(stamp)
+        if moment is None:
+            raise runtime_error(f"Wait: {stamp!r} is not an ISO 8601 timestamp")
+        return moment.timestamp()
 
     # --- Fail -------------------------------------------------------------------------------
     def _fail(self, run: RunRow, state: dict[str, Any]) -> None:
