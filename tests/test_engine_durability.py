@@ -9,7 +9,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from engine_helpers import chain, write_function, write_profile

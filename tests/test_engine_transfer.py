@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from engine_helpers import chain, make_env, run_flow
 from ptychoflow.engine.providers import copying

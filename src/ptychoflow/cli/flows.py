@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ptychoflow.cli._common import follow, json_option, parse_input, print_json, profile_option, run_panel, run_to_dict
+from ptychoflow.cli._common import follow, json_option, parse_input, print_json, profile_option, run_to_dict
 
 
 def _resolve(flow: str) -> Path:
