@@ -107,7 +107,17 @@ def watch(run_id: str, profile_path: str | None) -> None:
     Example:
       ptychoflow runs watch 3f2a
     """
-    backend = backend_for(profile_path)
+    from ptychoflow.backends import get_backend
+    from ptychoflow.cli._common import load
+
+    profile = load(profile_path)
+    backend = get_backend(profile)
+    if profile.backend == "local" and backend.get_run(run_id).status.value == "ACTIVE":
+        from ptychoflow.engine.worker import engine_pid
+
+        if engine_pid(profile.state_path) is None:
+            click.secho(f"note: no engine worker is running for {profile.state_path}; "
+                        f"start one with `ptychoflow runs resume {run_id}`", fg="yellow", err=True)
     info = follow(lambda: backend.get_run(run_id))
     if info.status.value != "SUCCEEDED":
         raise SystemExit(1)

@@ -92,7 +92,12 @@ class Engine:
 
     def serve(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            stop.wait(min(self.tick(), 1.0))
+            try:
+                delay = min(self.tick(), 1.0)
+            except Exception:  # e.g. the database is locked for longer than busy_timeout
+                log.exception("engine tick failed; retrying in 1 s")
+                delay = 1.0
+            stop.wait(delay)
 
     def close(self) -> None:
         self.providers.close()
