@@ -33,6 +33,8 @@ CONTEXT = {"run_id": "r-1", "flow_id": "f-1", "username": "alice"}
     ("pathsplit(path)", ["/data/in", "scan_0001.h5"]),
     ("pathsplit(path)[1]", "scan_0001.h5"),
     ("pathsplit('/a/b/')", ["/a", "b"]),
+    ("pathsplit('/~/path')", ["/~/", "path"]),
+    ("pathsplit('/~/a/b')", ["/~/a", "b"]),
     ("is_present('nested.a.b')", True),
     ("is_present('nested.zzz')", False),
     ("is_present('$.nested.a')", True),

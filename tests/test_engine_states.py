@@ -158,6 +158,8 @@ def test_wait_time_timeout_is_action_timeout(tmp_path) -> None:
         started = time.time()
         run, _ = run_flow(tmp_path, flow)
         assert run.output["err"]["Error"] == "ActionTimeout"
+        last_poll = json.loads(run.output["err"]["Cause"])  # the most recent status, as the service reports
+        assert last_poll["status"] == "ACTIVE" and "WaitTime 1 s" in last_poll["description"]
         assert 0.9 <= time.time() - started < 2.5
     finally:
         unregister_provider(SLOW_URL)
@@ -197,3 +199,32 @@ def test_input_is_checked_against_the_schema(tmp_path) -> None:
     with pytest.raises(InputError, match="n: 'x' is not of type 'integer'"):
         backend.start_run(flow, {"n": "x"})
     assert backend.deploy_flow(flow_file).flow_id == flow.flow_id  # keyed on checksum
+
+
+def test_private_parameters_and_private_state_are_hidden(tmp_path) -> None:
+    flow = chain(
+        ("A", {"Type": "Action", "ActionUrl": TEST_URL, "ResultPath": "$.A", "Parameters": {
+            "user": "flow", "password.$": "$._private.pw", "__Private_Parameters": ["password"],
+            "nested": {"token": "t0k", "__Private_Parameters": ["token"]}}}),
+    )
+    run, backend = run_flow(tmp_path, flow, {"_private": {"pw": "s3cret"}, "public": 1})
+    # the action receives the values, without the __Private_Parameters lists
+    assert run.status.value == "SUCCEEDED", run.error
+    assert "_private" not in run.output and run.output["public"] == 1
+    log = json.dumps(backend.get_run_log(run.run_id))
+    started = next(e for e in backend.get_run_log(run.run_id) if e["code"] == "ActionStarted")
+    assert started["details"]["parameters"] == {"user": "flow", "password": "<private>", "nested": {"token": "<private>"}}
+    assert "s3cret" not in log.replace(json.dumps(run.output["A"]), "")
+
+
+def test_action_receives_body_without_private_list(tmp_path) -> None:
+    flow = chain(("A", {"Type": "Action", "ActionUrl": TEST_URL, "ResultPath": "$.A",
+                        "Parameters": {"k": "v", "__Private_Parameters": ["k"]}}))
+    run, _ = run_flow(tmp_path, flow)
+    assert run.output["A"]["details"] == {"echo": {"k": "v"}}
+
+
+def test_context_has_the_documented_fields(tmp_path) -> None:
+    flow = chain(("E", {"Type": "ExpressionEval", "Parameters": {"c.$": "$._context"}, "ResultPath": "$.c"}))
+    run, _ = run_flow(tmp_path, flow)
+    assert {"run_id", "flow_id", "username", "email", "user_id", "identities"} <= set(run.output["c"]["c"])

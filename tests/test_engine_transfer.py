@@ -31,7 +31,7 @@ def test_copy_file_and_directory_with_checksums(tmp_path: Path) -> None:
     (beamline / "scan" / "sub" / "b.bin").write_bytes(b"b" * 20)
     run, _ = run_flow(tmp_path, transfer_flow([
         {"source_path": "/scan_0001.h5", "destination_path": "/scans/scan_0001.h5"},
-        {"source_path": "/scan", "destination_path": "~/tree", "recursive": True},
+        {"source_path": "/~/scan", "destination_path": "~/tree", "recursive": True},
     ]))
     details = run.output["T"]["details"]
     assert run.status.value == "SUCCEEDED", run.error

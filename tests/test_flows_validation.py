@@ -42,6 +42,8 @@ def flow(**states: dict) -> dict:
     (flow(A={"Type": "Pass", "Parameters": {"x": {"y.$": "nope"}}, "End": True}), "state A: Parameters.x.y.$: 'nope' is not a JSONPath"),
     (flow(A={"Type": "Pass", "Parameters": {"y.=": "1 +"}, "End": True}), "state A: Parameters.y.=: cannot parse expression"),
     (flow(A={"Type": "Action", "Parameters": {}, "End": True}), "state A: Action needs an ActionUrl"),
+    (flow(A={"Type": "Action", "ActionUrl": "https://x.org/a", "End": True}), "state A: Action needs Parameters or InputPath"),
+    (flow(A={"Type": "Pass", "ResultPath": "$._context.x", "End": True}), "state A: ResultPath: $._context is read-only"),
     (flow(A={**OK_ACTION, "WaitTime": 0, "End": True}), "WaitTime must be a positive integer"),
     (flow(A={**OK_ACTION, "ExceptionOnActionFailure": "no", "End": True}), "ExceptionOnActionFailure must be true or false"),
     (flow(A={**OK_ACTION, "InputPath": "$", "End": True}), "Parameters and InputPath are mutually exclusive"),

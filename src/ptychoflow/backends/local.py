@@ -14,6 +14,7 @@ from typing import Any
 
 from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord
 from ptychoflow.engine.definition import load_definition, load_schema
+from ptychoflow.engine.parameters import hide_private_state
 from ptychoflow.engine.providers.base import EngineEnv
 from ptychoflow.engine.providers.functions import record_source
 from ptychoflow.engine.store import RunRow, Store
@@ -86,13 +87,14 @@ class LocalBackend(Backend):
         return RunInfo(
             run_id=run.run_id, flow_id=run.flow_id, status=RunStatus(run.status), label=run.label, tags=run.tags,
             created=run.created, completed=run.completed, current_state=run.current_state,
-            output=run.output if isinstance(run.output, dict) else ({"value": run.output} if run.output else None),
+            output=_visible_output(run.output),
             error=run.error, timeline=timeline,
         )
 
     def get_run_log(self, run_id: str) -> list[dict[str, Any]]:
         """Entries shaped like the Flows API's run log: code, description, details, ISO time."""
-        return [{**entry, "time": datetime.fromtimestamp(entry["time"], timezone.utc).isoformat()}
+        return [{**entry, "time": datetime.fromtimestamp(entry["time"], timezone.utc).isoformat(),
+                 "details": _visible_details(entry["details"])}
                 for entry in self.store.events(self._row(run_id).run_id)]
 
     def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
@@ -109,6 +111,19 @@ class LocalBackend(Backend):
         if run.status == "INACTIVE":
             self.store.set_status(run.run_id, "ACTIVE", only_if=("INACTIVE",))
         return self.get_run(run.run_id)
+
+
+def _visible_output(output: Any) -> dict[str, Any] | None:
+    """Run output as the service shows it: an object, ``_private*`` properties omitted."""
+    if output is None:
+        return None
+    return hide_private_state(output) if isinstance(output, dict) else {"value": output}
+
+
+def _visible_details(details: Any) -> Any:
+    if isinstance(details, dict):
+        return {k: hide_private_state(v) if k in ("input", "output") else v for k, v in details.items()}
+    return details
 
 
 def _validate_input(body: Any, schema: dict[str, Any], source: str) -> None:

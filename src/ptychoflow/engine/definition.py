@@ -169,9 +169,12 @@ def _path_problems(state: dict[str, Any]) -> Iterator[str]:
 
 def _check_path(value: Any, field: str, reference: bool = False) -> Iterator[str]:
     try:
-        reference_steps(value) if reference else compile_path(value)
+        steps = reference_steps(value) if reference else compile_path(value)
     except PathSyntaxError as exc:
         yield f"{field}: {exc}"
+        return
+    if reference and steps and steps[0] == "_context":
+        yield f"{field}: $._context is read-only"
 
 
 def _parameter_problems(template: Any, where: str) -> Iterator[str]:
@@ -197,6 +200,8 @@ def _action_checks(state: dict[str, Any], states: dict[str, Any]) -> Iterator[st
         yield "Action needs an ActionUrl (an https:// URL)"
     if "Parameters" in state and "InputPath" in state:
         yield "Parameters and InputPath are mutually exclusive"
+    if "Parameters" not in state and "InputPath" not in state:
+        yield "Action needs Parameters or InputPath (the body sent to the action)"
     wait = state.get("WaitTime", 1)
     if not isinstance(wait, int) or isinstance(wait, bool) or wait <= 0:
         yield f"WaitTime must be a positive integer of seconds, got {wait!r}"

@@ -50,9 +50,14 @@ class ExpressionSyntaxError(ValueError):
 
 
 def pathsplit(path: str) -> list[str]:
-    """``/a/b/c.h5`` -> ``["/a/b", "c.h5"]`` (the Flows function; a trailing '/' is ignored)."""
+    """``/a/b/c.h5`` -> ``["/a/b", "c.h5"]`` (the Flows function; a trailing '/' is ignored).
+
+    The Transfer root ``/~/`` is never split: ``pathsplit("/~/x")`` is ``["/~/", "x"]``.
+    """
     if not isinstance(path, str):
         raise runtime_error(f"pathsplit() needs a string, got {type(path).__name__}")
+    if path.startswith("/~/") and "/" not in path[3:].rstrip("/"):
+        return ["/~/", path[3:].rstrip("/")]
     head, tail = posixpath.split(path.rstrip("/") or path)
     return [head, tail]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ptychoflow.engine.choice import choose, parse_timestamp
 from ptychoflow.engine.errors import StateError, runtime_error
-from ptychoflow.engine.parameters import render, scope_with_context
+from ptychoflow.engine.parameters import redact, render, scope_with_context
 from ptychoflow.engine.paths import get_path, set_path
 from ptychoflow.engine.providers.base import ActionUnableToRun, Providers
 from ptychoflow.engine.store import RunRow, StepRow, Store
@@ -53,8 +53,10 @@ class Interpreter:
         if run is None or run.status != "ACTIVE":
             return None
         definition = self._definition(run.flow_id)
-        context = {"run_id": run.run_id, "flow_id": run.flow_id, "username": run.username or self.username,
-                   "label": run.label, "tags": run.tags}
+        username = run.username or self.username
+        user_id = f"urn:ptychoflow:local:{username}"
+        context = {"run_id": run.run_id, "flow_id": run.flow_id, "username": username, "email": "",
+                   "user_id": user_id, "identities": [user_id], "label": run.label, "tags": run.tags}
         for _ in range(_MAX_STEPS_PER_ADVANCE):
             if run.current_state is None or run.status != "ACTIVE":
                 return None
@@ -203,7 +205,8 @@ class Interpreter:
                 self.store.open_step(db, run, run.current_state, "Action", run.document, action_url=url,
                                      action_key=key, action_body=body, deadline=deadline)
                 self.store.event(db, run.run_id, "ActionStarted", f"State {run.current_state} started {url}",
-                                 {"state_name": run.current_state, "action_key": key, "parameters": body})
+                                 {"state_name": run.current_state, "action_key": key,
+                                  "parameters": redact(state.get("Parameters"), body)})
             step = self.store.get_step(run.run_id, run.step_seq)
             assert step is not None
         provider = self.providers.for_url(url)
@@ -221,8 +224,9 @@ class Interpreter:
                 provider.cancel(key)
                 self.in_flight.pop(run.run_id, None)
                 self._finished_actions.append((provider, key))
-                raise StateError("ActionTimeout", f"action did not complete within WaitTime "
-                                 f"{state.get('WaitTime', DEFAULT_WAIT_TIME)} s")
+                status["description"] = (f"action did not complete within WaitTime "
+                                         f"{state.get('WaitTime', DEFAULT_WAIT_TIME)} s")
+                raise StateError("ActionTimeout", json.dumps(status, default=str))
             elapsed = now - step.started
             delay = 0.002 if elapsed < 0.05 else 0.02 if elapsed < 1 else 0.2 if elapsed < 30 else 1.0
             raise _Wait(min(now + delay, step.deadline or now))

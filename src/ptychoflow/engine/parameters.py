@@ -26,10 +26,16 @@ def render(template: Any, document: Any, context: dict[str, Any]) -> Any:
     return _render(template, scope_with_context(document, context), context, "Parameters")
 
 
+PRIVATE_KEY = "__Private_Parameters"
+PRIVATE_MASK = "<private>"
+
+
 def _render(template: Any, scope: Any, context: dict[str, Any], where: str) -> Any:
     if isinstance(template, dict):
         out: dict[str, Any] = {}
         for key, value in template.items():
+            if key == PRIVATE_KEY:
+                continue  # names values to hide from logs; never sent to the action
             if key.endswith(".$"):
                 if not isinstance(value, str):
                     raise runtime_error(f"{where}.{key}: a '.$' value must be a JSONPath string")
@@ -42,6 +48,27 @@ def _render(template: Any, scope: Any, context: dict[str, Any], where: str) -> A
     if isinstance(template, list):
         return [_render(item, scope, context, f"{where}[{i}]") for i, item in enumerate(template)]
     return template
+
+
+def redact(template: Any, rendered: Any) -> Any:
+    """``rendered`` with the values named in ``__Private_Parameters`` (at any depth) masked."""
+    if isinstance(template, dict) and isinstance(rendered, dict):
+        private = set(template.get(PRIVATE_KEY, []))
+        out = {}
+        for key, value in rendered.items():
+            source = next((k for k in (key, f"{key}.$", f"{key}.=") if k in template), None)
+            out[key] = PRIVATE_MASK if key in private else redact(template.get(source), value)
+        return out
+    if isinstance(template, list) and isinstance(rendered, list):
+        return [redact(t, r) for t, r in zip(template, rendered)] + rendered[len(template):]
+    return rendered
+
+
+def hide_private_state(document: Any) -> Any:
+    """The state as users may see it: top-level properties named ``_private*`` are omitted."""
+    if isinstance(document, dict):
+        return {k: v for k, v in document.items() if not k.startswith("_private")}
+    return document
 
 
 def _resolve(compute: Any, where: str, key: str) -> Any:

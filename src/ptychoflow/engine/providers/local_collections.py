@@ -21,7 +21,7 @@ def resolve(env: EngineEnv, collection_id: str, path: str, field: str) -> Path:
     if not isinstance(path, str) or not path:
         raise ActionUnableToRun(f"{field}: a path is required")
     root = collection_root(env, collection_id, field).resolve()
-    relative = path[2:] if path.startswith("~/") else path.lstrip("/")
+    relative = path.removeprefix("/").removeprefix("~").lstrip("/")  # "/~/a", "~/a", "/a" are all root/a
     target = (root / relative).resolve() if relative else root
     if target != root and not target.is_relative_to(root):
         raise ActionUnableToRun(f"{field}: {path!r} escapes collection {collection_id!r}")
