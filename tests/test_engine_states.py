@@ -30,6 +30,11 @@ def test_pass_without_parameters_keeps_state_and_input_path_selects(tmp_path) ->
     assert run.output == {"a": {"b": [1, 2]}, "copied": [1, 2]}
 
 
+def test_pass_result_is_a_literal(tmp_path) -> None:
+    run, _ = run_flow(tmp_path, chain(("P", {"Type": "Pass", "Result": {"x.$": "$.lit"}, "ResultPath": "$.r"})), {"a": 1})
+    assert run.output == {"a": 1, "r": {"x.$": "$.lit"}}
+
+
 def test_expression_eval_and_context(tmp_path) -> None:
     flow = chain(("E", {"Type": "ExpressionEval", "ResultPath": "$.e", "Parameters": {
         "file.=": "pathsplit(path)[1]", "run.$": "$._context.run_id", "user.=": "_context.username",

@@ -30,7 +30,7 @@ def flow(**states: dict) -> dict:
     ({"StartAt": "A"}, "States is missing or empty"),
     (flow(A={"Type": "Parallel", "End": True}), "flow.json: state A: unknown state Type 'Parallel'"),
     (flow(A={"Type": "Pass", "End": True, "OutputPath": "$.x"}), "state A: OutputPath is not supported"),
-    (flow(A={"Type": "Pass", "End": True, "Result": 1}), "state A: unknown field 'Result' for a Pass state"),
+    (flow(A={"Type": "Pass", "End": True, "Resource": "arn:x"}), "state A: unknown field 'Resource' for a Pass state"),
     (flow(A={"Type": "Pass"}), "state A: needs Next or End"),
     (flow(A={"Type": "Pass", "Next": "A", "End": True}), "state A: has both Next and End"),
     (flow(A={"Type": "Pass", "End": False}), "state A: End must be true"),

@@ -22,7 +22,7 @@ _FLOW = {"Next", "End"}
 FIELDS: dict[str, set[str]] = {
     "Action": _COMMON | _FLOW | {"ActionUrl", "ActionScope", "Parameters", "InputPath", "ResultPath", "WaitTime",
                                  "ExceptionOnActionFailure", "RunAs", "Catch"},
-    "Pass": _COMMON | _FLOW | {"Parameters", "InputPath", "ResultPath"},
+    "Pass": _COMMON | _FLOW | {"Parameters", "InputPath", "ResultPath", "Result"},
     "ExpressionEval": _COMMON | _FLOW | {"Parameters", "ResultPath"},
     "Wait": _COMMON | _FLOW | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"},
     "Choice": _COMMON | {"Choices", "Default"},

@@ -114,7 +114,9 @@ class Interpreter:
             next_state = choose(state, scope_with_context(document, context))
             new_document = document
         else:
-            if "Parameters" in state:
+            if "Result" in state:  # States Language Pass: a literal result
+                value = state["Result"]
+            elif "Parameters" in state:
                 value = render(state["Parameters"], document, context)
             elif "InputPath" in state:
                 value = get_path(scope_with_context(document, context), state["InputPath"])
