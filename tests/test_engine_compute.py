@@ -76,3 +76,20 @@ def test_task_results_are_deleted_once_the_outcome_is_committed(tmp_path: Path) 
     run, _ = run_flow(tmp_path, chain(("R", compute_state(function.function_id, {}))), env=env)
     assert run.status.value == "SUCCEEDED"
     assert list((env.state_dir / "compute" / "local-hpc").iterdir()) == []
+
+
+def test_several_tasks_with_args_and_the_single_task_form(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    (tmp_path / "fns").mkdir()
+    (tmp_path / "fns" / "add.py").write_text("def add(a, b=0):\n    return a + b\n")
+    function = LocalBackend(env).register_function(tmp_path / "fns" / "add.py", "add")
+    flow = chain(
+        ("Many", {"Type": "Action", "ActionUrl": C, "ResultPath": "$.many", "Parameters": {"endpoint_id": "local-hpc",
+                  "tasks": [{"function_id": function.function_id, "args": [1], "kwargs": {"b": 2}},
+                            {"function_id": function.function_id, "args": [10]}]}}),
+        ("One", {"Type": "Action", "ActionUrl": C, "ResultPath": "$.one", "Parameters": {
+            "endpoint_id": "local-edge", "function_id": function.function_id, "kwargs": {"a": 5}}}),
+    )
+    run, _ = run_flow(tmp_path, flow, env=env)
+    assert [r["output"] for r in run.output["many"]["details"]["results"]] == [3, 10]
+    assert run.output["one"]["details"]["results"][0]["output"] == 5

@@ -1,7 +1,7 @@
 """The local Globus Compute v3 action provider: registered functions in per-endpoint pools.
 
-Body: ``{"endpoint_id": ..., "tasks": [{"function_id": ..., "kwargs": {...}}]}`` (the
-single-task form with top-level ``function_id``/``kwargs`` is accepted too). Each endpoint
+Body: ``{"endpoint_id": ..., "tasks": [{"function_id": ..., "args": [...], "kwargs": {...}}]}``
+(the single-task form with top-level ``function_id``/``args``/``kwargs`` is accepted too). Each endpoint
 id gets its own process pool sized from the profile (``hpc.workers``; the edge has 1).
 Result: ``details.results[i].output``; a raising function fails the action with its
 traceback text in ``details.exception``.
@@ -50,14 +50,14 @@ class ComputeProvider(ActionProvider):
             self._pools[endpoint_id] = pool
         return pool
 
-    def _tasks(self, body: dict[str, Any]) -> list[tuple[str, Path, dict[str, Any]]]:
+    def _tasks(self, body: dict[str, Any]) -> list[tuple[str, Path, list[Any], dict[str, Any]]]:
         endpoint_id = body.get("endpoint_id")
         if endpoint_id not in self.env.endpoints:
             known = ", ".join(sorted(self.env.endpoints)) or "none"
             raise ActionUnableToRun(f"endpoint_id: unknown local compute endpoint {endpoint_id!r} (known: {known})")
         tasks = body.get("tasks")
         if tasks is None and "function_id" in body:
-            tasks = [{"function_id": body["function_id"], "kwargs": body.get("kwargs", {})}]
+            tasks = [{"function_id": body["function_id"], "args": body.get("args", []), "kwargs": body.get("kwargs", {})}]
         if not isinstance(tasks, list) or not tasks:
             raise ActionUnableToRun("request body: tasks must be a non-empty list of {function_id, kwargs}")
         resolved = []
@@ -69,10 +69,10 @@ class ComputeProvider(ActionProvider):
                     f"tasks[{i}].function_id: {function_id!r} is not a registered local function "
                     "(run `ptychoflow functions register`; an edited source gets a new id)"
                 )
-            kwargs = task.get("kwargs", {})
-            if not isinstance(kwargs, dict):
-                raise ActionUnableToRun(f"tasks[{i}].kwargs must be an object")
-            resolved.append((found[0], found[1], kwargs))
+            args, kwargs = task.get("args", []), task.get("kwargs", {})
+            if not isinstance(kwargs, dict) or not isinstance(args, list):
+                raise ActionUnableToRun(f"tasks[{i}]: args must be a list and kwargs an object")
+            resolved.append((found[0], found[1], args, kwargs))
         return resolved
 
     def run(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +82,8 @@ class ComputeProvider(ActionProvider):
                 results_dir = str(self.env.state_dir / "compute" / body["endpoint_id"])
                 pool = self._pool(body["endpoint_id"])
                 futures = [
-                    pool.submit(run_task, task_key(action_id, i), name, str(path), kwargs, results_dir)
-                    for i, (name, path, kwargs) in enumerate(tasks)
+                    pool.submit(run_task, task_key(action_id, i), name, str(path), kwargs, results_dir, args)
+                    for i, (name, path, args, kwargs) in enumerate(tasks)
                 ]
                 self._actions[action_id] = (futures, iso_now())
                 self._endpoints[action_id] = body["endpoint_id"]

@@ -44,7 +44,8 @@ def _write_atomically(target: Path, document: dict[str, Any]) -> None:
     os.replace(temporary, target)
 
 
-def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir: str) -> dict[str, Any]:
+def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir: str,
+             args: list[Any] | None = None) -> dict[str, Any]:
     """Run (or recall) one task; returns {"status": SUCCESS|FAILED, "output"|"exception": ...}."""
     directory = Path(results_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir
         if result_file.exists():
             return json.loads(result_file.read_text())
         try:
-            output = _load_function(name, path)(**kwargs)
+            output = _load_function(name, path)(*(args or []), **kwargs)
             json.dumps(output)  # results travel as JSON, like Globus Compute's serialised results
             document = {"status": "SUCCESS", "output": output}
         except (Exception, SystemExit) as exc:  # the function's failure is its result
