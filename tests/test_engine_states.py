@@ -233,3 +233,24 @@ def test_context_has_the_documented_fields(tmp_path) -> None:
     flow = chain(("E", {"Type": "ExpressionEval", "Parameters": {"c.$": "$._context"}, "ResultPath": "$.c"}))
     run, _ = run_flow(tmp_path, flow)
     assert {"run_id", "flow_id", "username", "email", "user_id", "identities"} <= set(run.output["c"]["c"])
+
+
+def test_runs_progress_concurrently_in_one_engine(tmp_path) -> None:
+    from ptychoflow.backends.local import LocalBackend
+    from ptychoflow.engine.worker import Engine
+
+    env = make_env(tmp_path)
+    flow_file = tmp_path / "w.json"
+    flow_file.write_text(json.dumps(chain(("W", {"Type": "Wait", "Seconds": 0.4}), ("P", {"Type": "Pass"}))))
+    backend = LocalBackend(env)
+    flow = backend.deploy_flow(flow_file)
+    runs = [backend.start_run(flow, {"i": i}) for i in range(4)]
+    engine = Engine(env)
+    started = time.time()
+    try:
+        for run in runs:
+            assert engine.run_until_finished(run.run_id, 10) == "SUCCEEDED"
+    finally:
+        engine.close()
+    assert time.time() - started < 1.2  # four 0.4 s waits overlapped, not serialised
+    assert [r.status.value for r in backend.list_runs()] == ["SUCCEEDED"] * 4
