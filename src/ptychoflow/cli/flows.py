@@ -32,9 +32,14 @@ def flows() -> None:
     """
 
 
+_profile_unused = click.option("--profile", "profile_path", default=None, metavar="PATH",
+                               help="Accepted for uniformity; validating and showing need no profile.")
+
+
 @flows.command()
 @click.argument("flow", nargs=-1, required=False)
-def validate(flow: tuple[str, ...]) -> None:
+@_profile_unused
+def validate(flow: tuple[str, ...], profile_path: str | None) -> None:
     """Check FLOW (a bundled name or a .json path; all bundled flows if omitted) as the service would.
 
     \b
@@ -62,7 +67,8 @@ def validate(flow: tuple[str, ...]) -> None:
 @flows.command()
 @click.argument("flow")
 @json_option
-def show(flow: str, as_json: bool) -> None:
+@_profile_unused
+def show(flow: str, as_json: bool, profile_path: str | None) -> None:
     """Print FLOW's states (type, action, next) and its input fields.
 
     \b
