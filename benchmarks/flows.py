@@ -150,7 +150,7 @@ def main() -> None:
         for directory in sites.values():
             directory.mkdir()
         env = EngineEnv(workdir / "state", sites, {"local-hpc": 1, "local-edge": 1}, "bench")
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, SQLite WAL synchronous=NORMAL, workdir {workdir}")
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, SQLite WAL synchronous=FULL, workdir {workdir}")
         bench_pass(env, args.pass_states)
         bench_actions(env, args.actions, workdir)
         bench_transfer(env, args.files, args.file_mb)

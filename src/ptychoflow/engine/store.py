@@ -88,14 +88,14 @@ def _loads(text: str | None) -> Any:
 class Store:
     """Thin, typed access to ``<state_dir>/runs.sqlite``; safe to share between threads."""
 
-    def __init__(self, state_dir: str | Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, state_dir: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(state_dir) / STORE_FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a killed process (the WAL is in the OS cache);
-        # only a power loss can drop the last transactions. FULL adds an fsync per commit.
+        # FULL: every commit is fsynced, so a committed transition survives even a power loss
+        # (NORMAL would survive kill -9 only); it costs ~2 ms per state (benchmarks/flows.py).
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
