@@ -105,17 +105,20 @@ class Engine:
 
 
 # --- the worker process -------------------------------------------------------------------
-def write_env(env: EngineEnv) -> Path:
-    """Record the deployment for worker processes (collections, endpoints)."""
+def write_env(env: EngineEnv) -> bool:
+    """Record the deployment for worker processes (collections, endpoints); True if it changed."""
     env.state_dir.mkdir(parents=True, exist_ok=True)
     target = env.state_dir / ENV_FILENAME
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps({
+    text = json.dumps({
         "state_dir": str(env.state_dir), "username": env.username, "endpoints": env.endpoints,
         "collections": {k: str(v) for k, v in env.collections.items()},
-    }, indent=2))
+    }, indent=2)
+    if target.exists() and target.read_text() == text:
+        return False
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(text)
     os.replace(temporary, target)
-    return target
+    return True
 
 
 def read_env(state_dir: Path) -> EngineEnv:
@@ -187,7 +190,11 @@ def spawn_worker(state_dir: Path) -> subprocess.Popen:
 def ensure_engine_running(profile: Any, timeout: float = 15.0) -> int:
     """Pid of the profile's engine worker, starting a detached one if none is alive."""
     env = EngineEnv.from_profile(profile)
-    write_env(env)
+    changed = write_env(env)
+    pid = engine_pid(env.state_dir)
+    if changed and pid:
+        log.warning("the profile's sites changed; the running engine worker (pid %s) still uses the old ones "
+                    "until it restarts (`ptychoflow engine stop`)", pid)
     return ensure_worker(env.state_dir, timeout)
 
 
