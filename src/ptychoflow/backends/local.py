@@ -1,0 +1,137 @@
+"""The local backend: flows run on the embedded durable engine (``ptychoflow.engine``).
+
+``start_run`` only records the run; an engine worker process executes it (see
+``ensure_engine_running``). Every method reads the SQLite store, so any process can ask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord
+from ptychoflow.engine.definition import load_definition, load_schema
+from ptychoflow.engine.parameters import hide_private_state
+from ptychoflow.engine.providers.base import EngineEnv
+from ptychoflow.engine.providers.functions import record_source
+from ptychoflow.engine.store import RunRow, Store
+from ptychoflow.errors import InputError, PtychoflowError
+from ptychoflow.function_registry import FunctionRegistry, register_locally
+
+
+class RunNotFoundError(PtychoflowError):
+    """No run with that id (or id prefix) in this profile's store."""
+
+
+def flow_checksum(definition: dict[str, Any], schema: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of definition + schema (the deployment key)."""
+    canonical = json.dumps({"definition": definition, "schema": schema}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, env: EngineEnv, profile: Any = None) -> None:
+        self.env = env
+        self.profile = profile
+        self.store = Store(env.state_dir)
+
+    @classmethod
+    def from_profile(cls, profile: Any) -> "LocalBackend":
+        return cls(EngineEnv.from_profile(profile), profile)
+
+    # --- flows and functions --------------------------------------------------------------
+    def deploy_flow(self, definition_path: Path) -> DeployedFlow:
+        definition_path = Path(definition_path)
+        definition = load_definition(definition_path)
+        schema = load_schema(definition_path)
+        checksum = flow_checksum(definition, schema)
+        flow_id = self.store.put_flow(definition_path.stem, checksum, definition, schema, str(definition_path))
+        return DeployedFlow(flow_id=flow_id, title=definition_path.stem, checksum=checksum)
+
+    def register_function(self, source_path: Path, name: str) -> RegisteredFunction:
+        source_path = Path(source_path)
+        if not source_path.is_file():
+            raise InputError(source_path, "(file)", "no such function source file")
+        record = register_locally(FunctionRegistry(self.env.state_dir), name, source_path)
+        record_source(self.env.state_dir, record.function_id, name, source_path)
+        return RegisteredFunction(record.function_id, name, record.source_sha256)
+
+    # --- runs -----------------------------------------------------------------------------
+    def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
+                  tags: list[str] | None = None) -> RunInfo:
+        stored = self.store.get_flow(flow.flow_id)
+        if stored is None:
+            raise PtychoflowError(f"flow {flow.flow_id} is not deployed on this profile; deploy it first")
+        _validate_input(body, stored["input_schema"], stored["source"] or flow.title)
+        run_id = self.store.create_run(flow.flow_id, stored["definition"]["StartAt"], body, label=label,
+                                       tags=list(tags or []), username=self.env.username)
+        return self.get_run(run_id)
+
+    def _row(self, run_id: str) -> RunRow:
+        run = self.store.find_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"run {run_id}: not found in {self.store.path}")
+        return run
+
+    def get_run(self, run_id: str) -> RunInfo:
+        run = self._row(run_id)
+        timeline = [
+            StateRecord(name=s.name, status=s.status, started=s.started, finished=s.finished, error=s.error)
+            for s in self.store.steps(run.run_id)
+        ]
+        return RunInfo(
+            run_id=run.run_id, flow_id=run.flow_id, status=RunStatus(run.status), label=run.label, tags=run.tags,
+            created=run.created, completed=run.completed, current_state=run.current_state,
+            output=_visible_output(run.output),
+            error=run.error, timeline=timeline,
+        )
+
+    def get_run_log(self, run_id: str) -> list[dict[str, Any]]:
+        """Entries shaped like the Flows API's run log: code, description, details, ISO time."""
+        return [{**entry, "time": datetime.fromtimestamp(entry["time"], timezone.utc).isoformat(),
+                 "details": _visible_details(entry["details"])}
+                for entry in self.store.events(self._row(run_id).run_id)]
+
+    def list_runs(self, *, limit: int = 50) -> list[RunInfo]:
+        return [self.get_run(run.run_id) for run in self.store.list_runs(limit=limit)]
+
+    def cancel_run(self, run_id: str) -> RunInfo:
+        run = self._row(run_id)
+        self.store.cancel_run(run.run_id)
+        return self.get_run(run.run_id)
+
+    def resume_run(self, run_id: str) -> RunInfo:
+        """Make an INACTIVE run ACTIVE again; the engine worker continues from its last committed state."""
+        run = self._row(run_id)
+        if run.status == "INACTIVE":
+            self.store.set_status(run.run_id, "ACTIVE", only_if=("INACTIVE",))
+        return self.get_run(run.run_id)
+
+
+def _visible_output(output: Any) -> dict[str, Any] | None:
+    """Run output as the service shows it: an object, ``_private*`` properties omitted."""
+    if output is None:
+        return None
+    return hide_private_state(output) if isinstance(output, dict) else {"value": output}
+
+
+def _visible_details(details: Any) -> Any:
+    if isinstance(details, dict):
+        return {k: hide_private_state(v) if k in ("input", "output") else v for k, v in details.items()}
+    return details
+
+
+def _validate_input(body: Any, schema: dict[str, Any], source: str) -> None:
+    """Reject a run input that the flow's schema rejects, as the service does."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    error = next(iter(sorted(validator.iter_errors(body), key=lambda e: list(e.path))), None)
+    if error is not None:
+        field = "/".join(str(p) for p in error.absolute_path) or "(input)"
+        raise InputError(f"{source} input", field, error.message)

@@ -1,0 +1,115 @@
+"""Shared CLI pieces: the --profile option, JSON input parsing, run tables and live views."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ptychoflow.backends.base import RunInfo
+from ptychoflow.errors import InputError
+
+profile_option = click.option(
+    "--profile", "profile_path", default=None, metavar="PATH",
+    help="Profile TOML (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+
+
+def load(profile_path: str | None) -> Any:
+    from ptychoflow.profile import find_profile
+
+    return find_profile(profile_path)
+
+
+def backend_for(profile_path: str | None) -> Any:
+    from ptychoflow.backends import get_backend
+
+    return get_backend(load(profile_path))
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """``--input`` is inline JSON or ``@file.json``."""
+    source = "--input"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except FileNotFoundError:
+            raise InputError(source, "(file)", "no such input file") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, "(json)", f"line {exc.lineno} col {exc.colno}: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InputError(source, "(json)", "the flow input must be a JSON object")
+    return value
+
+
+def _clock(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "ACTIVE": "yellow", "ENDED": "magenta", "INACTIVE": "dim"}
+
+
+def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "flow_id": run.flow_id, "status": run.status.value, "label": run.label,
+        "tags": run.tags, "created": run.created, "completed": run.completed, "current_state": run.current_state,
+        "error": run.error, "output": run.output, "web_url": run.web_url,
+        "timeline": [{"name": s.name, "status": s.status, "started": s.started, "finished": s.finished,
+                      "duration": s.duration, "error": s.error} for s in run.timeline],
+    }
+
+
+def run_panel(run: RunInfo) -> Any:
+    """A rich renderable: header line plus the state timeline."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    style = STATUS_STYLE.get(run.status.value, "")
+    header = Text.assemble(("run ", "bold"), run.run_id, "  ", (run.status.value, f"bold {style}"),
+                           f"  {run.label}" if run.label else "")
+    table = Table(box=None, pad_edge=False)
+    for column in ("state", "status", "started", "duration", "error"):
+        table.add_column(column, overflow="fold")
+    for record in run.timeline:
+        table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
+                      _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
+                      (record.error or "")[:160])
+    parts: list[Any] = [header, table]
+    if run.error:
+        parts.append(Text(f"error: {run.error[:400]}", "red"))
+    if run.web_url:
+        parts.append(Text(run.web_url, "blue"))
+    return Group(*parts)
+
+
+def follow(get_run: Callable[[], RunInfo], interval: float = 0.5) -> RunInfo:
+    """Live view of one run until it finishes."""
+    from rich.console import Console
+    from rich.live import Live
+
+    run = get_run()
+    with Live(run_panel(run), console=Console(), refresh_per_second=4, transient=False) as live:
+        while not run.status.finished:
+            time.sleep(interval)
+            run = get_run()
+            live.update(run_panel(run))
+    return run
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))

@@ -1,0 +1,138 @@
+"""``ptychoflow flows``: validate, inspect and run flow definitions (Globus Flows JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ptychoflow.cli._common import follow, json_option, parse_input, print_json, profile_option, run_to_dict
+
+
+def _resolve(flow: str) -> Path:
+    from ptychoflow.errors import FlowDefinitionError
+    from ptychoflow.resources import flow_path
+
+    try:
+        return flow_path(flow)
+    except FileNotFoundError as exc:
+        raise FlowDefinitionError(str(exc)) from None
+
+
+@click.group()
+def flows() -> None:
+    """Flow definitions: validate them, show them, run them.
+
+    \b
+    Examples:
+      ptychoflow flows validate reconstruct_and_train
+      ptychoflow flows show reconstruct
+      ptychoflow flows run reconstruct --input @input.json --wait
+    """
+
+
+_profile_unused = click.option("--profile", "profile_path", default=None, metavar="PATH",
+                               help="Accepted for uniformity; validating and showing need no profile.")
+
+
+@flows.command()
+@click.argument("flow", nargs=-1, required=False)
+@_profile_unused
+def validate(flow: tuple[str, ...], profile_path: str | None) -> None:
+    """Check FLOW (a bundled name or a .json path; all bundled flows if omitted) as the service would.
+
+    \b
+    Example:
+      ptychoflow flows validate my_flow.json
+    """
+    from ptychoflow.engine.definition import load_definition, load_schema
+    from ptychoflow.errors import FlowDefinitionError
+    from ptychoflow.resources import flows_dir
+
+    paths = [_resolve(name) for name in flow] or sorted(
+        p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
+    problems = []
+    for path in paths:
+        try:
+            load_definition(path)
+            load_schema(path)
+            click.echo(f"ok  {path}")
+        except FlowDefinitionError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise FlowDefinitionError("\n".join(problems))
+
+
+@flows.command()
+@click.argument("flow")
+@json_option
+@_profile_unused
+def show(flow: str, as_json: bool, profile_path: str | None) -> None:
+    """Print FLOW's states (type, action, next) and its input fields.
+
+    \b
+    Example:
+      ptychoflow flows show reconstruct_and_train
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ptychoflow.engine.definition import load_definition, load_schema, successors
+
+    path = _resolve(flow)
+    definition, schema = load_definition(path), load_schema(path)
+    if as_json:
+        print_json({"path": str(path), "definition": definition, "input_schema": schema})
+        return
+    console = Console()
+    console.print(f"[bold]{path.stem}[/bold]  {definition.get('Comment', '')}\n{path}")
+    table = Table("state", "type", "action / rule", "next")
+    for name, state in definition["States"].items():
+        action = state.get("ActionUrl", "")
+        if state["Type"] == "Choice":
+            action = "; ".join(json.dumps({k: v for k, v in r.items() if k != "Next"}) for r in state["Choices"])
+        marker = " (start)" if name == definition["StartAt"] else ""
+        table.add_row(name + marker, state["Type"], action, ", ".join(successors(state)) or "(end)")
+    console.print(table)
+    required = schema.get("required", [])
+    console.print("input fields: " + ", ".join(f"{k}{'*' if k in required else ''}"
+                                               for k in schema.get("properties", {})) + "   (* required)")
+
+
+@flows.command()
+@click.argument("flow")
+@click.option("--input", "input_text", required=True, metavar="JSON|@FILE", help="Flow input, inline or @file.json.")
+@click.option("--label", default="", help="Run label.")
+@click.option("--tag", "tags", multiple=True, help="Run tag (repeatable).")
+@click.option("--wait", is_flag=True, help="Follow the run live until it finishes.")
+@json_option
+@profile_option
+def run(flow: str, input_text: str, label: str, tags: tuple[str, ...], wait: bool, as_json: bool,
+        profile_path: str | None) -> None:
+    """Deploy FLOW (if changed) and start a run; prints the run id at once.
+
+    \b
+    Example:
+      ptychoflow flows run reconstruct --input @scan_0001.json --label scan_0001 --wait
+    """
+    from ptychoflow.backends import get_backend
+    from ptychoflow.cli._common import load
+
+    profile = load(profile_path)
+    backend = get_backend(profile)
+    body = parse_input(input_text)
+    deployed = backend.deploy_flow(_resolve(flow))
+    info = backend.start_run(deployed, body, label=label, tags=list(tags))
+    if profile.backend == "local":
+        from ptychoflow.engine.worker import ensure_engine_running
+
+        ensure_engine_running(profile)
+    if wait:
+        info = follow(lambda: backend.get_run(info.run_id))
+    if as_json:
+        print_json(run_to_dict(info))
+    elif not wait:
+        click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id})")
+    if wait and info.status.value != "SUCCEEDED":
+        raise SystemExit(1)

@@ -1,0 +1,78 @@
+"""Render a state's ``Parameters`` template against the state document.
+
+Service semantics: a key ending in ``.$`` takes the value at a JSONPath (missing is an
+error), a key ending in ``.=`` takes the value of an expression, and every other key is a
+literal at every depth (its value is still searched for nested ``.$``/``.=`` keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ptychoflow.engine.errors import StateError, runtime_error
+from ptychoflow.engine.expressions import evaluate
+from ptychoflow.engine.paths import get_path
+
+
+def scope_with_context(document: Any, context: dict[str, Any]) -> Any:
+    """The document as paths and expressions see it: ``$._context`` is always readable."""
+    if isinstance(document, dict):
+        return {**document, "_context": context}
+    return {"_context": context}
+
+
+def render(template: Any, document: Any, context: dict[str, Any]) -> Any:
+    """Resolve ``template`` (a Parameters object) against ``document``."""
+    return _render(template, scope_with_context(document, context), context, "Parameters")
+
+
+PRIVATE_KEY = "__Private_Parameters"
+PRIVATE_MASK = "<private>"
+
+
+def _render(template: Any, scope: Any, context: dict[str, Any], where: str) -> Any:
+    if isinstance(template, dict):
+        out: dict[str, Any] = {}
+        for key, value in template.items():
+            if key == PRIVATE_KEY:
+                continue  # names values to hide from logs; never sent to the action
+            if key.endswith(".$"):
+                if not isinstance(value, str):
+                    raise runtime_error(f"{where}.{key}: a '.$' value must be a JSONPath string")
+                out[key[:-2]] = _resolve(lambda: get_path(scope, value), where, key)
+            elif key.endswith(".="):
+                out[key[:-2]] = _resolve(lambda: evaluate(value, scope, context), where, key)
+            else:
+                out[key] = _render(value, scope, context, f"{where}.{key}")
+        return out
+    if isinstance(template, list):
+        return [_render(item, scope, context, f"{where}[{i}]") for i, item in enumerate(template)]
+    return template
+
+
+def redact(template: Any, rendered: Any) -> Any:
+    """``rendered`` with the values named in ``__Private_Parameters`` (at any depth) masked."""
+    if isinstance(template, dict) and isinstance(rendered, dict):
+        private = set(template.get(PRIVATE_KEY, []))
+        out = {}
+        for key, value in rendered.items():
+            source = next((k for k in (key, f"{key}.$", f"{key}.=") if k in template), None)
+            out[key] = PRIVATE_MASK if key in private else redact(template.get(source), value)
+        return out
+    if isinstance(template, list) and isinstance(rendered, list):
+        return [redact(t, r) for t, r in zip(template, rendered)] + rendered[len(template):]
+    return rendered
+
+
+def hide_private_state(document: Any) -> Any:
+    """The state as users may see it: top-level properties named ``_private*`` are omitted."""
+    if isinstance(document, dict):
+        return {k: v for k, v in document.items() if not k.startswith("_private")}
+    return document
+
+
+def _resolve(compute: Any, where: str, key: str) -> Any:
+    try:
+        return compute()
+    except StateError as exc:
+        raise runtime_error(f"{where}.{key}: {exc.cause}") from None

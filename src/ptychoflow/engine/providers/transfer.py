@@ -1,0 +1,176 @@
+"""The local Transfer action family: transfer, delete, ls, stat, mkdir on local collections.
+
+Request bodies and result ``details`` follow https://transfer.actions.globus.org/* so a flow
+reads the same fields here and on Globus (``details.status``, ``files_transferred``...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat as stat_module
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ptychoflow.engine.providers.base import ActionFailed, ActionUnableToRun, ThreadedProvider
+from ptychoflow.engine.providers.local_collections import collection_root, resolve
+from ptychoflow.engine.providers.copying import CopyError, CopyStats, copy_files, tree_pairs
+
+BASE_URL = "https://transfer.actions.globus.org"
+
+
+def _require(body: dict[str, Any], key: str) -> Any:
+    if key not in body:
+        raise ActionUnableToRun(f"request body: missing field {key!r}")
+    return body[key]
+
+
+def _failed(action_id: str, code: str, description: str, **extra: Any) -> ActionFailed:
+    return ActionFailed({"status": "FAILED", "task_id": action_id, "nice_status": code,
+                         "fatal_error": {"code": code, "description": description},
+                         "description": description, **extra})
+
+
+class TransferProvider(ThreadedProvider):
+    """``/transfer``: checksummed copies between local collections."""
+
+    url = f"{BASE_URL}/transfer"
+
+    def check(self, body: dict[str, Any]) -> None:
+        collection_root(self.env, _require(body, "source_endpoint"), "source_endpoint")
+        collection_root(self.env, _require(body, "destination_endpoint"), "destination_endpoint")
+        items = _require(body, "DATA")
+        if not isinstance(items, list) or not items:
+            raise ActionUnableToRun("request body: DATA must be a non-empty list")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "source_path" not in item or "destination_path" not in item:
+                raise ActionUnableToRun(f"request body: DATA[{i}] needs source_path and destination_path")
+            resolve(self.env, body["source_endpoint"], item["source_path"], f"DATA[{i}].source_path")
+            resolve(self.env, body["destination_endpoint"], item["destination_path"], f"DATA[{i}].destination_path")
+
+    def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        stats = CopyStats()
+        tag = hashlib.sha256(action_id.encode()).hexdigest()[:12]
+        try:
+            copy_files(self._pairs(body), stats, tag)
+        except CopyError as exc:
+            raise _failed(action_id, exc.code, str(exc), files_transferred=stats.files_transferred) from None
+        return {
+            "status": "SUCCEEDED", "task_id": action_id, "label": body.get("label"), "type": "TRANSFER",
+            "source_endpoint_id": body["source_endpoint"], "destination_endpoint_id": body["destination_endpoint"],
+            "files": stats.files, "files_transferred": stats.files_transferred, "files_skipped": stats.files_skipped,
+            "bytes_transferred": stats.bytes_transferred, "verify_checksum": True,
+            "checksum_retries": stats.checksum_retries, "nice_status": None, "fatal_error": None,
+        }
+
+
+    def _pairs(self, body: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
+        """Every (source file, destination file) of the request, directories expanded."""
+        for i, item in enumerate(body["DATA"]):
+            source = resolve(self.env, body["source_endpoint"], item["source_path"], f"DATA[{i}].source_path")
+            target = resolve(self.env, body["destination_endpoint"], item["destination_path"],
+                             f"DATA[{i}].destination_path")
+            if source.is_dir():
+                if not item.get("recursive", False):
+                    raise CopyError("NOT_A_FILE", f"{item['source_path']}: is a directory; set recursive: true")
+                yield from tree_pairs(source, target)
+            elif source.exists():
+                yield source, target
+            else:
+                raise CopyError("FILE_NOT_FOUND", f"{item['source_path']}: no such file on {body['source_endpoint']}")
+
+
+class _SinglePathProvider(ThreadedProvider):
+    """Shared body handling for the one-collection operations (endpoint_id + path)."""
+
+    def check(self, body: dict[str, Any]) -> None:
+        collection_root(self.env, _require(body, "endpoint_id"), "endpoint_id")
+        resolve(self.env, body["endpoint_id"], _require(body, "path"), "path")
+
+    def target(self, body: dict[str, Any], path: str | None = None) -> Path:
+        return resolve(self.env, body["endpoint_id"], path or body["path"], "path")
+
+
+class DeleteProvider(ThreadedProvider):
+    """``/delete``: remove files or (with recursive) directories."""
+
+    url = f"{BASE_URL}/delete"
+
+    def check(self, body: dict[str, Any]) -> None:
+        collection_root(self.env, _require(body, "endpoint_id"), "endpoint_id")
+        if not isinstance(_require(body, "DATA"), list):
+            raise ActionUnableToRun("request body: DATA must be a list of {path}")
+
+    def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        deleted = 0
+        for i, item in enumerate(body["DATA"]):
+            target = resolve(self.env, body["endpoint_id"], item.get("path", ""), f"DATA[{i}].path")
+            if target == collection_root(self.env, body["endpoint_id"], "endpoint_id").resolve():
+                raise _failed(action_id, "PERMISSION_DENIED", "refusing to delete a collection's root")
+            if target.is_dir():
+                if not body.get("recursive", False):
+                    raise _failed(action_id, "NOT_A_FILE", f"{item['path']}: is a directory; set recursive: true")
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            elif not body.get("ignore_missing", False):
+                raise _failed(action_id, "FILE_NOT_FOUND", f"{item['path']}: no such file")
+            else:
+                continue
+            deleted += 1
+        return {"status": "SUCCEEDED", "task_id": action_id, "type": "DELETE", "files_deleted": deleted}
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    info = path.lstat()
+    kind = "dir" if stat_module.S_ISDIR(info.st_mode) else "link" if stat_module.S_ISLNK(info.st_mode) else "file"
+    return {
+        "name": path.name, "type": kind, "size": info.st_size,
+        "last_modified": datetime.fromtimestamp(info.st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00:00"),
+        "permissions": oct(info.st_mode & 0o777)[2:],
+    }
+
+
+class LsProvider(_SinglePathProvider):
+    """``/ls``: directory listing in the Transfer API's ``DATA`` shape."""
+
+    url = f"{BASE_URL}/ls"
+
+    def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        target = self.target(body)
+        if not target.is_dir():
+            raise _failed(action_id, "NOT_A_DIRECTORY", f"{body['path']}: not a directory")
+        entries = [_entry(p) for p in sorted(target.iterdir())]
+        if not body.get("show_hidden", True):
+            entries = [e for e in entries if not e["name"].startswith(".")]
+        return {"DATA_TYPE": "file_list", "path": body["path"], "endpoint": body["endpoint_id"], "DATA": entries}
+
+
+class StatProvider(_SinglePathProvider):
+    """``/stat``: one path's metadata, FILE_NOT_FOUND if absent."""
+
+    url = f"{BASE_URL}/stat"
+
+    def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        target = self.target(body)
+        if not target.exists():
+            raise _failed(action_id, "FILE_NOT_FOUND", f"{body['path']}: no such file or directory")
+        return {"DATA_TYPE": "file", **_entry(target)}
+
+
+class MkdirProvider(_SinglePathProvider):
+    """``/mkdir``: create a directory (parents included; existing is fine)."""
+
+    url = f"{BASE_URL}/mkdir"
+
+    def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        target = self.target(body)
+        if target.exists() and not target.is_dir():
+            raise _failed(action_id, "EXISTS", f"{body['path']}: exists and is not a directory")
+        os.makedirs(target, exist_ok=True)
+        return {"code": "DirectoryCreated", "path": body["path"], "endpoint": body["endpoint_id"]}
+
+
+FACTORIES = {cls.url: cls for cls in (TransferProvider, DeleteProvider, LsProvider, StatProvider, MkdirProvider)}

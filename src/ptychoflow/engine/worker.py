@@ -1,0 +1,233 @@
+"""The engine worker: one process per state_dir that executes ACTIVE runs.
+
+``serve`` holds an exclusive ``flock`` on ``<state_dir>/engine.lock`` for its lifetime (the
+kernel drops it when the process dies, even by ``kill -9``, so there is never a stale lock)
+and writes its pid to ``engine.pid``. ``ensure_engine_running`` starts a detached worker
+when the lock is free. The worker learns the deployment from ``engine_env.json``, written
+by whoever starts it, so it needs no profile file of its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ptychoflow.engine.interpreter import Interpreter
+from ptychoflow.engine.providers.base import EngineEnv, Providers, build_providers
+from ptychoflow.engine.store import Store
+from ptychoflow.errors import PtychoflowError
+
+LOCK_FILENAME = "engine.lock"
+PID_FILENAME = "engine.pid"
+ENV_FILENAME = "engine_env.json"
+LOG_FILENAME = "engine.log"
+IDLE_SLEEP = 0.1  # how soon a newly started run is noticed
+
+log = logging.getLogger(__name__)
+
+
+class EngineError(PtychoflowError):
+    """The engine worker could not be started, found or stopped."""
+
+
+class Engine:
+    """Store + providers + interpreter, and the scheduling loop over runs."""
+
+    def __init__(self, env: EngineEnv, providers: Providers | None = None, store: Store | None = None) -> None:
+        self.env = env
+        self.store = store or Store(env.state_dir)
+        self.providers = providers or build_providers(env)
+        self.interpreter = Interpreter(self.store, self.providers, username=env.username)
+        self._wake: dict[str, float] = {}
+
+    def tick(self) -> float:
+        """Advance every due ACTIVE run once; returns seconds until something is due."""
+        now = time.time()
+        active = self.store.active_run_ids()
+        self._cancel_abandoned(active)
+        for run_id in list(self._wake):
+            if run_id not in active:
+                del self._wake[run_id]
+        for run_id in sorted(active, key=lambda r: self._wake.get(r, 0)):
+            if self._wake.get(run_id, 0) <= now:
+                try:
+                    wake = self.interpreter.advance(run_id)
+                except Exception:  # an engine bug in one run must not stop the others
+                    log.exception("run %s: engine error; retrying in 5 s", run_id)
+                    wake = time.time() + 5
+                if wake is None:
+                    self._wake.pop(run_id, None)
+                else:
+                    self._wake[run_id] = wake
+        upcoming = [w for r, w in self._wake.items() if r in active]
+        return max(0.0, min(upcoming, default=now + IDLE_SLEEP) - time.time()) if upcoming else IDLE_SLEEP
+
+    def _cancel_abandoned(self, active: set[str]) -> None:
+        for run_id, (url, key) in list(self.interpreter.in_flight.items()):
+            if run_id not in active:
+                provider = self.providers.by_url.get(url.rstrip("/"))
+                if provider:
+                    provider.cancel(key)
+                    provider.release(key)
+                del self.interpreter.in_flight[run_id]
+
+    def run_until_finished(self, run_id: str, timeout: float = 60.0) -> str:
+        """Drive the engine in this thread until ``run_id`` finishes (tests, ``--here``)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            run = self.store.get_run(run_id)
+            if run is None or run.status != "ACTIVE":
+                return run.status if run else "MISSING"
+            time.sleep(min(self.tick(), 0.05))
+        raise EngineError(f"run {run_id} did not finish within {timeout} s")
+
+    def serve(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                delay = min(self.tick(), 1.0)
+            except Exception:  # e.g. the database is locked for longer than busy_timeout
+                log.exception("engine tick failed; retrying in 1 s")
+                delay = 1.0
+            stop.wait(delay)
+
+    def close(self) -> None:
+        self.providers.close()
+        self.store.close()
+
+
+# --- the worker process -------------------------------------------------------------------
+def write_env(env: EngineEnv) -> bool:
+    """Record the deployment for worker processes (collections, endpoints); True if it changed."""
+    env.state_dir.mkdir(parents=True, exist_ok=True)
+    target = env.state_dir / ENV_FILENAME
+    text = json.dumps({
+        "state_dir": str(env.state_dir), "username": env.username, "endpoints": env.endpoints,
+        "collections": {k: str(v) for k, v in env.collections.items()},
+    }, indent=2)
+    if target.exists() and target.read_text() == text:
+        return False
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, target)
+    return True
+
+
+def read_env(state_dir: Path) -> EngineEnv:
+    try:
+        raw = json.loads((state_dir / ENV_FILENAME).read_text())
+    except FileNotFoundError:
+        raise EngineError(f"{state_dir / ENV_FILENAME}: missing; start the engine with `ptychoflow engine serve`") from None
+    return EngineEnv(Path(raw["state_dir"]), {k: Path(v) for k, v in raw["collections"].items()},
+                     raw["endpoints"], raw.get("username", "local"))
+
+
+def _try_lock(state_dir: Path) -> Any | None:
+    """The lock file handle if we got the lock, else None (a live worker holds it)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / LOCK_FILENAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def engine_pid(state_dir: Path) -> int | None:
+    """Pid of the live worker for ``state_dir``, or None."""
+    handle = _try_lock(state_dir)
+    if handle is not None:
+        handle.close()
+        return None
+    try:
+        return int((state_dir / PID_FILENAME).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return -1  # locked, pid not written yet
+
+
+def serve(state_dir: Path) -> None:
+    """Run the worker in this process until SIGTERM/SIGINT."""
+    state_dir = Path(state_dir).resolve()
+    lock = _try_lock(state_dir)
+    if lock is None:
+        raise EngineError(f"{state_dir}: an engine worker is already running (pid {engine_pid(state_dir)})")
+    (state_dir / PID_FILENAME).write_text(str(os.getpid()))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    engine = Engine(read_env(state_dir))
+    log.info("engine worker %s serving %s", os.getpid(), state_dir)
+    try:
+        engine.serve(stop)
+    finally:
+        engine.close()
+        (state_dir / PID_FILENAME).unlink(missing_ok=True)
+        lock.close()
+
+
+def spawn_worker(state_dir: Path) -> subprocess.Popen:
+    """Start a detached worker process (own session, output to engine.log)."""
+    package_root = str(Path(__file__).resolve().parents[2])  # the dir holding ``ptychoflow``
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, environment.get("PYTHONPATH")) if p)
+    log_file = open(Path(state_dir) / LOG_FILENAME, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ptychoflow.engine.worker", str(state_dir)],
+        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=environment,
+        start_new_session=True, close_fds=True,
+    )
+
+
+def ensure_engine_running(profile: Any, timeout: float = 15.0) -> int:
+    """Pid of the profile's engine worker, starting a detached one if none is alive."""
+    env = EngineEnv.from_profile(profile)
+    changed = write_env(env)
+    pid = engine_pid(env.state_dir)
+    if changed and pid:
+        log.warning("the profile's sites changed; the running engine worker (pid %s) still uses the old ones "
+                    "until it restarts (`ptychoflow engine stop`)", pid)
+    return ensure_worker(env.state_dir, timeout)
+
+
+def ensure_worker(state_dir: Path, timeout: float = 15.0) -> int:
+    pid = engine_pid(state_dir)
+    if pid and pid > 0:
+        return pid
+    process = spawn_worker(state_dir) if pid is None else None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pid = engine_pid(state_dir)
+        if pid and pid > 0:
+            return pid
+        if pid is None and process is not None and process.poll() is not None:
+            raise EngineError(f"engine worker exited with {process.returncode}; see {state_dir / LOG_FILENAME}")
+        time.sleep(0.05)
+    raise EngineError(f"engine worker did not start within {timeout} s; see {state_dir / LOG_FILENAME}")
+
+
+def stop_engine(state_dir: Path, timeout: float = 10.0) -> int | None:
+    """SIGTERM the worker and wait for it to release its lock; returns its pid (None if none)."""
+    pid = engine_pid(state_dir)
+    if not pid or pid < 0:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if engine_pid(state_dir) is None:
+            return pid
+        time.sleep(0.05)
+    raise EngineError(f"engine worker {pid} did not stop within {timeout} s")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(Path(sys.argv[1]))
