@@ -23,8 +23,7 @@ def get_backend(profile: Any) -> Backend:
             from ptychoflow.errors import PtychoflowError
 
             raise PtychoflowError("the globus backend is not available in this installation") from None
-        return module.GlobusBackend.from_profile(profile) if hasattr(module.GlobusBackend, "from_profile") \
-            else module.GlobusBackend(profile)
+        return module.GlobusBackend(profile)
     from ptychoflow.errors import ProfileError
 
     raise ProfileError(getattr(profile, "root", "."), "backend", f"unknown backend {profile.backend!r}")
