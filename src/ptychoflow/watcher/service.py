@@ -1,0 +1,244 @@
+"""The watcher loop: sources -> settler -> admission -> journal -> scheduler, one thread.
+
+One thread owns the journal and the backend calls; watchdog's thread only fills a set of
+touched paths. The loop sleeps until the next thing falls due (a settle deadline, a poll,
+a rescan, a run poll, a retry), so an idle watcher costs next to no CPU. SIGTERM/SIGINT
+set a flag; the loop finishes the step it is in (journal writes are transactions) and
+returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ptychoflow.backends.base import Backend
+from ptychoflow.profile import Profile
+from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit
+from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal
+from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
+from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
+
+log = logging.getLogger("ptychoflow.watcher")
+
+LOG_FILENAME = "watcher.log"
+_UNDECIDED = (SEEN, SKIPPED)  # states a rescan looks at again
+
+
+@dataclass
+class WatcherOptions:
+    """Knobs beyond the profile (tests and benchmarks shorten them)."""
+
+    flow_path: Path | None = None  # default: the bundled flow named by profile.watcher.flow
+    poll: bool | None = None  # default: profile.watcher.poll
+    rescan_s: float = 60.0  # safety full rescan (missed events, NFS attribute caching)
+    intake_batch: int = 64  # candidates examined per loop step, so signals stay responsive
+    incomplete_recheck_s: float = 30.0
+    max_sleep_s: float = 5.0
+    log_file: bool = True
+    scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+
+
+def default_flow_path(profile: Profile) -> Path:
+    from ptychoflow import resources
+
+    return resources.flow_path(profile.watcher.flow)
+
+
+class WatcherService:
+    """Watch the acquisition directory and start exactly one flow run per finished scan."""
+
+    def __init__(self, profile: Profile, backend: Backend, options: WatcherOptions | None = None) -> None:
+        self.profile = profile
+        self.backend = backend
+        self.opts = options or WatcherOptions()
+        self.poll = profile.watcher.poll if self.opts.poll is None else self.opts.poll
+        self.directory = profile.resolve(profile.beamline.path)
+        self.matcher = Matcher(self.directory, profile.beamline.patterns)
+        slack = profile.watcher.poll_interval_s if self.poll else 0.0
+        self.settler = Settler(profile.watcher.settle_seconds, slack=slack,
+                               incomplete_recheck_s=self.opts.incomplete_recheck_s)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.journal: Journal | None = None
+
+    def request_stop(self) -> None:
+        """Ask the loop to finish its current step and return (thread- and signal-safe)."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self, *, install_signals: bool = True, until: Callable[[], bool] | None = None) -> int:
+        """Run until stopped (signal, request_stop, or `until()` true); returns the exit code 0."""
+        state = self.profile.state_path
+        state.mkdir(parents=True, exist_ok=True)
+        handler = _attach_log_file(state / LOG_FILENAME) if self.opts.log_file else None
+        previous = _install_signals(self.request_stop) if install_signals else {}
+        source: EventSource | None = None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.journal = Journal.in_state_dir(state)
+            flow = self.backend.deploy_flow(self.opts.flow_path or default_flow_path(self.profile))
+            scheduler = Scheduler(self.journal, self.backend, flow, self.profile, self.opts.scheduler)
+            if not self.poll:  # start events before the first listing: nothing falls in between
+                source = EventSource(self.matcher, self._wake)
+                source.start()
+            log.info("watching %s (%s, patterns %s, flow %s)", self.directory,
+                     "polling" if self.poll else "events", self.matcher.patterns, flow.flow_id)
+            self._loop(scheduler, source, until)
+        finally:
+            if source is not None:
+                source.stop()
+            if self.journal is not None:
+                self.journal.close()
+            _restore_signals(previous)
+            if handler is not None:
+                log.info("watcher stopped")
+                _detach_log_file(handler)
+        return 0
+
+    def _loop(self, scheduler: Scheduler, source: EventSource | None, until: Callable[[], bool] | None) -> None:
+        started = time.perf_counter()
+        self._rescan(time.time())
+        log.info("reconciled %s: %d candidates in %.2f s", self.directory, len(self.settler),
+                 time.perf_counter() - started)
+        poller = DirectoryPoller(self.directory)
+        poller.changed()
+        interval = self.profile.watcher.poll_interval_s
+        next_poll = time.time() + interval
+        next_rescan = time.time() + self.opts.rescan_s
+        while not self._stop.is_set() and not (until and until()):
+            now = time.time()
+            if source is not None:
+                for path in source.drain():
+                    self._consider(path, now)
+            if now >= next_rescan or (self.poll and now >= next_poll and poller.changed()):
+                self._rescan(now)
+                next_rescan = now + self.opts.rescan_s
+            elif self.poll and now >= next_poll:
+                for path in self.settler.pending_paths():
+                    self.settler.poke(path, now)
+            if self.poll and now >= next_poll:
+                next_poll = now + interval
+            more = self._intake(now)
+            wake = scheduler.pump(time.time())
+            deadlines = [wake, next_rescan, self.settler.next_due()]
+            if self.poll:
+                deadlines.append(next_poll)
+            if more or self._wake.is_set():
+                continue_after = 0.0
+            else:
+                continue_after = min(d for d in deadlines if d is not None) - time.time()
+            self._wake.wait(min(max(continue_after, 0.0), self.opts.max_sleep_s))
+            self._wake.clear()
+
+    # -- candidates ---------------------------------------------------------------------
+    def _rescan(self, now: float) -> None:
+        """Reconcile the directory with the journal: new or undecided files become candidates."""
+        assert self.journal is not None
+        known = self.journal.path_states()
+        present = self.matcher.list()
+        new = [p for p in present if p not in known]
+        self.journal.observe(new, now)
+        for path in present:
+            if known.get(path, SEEN) in _UNDECIDED:
+                self.settler.poke(path, now)
+        listed = set(present)
+        for path in self.journal.paths_in(SEEN):
+            if path not in listed and path not in self.settler:
+                self.journal.forget(path)  # deleted while we were not looking
+
+    def _consider(self, path: str, now: float) -> None:
+        assert self.journal is not None
+        if path not in self.settler:
+            row = self.journal.get(path)
+            if row is not None and row.state not in _UNDECIDED:
+                return  # decided already: a later change to a triggered scan never re-triggers
+            if row is None:
+                self.journal.observe([path], now)
+        self.settler.poke(path, now)
+
+    def _intake(self, now: float) -> bool:
+        """Examine due candidates; True when more are due than one step handles."""
+        due = self.settler.due(now, self.opts.intake_batch + 1)
+        for path in due[: self.opts.intake_batch]:
+            if self._stop.is_set():
+                return False
+            self._decide(path, self.settler.check(path, time.time()))
+        return len(due) > self.opts.intake_batch
+
+    def _decide(self, path: str, check: Check) -> None:
+        assert self.journal is not None
+        verdict = check.verdict
+        if verdict is Verdict.WAIT:
+            return
+        if verdict is Verdict.GONE:
+            log.info("forgot %s: deleted before it settled", path)
+            self.journal.forget(path)
+        elif verdict in (Verdict.DANGLING, Verdict.NOT_REGULAR):
+            row = self.journal.get(path)
+            if row is None or row.reason != check.reason:
+                log.warning("skipped %s: %s", path, check.reason)
+                self.journal.set_final(path, SKIPPED, check.reason)
+        elif verdict is Verdict.UNREADABLE:
+            log.warning("failed %s: %s", path, check.reason)
+            self.journal.set_final(path, FAILED, check.reason)
+        else:
+            self._admit(path, check)
+
+    def _admit(self, path: str, check: Check) -> None:
+        assert self.journal is not None
+        try:
+            admitted = admit(path, check)
+        except Changed:
+            self.settler.poke(path, time.time())
+            return
+        except Rejected as exc:
+            log.warning("failed %s: %s", path, exc)
+            self.journal.set_final(path, FAILED, str(exc))
+            return
+        owner = self.journal.claimant(admitted.checksum)
+        if owner is not None and owner != path:
+            log.info("duplicate %s: same content as %s", path, owner)
+            self.journal.set_final(path, DUPLICATE, f"same content as {owner}",
+                                   checksum=admitted.checksum, duplicate_of=owner)
+            return
+        self.journal.enqueue(path, checksum=admitted.checksum, scan_id=admitted.scan_id, size=check.size,
+                             mtime_ns=check.mtime_ns, t_complete=check.t_complete, t_detected=time.time())
+        log.info("queued %s (scan %s)", path, admitted.scan_id)
+
+
+def _attach_log_file(path: Path) -> logging.Handler:
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=5)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+def _detach_log_file(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
+
+
+def _install_signals(stop: Callable[[], None]) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, lambda *_: stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def run_watcher(profile: Profile, backend: Backend, options: WatcherOptions | None = None, **kwargs: object) -> int:
+    """Convenience entry point for the CLI, the demo and child processes."""
+    return WatcherService(profile, backend, options).run(**kwargs)  # type: ignore[arg-type]

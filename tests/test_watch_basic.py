@@ -1,0 +1,129 @@
+"""The watcher as a real process: scans while running, while stopped, growing, malformed, duplicate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+from watch_support import (
+    INSTRUMENT, env, journal_rows, runs_by_scan, start_watcher, stop_watcher, wait_for, write_profile, write_scan,
+)
+from ptychoflow.scan.format import ScanWriter
+
+
+def _states(profile, *names):
+    rows = journal_rows(profile)
+    return [rows.get(n, {}).get("state") for n in names]
+
+
+def test_scans_while_running_and_while_stopped(tmp_path):
+    profile = write_profile(tmp_path)
+    acq = profile.resolve(profile.beamline.path)
+    write_scan(acq / "scan_0001.h5")  # before the first start
+    proc = start_watcher(profile)
+    try:
+        write_scan(acq / "scan_0002.h5")
+        write_scan(acq / "scan_0003.h5")
+        wait_for(lambda: _states(profile, "scan_0001.h5", "scan_0002.h5", "scan_0003.h5") == ["triggered"] * 3)
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    write_scan(acq / "scan_0004.h5")  # while stopped
+    write_scan(acq / "scan_0005.h5")
+    proc = start_watcher(profile)
+    try:
+        names = [f"scan_000{i}.h5" for i in range(1, 6)]
+        wait_for(lambda: _states(profile, *names) == ["triggered"] * 5)
+        time.sleep(0.5)  # nothing more must come
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    runs = runs_by_scan(profile)
+    assert sorted(runs) == [f"scan_000{i}" for i in range(1, 6)]
+    assert all(len(r) == 1 for r in runs.values())
+    run = runs["scan_0004"][0]
+    assert len(run.label) <= 64 and "2-ID-test" in run.label
+    assert {"beamline:2-ID-test", "experiment:commissioning", "scan:scan_0004"} <= set(run.tags)
+    body = run.output["body"] if run.output and "body" in run.output else None
+    if body is not None:  # the test backend echoes the body
+        assert body["scan_file"] == "scan_0004.h5" and body["scan_path"] == str(acq / "scan_0004.h5")
+        assert len(body["checksum"]) == 64
+    status = subprocess.run(
+        [sys.executable, "-m", "ptychoflow", "watch", "status", "--json", "--profile", str(profile.root)],
+        env=env(), capture_output=True, text=True, check=True,
+    )
+    info = json.loads(status.stdout)
+    assert info["counts"]["running"] == 5 and info["latency_s"]["n"] == 5
+
+
+def test_growing_scan_is_not_triggered_until_complete(tmp_path):
+    profile = write_profile(tmp_path, settle_seconds=0.3)
+    path = profile.resolve(profile.beamline.path) / "scan_0001.h5"
+    proc = start_watcher(profile)
+    try:
+        time.sleep(1.0)  # let it start
+        writer = ScanWriter(path, scan_id="scan_0001", frame_shape=(8, 8), instrument=INSTRUMENT)
+        for i in range(8):  # grows for ~1.2 s, several settle delays
+            writer.append(np.ones((8, 8), np.uint32), np.array([i * 1e-7, 0.0]))
+            time.sleep(0.15)
+        time.sleep(1.0)  # stable but not marked complete: still not a finished scan
+        assert runs_by_scan(profile) == {}
+        assert _states(profile, "scan_0001.h5") == ["seen"]
+        writer.close()
+        wait_for(lambda: _states(profile, "scan_0001.h5") == ["triggered"])
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    assert len(runs_by_scan(profile)["scan_0001"]) == 1
+
+
+def test_malformed_scan_is_failed_with_reason_and_watcher_keeps_going(tmp_path):
+    profile = write_profile(tmp_path)
+    acq = profile.resolve(profile.beamline.path)
+    proc = start_watcher(profile)
+    try:
+        with h5py.File(acq / "scan_0001.h5", "w") as f:  # marked complete, but no positions
+            f.create_group("entry").attrs["complete"] = True
+            f["entry/data/data"] = np.zeros((2, 8, 8), np.uint32)
+        (acq / "scan_0002.h5").write_bytes(b"not an hdf5 file at all")
+        (acq / "scan_0002.h5.complete").touch()  # completion by marker file
+        write_scan(acq / "scan_0003.h5")
+        wait_for(lambda: _states(profile, "scan_0001.h5", "scan_0002.h5", "scan_0003.h5")
+                 == ["failed", "failed", "triggered"])
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    rows = journal_rows(profile)
+    assert rows["scan_0001.h5"]["reason"] == "/entry/data/positions: missing dataset"
+    assert "not a readable HDF5 file" in rows["scan_0002.h5"]["reason"]
+    assert sorted(runs_by_scan(profile)) == ["scan_0003"]
+
+
+def test_duplicate_copy_is_not_retriggered(tmp_path):
+    profile = write_profile(tmp_path)
+    acq = profile.resolve(profile.beamline.path)
+    proc = start_watcher(profile)
+    try:
+        write_scan(acq / "scan_0001.h5")
+        wait_for(lambda: _states(profile, "scan_0001.h5") == ["triggered"])
+        shutil.copyfile(acq / "scan_0001.h5", acq / "scan_0001_copy.h5")
+        wait_for(lambda: _states(profile, "scan_0001_copy.h5") == ["duplicate"])
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    rows = journal_rows(profile)
+    assert rows["scan_0001_copy.h5"]["duplicate_of"] == str(acq / "scan_0001.h5")
+    assert rows["scan_0001_copy.h5"]["checksum"] == rows["scan_0001.h5"]["checksum"]
+    assert len(runs_by_scan(profile)["scan_0001"]) == 1 and len(open_runs(profile)) == 1
+
+
+def open_runs(profile):
+    from watch_support import open_backend
+
+    return open_backend(profile).list_runs(limit=1000)
