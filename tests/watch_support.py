@@ -208,3 +208,24 @@ def runs_by_scan(profile: Profile) -> dict[str, list[RunInfo]]:
             if tag.startswith("scan:"):
                 out.setdefault(tag[5:], []).append(info)
     return out
+
+
+def run_with_denied_reads(profile_path: str, flow: str, marker: str) -> None:
+    """Child-process target: the watcher, with reads of files named *marker* denied (EACCES).
+
+    Tests run as root, which chmod cannot deny, so the narrowest seam is patched instead:
+    ``detect._open_binary``, the one place the watcher opens scan bytes.
+    """
+    from ptychoflow.watcher import detect
+    from ptychoflow.watcher.service import WatcherOptions, run_watcher
+
+    real = detect._open_binary
+
+    def deny(path: str):  # noqa: ANN202
+        if marker in os.path.basename(path):
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    detect._open_binary = deny
+    profile = load_profile(profile_path)
+    sys.exit(run_watcher(profile, make_backend(profile), WatcherOptions(flow_path=Path(flow))))
