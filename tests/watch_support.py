@@ -31,7 +31,7 @@ TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 BACKEND_FACTORY = "watch_support:make_backend"
 BACKEND_DB = "test_backend.sqlite"
-BACKEND_CONFIG = "test_backend.json"  # {"fail_starts": n, "fail_after_record": n, "finish_after_s": s}
+BACKEND_CONFIG = "test_backend.json"  # keyword arguments of SQLiteBackend
 
 
 class SQLiteBackend(Backend):
@@ -40,7 +40,7 @@ class SQLiteBackend(Backend):
     name = "sqlite-test"
 
     def __init__(self, path: str | Path, *, fail_starts: int = 0, fail_after_record: int = 0,
-                 finish_after_s: float | None = None) -> None:
+                 finish_after_s: float | None = None, sleep_after_record_s: float = 0.0) -> None:
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
@@ -50,6 +50,7 @@ class SQLiteBackend(Backend):
         self.fail_starts = fail_starts
         self.fail_after_record = fail_after_record
         self.finish_after_s = finish_after_s
+        self.sleep_after_record_s = sleep_after_record_s  # widens the crash window for kill -9 tests
 
     def deploy_flow(self, definition_path: Path) -> DeployedFlow:
         digest = hashlib.sha256(Path(definition_path).read_bytes()).hexdigest()
@@ -68,6 +69,7 @@ class SQLiteBackend(Backend):
             "INSERT INTO runs(run_id, flow_id, status, label, tags, body, created) VALUES (?,?,?,?,?,?,?)",
             (run_id, flow.flow_id, "ACTIVE", label, json.dumps(tags or []), json.dumps(body), time.time()),
         )
+        time.sleep(self.sleep_after_record_s)
         if self.fail_after_record > 0:  # the crash window: recorded, but the caller never hears
             self.fail_after_record -= 1
             raise TimeoutError("injected: response lost after the run was recorded")
@@ -164,14 +166,18 @@ def start_watcher(profile: Profile, *extra: str) -> subprocess.Popen:
     """`python -m ptychoflow watch` as a real process, on the test backend."""
     cmd = [sys.executable, "-m", "ptychoflow", "watch", "--profile", str(profile.root / "ptychoflow.toml"),
            "--flow", str(flow_file(profile)), "--backend-factory", BACKEND_FACTORY, *extra]
-    return subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Output goes to a file, never a pipe nobody drains (a full pipe blocks the watcher).
+    with open(profile.root / "watcher.out", "ab") as out:
+        return subprocess.Popen(cmd, env=env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop_watcher(proc: subprocess.Popen, timeout: float = 15) -> tuple[int, str]:
+    """SIGTERM, wait; returns (exit code, the watcher's console output)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out.decode(errors="replace")
+    proc.wait(timeout=timeout)
+    out = Path(proc.args[proc.args.index("--profile") + 1]).parent / "watcher.out"
+    return proc.returncode, out.read_text(errors="replace")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:

@@ -213,19 +213,38 @@ class WatcherService:
         log.info("queued %s (scan %s)", path, admitted.scan_id)
 
 
-def _attach_log_file(path: Path) -> logging.Handler:
+class _RootAtItsLevel(logging.Handler):
+    """Pass records on to the root logger only at the root's own level (the CLI's -v).
+
+    The watcher logger runs at INFO for its file; plain propagation would push those INFO
+    lines to the console handler too, which the root level (WARNING) is meant to keep quiet.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        root = logging.getLogger()
+        if record.levelno >= root.level:
+            root.handle(record)
+
+
+def _attach_log_file(path: Path) -> list[logging.Handler]:
+    """Rotating INFO log in the state dir: days unattended must not fill the disk."""
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=5)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    log.addHandler(handler)
+    handlers = [handler, _RootAtItsLevel()]
+    for h in handlers:
+        log.addHandler(h)
+    log.propagate = False
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
-    return handler
+    return handlers
 
 
-def _detach_log_file(handler: logging.Handler) -> None:
-    log.removeHandler(handler)
-    handler.close()
+def _detach_log_file(handlers: list[logging.Handler]) -> None:
+    for h in handlers:
+        log.removeHandler(h)
+        h.close()
+    log.propagate = True
 
 
 def _install_signals(stop: Callable[[], None]) -> dict[int, object]:
