@@ -127,3 +127,19 @@ def open_runs(profile):
     from watch_support import open_backend
 
     return open_backend(profile).list_runs(limit=1000)
+
+
+def test_poll_mode_for_nfs(tmp_path):
+    profile = write_profile(tmp_path, poll=True, poll_interval_s=0.3)
+    acq = profile.resolve(profile.beamline.path)
+    write_scan(acq / "scan_0001.h5")
+    proc = start_watcher(profile)
+    try:
+        time.sleep(0.5)
+        write_scan(acq / "scan_0002.h5")
+        wait_for(lambda: _states(profile, "scan_0001.h5", "scan_0002.h5") == ["triggered"] * 2)
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    assert "polling" in (profile.state_path / "watcher.log").read_text()
+    assert all(len(r) == 1 for r in runs_by_scan(profile).values())
