@@ -143,3 +143,34 @@ def test_poll_mode_for_nfs(tmp_path):
     assert code == 0, out
     assert "polling" in (profile.state_path / "watcher.log").read_text()
     assert all(len(r) == 1 for r in runs_by_scan(profile).values())
+
+
+def test_in_process_service_in_a_thread(tmp_path):
+    """How the demo can embed the watcher: a thread, request_stop(), no signal handlers."""
+    import threading
+
+    from watch_support import flow_file, open_backend
+    from ptychoflow.watcher import WatcherOptions, WatcherService
+
+    profile = write_profile(tmp_path)
+    service = WatcherService(profile, open_backend(profile), WatcherOptions(flow_path=flow_file(profile)))
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(service.run(install_signals=False)))
+    thread.start()
+    try:
+        write_scan(profile.resolve(profile.beamline.path) / "scan_0001.h5")
+        wait_for(lambda: _states(profile, "scan_0001.h5") == ["triggered"])
+    finally:
+        service.request_stop()
+        thread.join(10)
+    assert result == [0]
+
+
+def test_missing_acquisition_directory_is_one_line(tmp_path):
+    profile = write_profile(tmp_path)
+    shutil.rmtree(profile.resolve(profile.beamline.path))
+    proc = start_watcher(profile)
+    proc.wait(30)
+    code, out = stop_watcher(proc)
+    assert code == 2
+    assert out.strip().splitlines()[-1].endswith("beamline.path: no such directory (not mounted yet?)")

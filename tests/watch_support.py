@@ -41,7 +41,7 @@ class SQLiteBackend(Backend):
 
     def __init__(self, path: str | Path, *, fail_starts: int = 0, fail_after_record: int = 0,
                  finish_after_s: float | None = None, sleep_after_record_s: float = 0.0) -> None:
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, run_id TEXT UNIQUE, flow_id TEXT,"

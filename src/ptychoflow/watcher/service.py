@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ptychoflow.backends.base import Backend
+from ptychoflow.errors import InputError
 from ptychoflow.profile import Profile
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit
 from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal
@@ -81,7 +82,8 @@ class WatcherService:
         previous = _install_signals(self.request_stop) if install_signals else {}
         source: EventSource | None = None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.directory.is_dir():  # an unmounted NFS path must not become a local dir
+                raise InputError(self.directory, "beamline.path", "no such directory (not mounted yet?)")
             self.journal = Journal.in_state_dir(state)
             flow = self.backend.deploy_flow(self.opts.flow_path or default_flow_path(self.profile))
             scheduler = Scheduler(self.journal, self.backend, flow, self.profile, self.opts.scheduler)
