@@ -174,3 +174,21 @@ def test_missing_acquisition_directory_is_one_line(tmp_path):
     code, out = stop_watcher(proc)
     assert code == 2
     assert out.strip().splitlines()[-1].endswith("beamline.path: no such directory (not mounted yet?)")
+
+
+def test_second_watcher_on_the_same_state_dir_is_refused(tmp_path):
+    profile = write_profile(tmp_path)
+    first = start_watcher(profile)
+    try:
+        wait_for(lambda: (profile.state_path / "watcher.log").exists())
+        second = subprocess.run(
+            [sys.executable, "-m", "ptychoflow", "watch", "--profile", str(profile.root), "--backend-factory",
+             "watch_support:make_backend"], env=env(), capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 2 and "another watcher is running" in second.stderr
+        status = subprocess.run([sys.executable, "-m", "ptychoflow", "watch", "status", "--profile", str(profile.root)],
+                                env=env(), capture_output=True, text=True, check=True)
+        assert f"watcher running, pid {first.pid}" in status.stdout
+    finally:
+        code, out = stop_watcher(first)
+    assert code == 0, out

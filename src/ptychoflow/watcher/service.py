@@ -21,6 +21,7 @@ from typing import Callable
 from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
 from ptychoflow.profile import Profile
+from ptychoflow.watcher import lock
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit
 from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
@@ -78,6 +79,7 @@ class WatcherService:
         """Run until stopped (signal, request_stop, or `until()` true); returns the exit code 0."""
         state = self.profile.state_path
         state.mkdir(parents=True, exist_ok=True)
+        held = lock.acquire(state)
         handler = _attach_log_file(state / LOG_FILENAME) if self.opts.log_file else None
         previous = _install_signals(self.request_stop) if install_signals else {}
         source: EventSource | None = None
@@ -102,6 +104,7 @@ class WatcherService:
             if handler is not None:
                 log.info("watcher stopped")
                 _detach_log_file(handler)
+            held.close()
         return 0
 
     def _loop(self, scheduler: Scheduler, source: EventSource | None, until: Callable[[], bool] | None) -> None:

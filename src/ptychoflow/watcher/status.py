@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ptychoflow.watcher.lock import running_pid
 from ptychoflow.watcher.journal import (
     DUPLICATE, FAILED, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal,
 )
@@ -34,6 +35,7 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
     latencies = journal.trigger_latencies()
     return {
         "journal": str(journal.path),
+        "watcher_pid": running_pid(journal.path.parent),
         "counts": {name: sum(counts.get(s, 0) for s in states) for name, states in GROUPS.items()},
         "states": counts,
         "latency_s": {
@@ -60,8 +62,9 @@ def render(info: dict[str, Any]) -> str:
     counts = "  ".join(f"{k} {v}" for k, v in info["counts"].items())
     lat = info["latency_s"]
     fmt = lambda v: "-" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
+    pid = info["watcher_pid"]
     lines = [
-        f"journal {info['journal']}",
+        f"watcher {'running, pid ' + str(pid) if pid else 'not running'}; journal {info['journal']}",
         counts,
         f"complete -> run start (settle included): median {fmt(lat['median'])}, p99 {fmt(lat['p99'])}"
         f" over {lat['n']} scans",
