@@ -140,17 +140,19 @@ def generate(acq: Path, count: int) -> float:
 
 
 def ten_thousand(work: Path, factory: str, count: int, idle_s: float) -> dict[str, float]:
-    profile = make_site(work, settle_seconds=0.0, poll_interval_s=2.0)
+    shutil.rmtree(work / "state", ignore_errors=True)  # cold: files kept, journal and runs gone
+    profile = make_site(work, settle_seconds=0.0, poll_interval_s=2.0, max_active_runs=1000)
     acq = profile.resolve(profile.beamline.path)
-    figures = {"generate_s": generate(acq, count)}
+    figures = {"generate_s (not the watcher)": generate(acq, count)}
     journal_path = profile.state_path / "watcher.sqlite"
 
-    def decided() -> int:
+    def count_in(*states: str) -> int:
         if not journal_path.exists():
             return 0
         db = sqlite3.connect(journal_path, timeout=30)
         try:
-            return db.execute("SELECT COUNT(*) FROM scans WHERE state = 'succeeded'").fetchone()[0]
+            marks = ",".join("?" * len(states))
+            return db.execute(f"SELECT COUNT(*) FROM scans WHERE state IN ({marks})", states).fetchone()[0]
         except sqlite3.OperationalError:
             return 0
         finally:
@@ -158,9 +160,11 @@ def ten_thousand(work: Path, factory: str, count: int, idle_s: float) -> dict[st
 
     t0 = time.perf_counter()
     proc = start(profile, factory)
-    wait_until(lambda: decided() >= count, 3600)
-    # First sight of every file: hash + validate + journal + start_run + run done, per scan.
-    figures["cold_start_all_triggered_and_done_s"] = time.perf_counter() - t0
+    # First sight of every file: stat, open, hash, validate, journal as queued (or beyond).
+    wait_until(lambda: count_in("queued", "triggering", "triggered", "succeeded") >= count, 3600)
+    figures["cold_start_all_admitted_s"] = time.perf_counter() - t0
+    wait_until(lambda: count_in("succeeded") >= count, 3600)  # and their runs started and done
+    figures["cold_start_all_runs_done_s (1000 active max)"] = time.perf_counter() - t0
     stop(proc)
 
     for mode, extra in (("events", ()), ("poll", ("--poll",))):

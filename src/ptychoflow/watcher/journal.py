@@ -89,6 +89,19 @@ class ScanRow:
 
 
 @dataclass(frozen=True)
+class QueueEntry:
+    """An admitted scan, ready for the FIFO queue."""
+
+    path: str
+    checksum: str
+    scan_id: str
+    size: int
+    mtime_ns: int
+    t_complete: float
+    t_detected: float
+
+
+@dataclass(frozen=True)
 class RunRow:
     key: str
     state: str
@@ -183,18 +196,24 @@ class Journal:
         ).fetchone()
         return row[0] if row else None
 
-    def enqueue(self, path: str, *, checksum: str, scan_id: str, size: int, mtime_ns: int,
-                t_complete: float, t_detected: float) -> None:
+    def enqueue(self, path: str, **fields: Any) -> None:
+        self.enqueue_many([QueueEntry(path=path, **fields)])
+
+    def enqueue_many(self, entries: list["QueueEntry"]) -> None:
+        """Queue admitted scans in one transaction (one fsync for a whole burst)."""
+        if not entries:
+            return
         now = time.time()
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO scans(path, state, t_seen) VALUES (?, ?, ?) ON CONFLICT(path) DO NOTHING",
-                (path, SEEN, now),
+                [(e.path, SEEN, now) for e in entries],
             )
-            db.execute(
+            db.executemany(
                 "UPDATE scans SET state=?, checksum=?, scan_id=?, size=?, mtime_ns=?, reason=NULL,"
                 " t_complete=?, t_detected=?, t_queued=?, t_updated=? WHERE path=?",
-                (QUEUED, checksum, scan_id, size, mtime_ns, t_complete, t_detected, now, now, path),
+                [(QUEUED, e.checksum, e.scan_id, e.size, e.mtime_ns, e.t_complete, e.t_detected, now, now, e.path)
+                 for e in entries],
             )
 
     def queued(self, limit: int) -> list[ScanRow]:

@@ -23,7 +23,7 @@ from ptychoflow.errors import InputError
 from ptychoflow.profile import Profile
 from ptychoflow.watcher import lock
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit
-from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal
+from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
 from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
 
@@ -171,17 +171,22 @@ class WatcherService:
     def _intake(self, now: float) -> bool:
         """Examine due candidates; True when more are due than one step handles."""
         due = self.settler.due(now, self.opts.intake_batch + 1)
+        admitted: list[QueueEntry] = []
         for path in due[: self.opts.intake_batch]:
             if self._stop.is_set():
-                return False
-            self._decide(path, self.settler.check(path, time.time()))
-        return len(due) > self.opts.intake_batch
+                break
+            entry = self._decide(path, self.settler.check(path, time.time()))
+            if entry is not None:
+                admitted.append(entry)
+        self._enqueue(admitted)
+        return len(due) > self.opts.intake_batch and not self._stop.is_set()
 
-    def _decide(self, path: str, check: Check) -> None:
+    def _decide(self, path: str, check: Check) -> QueueEntry | None:
+        """Journal what a check found; a settled, valid scan comes back for queueing."""
         assert self.journal is not None
         verdict = check.verdict
-        if verdict is Verdict.WAIT:
-            return
+        if verdict is Verdict.SETTLED:
+            return self._admit(path, check)
         if verdict is Verdict.GONE:
             log.info("forgot %s: deleted before it settled", path)
             self.journal.forget(path)
@@ -193,29 +198,39 @@ class WatcherService:
         elif verdict is Verdict.UNREADABLE:
             log.warning("failed %s: %s", path, check.reason)
             self.journal.set_final(path, FAILED, check.reason)
-        else:
-            self._admit(path, check)
+        return None
 
-    def _admit(self, path: str, check: Check) -> None:
+    def _admit(self, path: str, check: Check) -> QueueEntry | None:
         assert self.journal is not None
         try:
             admitted = admit(path, check)
         except Changed:
             self.settler.poke(path, time.time())
-            return
+            return None
         except Rejected as exc:
             log.warning("failed %s: %s", path, exc)
             self.journal.set_final(path, FAILED, str(exc))
-            return
-        owner = self.journal.claimant(admitted.checksum)
-        if owner is not None and owner != path:
-            log.info("duplicate %s: same content as %s", path, owner)
-            self.journal.set_final(path, DUPLICATE, f"same content as {owner}",
-                                   checksum=admitted.checksum, duplicate_of=owner)
-            return
-        self.journal.enqueue(path, checksum=admitted.checksum, scan_id=admitted.scan_id, size=check.size,
-                             mtime_ns=check.mtime_ns, t_complete=check.t_complete, t_detected=time.time())
-        log.info("queued %s (scan %s)", path, admitted.scan_id)
+            return None
+        return QueueEntry(path=path, checksum=admitted.checksum, scan_id=admitted.scan_id, size=check.size,
+                          mtime_ns=check.mtime_ns, t_complete=check.t_complete, t_detected=time.time())
+
+    def _enqueue(self, entries: list[QueueEntry]) -> None:
+        """Queue a step's admissions at once; a checksum already claimed makes a duplicate."""
+        assert self.journal is not None
+        owners: dict[str, str] = {}
+        fresh: list[QueueEntry] = []
+        for entry in entries:
+            owner = owners.get(entry.checksum) or self.journal.claimant(entry.checksum)
+            if owner is not None and owner != entry.path:
+                log.info("duplicate %s: same content as %s", entry.path, owner)
+                self.journal.set_final(entry.path, DUPLICATE, f"same content as {owner}",
+                                       checksum=entry.checksum, duplicate_of=owner)
+                continue
+            owners[entry.checksum] = entry.path
+            fresh.append(entry)
+        self.journal.enqueue_many(fresh)
+        for entry in fresh:
+            log.info("queued %s (scan %s)", entry.path, entry.scan_id)
 
 
 class _RootAtItsLevel(logging.Handler):
