@@ -85,6 +85,7 @@ class SchedulerOptions:
     retry_max_s: float = 300.0
     run_poll_s: float | None = None  # how often active runs are polled; default: the profile's poll_interval_s
     lookup_limit: int = 1000  # how far back the backend's run list is searched for a key
+    starts_per_pump: int = 32  # bounded work per loop step keeps SIGTERM prompt
 
 
 class Scheduler:
@@ -148,8 +149,10 @@ class Scheduler:
                 self._start(run, now)
 
     def _start_queued(self, now: float) -> float | None:
-        """Form runs from the FIFO queue while slots are free; returns a batch-timer wake-up."""
-        while self.journal.count_active_runs() < self.max_active:
+        """Form runs from the FIFO queue while slots are free; returns when to come back."""
+        for _ in range(self.opts.starts_per_pump):
+            if self.journal.count_active_runs() >= self.max_active:
+                return None
             batch, wake = self._next_batch(now)
             if not batch:
                 return wake
@@ -161,7 +164,7 @@ class Scheduler:
                 label=run_label(self.profile, batch, key), tags=run_tags(self.profile, batch, key),
             )
             self._start(run, now)
-        return None
+        return now  # more may be startable: come straight back (after a look at signals)
 
     def _next_batch(self, now: float) -> tuple[list[ScanRow], float | None]:
         n = self.profile.watcher.batch_every_n
