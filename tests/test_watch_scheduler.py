@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from watch_support import SQLiteBackend, flow_file, write_profile
@@ -30,7 +32,7 @@ def _queue(journal: Journal, n: int, start: int = 0, t: float = 1000.0) -> None:
     for i in range(start, start + n):
         path = f"/acq/scan_{i:04d}.h5"
         journal.observe([path])
-        journal.enqueue(path, checksum=f"{i:064x}", scan_id=f"scan_{i:04d}", size=1, mtime_ns=1,
+        journal.enqueue(path, checksum=hashlib.sha256(path.encode()).hexdigest(), scan_id=f"scan_{i:04d}", size=1, mtime_ns=1,
                         t_complete=t, t_detected=t)
 
 
@@ -103,3 +105,21 @@ def test_label_is_at_most_64_chars_and_keeps_the_key(setup):
     long = row.__class__(**{**row.__dict__, "scan_id": "x" * 200})
     label = run_label(sched.profile, [long], "pf-0123456789abcdef")
     assert len(label) == 64 and label.endswith(" pf-0123456789abcdef")
+
+
+def test_crash_after_start_run_before_journal_write_does_not_double_trigger(setup, monkeypatch):
+    make, journal = setup
+    sched = make(max_active_runs=4)
+    _queue(journal, 3)
+
+    def crash(started):  # the process dies after start_run, before recording the run ids
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(journal, "runs_started", crash)
+    with pytest.raises(SystemExit):
+        sched.pump(0.0)
+    monkeypatch.undo()
+    assert len(sched.backend.list_runs()) == 3 and journal.state_counts() == {"triggering": 3}
+    restarted = make(max_active_runs=4)  # a fresh scheduler over the same journal and backend
+    restarted.pump(1.0)
+    assert len(restarted.backend.list_runs()) == 3 and journal.state_counts() == {"triggered": 3}

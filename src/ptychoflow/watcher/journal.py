@@ -102,6 +102,17 @@ class QueueEntry:
 
 
 @dataclass(frozen=True)
+class RunIntent:
+    """A run about to be started: everything start_run needs, fixed before it is called."""
+
+    key: str
+    paths: list[str]
+    body: dict[str, Any]
+    label: str
+    tags: list[str]
+
+
+@dataclass(frozen=True)
 class RunRow:
     key: str
     state: str
@@ -224,19 +235,22 @@ class Journal:
         return [ScanRow(**dict(r)) for r in rows]
 
     # -- runs --------------------------------------------------------------------------
-    def create_run(self, key: str, paths: list[str], *, body: dict[str, Any], label: str, tags: list[str]) -> RunRow:
+    def create_runs(self, intents: list["RunIntent"]) -> list[RunRow]:
         """Commit the intent to trigger (state triggering) before any call to the backend."""
+        if not intents:
+            return []
         now = time.time()
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO runs(key, state, label, tags, body, t_created) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, TRIGGERING, label, json.dumps(tags), json.dumps(body), now),
-            )
-            db.executemany(
-                "UPDATE scans SET state=?, run_key=?, t_updated=? WHERE path=?",
-                [(TRIGGERING, key, now, p) for p in paths],
-            )
-        return self.get_run(key)  # type: ignore[return-value]
+            for it in intents:
+                db.execute(
+                    "INSERT INTO runs(key, state, label, tags, body, t_created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (it.key, TRIGGERING, it.label, json.dumps(it.tags), json.dumps(it.body), now),
+                )
+                db.executemany(
+                    "UPDATE scans SET state=?, run_key=?, t_updated=? WHERE path=?",
+                    [(TRIGGERING, it.key, now, p) for p in it.paths],
+                )
+        return [self.get_run(it.key) for it in intents]  # type: ignore[misc]
 
     def get_run(self, key: str) -> RunRow | None:
         row = self._db.execute("SELECT * FROM runs WHERE key = ?", (key,)).fetchone()
@@ -250,13 +264,16 @@ class Journal:
             "SELECT COUNT(*) FROM runs WHERE state IN (?, ?)", ACTIVE_STATES
         ).fetchone()[0]
 
-    def run_started(self, key: str, run_id: str, when: float | None = None) -> None:
-        when = time.time() if when is None else when
+    def runs_started(self, started: list[tuple[str, str, float]]) -> None:
+        """Record (key, run id, start time) for runs the backend accepted, in one transaction."""
+        if not started:
+            return
         with self._tx() as db:
-            db.execute("UPDATE runs SET state=?, run_id=?, t_triggered=?, error=NULL WHERE key=?",
-                       (TRIGGERED, run_id, when, key))
-            db.execute("UPDATE scans SET state=?, t_triggered=?, t_updated=? WHERE run_key=?",
-                       (TRIGGERED, when, when, key))
+            for key, run_id, when in started:
+                db.execute("UPDATE runs SET state=?, run_id=?, t_triggered=?, error=NULL WHERE key=?",
+                           (TRIGGERED, run_id, when, key))
+                db.execute("UPDATE scans SET state=?, t_triggered=?, t_updated=? WHERE run_key=?",
+                           (TRIGGERED, when, when, key))
 
     def run_attempt_failed(self, key: str, error: str, next_attempt: float) -> int:
         """Record a failed trigger; the run stays triggering and is retried, never dropped."""
