@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from watch_support import watch_backend  # noqa: F401 - the fixture
 from watch_support import (
     INSTRUMENT, flow_file, journal_rows, run_with_denied_reads, runs_by_scan, start_watcher, stop_watcher,
     wait_for, write_profile, write_scan,
@@ -19,12 +20,12 @@ def _state(profile, name):
     return journal_rows(profile).get(name, {}).get("state")
 
 
-def test_symlinks_fifo_and_deleted_before_settled(tmp_path):
+def test_symlinks_fifo_and_deleted_before_settled(watch_backend, tmp_path):
     profile = write_profile(tmp_path, settle_seconds=1.0)
     acq = profile.resolve(profile.beamline.path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = start_watcher(profile)
+    proc = start_watcher(profile, watch_backend)
     try:
         write_scan(elsewhere / "real.h5", scan_id="scan_0001")
         os.symlink(elsewhere / "real.h5", acq / "scan_0001.h5")  # followed to a regular file
@@ -48,15 +49,16 @@ def test_symlinks_fifo_and_deleted_before_settled(tmp_path):
     assert rows["scan_0002.h5"]["reason"] == f"dangling symlink -> {elsewhere / 'missing.h5'}"
     assert "not a regular file" in rows["scan_0003.h5"]["reason"]
     assert "scan_0004.h5" not in rows and "scan_0005.h5" not in rows  # forgotten quietly
-    assert sorted(runs_by_scan(profile)) == ["scan_0001", "scan_0006"]
+    assert sorted(runs_by_scan(profile, watch_backend)) == ["scan_0001", "scan_0006"]
 
 
-def test_permission_denied_is_failed_with_reason(tmp_path):
+def test_permission_denied_is_failed_with_reason(watch_backend, tmp_path):
     profile = write_profile(tmp_path)
     acq = profile.resolve(profile.beamline.path)
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=run_with_denied_reads,
-                        args=(str(profile.root / "ptychoflow.toml"), str(flow_file(profile)), "denied"))
+                        args=(str(profile.root / "ptychoflow.toml"), str(flow_file(profile)), "denied",
+                              watch_backend.factory))
     child.start()
     try:
         write_scan(acq / "scan_denied.h5")
@@ -68,4 +70,4 @@ def test_permission_denied_is_failed_with_reason(tmp_path):
         child.join(15)
     assert child.exitcode == 0
     assert journal_rows(profile)["scan_denied.h5"]["reason"] == "permission denied: Permission denied"
-    assert sorted(runs_by_scan(profile)) == ["scan_0002"]
+    assert sorted(runs_by_scan(profile, watch_backend)) == ["scan_0002"]

@@ -1,14 +1,19 @@
 """Shared helpers for the watcher tests: a tiny durable Backend, profiles, scans, processes.
 
 `SQLiteBackend` records runs in its own SQLite file, so a watcher process killed with -9 and
-the test see the same run list. After integration, point `BACKEND_FACTORY` (and
-`open_backend`) at the real LocalBackend (`ptychoflow.backends:get_backend`); the tests
-only use the `Backend` ABC plus `finish_all`, which they skip if absent.
+the test see the same run list. The process tests take the `watch_backend` fixture: a
+`module:callable(profile) -> Backend` spec, by default this file's SQLite backend. To run
+them on the real local backend after integration:
+
+    PTYCHOFLOW_WATCH_TEST_BACKEND=ptychoflow.backends:get_backend pytest tests/test_watch_*.py
+
+They only use the `Backend` ABC (start_run, list_runs with label and tags, created).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import signal
@@ -18,9 +23,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 import tomli_w
 
 from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus
@@ -29,7 +36,7 @@ from ptychoflow.scan.format import Instrument, ScanWriter
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
-BACKEND_FACTORY = "watch_support:make_backend"
+DEFAULT_FACTORY = "watch_support:make_backend"
 BACKEND_DB = "test_backend.sqlite"
 BACKEND_CONFIG = "test_backend.json"  # keyword arguments of SQLiteBackend
 
@@ -116,7 +123,25 @@ def make_backend(profile: Profile) -> SQLiteBackend:
     return SQLiteBackend(state / BACKEND_DB, **options)
 
 
-open_backend = make_backend
+@dataclass(frozen=True)
+class BackendUnderTest:
+    """The Backend the process tests run the watcher on, as `module:callable(profile)`."""
+
+    factory: str
+
+    def open(self, profile: Profile) -> Backend:
+        module, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attr)(profile)
+
+    def configure(self, profile: Profile, **options: Any) -> None:
+        """Fault injection and pacing; only the SQLite test backend reads it."""
+        profile.state_path.mkdir(parents=True, exist_ok=True)
+        (profile.state_path / BACKEND_CONFIG).write_text(json.dumps(options))
+
+
+@pytest.fixture
+def watch_backend() -> BackendUnderTest:
+    return BackendUnderTest(os.environ.get("PTYCHOFLOW_WATCH_TEST_BACKEND", DEFAULT_FACTORY))
 
 
 # -- profiles, flows, scans ---------------------------------------------------------------
@@ -162,10 +187,10 @@ def env() -> dict[str, str]:
     return e
 
 
-def start_watcher(profile: Profile, *extra: str) -> subprocess.Popen:
-    """`python -m ptychoflow watch` as a real process, on the test backend."""
+def start_watcher(profile: Profile, backend: BackendUnderTest, *extra: str) -> subprocess.Popen:
+    """`python -m ptychoflow watch` as a real process, on the backend under test."""
     cmd = [sys.executable, "-m", "ptychoflow", "watch", "--profile", str(profile.root / "ptychoflow.toml"),
-           "--flow", str(flow_file(profile)), "--backend-factory", BACKEND_FACTORY, *extra]
+           "--flow", str(flow_file(profile)), "--backend-factory", backend.factory, *extra]
     # Output goes to a file, never a pipe nobody drains (a full pipe blocks the watcher).
     with open(profile.root / "watcher.out", "ab") as out:
         return subprocess.Popen(cmd, env=env(), stdout=out, stderr=subprocess.STDOUT)
@@ -206,17 +231,17 @@ def journal_rows(profile: Profile) -> dict[str, dict]:
         db.close()
 
 
-def runs_by_scan(profile: Profile) -> dict[str, list[RunInfo]]:
+def runs_by_scan(profile: Profile, backend: BackendUnderTest) -> dict[str, list[RunInfo]]:
     """scan id -> the backend runs tagged with it (test scans use the file stem as id)."""
     out: dict[str, list[RunInfo]] = {}
-    for info in open_backend(profile).list_runs(limit=100_000):
+    for info in backend.open(profile).list_runs(limit=100_000):
         for tag in info.tags:
             if tag.startswith("scan:"):
                 out.setdefault(tag[5:], []).append(info)
     return out
 
 
-def run_with_denied_reads(profile_path: str, flow: str, marker: str) -> None:
+def run_with_denied_reads(profile_path: str, flow: str, marker: str, factory: str) -> None:
     """Child-process target: the watcher, with reads of files named *marker* denied (EACCES).
 
     Tests run as root, which chmod cannot deny, so the narrowest seam is patched instead:
@@ -234,4 +259,5 @@ def run_with_denied_reads(profile_path: str, flow: str, marker: str) -> None:
 
     detect._open_binary = deny
     profile = load_profile(profile_path)
-    sys.exit(run_watcher(profile, make_backend(profile), WatcherOptions(flow_path=Path(flow))))
+    backend = BackendUnderTest(factory).open(profile)
+    sys.exit(run_watcher(profile, backend, WatcherOptions(flow_path=Path(flow))))
