@@ -104,6 +104,17 @@ def test_malformed_scan_is_failed_with_reason_and_watcher_keeps_going(watch_back
     assert rows["scan_0001.h5"]["reason"] == "/entry/data/positions: missing dataset"
     assert "not a readable HDF5 file" in rows["scan_0002.h5"]["reason"]
     assert sorted(runs_by_scan(profile, watch_backend)) == ["scan_0003"]
+    write_scan(acq / "scan_0001.h5")  # the operator fixes the file while the watcher is down
+    proc = start_watcher(profile, watch_backend)
+    try:
+        wait_for(lambda: _states(profile, "scan_0001.h5", "scan_0002.h5") == ["triggered", "failed"])
+        (acq / "scan_0002.h5.complete").unlink()
+        write_scan(acq / "scan_0002.h5")  # ...or while it runs
+        wait_for(lambda: _states(profile, "scan_0002.h5") == ["triggered"])
+    finally:
+        code, out = stop_watcher(proc)
+    assert code == 0, out
+    assert sorted(runs_by_scan(profile, watch_backend)) == ["scan_0001", "scan_0002", "scan_0003"]
 
 
 def test_duplicate_copy_is_not_retriggered(watch_backend, tmp_path):

@@ -145,6 +145,15 @@ def _missing(path: str) -> Check:
     return Check(Verdict.GONE)
 
 
+def file_sig(path: str) -> str | None:
+    """Size, mtime and ctime: changes when a file is rewritten, replaced or re-permissioned."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
 def _mtime_ns(path: Path) -> int:
     try:
         return os.stat(path).st_mtime_ns

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS scans (
     t_queued REAL,
     t_triggered REAL,
     t_finished REAL,
-    t_updated REAL
+    t_updated REAL,
+    sig TEXT
 );
 CREATE INDEX IF NOT EXISTS scans_state ON scans(state, t_queued);
 CREATE INDEX IF NOT EXISTS scans_checksum ON scans(checksum);
@@ -86,6 +87,7 @@ class ScanRow:
     t_triggered: float | None
     t_finished: float | None
     t_updated: float | None
+    sig: str | None = None  # file signature when it failed admission: a changed file is retried
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Journal:
             db.execute("DELETE FROM scans WHERE path = ? AND state IN (?, ?)", (path, SEEN, SKIPPED))
 
     def set_final(self, path: str, state: str, reason: str, *, checksum: str | None = None,
-                  duplicate_of: str | None = None) -> None:
+                  duplicate_of: str | None = None, sig: str | None = None) -> None:
         """Journal a scan that will not trigger: failed, skipped or duplicate, with why."""
         now = time.time()
         with self._tx() as db:
@@ -194,8 +196,24 @@ class Journal:
             )
             db.execute(
                 "UPDATE scans SET state=?, reason=?, checksum=COALESCE(?, checksum), duplicate_of=?,"
-                " t_finished=?, t_updated=? WHERE path=?",
-                (state, reason, checksum, duplicate_of, now, now, path),
+                " sig=?, t_finished=?, t_updated=? WHERE path=?",
+                (state, reason, checksum, duplicate_of, sig, now, now, path),
+            )
+
+    def rejected(self) -> dict[str, str]:
+        """path -> file signature of scans that failed admission (no run): retried if changed."""
+        rows = self._db.execute(
+            "SELECT path, sig FROM scans WHERE state = ? AND run_key IS NULL AND sig IS NOT NULL", (FAILED,)
+        )
+        return dict(rows.fetchall())
+
+    def reopen(self, path: str) -> None:
+        """A rejected scan's file changed (fixed, re-copied): consider it afresh."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE scans SET state=?, reason=NULL, sig=NULL, t_finished=NULL, t_updated=?"
+                " WHERE path=? AND state=? AND run_key IS NULL",
+                (SEEN, time.time(), path, FAILED),
             )
 
     def claimant(self, checksum: str) -> str | None:

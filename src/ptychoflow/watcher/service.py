@@ -22,7 +22,7 @@ from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
 from ptychoflow.profile import Profile
 from ptychoflow.watcher import lock
-from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit
+from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
 from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
 from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
@@ -48,9 +48,13 @@ class WatcherOptions:
 
 
 def default_flow_path(profile: Profile) -> Path:
+    """The bundled flow (or JSON path) named by `watcher.flow`; a missing one is one line."""
     from ptychoflow import resources
 
-    return resources.flow_path(profile.watcher.flow)
+    try:
+        return resources.flow_path(profile.watcher.flow)
+    except FileNotFoundError as exc:
+        raise InputError(profile.root / "ptychoflow.toml", "watcher.flow", str(exc)) from None
 
 
 class WatcherService:
@@ -154,6 +158,9 @@ class WatcherService:
             if known.get(path, SEEN) in _UNDECIDED:
                 self.settler.poke(path, now)
         listed = set(present)
+        for path, sig in self.journal.rejected().items():
+            if path in listed and file_sig(path) != sig:
+                self._retry_rejected(path, now)
         for path in self.journal.paths_in(SEEN):
             if path not in listed and path not in self.settler:
                 self.journal.forget(path)  # deleted while we were not looking
@@ -162,10 +169,19 @@ class WatcherService:
         assert self.journal is not None
         if path not in self.settler:
             row = self.journal.get(path)
+            if row is not None and row.sig is not None and file_sig(path) != row.sig:
+                self._retry_rejected(path, now)
+                return
             if row is not None and row.state not in _UNDECIDED:
                 return  # decided already: a later change to a triggered scan never re-triggers
             if row is None:
                 self.journal.observe([path], now)
+        self.settler.poke(path, now)
+
+    def _retry_rejected(self, path: str, now: float) -> None:
+        log.info("reconsidering %s: it changed since it was rejected", path)
+        assert self.journal is not None
+        self.journal.reopen(path)
         self.settler.poke(path, now)
 
     def _intake(self, now: float) -> bool:
@@ -209,7 +225,7 @@ class WatcherService:
             return None
         except Rejected as exc:
             log.warning("failed %s: %s", path, exc)
-            self.journal.set_final(path, FAILED, str(exc))
+            self.journal.set_final(path, FAILED, str(exc), sig=file_sig(path))
             return None
         return QueueEntry(path=path, checksum=admitted.checksum, scan_id=admitted.scan_id, size=check.size,
                           mtime_ns=check.mtime_ns, t_complete=check.t_complete, t_detected=time.time())
