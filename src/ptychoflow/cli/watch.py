@@ -67,7 +67,7 @@ def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent:
     path = profile.state_path / JOURNAL_FILENAME
     if not path.exists():
         raise click.ClickException(f"{path}: no watcher journal yet; start `ptychoflow watch` first")
-    journal = Journal(path)
+    journal = Journal(path, readonly=True)
     try:
         info = summary(journal, recent=recent)
     finally:

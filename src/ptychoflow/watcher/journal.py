@@ -138,11 +138,16 @@ class RunRow:
 class Journal:
     """Thin, transactional access to the journal. Not thread-safe: one owner thread."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            f"file:{self.path}?mode=ro" if readonly else self.path, timeout=30, isolation_level=None, uri=readonly
+        )
         self._db.row_factory = sqlite3.Row
+        if readonly:  # `watch status` for operators who may not own the state dir
+            return
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives power loss too, so "triggering" is on disk before start_run.
         self._db.execute("PRAGMA synchronous=FULL")
