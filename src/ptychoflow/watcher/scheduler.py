@@ -108,7 +108,8 @@ class Scheduler:
         """Do what is due; return when something next falls due (a wake-up time)."""
         if now >= self._next_run_poll:
             self._poll_active()
-            self._next_run_poll = now + (self.opts.run_poll_s or self.profile.watcher.poll_interval_s)
+            every = self.opts.run_poll_s
+            self._next_run_poll = now + (self.profile.watcher.poll_interval_s if every is None else every)
         self._resume_triggering(now)
         wake = self._start_queued(now)
         candidates = [wake, self._next_run_poll if self.journal.count_active_runs() else None]
