@@ -1,0 +1,75 @@
+"""`ptychoflow watch`: run the acquisition watcher; `ptychoflow watch status`: read its journal."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import click
+
+from ptychoflow.profile import Profile, find_profile
+
+
+def _backend_from(profile: Profile, factory: str | None):  # noqa: ANN202
+    """The profile's backend, or one made by a `module:callable(profile)` (tests, integration)."""
+    if factory:
+        module, _, attr = factory.partition(":")
+        return getattr(importlib.import_module(module), attr)(profile)
+    from ptychoflow.backends import get_backend
+
+    return get_backend(profile)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--profile", "profile_path", type=click.Path(path_type=Path), help="Profile TOML (or its directory).")
+@click.option("--backend", type=click.Choice(["local", "globus"]), help="Override the profile's backend.")
+@click.option("--poll/--events", default=None, help="Poll the directory (NFS/GPFS) instead of file events.")
+@click.option("--flow", "flow_path", type=click.Path(path_type=Path), help="Flow JSON to deploy (default: profile).")
+@click.option("--backend-factory", hidden=True, help="module:callable(profile) -> Backend (tests).")
+@click.pass_context
+def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, poll: bool | None,
+          flow_path: Path | None, backend_factory: str | None) -> None:
+    """Watch the beamline directory; start one flow run per finished scan.
+
+    \b
+    Examples:
+      ptychoflow watch --profile site/            # file events (local disks)
+      ptychoflow watch --poll                     # polling (NFS, GPFS)
+      ptychoflow watch status --json              # what the journal says
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["profile_path"] = profile_path
+    if ctx.invoked_subcommand is not None:
+        return
+    from ptychoflow.watcher.service import WatcherOptions, run_watcher
+
+    profile = find_profile(profile_path)
+    if backend:
+        profile = profile.model_copy(update={"backend": backend})
+    options = WatcherOptions(flow_path=flow_path, poll=poll)
+    click.echo(f"watching {profile.resolve(profile.beamline.path)} (journal in {profile.state_path}); "
+               "Ctrl-C to stop", err=True)
+    ctx.exit(run_watcher(profile, _backend_from(profile, backend_factory), options))
+
+
+@watch.command("status")
+@click.option("--profile", "profile_path", type=click.Path(path_type=Path), help="Profile TOML (or its directory).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--recent", default=10, show_default=True, help="How many recent scans to list.")
+@click.pass_context
+def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent: int) -> None:
+    """Queued / running / done / failed counts, recent scans, complete-to-run latency."""
+    from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+    from ptychoflow.watcher.status import render, summary
+
+    profile = find_profile(profile_path or ctx.obj.get("profile_path"))
+    path = profile.state_path / JOURNAL_FILENAME
+    if not path.exists():
+        raise click.ClickException(f"{path}: no watcher journal yet; start `ptychoflow watch` first")
+    journal = Journal(path, readonly=True)
+    try:
+        info = summary(journal, recent=recent)
+    finally:
+        journal.close()
+    click.echo(json.dumps(info, indent=2) if as_json else render(info))

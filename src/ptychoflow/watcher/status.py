@@ -1,0 +1,79 @@
+"""`ptychoflow watch status`: what the journal says, as numbers an operator can act on."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ptychoflow.watcher.lock import running_pid
+from ptychoflow.watcher.journal import (
+    DUPLICATE, FAILED, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal,
+)
+
+GROUPS = {
+    "pending": (SEEN,),
+    "queued": (QUEUED,),
+    "running": (TRIGGERING, TRIGGERED),
+    "done": (SUCCEEDED,),
+    "failed": (FAILED,),
+    "duplicate": (DUPLICATE,),
+    "skipped": (SKIPPED,),
+}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (no numpy needed for a status line)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
+    counts = journal.state_counts()
+    latencies = journal.trigger_latencies()
+    return {
+        "journal": str(journal.path),
+        "watcher_pid": running_pid(journal.path.parent),
+        "counts": {name: sum(counts.get(s, 0) for s in states) for name, states in GROUPS.items()},
+        "states": counts,
+        "latency_s": {
+            "n": len(latencies),
+            "median": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+        },
+        "recent": [
+            {
+                "path": r.path,
+                "state": r.state,
+                "scan_id": r.scan_id,
+                "run_key": r.run_key,
+                "reason": r.reason,
+                "updated": r.t_updated,
+            }
+            for r in journal.recent(recent)
+        ],
+    }
+
+
+def render(info: dict[str, Any]) -> str:
+    """Plain text for terminals and log scrapers alike."""
+    counts = "  ".join(f"{k} {v}" for k, v in info["counts"].items())
+    lat = info["latency_s"]
+    fmt = lambda v: "-" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
+    pid = info["watcher_pid"]
+    lines = [
+        f"watcher {'running, pid ' + str(pid) if pid else 'not running'}; journal {info['journal']}",
+        counts,
+        f"complete -> run start (settle included): median {fmt(lat['median'])}, p99 {fmt(lat['p99'])}"
+        f" over {lat['n']} scans",
+    ]
+    if info["recent"]:
+        lines.append("recent:")
+    for row in info["recent"]:
+        when = dt.datetime.fromtimestamp(row["updated"] or 0).strftime("%m-%d %H:%M:%S")
+        name = row["path"].rsplit("/", 1)[-1]
+        extra = row["reason"] or row["run_key"] or ""
+        lines.append(f"  {when}  {row['state']:<10} {name:<28} {extra}")
+    return "\n".join(lines)
