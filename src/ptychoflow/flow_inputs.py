@@ -105,3 +105,12 @@ def deploy_model_input(profile: Any, version: str) -> dict[str, Any]:
         "edge": _edge(profile, edge_root),
         "functions": _pick(_function_ids(profile), ("activate",)),
     }
+
+
+SCAN_FLOW_INPUTS = {"reconstruct_and_train": reconstruct_and_train_input, "reconstruct": reconstruct_input}
+
+
+def scan_flow_input(profile: Any, flow_name: str, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any] | None:
+    """The input of bundled flow `flow_name` for one scan, or None for a flow we don't know."""
+    builder = SCAN_FLOW_INPUTS.get(flow_name)
+    return None if builder is None else builder(profile, scan, scan_id=scan_id)

@@ -16,9 +16,9 @@ def _backend_from(profile: Profile, factory: str | None):  # noqa: ANN202
     if factory:
         module, _, attr = factory.partition(":")
         return getattr(importlib.import_module(module), attr)(profile)
-    from ptychoflow.backends import get_backend
+    from ptychoflow.local_site import prepare_local_site
 
-    return get_backend(profile)
+    return prepare_local_site(profile)  # local: functions registered, engine worker running
 
 
 @click.group(invoke_without_command=True)

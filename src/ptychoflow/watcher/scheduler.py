@@ -25,9 +25,12 @@ KEY_TAG = "ptychoflow-key:"
 MAX_SCAN_TAGS = 16
 
 
-def build_run_body(profile: Profile, scan: ScanRow) -> dict[str, Any]:
-    """The flow input for one scan. The one place to adapt to the flow's input schema."""
-    return {
+def build_run_body(profile: Profile, scan: ScanRow, flow_name: str | None = None) -> dict[str, Any]:
+    """The flow input for one scan: the bundled flow's input (``flow_inputs``) when the flow
+    is one we know, with the watcher's own facts under ``watcher``; otherwise those facts alone."""
+    from ptychoflow.flow_inputs import scan_flow_input
+
+    facts = {
         "scan_path": scan.path,
         "scan_file": scan.path.rsplit("/", 1)[-1],
         "scan_id": scan.scan_id,
@@ -35,11 +38,13 @@ def build_run_body(profile: Profile, scan: ScanRow) -> dict[str, Any]:
         "beamline": profile.beamline.name,
         "experiment": profile.watcher.experiment,
     }
+    flow_input = scan_flow_input(profile, flow_name, scan.path, scan_id=scan.scan_id) if flow_name else None
+    return facts if flow_input is None else {**flow_input, "watcher": facts}
 
 
-def build_batch_body(profile: Profile, scans: list[ScanRow]) -> dict[str, Any]:
+def build_batch_body(profile: Profile, scans: list[ScanRow], flow_name: str | None = None) -> dict[str, Any]:
     """One scan: its body. Several (batching): the last scan's body plus all of them under 'scans'."""
-    bodies = [build_run_body(profile, s) for s in scans]
+    bodies = [build_run_body(profile, s, flow_name) for s in scans]
     if len(bodies) == 1:
         return bodies[0]
     return {**bodies[-1], "scans": bodies}
@@ -92,8 +97,9 @@ class Scheduler:
     """Moves queued scans into runs, never more than max_active_runs at once."""
 
     def __init__(self, journal: Journal, backend: Backend, flow: DeployedFlow, profile: Profile,
-                 options: SchedulerOptions | None = None) -> None:
+                 options: SchedulerOptions | None = None, flow_name: str | None = None) -> None:
         self.journal = journal
+        self.flow_name = flow_name  # the bundled flow's name picks the input builder
         self.backend = backend
         self.flow = flow
         self.profile = profile
@@ -167,7 +173,7 @@ class Scheduler:
             if key in planned or self.journal.get_run(key) is not None:  # same content, new path
                 key += "-" + hashlib.sha256(batch[0].path.encode()).hexdigest()[:6]
             planned.add(key)
-            intents.append(RunIntent(key, [s.path for s in batch], build_batch_body(self.profile, batch),
+            intents.append(RunIntent(key, [s.path for s in batch], build_batch_body(self.profile, batch, self.flow_name),
                                      run_label(self.profile, batch, key), run_tags(self.profile, batch, key)))
         started = [done for run in self.journal.create_runs(intents) if (done := self._start(run, now))]
         self.journal.runs_started(started)

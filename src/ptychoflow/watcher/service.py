@@ -91,8 +91,10 @@ class WatcherService:
             if not self.directory.is_dir():  # an unmounted NFS path must not become a local dir
                 raise InputError(self.directory, "beamline.path", "no such directory (not mounted yet?)")
             self.journal = Journal.in_state_dir(state)
-            flow = self.backend.deploy_flow(self.opts.flow_path or default_flow_path(self.profile))
-            scheduler = Scheduler(self.journal, self.backend, flow, self.profile, self.opts.scheduler)
+            flow_path = self.opts.flow_path or default_flow_path(self.profile)
+            flow = self.backend.deploy_flow(flow_path)
+            scheduler = Scheduler(self.journal, self.backend, flow, self.profile, self.opts.scheduler,
+                                  flow_name=Path(flow_path).stem)
             if not self.poll:  # start events before the first listing: nothing falls in between
                 source = EventSource(self.matcher, self._wake)
                 source.start()
