@@ -59,11 +59,15 @@ def run_reconstruction(
     *,
     engine: str = "auto",
     progress: ProgressCallback | None = None,
+    scan: Scan | None = None,
 ) -> ReconstructionSummary:
-    """Load and validate (ScanError before any work), reconstruct, write the product atomically."""
+    """Load and validate (ScanError before any work), reconstruct, write the product atomically.
+
+    `scan` may pass the already loaded `scan_path` (the CLI validates before showing progress).
+    """
     start = time.perf_counter()
     options = options or RpieOptions()
-    scan = load_scan(scan_path)
+    scan = scan if scan is not None else load_scan(scan_path)
     prepared = prepare_scan(scan)
     result = reconstruct_prepared(prepared, options, engine, progress)
     result.wall_time_s = time.perf_counter() - start

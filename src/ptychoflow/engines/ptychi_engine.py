@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -134,7 +135,9 @@ def reconstruct(
         losses: list[float] = []
         stop_reason = "completed"
         for iteration in range(1, options.iterations + 1):
-            task.run(n_epochs=1)
+            with warnings.catch_warnings():  # Pty-chi's loss display converts a grad tensor: harmless noise
+                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+                task.run(n_epochs=1)
             losses.append(_epoch_loss(task))
             elapsed = time.perf_counter() - start
             log.info("ptychi rPIE iteration %d/%d loss %.6g (%.1f s)", iteration, options.iterations, losses[-1], elapsed)
