@@ -84,3 +84,13 @@ def test_tike_reconstructs_a_tiny_scan():
     assert result.engine == "tike" and result.iterations_run == 20
     assert np.isfinite(result.loss_history).all() and result.loss_history[-1] < result.loss_history[0]
     np.testing.assert_allclose(result.positions_px, tiny_scan().positions_px, atol=1e-4)
+
+
+def test_cpu_threads_default_and_override(monkeypatch):
+    monkeypatch.delenv(ptychi_engine.THREADS_ENV, raising=False)
+    assert ptychi_engine.cpu_threads() == ptychi_engine.DEFAULT_THREADS
+    monkeypatch.setenv(ptychi_engine.THREADS_ENV, "4")
+    assert ptychi_engine.cpu_threads() == 4
+    monkeypatch.setenv(ptychi_engine.THREADS_ENV, "many")
+    with pytest.raises(ValueError, match=ptychi_engine.THREADS_ENV):
+        ptychi_engine.cpu_threads()

@@ -26,6 +26,7 @@ ENGINES = ("auto", "tike", "ptychi")
 __all__ = [
     "ENGINES",
     "EngineChoice",
+    "EngineUnavailable",
     "IterationInfo",
     "PreparedScan",
     "ProgressCallback",

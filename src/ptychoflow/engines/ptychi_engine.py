@@ -13,6 +13,7 @@ Conventions bridged here (read from Pty-chi's sources):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -24,7 +25,11 @@ import numpy as np
 from ptychoflow.engines.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
 
 log = logging.getLogger(__name__)
-MAX_TORCH_THREADS = 2  # shared machines: never grab every core
+THREADS_ENV = "PTYCHOFLOW_TORCH_THREADS"
+# One CPU thread by default: rPIE on CPU is many small tensor ops, and on a shared machine
+# OpenMP workers that wait for each other at every op made 2 threads 5-10x *slower* than 1
+# (measured here). Dedicated nodes can set PTYCHOFLOW_TORCH_THREADS.
+DEFAULT_THREADS = 1
 
 
 def available() -> tuple[bool, str]:
@@ -45,10 +50,9 @@ def gpu_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
     import importlib.metadata as md
-
-    from ptychoflow.engines import torchvision_compat
 
     out = {}
     for name in ("ptychi", "torch", "numpy"):
@@ -56,8 +60,14 @@ def versions() -> dict[str, str]:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = "missing"
-    out["gaussian_blur"] = torchvision_compat.SOURCE or "unknown"
     return out
+
+
+def versions() -> dict[str, str]:
+    """Package versions (looked up once per process) plus which GaussianBlur Pty-chi got."""
+    from ptychoflow.engines import torchvision_compat
+
+    return {**_package_versions(), "gaussian_blur": torchvision_compat.SOURCE or "unknown"}
 
 
 def build_task(prepared: PreparedScan, options: RpieOptions, device: str) -> Any:
@@ -69,8 +79,6 @@ def build_task(prepared: PreparedScan, options: RpieOptions, device: str) -> Any
     import torch
     from ptychi.api.task import PtychographyTask
 
-    if device == "cpu" and torch.get_num_threads() > MAX_TORCH_THREADS:
-        torch.set_num_threads(MAX_TORCH_THREADS)
     n = prepared.frame_size
     opts = api.RPIEOptions()
     opts.data_options.fft_shift = True
@@ -112,6 +120,17 @@ def build_task(prepared: PreparedScan, options: RpieOptions, device: str) -> Any
     )
 
 
+def cpu_threads() -> int:
+    """Torch CPU threads for a reconstruction: $PTYCHOFLOW_TORCH_THREADS, else DEFAULT_THREADS."""
+    import os
+
+    value = os.environ.get(THREADS_ENV, "")
+    try:
+        return max(1, int(value)) if value else DEFAULT_THREADS
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}") from None
+
+
 def _epoch_loss(task: Any) -> float:
     table = task.reconstructor.loss_tracker.table
     return float(table["loss"].iloc[-1]) if len(table) else float("nan")
@@ -130,6 +149,9 @@ def reconstruct(
     start = time.perf_counter()
     previous_device = torch.get_default_device()
     previous_dtype = torch.get_default_dtype()
+    previous_threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads())
     try:
         task = build_task(prepared, options, device)
         losses: list[float] = []
@@ -156,6 +178,7 @@ def reconstruct(
     finally:
         torch.set_default_device(previous_device)
         torch.set_default_dtype(previous_dtype)
+        torch.set_num_threads(previous_threads)
     return ReconstructionResult(
         object=obj,
         probe=probe.astype(np.complex64),
@@ -164,7 +187,7 @@ def reconstruct(
         loss_history=np.asarray(losses, np.float64),
         engine="ptychi",
         versions=versions(),
-        parameters={**options.to_json(), "device": device},
+        parameters={**options.to_json(), "device": device, "torch_threads": cpu_threads() if device == "cpu" else None},
         object_origin_px=prepared.object_origin_px.copy(),
         iterations_run=len(losses),
         stopped_early=stop_reason != "completed",

@@ -12,6 +12,7 @@ Nothing here is imported until a GPU run is asked for, so CPU-only installs neve
 from __future__ import annotations
 
 import importlib.util
+import functools
 import logging
 import time
 from typing import Any
@@ -39,7 +40,8 @@ def available() -> tuple[bool, str]:
     return True, f"tike and cupy with {count} CUDA device(s)"
 
 
-def versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
@@ -49,6 +51,10 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             continue
     return out
+
+
+def versions() -> dict[str, str]:
+    return dict(_package_versions())
 
 
 def _costs(parameters: Any) -> list[float]:
