@@ -11,7 +11,7 @@ def reconstruct(
     output_dir,
     engine="auto",
     iterations=100,
-    batch_size=32,
+    batch_size=8,
     alpha=0.1,
     probe_refinement=True,
     position_refinement=False,

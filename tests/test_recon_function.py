@@ -142,3 +142,14 @@ def test_unknown_format(tmp_path):
     path = tmp_path / "scan.tif"
     path.write_bytes(b"nope")
     _assert_fails_cleanly(tmp_path, path, "(file)", "unknown scan format")
+
+
+def test_position_refinement_runs_and_reports_refined_positions(tmp_path):
+    scan_path = write_tiny(tmp_path)
+    result = load_function()(str(scan_path), str(tmp_path / "out"), engine="ptychi", iterations=4,
+                             position_refinement=True, device="cpu")
+    product = read_product(result["product_path"])
+    assert product.parameters["position_refinement"] is True
+    assert product.positions_px.shape == (tiny_scan().scan.n_frames, 2) and np.isfinite(product.positions_px).all()
+    # refinement moves positions by sub-pixel amounts on a correct, noise-limited scan
+    assert np.abs(product.positions_px - tiny_scan().positions_px).max() < 2.0

@@ -12,7 +12,8 @@ import click
 @click.option("--iterations", "-n", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--out", "output_dir", type=click.Path(file_okay=False), default=None,
               help="Output directory [default: the scan's directory].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Positions per rPIE update; raise it on GPUs.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
               help="rPIE regularisation.")
 @click.option("--probe-refinement/--no-probe-refinement", default=True, show_default=True)

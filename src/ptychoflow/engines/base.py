@@ -33,7 +33,7 @@ class RpieOptions:
     """rPIE settings shared by all engines (names follow Pty-chi's options)."""
 
     iterations: int = 100
-    batch_size: int = 32
+    batch_size: int = 8  # small batches: better rPIE convergence per CPU second (measured: 60 it @8 beat 100 it @32)
     alpha: float = 0.1  # rPIE regularisation of the object (and probe) update
     probe_refinement: bool = True
     position_refinement: bool = False

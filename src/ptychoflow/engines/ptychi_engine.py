@@ -153,7 +153,9 @@ def reconstruct(
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
     try:
-        task = build_task(prepared, options, device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+            task = build_task(prepared, options, device)
         losses: list[float] = []
         stop_reason = "completed"
         for iteration in range(1, options.iterations + 1):
