@@ -94,3 +94,68 @@ def test_cpu_threads_default_and_override(monkeypatch):
     monkeypatch.setenv(ptychi_engine.THREADS_ENV, "many")
     with pytest.raises(ValueError, match=ptychi_engine.THREADS_ENV):
         ptychi_engine.cpu_threads()
+
+
+def test_tike_glue_conventions_with_a_stand_in_tike(monkeypatch):
+    """Without a GPU, check what the Tike engine hands to Tike and how it maps results back."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    seen: dict = {}
+
+    @dataclass
+    class PtychoParameters:
+        psi: np.ndarray
+        probe: np.ndarray
+        scan: np.ndarray
+        algorithm_options: object = None
+        object_options: object = None
+        probe_options: object = None
+        position_options: object = None
+
+    @dataclass
+    class Options:
+        kwargs: dict = field(default_factory=dict)
+
+    class Reconstruction:
+        def __init__(self, data, parameters, num_gpu):
+            seen["data"], seen["parameters"], self.costs = data, parameters, []
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def iterate(self, n):
+            self.costs.append([1.0 / (len(self.costs) + 1)] * 2)
+
+        def get_convergence(self):
+            return self.costs, []
+
+        def get_result(self):
+            return seen["parameters"]
+
+    fake = types.ModuleType("tike.ptycho")
+    fake.PtychoParameters, fake.Reconstruction = PtychoParameters, Reconstruction
+    for name in ("RpieOptions", "ObjectOptions", "ProbeOptions", "PositionOptions"):
+        setattr(fake, name, lambda *args, **kwargs: Options(kwargs))
+    package = types.ModuleType("tike")
+    package.ptycho = fake
+    monkeypatch.setitem(sys.modules, "tike", package)
+    monkeypatch.setitem(sys.modules, "tike.ptycho", fake)
+    monkeypatch.setattr(tike_engine, "available", lambda: (True, "stand-in"))
+
+    sim = tiny_scan()
+    prepared = prepare_scan(sim.scan)
+    result = tike_engine.reconstruct(prepared, RpieOptions(iterations=3, batch_size=8, probe_refinement=False))
+    n = prepared.frame_size
+    np.testing.assert_array_equal(seen["data"], np.fft.ifftshift(prepared.intensities, axes=(-2, -1)))
+    params = seen["parameters"]
+    np.testing.assert_allclose(params.scan, sim.positions_px - n / 2 - prepared.object_origin_px)
+    assert params.probe.shape == (1, 1, 1, n, n) and params.psi.shape == (1, *prepared.object_shape)
+    assert params.probe_options.kwargs["update_start"] == 4  # fixed probe: never updated
+    np.testing.assert_allclose(result.positions_px, sim.positions_px, atol=1e-4)
+    np.testing.assert_allclose(result.loss_history, [1.0, 0.5, 1 / 3])
+    assert result.engine == "tike" and result.object.shape == prepared.object_shape

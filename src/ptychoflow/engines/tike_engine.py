@@ -4,6 +4,8 @@ Conventions bridged here (Tike's documentation):
 - ``data`` is FFT-shifted (zero frequency at the corners): centred frames are ifftshift-ed.
 - ``scan`` is the probe's *minimum corner* in psi's pixels: ``centre - n/2 - object_origin``.
 - ``probe`` has the layout (1, 1, SHARED, n, n); ``psi`` is 3-D (slices, H, W) since 0.26.
+- ``Reconstruction`` reads ``probe_options`` and ``object_options`` unconditionally, so both
+  are always given; a fixed probe is one whose ``update_start`` lies past the last epoch.
 - Tike's far-field operator uses an orthonormal FFT, like ptychoflow, so the probe passes
   through unscaled (Tike rescales it to the data once at setup anyway).
 Nothing here is imported until a GPU run is asked for, so CPU-only installs never need cupy.
@@ -57,9 +59,10 @@ def versions() -> dict[str, str]:
     return dict(_package_versions())
 
 
-def _costs(parameters: Any) -> list[float]:
-    costs = getattr(parameters.algorithm_options, "costs", []) or []
-    return [float(np.mean(c)) for c in costs]
+def _last_cost(context: Any) -> float:
+    """Mean over batches of the latest epoch's cost (``get_convergence`` gives per-batch lists)."""
+    costs, _ = context.get_convergence()
+    return float(np.mean(costs[-1])) if costs else float("nan")
 
 
 def reconstruct(
@@ -89,7 +92,10 @@ def reconstruct(
             alpha=options.alpha,
         ),
         object_options=tike.ptycho.ObjectOptions(),
-        probe_options=tike.ptycho.ProbeOptions() if options.probe_refinement else None,
+        # Tike reads probe_options even when the probe is fixed: "never" is a start past the end.
+        probe_options=tike.ptycho.ProbeOptions(
+            update_start=options.probe_refinement_start if options.probe_refinement else options.iterations + 1
+        ),
         position_options=tike.ptycho.PositionOptions(scan) if options.position_refinement else None,
     )
     losses: list[float] = []
@@ -97,8 +103,7 @@ def reconstruct(
     with tike.ptycho.Reconstruction(data=data, parameters=parameters, num_gpu=1) as context:
         for iteration in range(1, options.iterations + 1):
             context.iterate(1)
-            costs = _costs(context.parameters)
-            losses.append(costs[-1] if costs else float("nan"))
+            losses.append(_last_cost(context))
             elapsed = time.perf_counter() - start
             log.info("tike rPIE iteration %d/%d cost %.6g (%.1f s)", iteration, options.iterations, losses[-1], elapsed)
             if progress is not None:
@@ -106,7 +111,7 @@ def reconstruct(
             if options.time_limit_s is not None and elapsed >= options.time_limit_s and iteration < options.iterations:
                 stop_reason = f"time limit {options.time_limit_s:g} s reached after {iteration} iterations"
                 break
-        result = context.parameters
+    result = context.get_result()  # joined across workers; valid once the context is closed
     psi_out = np.asarray(result.psi)
     obj = psi_out.reshape(-1, *psi_out.shape[-2:])[0]
     probe = np.asarray(result.probe).reshape(-1, n, n)[0]
