@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/reconstruct.py [--iterations 4] [--repeats 3]
 
-- position-updates per second (positions x iterations / s) for Pty-chi on CPU at 64^2 and
+- position-updates per second (positions x iterations / s, batch 32) for Pty-chi on CPU at 64^2 and
   128^2 (simulated scans), and, where a GPU exists, Tike and Pty-chi on GPU for a
   963-position 128^2 case;
 - overhead of ptychoflow's wrapper (validation, preparation, per-iteration loop with
@@ -27,8 +27,8 @@ from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
 CASES = {
     "64": SimulationOptions(frame_size=64),
     "128": SimulationOptions(frame_size=128, object_size=320, probe_diameter_px=72.0, step_px=20.0),
-    # ~963 positions at 128^2 for the GPU comparison
-    "128-963": SimulationOptions(frame_size=128, object_size=560, probe_diameter_px=72.0, step_px=14.0),
+    # exactly 963 positions at 128^2 for the GPU comparison
+    "128-963": SimulationOptions(frame_size=128, object_size=558, probe_diameter_px=72.0, step_px=14.05),
 }
 
 
