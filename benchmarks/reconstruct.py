@@ -1,0 +1,158 @@
+"""Reconstruction throughput and wrapper overhead (prints figures; not a test).
+
+    PYTHONPATH=src python benchmarks/reconstruct.py [--iterations 4] [--repeats 3]
+
+- position-updates per second (positions x iterations / s, batch 32) for Pty-chi on CPU at 64^2 and
+  128^2 (simulated scans), and, where a GPU exists, Tike and Pty-chi on GPU for a
+  963-position 128^2 case;
+- overhead of ptychoflow's wrapper (validation, preparation, per-iteration loop with
+  progress and time-limit checks, result conversion) against driving Pty-chi directly with
+  the same options on the same arrays: median ratio over a few repeats (target <= 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from ptychoflow.engines import RpieOptions, choose_engine, prepare_scan, reconstruct_prepared, reconstruct_scan
+from ptychoflow.engines import ptychi_engine, tike_engine
+from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
+
+CASES = {
+    "64": SimulationOptions(frame_size=64),
+    "128": SimulationOptions(frame_size=128, object_size=320, probe_diameter_px=72.0, step_px=20.0),
+    # exactly 963 positions at 128^2 for the GPU comparison
+    "128-963": SimulationOptions(frame_size=128, object_size=558, probe_diameter_px=72.0, step_px=14.05),
+}
+
+
+def updates_per_second(sim, engine: str, device: str, iterations: int) -> tuple[float, float]:
+    """(position-updates/s over the timed iterations, seconds per iteration); one warm-up iteration excluded."""
+    prepared = prepare_scan(sim.scan)
+    times: list[float] = []
+    last = [time.perf_counter()]
+
+    def progress(info):
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+
+    options = RpieOptions(iterations=iterations + 1, batch_size=32, device=device)  # type: ignore[arg-type]
+    last[0] = time.perf_counter()
+    reconstruct_prepared(prepared, options, engine, progress)
+    per_iteration = statistics.median(times[1:])
+    return prepared.intensities.shape[0] / per_iteration, per_iteration
+
+
+def direct_ptychi(prepared, options: RpieOptions) -> float:
+    """Pty-chi driven directly (its own epoch loop) with the same settings; returns seconds."""
+    from ptychoflow.engines.torchvision_compat import ensure_ptychi_importable
+
+    ensure_ptychi_importable()
+    import ptychi.api as api
+    from ptychi.api.task import PtychographyTask
+
+    start = time.perf_counter()
+    n = prepared.frame_size
+    opts = api.RPIEOptions()
+    opts.data_options.fft_shift = True
+    opts.data_options.wavelength_m = prepared.wavelength_m
+    opts.object_options.pixel_size_m = prepared.pixel_size_m
+    opts.object_options.alpha = options.alpha
+    opts.object_options.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
+    opts.object_options.position_origin_coords = (-prepared.object_origin_px - 0.5).tolist()
+    opts.object_options.patch_interpolation_method = api.PatchInterpolationMethods.BILINEAR
+    opts.probe_options.alpha = options.alpha
+    opts.probe_options.optimization_plan.start = options.probe_refinement_start
+    opts.probe_position_options.optimizable = False
+    opts.reconstructor_options.num_epochs = options.iterations
+    opts.reconstructor_options.batch_size = options.batch_size
+    opts.reconstructor_options.default_device = api.Devices.CPU
+    opts.reconstructor_options.random_seed = options.seed
+    task = PtychographyTask(
+        opts,
+        diffraction_data=prepared.intensities,
+        object_data=np.ones((1, *prepared.object_shape), np.complex64),
+        probe_data=(prepared.probe / math.sqrt(n * n))[None, None],
+        probe_position_x_px=prepared.positions_px[:, 1].astype(np.float32),
+        probe_position_y_px=prepared.positions_px[:, 0].astype(np.float32),
+    )
+    task.run()
+    task.get_data_to_cpu("object", as_numpy=True)
+    return time.perf_counter() - start
+
+
+class torch_threads:
+    """Temporarily set torch's CPU thread count."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.previous = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.previous)
+
+
+def overhead(sim, iterations: int, repeats: int) -> tuple[float, float, float]:
+    options = RpieOptions(iterations=iterations, batch_size=32, device="cpu")
+    wrapper, direct = [], []
+
+    def run_wrapper() -> float:
+        start = time.perf_counter()
+        reconstruct_scan(sim.scan, options, engine="ptychi")
+        return time.perf_counter() - start
+
+    def run_direct() -> float:
+        with torch_threads(ptychi_engine.cpu_threads()):  # the same thread count the wrapper uses
+            return direct_ptychi(prepare_scan(sim.scan), options)
+
+    run_wrapper(), run_direct()  # warm-up: imports, allocator, first-call costs
+    for repeat in range(repeats):  # interleaved, alternating order, so machine load hits both alike
+        pair = (run_wrapper, run_direct) if repeat % 2 == 0 else (run_direct, run_wrapper)
+        for fn in pair:
+            (wrapper if fn is run_wrapper else direct).append(fn())
+    w, d = statistics.median(wrapper), statistics.median(direct)
+    return w, d, w / d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--overhead-iterations", type=int, default=10)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}; rPIE CPU threads {ptychi_engine.cpu_threads()} "
+          f"(${ptychi_engine.THREADS_ENV}); engine auto -> {choose_engine()}")
+    print(f"{'case':<22}{'positions':>10}{'s/iter':>10}{'pos-updates/s':>16}")
+    sims = {}
+    for name in ("64", "128"):
+        sims[name] = simulate_scan(CASES[name], scan_id=f"bench{name}")
+        rate, per_iter = updates_per_second(sims[name], "ptychi", "cpu", args.iterations)
+        print(f"{'ptychi cpu ' + name + '^2':<22}{sims[name].scan.n_frames:>10}{per_iter:>10.3f}{rate:>16.0f}")
+    tike_ok, tike_reason = tike_engine.available()
+    gpu = ptychi_engine.gpu_available()
+    if tike_ok or gpu:
+        big = simulate_scan(CASES["128-963"], scan_id="bench963")
+        for engine, ok, reason in (("tike", tike_ok, tike_reason), ("ptychi", gpu, "torch sees no CUDA device")):
+            if not ok:
+                print(f"{engine + ' gpu 128^2':<22} skipped: {reason}")
+                continue
+            rate, per_iter = updates_per_second(big, engine, "gpu", args.iterations)
+            print(f"{engine + ' gpu 128^2':<22}{big.scan.n_frames:>10}{per_iter:>10.3f}{rate:>16.0f}")
+    else:
+        print(f"GPU cases (963 positions, 128^2) skipped: tike: {tike_reason}; ptychi: torch sees no CUDA device")
+    w, d, ratio = overhead(sims["64"], args.overhead_iterations, args.repeats)
+    print(f"wrapper vs direct Pty-chi (64^2, {args.overhead_iterations} it, median of {args.repeats}): "
+          f"{w:.2f} s vs {d:.2f} s -> ratio {ratio:.3f} ({'OK' if ratio <= 1.10 else 'ABOVE'} target 1.10)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""rPIE with Tike (``tike.ptycho``), GPU only: tike and cupy are the ``gpu`` extra.
+
+Conventions bridged here (Tike's documentation):
+- ``data`` is FFT-shifted (zero frequency at the corners): centred frames are ifftshift-ed.
+- ``scan`` is the probe's *minimum corner* in psi's pixels: ``centre - n/2 - object_origin``.
+- ``probe`` has the layout (1, 1, SHARED, n, n); ``psi`` is 3-D (slices, H, W) since 0.26.
+- ``Reconstruction`` reads ``probe_options`` and ``object_options`` unconditionally, so both
+  are always given; a fixed probe is one whose ``update_start`` lies past the last epoch.
+- Tike's far-field operator uses an orthonormal FFT, like ptychoflow, so the probe passes
+  through unscaled (Tike rescales it to the data once at setup anyway).
+Nothing here is imported until a GPU run is asked for, so CPU-only installs never need cupy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import functools
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from ptychoflow.engines.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+
+log = logging.getLogger(__name__)
+
+
+def available() -> tuple[bool, str]:
+    """(usable, reason): needs tike, cupy and a visible CUDA device."""
+    for name in ("tike", "cupy"):
+        if importlib.util.find_spec(name) is None:
+            return False, f"{name} is not installed (pip install 'ptychoflow[gpu]' on a CUDA 12 machine)"
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken
+        return False, f"cupy cannot reach a CUDA device: {exc}"
+    if count < 1:
+        return False, "no CUDA device visible to cupy"
+    return True, f"tike and cupy with {count} CUDA device(s)"
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("tike", "cupy-cuda12x", "cupy", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def versions() -> dict[str, str]:
+    return dict(_package_versions())
+
+
+def _last_cost(context: Any) -> float:
+    """Mean over batches of the latest epoch's cost (``get_convergence`` gives per-batch lists)."""
+    costs, _ = context.get_convergence()
+    return float(np.mean(costs[-1])) if costs else float("nan")
+
+
+def reconstruct(
+    prepared: PreparedScan,
+    options: RpieOptions,
+    *,
+    device: str = "gpu",
+    progress: ProgressCallback | None = None,
+) -> ReconstructionResult:
+    """Run Tike's rPIE one iteration at a time inside one Reconstruction context."""
+    ok, reason = available()
+    if not ok:
+        raise RuntimeError(f"tike engine unavailable: {reason}")
+    import tike.ptycho
+
+    start = time.perf_counter()
+    n = prepared.frame_size
+    data = np.fft.ifftshift(prepared.intensities, axes=(-2, -1)).astype(np.float32)
+    scan = (prepared.positions_in_object() - n / 2).astype(np.float32)
+    psi = np.ones((1, *prepared.object_shape), np.complex64)
+    parameters = tike.ptycho.PtychoParameters(
+        psi=psi,
+        probe=prepared.probe[None, None, None].astype(np.complex64),
+        scan=scan,
+        algorithm_options=tike.ptycho.RpieOptions(
+            num_batch=max(1, prepared.intensities.shape[0] // options.batch_size),
+            alpha=options.alpha,
+        ),
+        object_options=tike.ptycho.ObjectOptions(),
+        # Tike reads probe_options even when the probe is fixed: "never" is a start past the end.
+        probe_options=tike.ptycho.ProbeOptions(
+            update_start=options.probe_refinement_start if options.probe_refinement else options.iterations + 1
+        ),
+        position_options=tike.ptycho.PositionOptions(scan) if options.position_refinement else None,
+    )
+    losses: list[float] = []
+    stop_reason = "completed"
+    with tike.ptycho.Reconstruction(data=data, parameters=parameters, num_gpu=1) as context:
+        for iteration in range(1, options.iterations + 1):
+            context.iterate(1)
+            losses.append(_last_cost(context))
+            elapsed = time.perf_counter() - start
+            log.info("tike rPIE iteration %d/%d cost %.6g (%.1f s)", iteration, options.iterations, losses[-1], elapsed)
+            if progress is not None:
+                progress(IterationInfo(iteration, options.iterations, losses[-1], elapsed))
+            if options.time_limit_s is not None and elapsed >= options.time_limit_s and iteration < options.iterations:
+                stop_reason = f"time limit {options.time_limit_s:g} s reached after {iteration} iterations"
+                break
+    result = context.get_result()  # joined across workers; valid once the context is closed
+    psi_out = np.asarray(result.psi)
+    obj = psi_out.reshape(-1, *psi_out.shape[-2:])[0]
+    probe = np.asarray(result.probe).reshape(-1, n, n)[0]
+    positions = np.asarray(result.scan, np.float64) + n / 2 + prepared.object_origin_px
+    return ReconstructionResult(
+        object=obj.astype(np.complex64),
+        probe=probe.astype(np.complex64),
+        positions_px=positions,
+        pixel_size_m=prepared.pixel_size_m,
+        loss_history=np.asarray(losses, np.float64),
+        engine="tike",
+        versions=versions(),
+        parameters={**options.to_json(), "device": device},
+        object_origin_px=prepared.object_origin_px.copy(),
+        iterations_run=len(losses),
+        stopped_early=stop_reason != "completed",
+        stop_reason=stop_reason,
+        wall_time_s=time.perf_counter() - start,
+    )

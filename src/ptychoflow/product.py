@@ -1,0 +1,248 @@
+"""The Reconstruction product (HDF5) with its PNG preview: writer and reader.
+
+Layout (``/reconstruction``)::
+
+    object            (H, W) complex64   the reconstructed transmission
+    probe             (n, n) complex64   ortho-FFT convention: |fft2(probe*patch, "ortho")|^2 = counts
+    positions_px      (N, 2) float64     probe centres (y, x), scan's own position frame (refined if asked)
+    object_origin_px  (2,)   float64     scan-frame pixel coordinates of object[0, 0]
+    pixel_size_m      scalar
+    loss_history      (iterations_run,)
+    attrs: format_version, scan_id, source, engine, engine_reason, versions (JSON),
+           parameters (JSON), iterations_run, stopped_early, stop_reason, wall_time_s, created
+
+A patch for the scan position ``c`` (centre, pixels) starts at object index
+``rint(c - n/2) - object_origin_px``, exactly as the simulator cuts its truth, so
+``cut_patch`` output compares directly with ``<scan>.truth.npz``.
+
+Both files are written under temporary names and renamed into place, the preview first:
+the product's appearance means the whole result is there, and a failure leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ptychoflow.errors import InputError
+
+FORMAT_VERSION = 1
+GROUP = "reconstruction"
+PRODUCT_SUFFIX = ".recon.h5"
+PREVIEW_SUFFIX = ".recon.png"
+
+
+@dataclass
+class ReconstructionProduct:
+    object: np.ndarray
+    probe: np.ndarray
+    positions_px: np.ndarray
+    object_origin_px: np.ndarray
+    pixel_size_m: float
+    loss_history: np.ndarray
+    scan_id: str
+    engine: str
+    engine_reason: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    iterations_run: int = 0
+    stopped_early: bool = False
+    stop_reason: str = "completed"
+    wall_time_s: float = 0.0
+    source: str = ""
+    created: str = ""
+    path: Path | None = None
+
+    @property
+    def phase(self) -> np.ndarray:
+        return np.angle(self.object)
+
+    @property
+    def amplitude(self) -> np.ndarray:
+        return np.abs(self.object)
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.loss_history[-1]) if len(self.loss_history) else float("nan")
+
+    def positions_in_object(self) -> np.ndarray:
+        """Probe centres in object-array indices."""
+        return self.positions_px - self.object_origin_px
+
+    def cut_patch(self, centre_px: np.ndarray, n: int | None = None) -> np.ndarray:
+        """The (n, n) object patch at scan-frame centre `centre_px` (corner = rint(c - n/2))."""
+        n = n or self.probe.shape[-1]
+        corner = np.rint(np.asarray(centre_px, np.float64) - n / 2 - self.object_origin_px).astype(int)
+        if (corner < 0).any() or (corner + n > np.array(self.object.shape)).any():
+            raise ValueError(f"patch at {tuple(centre_px)} lies outside the reconstructed object")
+        return self.object[corner[0] : corner[0] + n, corner[1] : corner[1] + n]
+
+    def illumination(self) -> np.ndarray:
+        """Sum of |probe|^2 over all positions, on the object grid (where the data constrain it)."""
+        return illumination_map(self.probe, self.positions_in_object(), self.object.shape)
+
+    def lit_mask(self, fraction: float = 0.1) -> np.ndarray:
+        """Pixels whose illumination exceeds `fraction` of the maximum: the trustworthy region."""
+        lit = self.illumination()
+        return lit > fraction * lit.max()
+
+
+def illumination_map(probe: np.ndarray, positions_in_object: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    n = probe.shape[-1]
+    intensity = np.abs(probe) ** 2
+    out = np.zeros(shape[-2:], np.float64)
+    for corner in np.rint(positions_in_object - n / 2).astype(int):
+        y0, x0 = corner
+        ys, xs = slice(max(y0, 0), min(y0 + n, out.shape[0])), slice(max(x0, 0), min(x0 + n, out.shape[1]))
+        if ys.start < ys.stop and xs.start < xs.stop:
+            out[ys, xs] += intensity[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    return out
+
+
+def product_paths(output_dir: str | Path, scan_id: str) -> tuple[Path, Path]:
+    output_dir = Path(output_dir)
+    return output_dir / f"{scan_id}{PRODUCT_SUFFIX}", output_dir / f"{scan_id}{PREVIEW_SUFFIX}"
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_h5(path: Path, product: ReconstructionProduct) -> None:
+    with h5py.File(path, "w") as f:
+        g = f.create_group(GROUP)
+        g.create_dataset("object", data=np.asarray(product.object, np.complex64), compression="gzip", compression_opts=1)
+        g["probe"] = np.asarray(product.probe, np.complex64)
+        g["positions_px"] = np.asarray(product.positions_px, np.float64)
+        g["object_origin_px"] = np.asarray(product.object_origin_px, np.float64)
+        g["pixel_size_m"] = float(product.pixel_size_m)
+        g["loss_history"] = np.asarray(product.loss_history, np.float64)
+        attrs = g.attrs
+        attrs["format_version"] = FORMAT_VERSION
+        for key in ("scan_id", "engine", "engine_reason", "stop_reason", "source", "created"):
+            attrs[key] = str(getattr(product, key))
+        attrs["iterations_run"] = int(product.iterations_run)
+        attrs["stopped_early"] = bool(product.stopped_early)
+        attrs["wall_time_s"] = float(product.wall_time_s)
+        attrs["versions"] = json.dumps(product.versions, sort_keys=True)
+        attrs["parameters"] = json.dumps(product.parameters, sort_keys=True, default=str)
+
+
+def _display(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """8-bit image scaled to the 1st-99th percentile of the lit region."""
+    values = image[mask] if mask.any() else image.ravel()
+    low, high = np.percentile(values, [1, 99])
+    scaled = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+    return (scaled * 255).astype(np.uint8)
+
+
+def write_preview(path: Path, product: ReconstructionProduct) -> None:
+    """Phase (left) and amplitude (right), grey scale, side by side; PNG."""
+    from PIL import Image
+
+    mask = product.lit_mask()
+    phase = product.phase - np.median(product.phase[mask]) if mask.any() else product.phase
+    panels = [_display(phase, mask), _display(product.amplitude, mask)]
+    gap = np.full((panels[0].shape[0], 4), 255, np.uint8)
+    Image.fromarray(np.hstack([panels[0], gap, panels[1]])).save(path, format="PNG")
+
+
+def write_product(product: ReconstructionProduct, output_dir: str | Path) -> tuple[Path, Path]:
+    """Write the product and its preview atomically; returns (product_path, preview_path)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target, preview = product_paths(output_dir, product.scan_id)
+    product.created = product.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp_h5, tmp_png = _tmp(target), _tmp(preview)
+    try:
+        _write_h5(tmp_h5, product)
+        _fsync(tmp_h5)
+        write_preview(tmp_png, product)
+        tmp_png.replace(preview)
+        tmp_h5.replace(target)
+    except BaseException:
+        for leftover in (tmp_h5, tmp_png):
+            leftover.unlink(missing_ok=True)
+        raise
+    product.path = target
+    return target, preview
+
+
+def read_product(path: str | Path) -> ReconstructionProduct:
+    """Load a product; a malformed file raises InputError naming the file and field."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "(file)", "no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(path, "(file)", f"not a readable HDF5 file: {exc}") from None
+    with f:
+        g = f.get(GROUP)
+        if not isinstance(g, h5py.Group):
+            raise InputError(path, f"/{GROUP}", "missing group (not a reconstruction product)")
+
+        def dataset(name: str) -> np.ndarray:
+            node = g.get(name)
+            if not isinstance(node, h5py.Dataset):
+                raise InputError(path, f"/{GROUP}/{name}", "missing dataset")
+            return node[()]
+
+        a = g.attrs
+        return ReconstructionProduct(
+            object=dataset("object"),
+            probe=dataset("probe"),
+            positions_px=dataset("positions_px"),
+            object_origin_px=dataset("object_origin_px"),
+            pixel_size_m=float(dataset("pixel_size_m")),
+            loss_history=dataset("loss_history"),
+            scan_id=str(a.get("scan_id", path.stem)),
+            engine=str(a.get("engine", "")),
+            engine_reason=str(a.get("engine_reason", "")),
+            versions=json.loads(a.get("versions", "{}")),
+            parameters=json.loads(a.get("parameters", "{}")),
+            iterations_run=int(a.get("iterations_run", 0)),
+            stopped_early=bool(a.get("stopped_early", False)),
+            stop_reason=str(a.get("stop_reason", "")),
+            wall_time_s=float(a.get("wall_time_s", 0.0)),
+            source=str(a.get("source", "")),
+            created=str(a.get("created", "")),
+            path=path,
+        )
+
+
+def from_result(result: Any, *, scan_id: str, source: str = "") -> ReconstructionProduct:
+    """Build a product from an engine ``ReconstructionResult``."""
+    return ReconstructionProduct(
+        object=result.object,
+        probe=result.probe,
+        positions_px=result.positions_px,
+        object_origin_px=result.object_origin_px,
+        pixel_size_m=result.pixel_size_m,
+        loss_history=result.loss_history,
+        scan_id=scan_id,
+        engine=result.engine,
+        engine_reason=result.engine_reason,
+        versions=result.versions,
+        parameters=result.parameters,
+        iterations_run=result.iterations_run,
+        stopped_early=result.stopped_early,
+        stop_reason=result.stop_reason,
+        wall_time_s=result.wall_time_s,
+        source=source,
+    )

@@ -1,0 +1,161 @@
+"""Engine selection, the Tike path (GPU only) and the Pty-chi conventions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _recon_helpers import tiny_scan
+from ptychoflow.engines import EngineUnavailable, RpieOptions, choose_engine, prepare_scan, reconstruct_scan
+from ptychoflow.engines import ptychi_engine, tike_engine
+
+TIKE_OK, TIKE_REASON = tike_engine.available()
+
+
+def test_auto_picks_tike_only_with_gpu_and_tike():
+    choice = choose_engine("auto", "auto")
+    if TIKE_OK:
+        assert choice.engine == "tike" and choice.device == "gpu"
+    else:
+        assert choice.engine == "ptychi" and TIKE_REASON in choice.reason
+        assert choice.device == ("gpu" if ptychi_engine.gpu_available() else "cpu")
+
+
+def test_cpu_request_never_picks_tike():
+    choice = choose_engine("auto", "cpu")
+    assert (choice.engine, choice.device) == ("ptychi", "cpu") and "device=cpu" in choice.reason
+
+
+def test_unknown_engine_is_rejected():
+    with pytest.raises(ValueError, match="unknown engine"):
+        choose_engine("epie")
+
+
+@pytest.mark.skipif(TIKE_OK, reason="tike is usable here; the unavailable path is not reachable")
+def test_tike_request_without_gpu_says_why():
+    with pytest.raises(EngineUnavailable, match="tike"):
+        choose_engine("tike")
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="alpha"):
+        RpieOptions(alpha=0)
+    with pytest.raises(ValueError, match="iterations"):
+        RpieOptions(iterations=0)
+
+
+def test_object_frame_covers_every_patch_with_margin():
+    prepared = prepare_scan(tiny_scan().scan)
+    n = prepared.frame_size
+    corners = np.rint(prepared.positions_in_object() - n / 2)
+    assert corners.min() >= 1 and (corners.max(axis=0) + n <= np.array(prepared.object_shape) - 1).all()
+    # the probe's power is the mean frame count (ortho FFT, |O| ~ 1)
+    power = float(np.sum(np.abs(prepared.probe) ** 2))
+    assert power == pytest.approx(prepared.intensities.sum(axis=(1, 2)).mean(), rel=1e-4)
+
+
+def test_ptychi_forward_model_matches_ours_with_the_true_object():
+    """With the truth as object and probe, Pty-chi predicts our simulated intensities (conventions)."""
+    import torch
+
+    sim = tiny_scan()
+    prepared = prepare_scan(sim.scan)
+    prepared.probe = sim.truth_probe
+    task = ptychi_engine.build_task(prepared, RpieOptions(iterations=1), "cpu")
+    oy, ox = prepared.object_origin_px.astype(int)
+    truth = np.ones(prepared.object_shape, np.complex64)
+    h, w = sim.truth_object.shape
+    truth[-oy : -oy + h, -ox : -ox + w] = sim.truth_object  # origin is negative: truth sits inside
+    with torch.no_grad():
+        task.object.set_data(torch.as_tensor(truth)[None])
+        indices = torch.arange(5)
+        fm = task.reconstructor.forward_model
+        predicted = fm.forward(indices).cpu().numpy()  # intensities, zero frequency at the corner
+    from ptychoflow.simulate.forward import expected_intensity
+
+    expected = np.fft.ifftshift(expected_intensity(sim.truth_object, sim.truth_probe, sim.positions_px[:5]), axes=(-2, -1))
+    np.testing.assert_allclose(predicted, expected, rtol=2e-3, atol=1e-2 * expected.max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not TIKE_OK, reason=f"Tike path needs a GPU: {TIKE_REASON}")
+def test_tike_reconstructs_a_tiny_scan():
+    result = reconstruct_scan(tiny_scan().scan, RpieOptions(iterations=20, batch_size=16), engine="tike")
+    assert result.engine == "tike" and result.iterations_run == 20
+    assert np.isfinite(result.loss_history).all() and result.loss_history[-1] < result.loss_history[0]
+    np.testing.assert_allclose(result.positions_px, tiny_scan().positions_px, atol=1e-4)
+
+
+def test_cpu_threads_default_and_override(monkeypatch):
+    monkeypatch.delenv(ptychi_engine.THREADS_ENV, raising=False)
+    assert ptychi_engine.cpu_threads() == ptychi_engine.DEFAULT_THREADS
+    monkeypatch.setenv(ptychi_engine.THREADS_ENV, "4")
+    assert ptychi_engine.cpu_threads() == 4
+    monkeypatch.setenv(ptychi_engine.THREADS_ENV, "many")
+    with pytest.raises(ValueError, match=ptychi_engine.THREADS_ENV):
+        ptychi_engine.cpu_threads()
+
+
+def test_tike_glue_conventions_with_a_stand_in_tike(monkeypatch):
+    """Without a GPU, check what the Tike engine hands to Tike and how it maps results back."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    seen: dict = {}
+
+    @dataclass
+    class PtychoParameters:
+        psi: np.ndarray
+        probe: np.ndarray
+        scan: np.ndarray
+        algorithm_options: object = None
+        object_options: object = None
+        probe_options: object = None
+        position_options: object = None
+
+    @dataclass
+    class Options:
+        kwargs: dict = field(default_factory=dict)
+
+    class Reconstruction:
+        def __init__(self, data, parameters, num_gpu):
+            seen["data"], seen["parameters"], self.costs = data, parameters, []
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def iterate(self, n):
+            self.costs.append([1.0 / (len(self.costs) + 1)] * 2)
+
+        def get_convergence(self):
+            return self.costs, []
+
+        def get_result(self):
+            return seen["parameters"]
+
+    fake = types.ModuleType("tike.ptycho")
+    fake.PtychoParameters, fake.Reconstruction = PtychoParameters, Reconstruction
+    for name in ("RpieOptions", "ObjectOptions", "ProbeOptions", "PositionOptions"):
+        setattr(fake, name, lambda *args, **kwargs: Options(kwargs))
+    package = types.ModuleType("tike")
+    package.ptycho = fake
+    monkeypatch.setitem(sys.modules, "tike", package)
+    monkeypatch.setitem(sys.modules, "tike.ptycho", fake)
+    monkeypatch.setattr(tike_engine, "available", lambda: (True, "stand-in"))
+
+    sim = tiny_scan()
+    prepared = prepare_scan(sim.scan)
+    result = tike_engine.reconstruct(prepared, RpieOptions(iterations=3, batch_size=8, probe_refinement=False))
+    n = prepared.frame_size
+    np.testing.assert_array_equal(seen["data"], np.fft.ifftshift(prepared.intensities, axes=(-2, -1)))
+    params = seen["parameters"]
+    np.testing.assert_allclose(params.scan, sim.positions_px - n / 2 - prepared.object_origin_px)
+    assert params.probe.shape == (1, 1, 1, n, n) and params.psi.shape == (1, *prepared.object_shape)
+    assert params.probe_options.kwargs["update_start"] == 4  # fixed probe: never updated
+    np.testing.assert_allclose(result.positions_px, sim.positions_px, atol=1e-4)
+    np.testing.assert_allclose(result.loss_history, [1.0, 0.5, 1 / 3])
+    assert result.engine == "tike" and result.object.shape == prepared.object_shape
