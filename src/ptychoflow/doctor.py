@@ -58,10 +58,9 @@ def check_ptychi() -> Check:
     if version is None:
         return Check("ptychi", MISSING, "not installed (CPU rPIE): pip install --no-deps ptychi (see README)")
     try:
-        from ptychoflow.engines.torchvision_compat import ensure_torchvision
+        from ptychoflow.engines.torchvision_compat import ensure_ptychi_importable
 
-        source = ensure_torchvision()
-        importlib.import_module("ptychi")
+        source = ensure_ptychi_importable()
     except Exception as exc:
         return Check("ptychi", WARN, f"{version} installed but import fails: {str(exc).splitlines()[0][:120]}")
     return Check("ptychi", OK, f"{version} (torchvision: {source})")
