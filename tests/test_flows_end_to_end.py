@@ -46,10 +46,10 @@ STAND_INS = {
     """,
     "activate": """
         import os, shutil
-        os.makedirs(kwargs['model_dir'], exist_ok=True)
-        for name in os.listdir(kwargs['staged_dir']):
-            shutil.copy(os.path.join(kwargs['staged_dir'], name), os.path.join(kwargs['model_dir'], name))
-        return {'version': os.path.basename(kwargs['staged_dir'])}
+        os.makedirs(kwargs['edge_model_dir'], exist_ok=True)
+        for name in os.listdir(kwargs['staged_model_dir']):
+            shutil.copy(os.path.join(kwargs['staged_model_dir'], name), os.path.join(kwargs['edge_model_dir'], name))
+        return {'version': os.path.basename(kwargs['staged_model_dir'])}
     """,
 }
 
