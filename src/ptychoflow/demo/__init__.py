@@ -1,0 +1,1 @@
+"""The whole pipeline on one machine: virtual beamline -> watcher -> local flows -> edge -> report."""

@@ -1,0 +1,138 @@
+"""Gather the report's facts from what the pipeline left on disk.
+
+All images share one frame: scan-frame object pixels, in which the simulator's truth (origin
+0), the rPIE object (`object_origin_px`) and the edge mosaic (`origin_px`) all place their
+[0, 0]. Comparisons use the pixels rPIE lit well and, for the live image, the pixels the edge
+covered.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptychoflow import metrics
+from ptychoflow.backends.base import Backend, RunInfo
+from ptychoflow.report import EdgeSection, ScanSection
+from ptychoflow.simulate.beamline import load_truth
+from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+
+log = logging.getLogger(__name__)
+
+
+def place(image: np.ndarray, origin: tuple[float, float], frame_origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """`image` (whose [0, 0] sits at `origin`) resampled onto a frame; NaN where it has no data."""
+    out = np.full(shape, np.nan)
+    oy, ox = (int(round(o)) - f for o, f in zip(origin, frame_origin))
+    y0, x0 = max(oy, 0), max(ox, 0)
+    y1, x1 = min(oy + image.shape[0], shape[0]), min(ox + image.shape[1], shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _run_for(state_dir: Path, scan_path: Path, backend: Backend) -> RunInfo | None:
+    journal_path = state_dir / JOURNAL_FILENAME
+    if not journal_path.exists():
+        return None
+    journal = Journal(journal_path, readonly=True)
+    try:
+        row = journal.get(str(scan_path))
+        run_row = journal.get_run(row.run_key) if row and row.run_key else None
+    finally:
+        journal.close()
+    if run_row is None or run_row.run_id is None:
+        return None
+    return backend.get_run(run_row.run_id)
+
+
+def _output(run: RunInfo | None, state: str) -> dict[str, Any]:
+    """A state's compute result from the run's final document (empty if it never ran)."""
+    try:
+        return run.output[state]["details"]["results"][0]["output"] or {}
+    except (TypeError, KeyError, IndexError, AttributeError):
+        return {}
+
+
+def decision(run: RunInfo | None) -> str:
+    """What the adaptive policy decided for this scan, in words."""
+    if run is None:
+        return "no run"
+    if run.status.value == "FAILED":
+        return f"run failed: {run.error or 'see ptychoflow runs logs'}"
+    validated, trained = _output(run, "ValidateModel"), _output(run, "TrainModel")
+    ssim, tolerance = validated.get("ssim"), validated.get("tolerance")
+    if not trained:
+        return f"retraining skipped: model SSIM {ssim:.2f} >= tolerance {tolerance:.2f}" if ssim is not None else "not trained"
+    why = "no model yet" if ssim is None else f"model SSIM {ssim:.2f} < tolerance {tolerance:.2f}"
+    outcome = f"promoted {trained.get('version')}" if trained.get("promoted") else "candidate not better; kept best"
+    return f"retrained ({why}): {outcome}"
+
+
+def scan_section(scan_path: Path, profile: Any, backend: Backend, timings: dict[str, dict[str, float]]) -> ScanSection:
+    from ptychoflow.product import read_product
+
+    scan_id = scan_path.stem
+    section = ScanSection(scan_id)
+    section.run = _run_for(profile.state_path, scan_path, backend)
+    section.decision = decision(section.run)
+    product_path = next((profile.resolve(profile.hpc.path) / "products" / scan_id).glob("*.recon.h5"), None)
+    mosaic_path = profile.resolve(profile.edge.path) / "mosaics" / f"{scan_id}.h5"
+    scan_end = timings.get(scan_id, {}).get("scan_end")
+    if product_path is None:
+        return section
+    product = read_product(product_path)
+    frame_origin = tuple(int(round(v)) for v in product.object_origin_px)
+    rpie = product.phase
+    lit = product.lit_mask()
+    box = _bounding_box(lit)
+    section.rpie_phase = rpie[box]
+    if scan_end is not None:
+        section.wait_rpie_s = product_path.stat().st_mtime - scan_end
+    truth = load_truth(scan_path)
+    if truth is not None:
+        truth_phase = place(np.angle(truth["object"]), (0, 0), frame_origin, rpie.shape)
+        usable = lit & np.isfinite(truth_phase)
+        section.truth_phase = truth_phase[box]
+        section.rpie_ssim = metrics.phase_ssim(rpie, np.nan_to_num(truth_phase), usable)
+        section.rpie_rmse = metrics.phase_rmse(rpie, np.nan_to_num(truth_phase), usable)
+    if mosaic_path.exists():
+        from ptychoflow_edge.mosaics import read_mosaic
+
+        phase, attrs = read_mosaic(mosaic_path)
+        live = place(phase, tuple(attrs["origin_px"]), frame_origin, rpie.shape)
+        covered = lit & np.isfinite(live)
+        section.edge_phase = live[box]
+        models = attrs.get("models")
+        section.edge_model_version = ", ".join(map(str, np.atleast_1d(models))) if models is not None else None
+        if covered.sum() > 64:
+            section.edge_ssim = metrics.phase_ssim(np.nan_to_num(live), rpie, covered)
+        if scan_end is not None:
+            section.wait_edge_s = mosaic_path.stat().st_mtime - scan_end
+    return section
+
+
+def edge_section(status: dict[str, Any] | None) -> EdgeSection:
+    if not status:
+        return EdgeSection()
+    counters = status.get("counters", {})
+    busy = sum(status.get("stage_seconds", {}).values())
+    inferred = int(counters.get("inferred", 0))
+    latency = status.get("latency_ms") or {}
+    model = status.get("model") or {}
+    return EdgeSection(
+        frames_inferred=inferred,
+        frames_dropped=int(sum(status.get("dropped_by_reason", {}).values())),
+        fps=inferred / busy if busy > 0 else None,
+        latency_p50_ms=latency.get("p50"),
+        latency_p99_ms=latency.get("p99"),
+        provider=model.get("provider") or ", ".join(status.get("providers", [])),
+    )
