@@ -1,0 +1,58 @@
+"""Fast: a tiny model learns on a small simulated scan (loss falls, beats a constant)."""
+
+import numpy as np
+import torch
+from nn_helpers import small_pairs
+
+from ptychoflow.nn.checkpoint import load_model
+from ptychoflow.nn.infer import predict_torch
+from ptychoflow.nn.models import ModelConfig
+from ptychoflow.nn.training import TrainConfig, train_model
+
+TINY = ModelConfig("ptychonn2", 64, width=8)
+
+
+def _sets():
+    a, b = small_pairs(0, 10.0), small_pairs(1, 10.0)
+    return (a.diffraction, a.phase, a.amplitude), (b.diffraction, b.phase, b.amplitude)
+
+
+def test_tiny_model_learns(tmp_path):
+    """Fitting, not generalisation (that is the slow test's job): scored on its own pairs."""
+    train, _ = _sets()
+    settings = TrainConfig(epochs=15, batch_size=16, lr_max=3e-3, half_cycle_epochs=2, threads=1, seed=0)
+    result = train_model(TINY, train, train, checkpoint_path=tmp_path / "ck.pt", preprocessing={}, settings=settings)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.85 * losses[0]
+    model, config, payload = load_model(tmp_path / "ck.pt")
+    assert config == TINY and payload["meta"]["epoch"] == result.best_epoch
+    pred = predict_torch(model, train[0])
+    constant = np.abs(train[1] - np.median(train[1])).mean()  # the best constant predictor
+    assert np.abs(pred - train[1]).mean() < 0.9 * constant
+    assert np.std(pred) > 0.1 * np.std(train[1])  # not a constant output
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    train, val = _sets()
+    settings = TrainConfig(epochs=1, batch_size=16, threads=1, seed=7)
+    runs = [train_model(TINY, train, val, checkpoint_path=tmp_path / f"{k}.pt", preprocessing={}, settings=settings)
+            for k in range(2)]
+    assert runs[0].history[0]["val_loss"] == runs[1].history[0]["val_loss"]
+
+
+def test_time_limit_stops_and_keeps_a_checkpoint(tmp_path):
+    train, val = _sets()
+    settings = TrainConfig(epochs=1000, batch_size=16, time_limit_s=0.5, threads=1)
+    result = train_model(TINY, train, val, checkpoint_path=tmp_path / "ck.pt", preprocessing={}, settings=settings)
+    assert result.stopped_by == "time_limit" and result.epochs_run < 1000
+    assert (tmp_path / "ck.pt").exists()
+
+
+def test_warm_start_uses_the_given_weights(tmp_path):
+    train, val = _sets()
+    settings = TrainConfig(epochs=1, batch_size=16, threads=1, lr_min=1e-12, lr_max=1e-12)
+    first = train_model(TINY, train, val, checkpoint_path=tmp_path / "a.pt", preprocessing={}, settings=TrainConfig(epochs=3, batch_size=16, threads=1))
+    state = load_model(tmp_path / "a.pt")[2]["state_dict"]
+    again = train_model(TINY, train, val, checkpoint_path=tmp_path / "b.pt", preprocessing={}, settings=settings, init_state=state)
+    assert abs(again.history[0]["val_loss"] - first.best_val_loss) < 1e-4  # (LR ~0: same weights)
+    torch.set_num_threads(1)
