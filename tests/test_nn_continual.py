@@ -86,3 +86,22 @@ def test_missing_reconstruction_is_a_clear_error(tmp_path):
     path = write_scan(tmp_path / "scan.h5", sim.scan)  # no truth beside it, no product given
     with pytest.raises(continual.InputError, match="scan.h5: reconstruction: no reconstruction given"):
         continual.continual_train(registry_dir=tmp_path / "m", scan_path=path, **TINY)
+
+
+def test_cli_train_by_hand(tmp_path, scans):
+    import json
+
+    from click.testing import CliRunner
+
+    from ptychoflow.cli.main import cli
+
+    reg = tmp_path / "models"
+    out = CliRunner().invoke(cli, ["train", "--registry", str(reg), "--scan", str(scans[0]), "--epochs", "1",
+                                   "--time-limit", "5", "--threads", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["promoted"] and Path(result["manifest_path"]).exists()
+    listed = CliRunner().invoke(cli, ["models", "list", "--registry", str(reg), "--json"])
+    assert json.loads(listed.output)[0]["version"] == "v0001"
+    missing = CliRunner().invoke(cli, ["models", "list", "--registry", str(tmp_path / "typo")])
+    assert missing.exit_code != 0 and not (tmp_path / "typo").exists()

@@ -56,3 +56,25 @@ def test_warm_start_uses_the_given_weights(tmp_path):
     again = train_model(TINY, train, val, checkpoint_path=tmp_path / "b.pt", preprocessing={}, settings=settings, init_state=state)
     assert abs(again.history[0]["val_loss"] - first.best_val_loss) < 1e-4  # (LR ~0: same weights)
     torch.set_num_threads(1)
+
+
+def test_augmentation_is_the_physics_of_a_mirrored_object():
+    """With a symmetric probe, a mirrored/transposed object gives the mirrored pattern."""
+    from ptychoflow.nn.pairs import cut_patches
+    from ptychoflow.nn.training import augment_batch
+    from ptychoflow.simulate.forward import expected_intensity
+    from ptychoflow.simulate.probe import make_probe
+
+    rng = np.random.default_rng(0)
+    obj = (0.8 + 0.2 * rng.random((128, 128))) * np.exp(1j * rng.random((128, 128)))
+    probe = make_probe("zoneplate", 64, diameter_px=30)
+    centre = np.array([[64.0, 64.0]])
+    base = torch.from_numpy(expected_intensity(obj, probe, centre)[:, None])
+    patch = torch.from_numpy(np.angle(cut_patches(obj, centre, 64))[:, None])
+    mirrored = {1: np.roll(obj[::-1], 1, 0), 2: np.roll(obj[:, ::-1], 1, 1), 4: obj.T}
+    for code, other in mirrored.items():
+        x, y = augment_batch(base, patch, code)
+        np.testing.assert_allclose(x.numpy(), expected_intensity(other, probe, centre)[:, None], rtol=1e-4, atol=1e-3)
+        # Row/column 0 wraps onto the patch's far edge, where the probe is dark (not learnable anyway).
+        want = np.angle(cut_patches(other, centre, 64))[:, None]
+        np.testing.assert_allclose(y.numpy()[..., 1:, 1:], want[..., 1:, 1:], atol=1e-6)

@@ -27,9 +27,14 @@ def registry_options(func):
 
 
 def _open(registry: str | None, profile: str | None):
-    from ptychoflow.nn.registry import Registry
+    """An existing registry (a typo in --registry must not create an empty one)."""
+    from ptychoflow.errors import InputError
+    from ptychoflow.nn.registry import DB_FILENAME, Registry
 
-    return Registry(registry_dir(registry, profile))
+    root = registry_dir(registry, profile)
+    if not (root / DB_FILENAME).exists():
+        raise InputError(root, DB_FILENAME, "no model registry here (train a model first: `ptychoflow train`)")
+    return Registry(root)
 
 
 def _fmt(value, spec: str = ".4f") -> str:

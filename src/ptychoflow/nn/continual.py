@@ -24,6 +24,7 @@ from ptychoflow.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 STAGED_DIRNAME = "staged"
+SYMMETRY_FOR_AUGMENT = 0.95  # nn.pairs.probe_symmetry needed to train with flips/transposes
 
 
 def _reconstruction_for(scan_path: Path, reconstruction_path: str | Path | None) -> tuple[ReconstructionLike, str]:
@@ -99,6 +100,7 @@ def continual_train(
     promote_margin: float = 0.005,
     val_fraction: float = 0.1,
     warm_start: bool = True,
+    augment: bool | None = None,
     seed: int = 0,
     threads: int | None = None,
     progress: bool | None = None,
@@ -147,7 +149,9 @@ def continual_train(
         vdir = registry.version_dir(version)
         checkpoint = vdir / "checkpoint.pt"
         scans_seen = [s.scan_id for s in data.scans]
-        settings = TrainConfig(epochs=epochs, time_limit_s=time_limit_s, batch_size=batch_size, lr_min=lr_min,
+        if augment is None:  # flips are physics only when every scan's probe is symmetric
+            augment = bool(data.scans) and min(s.probe_symmetry for s in data.scans) >= SYMMETRY_FOR_AUGMENT
+        settings = TrainConfig(augment=augment, epochs=epochs, time_limit_s=time_limit_s, batch_size=batch_size, lr_min=lr_min,
                                lr_max=lr_max, seed=seed, threads=threads, progress=progress)
         rows = lambda idx: (data.diffraction[idx], data.phase[idx], data.amplitude[idx])  # noqa: E731
         result = train_model(config, rows(split.train), rows(split.val), checkpoint_path=checkpoint,
@@ -200,6 +204,7 @@ def continual_train(
         "train_pairs": int(len(split.train)),
         "val_pairs": int(len(split.val)),
         "split": split.mode,
+        "augment": augment,
         "reference": reference,
         "samples_per_s": result.samples_per_s,
         "seconds": time.time() - started,

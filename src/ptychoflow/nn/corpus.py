@@ -46,6 +46,7 @@ class ScanEntry:
     reference_phase: np.ndarray
     reference_origin_px: tuple[float, float]
     weight: np.ndarray
+    probe_symmetry: float = 0.0
 
     @property
     def rows(self) -> np.ndarray:
@@ -156,7 +157,8 @@ def _append_rows(f: h5py.File, scan_id: str, pairs: Pairs) -> None:
         f[name].resize(stop, axis=0)
         f[name][start:stop] = values
     group = f["scans"].create_group(f"{k:06d}")
-    group.attrs.update(scan_id=scan_id, start=start, stop=stop, reference_origin_px=list(pairs.reference_origin_px))
+    group.attrs.update(scan_id=scan_id, start=start, stop=stop, reference_origin_px=list(pairs.reference_origin_px),
+                       probe_symmetry=pairs.probe_symmetry)
     group.create_dataset("reference_phase", data=pairs.reference_phase, compression="gzip")
     group.create_dataset("weight", data=pairs.weight)
 
@@ -222,6 +224,7 @@ def load_corpus(path: str | Path) -> CorpusData:
                         reference_phase=group["reference_phase"][()],
                         reference_origin_px=tuple(float(v) for v in group.attrs.get("reference_origin_px", (0, 0))),  # type: ignore[arg-type]
                         weight=group["weight"][()],
+                        probe_symmetry=float(group.attrs.get("probe_symmetry", 0.0)),
                     )
                 )
             except (KeyError, OSError) as exc:

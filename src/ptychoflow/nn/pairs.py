@@ -113,6 +113,17 @@ def demeaned_phase(patches: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.angle(patches * reference[:, None, None]).astype(np.float32)
 
 
+def probe_symmetry(probe: np.ndarray) -> float:
+    """Worst |<P, T P>| / |P|^2 over the mirrors and the transpose about pixel n/2 (1: exact).
+
+    Flip/transpose augmentation of training pairs is physics only for a symmetric probe.
+    """
+    p = np.asarray(probe, np.complex128)
+    norm = float(np.vdot(p, p).real) or 1.0
+    mirrors = (np.roll(p[::-1], 1, 0), np.roll(p[:, ::-1], 1, 1), p.T)
+    return float(min(abs(np.vdot(p, m)) for m in mirrors) / norm)
+
+
 @dataclass
 class Pairs:
     """Pairs from one scan, ready for the corpus."""
@@ -124,6 +135,7 @@ class Pairs:
     weight: np.ndarray  # (h, w) |P|^2 stitching weight
     reference_phase: np.ndarray  # the reconstruction's phase over the scanned area
     reference_origin_px: tuple[float, float]
+    probe_symmetry: float = 0.0
 
 
 def make_pairs(
@@ -162,6 +174,7 @@ def make_pairs(
         weight=weight,
         reference_phase=np.angle(obj).astype(np.float32),
         reference_origin_px=(float(origin[0]), float(origin[1])),
+        probe_symmetry=probe_symmetry(recon.probe),
     )
 
 

@@ -35,6 +35,7 @@ class TrainConfig:
     amp: bool | None = None  # None: on CUDA only
     progress: bool | None = None  # None: only when stderr is a terminal
     device: str | None = None  # None: cuda if available, else cpu
+    augment: bool = False  # random flips/transposes; valid only for a centro-symmetric probe (see augment_batch)
 
 
 @dataclass
@@ -53,6 +54,23 @@ class TrainResult:
             if row["val_loss"] <= val_loss:
                 return int(row["epoch"])
         return None
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, code: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one of the 8 symmetries of the square to patterns and targets together.
+
+    Mirroring the object about the probe centre (patch pixel n/2) mirrors the far-field
+    pattern about zero frequency (also pixel n/2 in detector order) if, and only if, the probe
+    is symmetric too: P(-r) = P(r), true for the simulator's zone plate and for most focused
+    probes to a good approximation. Index i -> n - i (mod n) is flip then roll by one.
+    """
+    for bit, dim in ((1, -2), (2, -1)):
+        if code & bit:
+            x = torch.roll(torch.flip(x, [dim]), 1, dim)
+            y = torch.roll(torch.flip(y, [dim]), 1, dim)
+    if code & 4:
+        x, y = x.transpose(-2, -1), y.transpose(-2, -1)
+    return x, y
 
 
 def _targets(config: ModelConfig, phase: np.ndarray, amplitude: np.ndarray) -> torch.Tensor:
@@ -122,7 +140,10 @@ def train_model(
             idx = order[b * s.batch_size : (b + 1) * s.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            xb, yb = x_train[idx].to(device, memory_format=torch.channels_last), y_train[idx].to(device)
+            xb, yb = x_train[idx], y_train[idx]
+            if s.augment:
+                xb, yb = augment_batch(xb, yb, int(rng.integers(8)))
+            xb, yb = xb.to(device, memory_format=torch.channels_last), yb.contiguous().to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
                 loss = _loss(model, xb, yb)
