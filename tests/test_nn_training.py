@@ -54,7 +54,8 @@ def test_warm_start_uses_the_given_weights(tmp_path):
     first = train_model(TINY, train, val, checkpoint_path=tmp_path / "a.pt", preprocessing={}, settings=TrainConfig(epochs=3, batch_size=16, threads=1))
     state = load_model(tmp_path / "a.pt")[2]["state_dict"]
     again = train_model(TINY, train, val, checkpoint_path=tmp_path / "b.pt", preprocessing={}, settings=settings, init_state=state)
-    assert abs(again.history[0]["val_loss"] - first.best_val_loss) < 1e-4  # (LR ~0: same weights)
+    # LR ~0: same weights (only the BatchNorm running statistics move a little)
+    assert abs(again.history[0]["val_loss"] - first.best_val_loss) < 2e-3
     torch.set_num_threads(1)
 
 
@@ -78,3 +79,13 @@ def test_augmentation_is_the_physics_of_a_mirrored_object():
         # Row/column 0 wraps onto the patch's far edge, where the probe is dark (not learnable anyway).
         want = np.angle(cut_patches(other, centre, 64))[:, None]
         np.testing.assert_allclose(y.numpy()[..., 1:, 1:], want[..., 1:, 1:], atol=1e-6)
+
+
+def test_loss_weight_follows_the_probe_and_keeps_the_scale():
+    from ptychoflow.nn.training import loss_weight_map
+
+    weight = small_pairs(0).weight
+    w = loss_weight_map(weight, 0.5)
+    assert w.shape == (1, 1, 64, 64) and abs(float(w.mean()) - 1) < 1e-5
+    assert float(w[0, 0, 32, 32]) > float(w[0, 0, 2, 2])
+    assert loss_weight_map(weight, 0) is None

@@ -63,9 +63,11 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: np.ndarray) -> float | None:
+def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: np.ndarray,
+                 weight: np.ndarray | None = None) -> float | None:
     """Row-weighted mean over scans of the stitched-phase SSIM vs the scan's reference, on
-    the held-out rows only (a corner block or whole scans)."""
+    the held-out rows only (a corner block or whole scans). `weight`: the model's stitching
+    weight; default each scan's |P|^2."""
     from ptychoflow.nn.evaluate import stitched_ssim
 
     scores, counts = [], []
@@ -74,12 +76,25 @@ def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: n
         if len(mine) < 4:
             continue
         pred = predict(data.diffraction[mine])
+        w = scan.weight if weight is None else weight
         try:
-            scores.append(stitched_ssim(pred, data.positions_px[mine], scan.weight, scan.reference_phase, scan.reference_origin_px))
+            scores.append(stitched_ssim(pred, data.positions_px[mine], w, scan.reference_phase, scan.reference_origin_px))
         except ValueError:
             continue
         counts.append(len(mine))
     return float(np.average(scores, weights=counts)) if scores else None
+
+
+def stitch_weight_of(version: Any) -> np.ndarray | None:
+    """The stitching weight saved with a registry version (None: use the scan's |P|^2)."""
+    path = (version.extra or {}).get("stitch_weight")
+    if not path:
+        return None
+    full = Path(version.checkpoint_path).parent / path
+    try:
+        return np.load(full)
+    except (OSError, ValueError) as exc:
+        raise InputError(full, "(file)", f"unreadable stitching weight: {exc}") from None
 
 
 def continual_train(
@@ -112,6 +127,7 @@ def continual_train(
     """
     from ptychoflow.nn.checkpoint import load_model
     from ptychoflow.nn.corpus import append_scan, load_corpus
+    from ptychoflow.nn.evaluate import error_weighted
     from ptychoflow.nn.export import export_and_check, stage_artifact
     from ptychoflow.nn.infer import predict_torch
     from ptychoflow.nn.models import ModelConfig
@@ -151,33 +167,39 @@ def continual_train(
         scans_seen = [s.scan_id for s in data.scans]
         if augment is None:  # flips are physics only when every scan's probe is symmetric
             augment = bool(data.scans) and min(s.probe_symmetry for s in data.scans) >= SYMMETRY_FOR_AUGMENT
-        settings = TrainConfig(augment=augment, epochs=epochs, time_limit_s=time_limit_s, batch_size=batch_size, lr_min=lr_min,
-                               lr_max=lr_max, seed=seed, threads=threads, progress=progress)
+        settings = TrainConfig(augment=augment, epochs=epochs, time_limit_s=time_limit_s, batch_size=batch_size,
+                               lr_min=lr_min, lr_max=lr_max, seed=seed, threads=threads, progress=progress)
         rows = lambda idx: (data.diffraction[idx], data.phase[idx], data.amplitude[idx])  # noqa: E731
         result = train_model(config, rows(split.train), rows(split.val), checkpoint_path=checkpoint,
                              preprocessing=data.preprocessing, settings=settings, init_state=init_state,
+                             weight=np.mean([s.weight for s in data.scans], axis=0),  # |P|^2-weighted L1
                              meta={"version": version, "parent": parent, "scans_seen": scans_seen})
 
         candidate = load_model(checkpoint)[0]
-        ssim = heldout_ssim(lambda x: predict_torch(candidate, x), data, split.val)
+        base_weight = np.mean([s.weight for s in data.scans], axis=0)
+        val_pred = predict_torch(candidate, data.diffraction[split.val])
+        stitch_weight = error_weighted(base_weight, val_pred, data.phase[split.val])
+        np.save(vdir / "stitch_weight.npy", stitch_weight)
+        ssim = heldout_ssim(lambda x: predict_torch(candidate, x), data, split.val, stitch_weight)
         best_ssim = None
         if best is not None and best.model_config["size"] == patch_size and best.preprocessing == data.preprocessing:
             best_model = load_model(best.checkpoint_path)[0]
-            best_ssim = heldout_ssim(lambda x: predict_torch(best_model, x), data, split.val)
+            best_ssim = heldout_ssim(lambda x: predict_torch(best_model, x), data, split.val, stitch_weight_of(best))
         exported = export_and_check(candidate, config, vdir / "model.onnx", data.diffraction[split.val[:16]])
 
         registry.register(
-            version, parent=best.version if best else None, model_config=config.to_json(),
+            version, parent=parent, model_config=config.to_json(),
             preprocessing=data.preprocessing, scans_seen=scans_seen, val_loss=result.best_val_loss, ssim=ssim,
             checkpoint_path=checkpoint, onnx_path=exported["onnx_path"], onnx_sha256=exported["sha256"],
-            extra={"warm_start_from": parent, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-                   "stopped_by": result.stopped_by, "split": split.mode, "seconds": result.seconds,
+            extra={"best_when_trained": best.version if best else None, "augment": augment,
+                   "stitch_weight": "stitch_weight.npy",
+                   "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_by": result.stopped_by, "split": split.mode, "seconds": result.seconds,
                    "best_ssim_same_data": best_ssim, "history": result.history},
         )
         promoted = registry.promote_if_better(version, ssim if ssim is not None else -1.0, best_ssim, promote_margin)
         current = registry.best()
         assert current is not None
-        weight = data.scans[-1].weight if data.scans else None
+        weight = stitch_weight_of(current)
         staged = stage_artifact(Path(stage_dir or registry.root / STAGED_DIRNAME) / current.version,
                                 current.onnx_path, version=current.version,
                                 config=ModelConfig.from_json(current.model_config),
@@ -252,7 +274,9 @@ def validate_best(
         from ptychoflow.nn.infer import predict_torch
 
         pred = predict_torch(load_model(best.checkpoint_path)[0], pairs.diffraction, batch=batch)
-    ssim = stitched_ssim(pred, pairs.positions_px, pairs.weight, pairs.reference_phase, pairs.reference_origin_px)
+    weight = stitch_weight_of(best)
+    weight = pairs.weight if weight is None else weight
+    ssim = stitched_ssim(pred, pairs.positions_px, weight, pairs.reference_phase, pairs.reference_origin_px)
     return {
         "ssim": ssim,
         "needs_training": bool(ssim < tolerance),

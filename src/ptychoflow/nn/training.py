@@ -29,12 +29,13 @@ class TrainConfig:
     batch_size: int = 32
     lr_min: float = 1e-4
     lr_max: float = 1e-3
-    half_cycle_epochs: float = 3.0  # triangular2: LR climbs for this many epochs, then falls
+    half_cycle_epochs: float = 2.0  # triangular2: LR climbs for this many epochs, then falls
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: leave torch's default)
     amp: bool | None = None  # None: on CUDA only
     progress: bool | None = None  # None: only when stderr is a terminal
     device: str | None = None  # None: cuda if available, else cpu
+    loss_weight_power: float = 0.5  # L1 weighted by (|P|^2)^power; 0: plain L1 (see _loss)
     augment: bool = False  # random flips/transposes; valid only for a centro-symmetric probe (see augment_batch)
 
 
@@ -78,20 +79,33 @@ def _targets(config: ModelConfig, phase: np.ndarray, amplitude: np.ndarray) -> t
     return torch.from_numpy(np.concatenate(t, axis=1).astype(np.float32))
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss_weight_map(weight: np.ndarray | None, power: float) -> torch.Tensor | None:
+    """Per-pixel L1 weights, mean 1: only the lit centre of a patch is predictable from its
+    pattern (DESIGN.md), so the dark rim, which stitching ignores anyway, should not soak up
+    the network's capacity. power 0.5 keeps the half-lit overlap zone in play."""
+    if weight is None or power == 0:
+        return None
+    w = np.asarray(weight, np.float64) ** power
+    return torch.from_numpy((w / w.mean()).astype(np.float32))[None, None]
+
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     outputs = predict_outputs(model, x)
     pred = torch.cat([outputs["phase"]] + ([outputs["amplitude"]] if "amplitude" in outputs else []), dim=1)
-    return nn.functional.l1_loss(pred.float(), y)
+    if weight is None:
+        return nn.functional.l1_loss(pred.float(), y)
+    return ((pred.float() - y).abs() * weight).mean()
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 128, device: str = "cpu") -> float:
-    """Mean L1 over a set (eval mode: BatchNorm uses its running statistics)."""
+def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 128, device: str = "cpu",
+                  weight: torch.Tensor | None = None) -> float:
+    """Mean (weighted) L1 over a set (eval mode: BatchNorm uses its running statistics)."""
     model.eval()
     total = 0.0
     for start in range(0, len(x), batch):
         xb, yb = x[start : start + batch].to(device), y[start : start + batch].to(device)
-        total += float(_loss(model, xb, yb)) * len(xb)
+        total += float(_loss(model, xb, yb, weight)) * len(xb)
     return total / max(len(x), 1)
 
 
@@ -105,8 +119,13 @@ def train_model(
     settings: TrainConfig | None = None,
     init_state: dict | None = None,
     meta: dict | None = None,
+    weight: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train on (diffraction, phase, amplitude) arrays; best-val checkpoint at `checkpoint_path`."""
+    """Train on (diffraction, phase, amplitude) arrays; best-val checkpoint at `checkpoint_path`.
+
+    `weight` is the patches' |P|^2 stitching weight (h, w); the L1 is weighted by it to
+    `settings.loss_weight_power`.
+    """
     s = settings or TrainConfig()
     if s.threads:
         torch.set_num_threads(s.threads)
@@ -118,6 +137,8 @@ def train_model(
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device, memory_format=torch.channels_last)  # ~1.3x faster convs on CPU
+    loss_w = loss_weight_map(weight, s.loss_weight_power)
+    loss_w = None if loss_w is None else loss_w.to(device)
     x_train, y_train = torch.from_numpy(train[0]), _targets(config, train[1], train[2])
     x_val, y_val = torch.from_numpy(val[0]), _targets(config, val[1], val[2])
     batches_per_epoch = max(1, math.ceil(len(x_train) / s.batch_size))
@@ -146,7 +167,7 @@ def train_model(
             xb, yb = xb.to(device, memory_format=torch.channels_last), yb.contiguous().to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                loss = _loss(model, xb, yb)
+                loss = _loss(model, xb, yb, loss_w)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -162,7 +183,7 @@ def train_model(
         seen += count
         if bar is not None:
             bar.close()
-        val_loss = evaluate_loss(model, x_val, y_val, device=device) if len(x_val) else running / max(count, 1)
+        val_loss = evaluate_loss(model, x_val, y_val, device=device, weight=loss_w) if len(x_val) else running / max(count, 1)
         history.append({
             "epoch": epoch, "train_loss": running / max(count, 1), "val_loss": val_loss,
             "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start,
