@@ -4,6 +4,11 @@ Only the lit centre of a patch is predictable from its diffraction pattern, so e
 the |P|^2-weighted average of every patch covering it. Pixels no patch lights stay NaN
 (no zero-weight division). The canvas grows as positions arrive, so the edge can stitch a
 scan live without knowing its extent in advance.
+
+Network phase patches are predicted up to a constant (a pattern is blind to the exit wave's
+global phase; the training targets are de-meaned per patch). With ``align_offsets=True``
+each patch is first shifted by its weighted mean difference to the mosaic where they
+overlap, so neighbouring patches agree and low spatial frequencies survive the averaging.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ def probe_weight(probe: np.ndarray | None, size: int, *, floor: float = 1e-3) ->
 class Mosaic:
     """Weighted accumulation of patches placed by their centre positions (object pixels)."""
 
-    def __init__(self, patch_size: int, weight: np.ndarray, *, margin: int = 0) -> None:
+    def __init__(self, patch_size: int, weight: np.ndarray, *, margin: int = 0, align_offsets: bool = False) -> None:
         self.patch_size = patch_size
+        self.align_offsets = align_offsets
         self.weight = np.asarray(weight, np.float32)
         self._origin = np.zeros(2, dtype=int)  # object pixel of canvas index (0, 0)
         self._sum = np.zeros((0, 0), np.float64)
@@ -71,9 +77,22 @@ class Mosaic:
         local = corners - self._origin
         n = self.patch_size
         for patch, (r, c) in zip(patches, local):
-            self._sum[r : r + n, c : c + n] += self.weight * patch
-            self._wsum[r : r + n, c : c + n] += self.weight
+            window = (slice(r, r + n), slice(c, c + n))
+            if self.align_offsets:
+                patch = patch + self._offset_to_mosaic(patch, window)
+            self._sum[window] += self.weight * patch
+            self._wsum[window] += self.weight
         self.count += len(patches)
+
+    def _offset_to_mosaic(self, patch: np.ndarray, window: tuple[slice, slice]) -> float:
+        """Weighted mean of (mosaic - patch) where both are lit; 0 for the first patch."""
+        existing = self._wsum[window]
+        both = self.weight * existing
+        total = both.sum()
+        if total <= 1e-6 * max(float(self.weight.sum()), 1e-12):
+            return 0.0
+        current = self._sum[window] / np.where(existing > 0, existing, 1)
+        return float((both * (current - patch)).sum() / total)
 
     @property
     def origin(self) -> tuple[int, int]:
@@ -90,7 +109,7 @@ class Mosaic:
         return self._wsum >= threshold
 
 
-def stitch(patches: np.ndarray, centres_px: np.ndarray, weight: np.ndarray) -> Mosaic:
-    mosaic = Mosaic(patches.shape[-1], weight)
+def stitch(patches: np.ndarray, centres_px: np.ndarray, weight: np.ndarray, *, align_offsets: bool = False) -> Mosaic:
+    mosaic = Mosaic(patches.shape[-1], weight, align_offsets=align_offsets)
     mosaic.add(patches, centres_px)
     return mosaic

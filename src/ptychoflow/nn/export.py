@@ -1,0 +1,106 @@
+"""ONNX export checked against PyTorch, and staging of the edge artifact.
+
+The graph takes ``diffraction`` (B,1,H,W) float32 with a dynamic batch axis and returns
+``phase`` (and ``amplitude`` for PtychoNN). Export uses the TorchScript exporter
+(``dynamo=False``): it needs no extra package and folds BatchNorm into the convs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptychoflow.artifact import ModelManifest, file_sha256, publish_model
+from ptychoflow.nn.infer import ort_session
+from ptychoflow.nn.models import ModelConfig
+
+ONNX_OPSET = 17
+TOLERANCE = 1e-4
+
+
+class ExportMismatch(RuntimeError):
+    """ONNX Runtime disagrees with PyTorch beyond the tolerance."""
+
+
+def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -> Path:
+    """Write the model as ONNX (temporary name, then atomic rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to("cpu", memory_format=torch.contiguous_format)
+    example = torch.zeros(1, 1, config.size, config.size)
+    outputs = config.outputs
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.onnx.export(
+            model, (example,), str(tmp), input_names=["diffraction"], output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["diffraction", *outputs]},
+            opset_version=ONNX_OPSET, dynamo=False,
+        )
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_onnx(model: torch.nn.Module, onnx_path: str | Path, inputs: np.ndarray, *, tolerance: float = TOLERANCE) -> float:
+    """Max |ORT - PyTorch| over every output for `inputs` (B,1,H,W); raises above `tolerance`."""
+    from ptychoflow.nn.models import predict_outputs
+
+    session = ort_session(onnx_path, providers=["CPUExecutionProvider"])
+    x = np.ascontiguousarray(inputs, np.float32)
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {"diffraction": x})))
+    model = model.eval().to("cpu")
+    with torch.no_grad():
+        want = {k: v.numpy() for k, v in predict_outputs(model, torch.from_numpy(x)).items()}
+    if set(got) != set(want):
+        raise ExportMismatch(f"{onnx_path}: outputs {sorted(got)} but PyTorch gives {sorted(want)}")
+    diff = max(float(np.abs(got[k] - want[k]).max()) for k in want)
+    if diff > tolerance:
+        raise ExportMismatch(f"{onnx_path}: ONNX Runtime differs from PyTorch by {diff:.2e} (> {tolerance:.0e})")
+    return diff
+
+
+def export_and_check(model: torch.nn.Module, config: ModelConfig, path: str | Path, real_inputs: np.ndarray | None = None, *, seed: int = 0) -> dict:
+    """Export, then compare on random inputs (batch 3, so the batch axis is really dynamic)
+    and on real patterns when given. Returns {onnx_path, sha256, max_abs_diff}."""
+    path = export_onnx(model, config, path)
+    rng = np.random.default_rng(seed)
+    random = rng.random((3, 1, config.size, config.size), np.float32) * 5
+    diff = check_onnx(model, path, random)
+    if real_inputs is not None and len(real_inputs):
+        diff = max(diff, check_onnx(model, path, real_inputs[:16]))
+    return {"onnx_path": str(path), "sha256": file_sha256(path), "max_abs_diff": diff}
+
+
+def stage_artifact(
+    out_dir: str | Path,
+    onnx_path: str | Path,
+    *,
+    version: str,
+    config: ModelConfig,
+    preprocessing: dict,
+    parent: str | None = None,
+    weight: np.ndarray | None = None,
+) -> Path:
+    """A directory with ``model.onnx`` + ``manifest.json`` (+ ``probe_weight.npy``), ready to
+    transfer to the edge; the manifest is written last (artifact.publish_model)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weight_name = None
+    if weight is not None:
+        weight_name = "probe_weight.npy"
+        tmp = out_dir / f".{weight_name}.tmp-{os.getpid()}.npy"
+        np.save(tmp, np.asarray(weight, np.float32))
+        os.replace(tmp, out_dir / weight_name)
+    manifest = ModelManifest(
+        version=version, sha256=file_sha256(onnx_path), input_shape=[1, config.size, config.size],
+        preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
+        probe_weight_path=weight_name,
+    )
+    return publish_model(out_dir, onnx_path, manifest)

@@ -1,0 +1,107 @@
+"""The remote functions end to end on two tiny simulated scans (truth as the rPIE stand-in)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from nn_helpers import small_sim
+
+from ptychoflow.artifact import verified_model_bytes
+from ptychoflow.nn import continual
+from ptychoflow.nn.registry import Registry
+from ptychoflow.scan.format import write_scan
+from ptychoflow.simulate.beamline import save_truth
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"width": 4, "epochs": 2, "batch_size": 16, "threads": 1, "time_limit_s": 30}
+
+
+def _function(name: str):
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    out = tmp_path_factory.mktemp("acq")
+    paths = []
+    for region in (0, 1):
+        sim = small_sim(region, 10.0)
+        path = write_scan(out / f"scan_{region:04d}.h5", sim.scan)
+        save_truth(sim, path)
+        paths.append(path)
+    return paths
+
+
+def test_validate_then_train_then_warm_start(tmp_path, scans):
+    validate, train = _function("validate"), _function("train")
+    reg = tmp_path / "models"
+    first = validate(registry_dir=str(reg), scan_path=str(scans[0]), tolerance=0.5)
+    assert first == {"ssim": None, "needs_training": True, "best_version": None, "reason": "no model yet"}
+
+    r1 = train(registry_dir=str(reg), scan_path=str(scans[0]), **TINY)
+    assert r1["promoted"] and r1["version"] == r1["best_version"] == "v0001" and r1["parent"] is None
+    assert r1["onnx_max_abs_diff"] <= 1e-4 and r1["reference"] == "simulator-truth"
+    manifest, _ = verified_model_bytes(Path(r1["manifest_path"]).parent)
+    assert manifest.version == "v0001" and manifest.preprocessing["crop"] == 64
+
+    checked = validate(registry_dir=str(reg), scan_path=str(scans[1]), tolerance=0.99)
+    assert checked["best_version"] == "v0001" and checked["needs_training"] and -1 <= checked["ssim"] <= 1
+
+    r2 = train(registry_dir=str(reg), scan_path=str(scans[1]), promote_margin=0.0, **TINY)
+    assert r2["version"] == "v0002" and r2["parent"] == "v0001"  # warm start
+    assert r2["corpus_pairs"] == r1["corpus_pairs"] + r2["pairs_added"]
+    assert r2["best_version"] == ("v0002" if r2["promoted"] else "v0001")
+    assert Registry(reg).get("v0002").scans_seen == ["r0", "r1"]
+
+
+def test_interrupted_training_never_replaces_best(tmp_path, scans, monkeypatch):
+    train = _function("train")
+    reg = tmp_path / "models"
+    train(registry_dir=str(reg), scan_path=str(scans[0]), **TINY)
+    before = Registry(reg).best()
+
+    import ptychoflow.nn.training as training
+
+    real = training.train_model
+
+    def interrupted(*args, **kwargs):
+        kwargs["settings"].epochs = 1
+        real(*args, **kwargs)  # writes a checkpoint for the new version...
+        raise KeyboardInterrupt  # ...and dies before registering it
+
+    monkeypatch.setattr(training, "train_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(registry_dir=str(reg), scan_path=str(scans[1]), **TINY)
+    registry = Registry(reg)
+    assert registry.best() == before and [v.version for v in registry.list()] == ["v0001"]
+    assert torch.load(before.checkpoint_path, weights_only=True)["meta"]["version"] == "v0001"
+
+
+def test_missing_reconstruction_is_a_clear_error(tmp_path):
+    sim = small_sim(0, 10.0)
+    path = write_scan(tmp_path / "scan.h5", sim.scan)  # no truth beside it, no product given
+    with pytest.raises(continual.InputError, match="scan.h5: reconstruction: no reconstruction given"):
+        continual.continual_train(registry_dir=tmp_path / "m", scan_path=path, **TINY)
+
+
+def test_cli_train_by_hand(tmp_path, scans):
+    import json
+
+    from click.testing import CliRunner
+
+    from ptychoflow.cli.main import cli
+
+    reg = tmp_path / "models"
+    out = CliRunner().invoke(cli, ["train", "--registry", str(reg), "--scan", str(scans[0]), "--epochs", "1",
+                                   "--time-limit", "5", "--threads", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["promoted"] and Path(result["manifest_path"]).exists()
+    listed = CliRunner().invoke(cli, ["models", "list", "--registry", str(reg), "--json"])
+    assert json.loads(listed.output)[0]["version"] == "v0001"
+    missing = CliRunner().invoke(cli, ["models", "list", "--registry", str(tmp_path / "typo")])
+    assert missing.exit_code != 0 and not (tmp_path / "typo").exists()
