@@ -22,9 +22,13 @@ REPORT_FILENAME = "report.html"
 
 def model_rows(profile: Any) -> list[dict]:
     """The registry's versions for the report (empty before the first training)."""
-    from ptychoflow.nn.registry import registry_rows
+    from ptychoflow.nn.registry import Registry
 
-    return registry_rows(profile.resolve(profile.hpc.path) / "registry")
+    root = profile.resolve(profile.hpc.path) / "registry"
+    if not root.exists():
+        return []
+    return [{"version": v.version, "parent": v.parent, "scans": v.scans_seen, "val_loss": v.val_loss, "ssim": v.ssim,
+             "best": v.is_best} for v in Registry(root).list()]
 
 
 def run_demo(out: Path, options: DemoOptions, console: Console | None = None) -> Path:
