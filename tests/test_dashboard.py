@@ -70,3 +70,16 @@ def test_page_lists_runs_and_refreshes_by_itself(tmp_path):
         page.wait_for_selector("#runs tbody tr td.ACTIVE", timeout=10_000)
         assert page.locator("#runs tbody tr").count() == 2
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+
+def test_profile_sources_read_a_real_deployment(tmp_path):
+    """Journal and registry absent, edge down: empty lists and an explained error, never a crash."""
+    from ptychoflow.backends import get_backend
+    from ptychoflow.dashboard.sources import profile_sources
+    from ptychoflow.profile import load_profile, write_local_profile
+
+    write_local_profile(tmp_path)
+    profile = load_profile(tmp_path)
+    snapshot = profile_sources(profile, get_backend(profile)).snapshot()
+    assert snapshot["runs"] == [] and snapshot["journal"] == [] and snapshot["models"] == []
+    assert "edge service not running" in snapshot["edge"]["error"]

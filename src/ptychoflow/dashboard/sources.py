@@ -10,6 +10,7 @@ import json
 import logging
 import urllib.request
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.backends.base import Backend, RunInfo
@@ -59,3 +60,47 @@ class DashboardSources:
                 log.debug("dashboard source %s failed: %s", name, exc)
                 out[name] = {"error": f"{type(exc).__name__}: {exc}"}
         return out
+
+
+def registry_rows(registry_dir: Path) -> list[dict[str, Any]]:
+    """The model registry's versions, oldest first (empty before the first training)."""
+    from ptychoflow.nn.registry import Registry
+
+    if not registry_dir.exists():
+        return []
+    return [{"version": v.version, "parent": v.parent, "scans": v.scans_seen, "val_loss": v.val_loss, "ssim": v.ssim,
+             "best": v.is_best} for v in Registry(registry_dir).list()]
+
+
+def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
+    """The watcher journal's most recent scans (empty before the watcher first ran)."""
+    from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+
+    path = state_dir / JOURNAL_FILENAME
+    if not path.exists():
+        return []
+    journal = Journal(path, readonly=True)
+    try:
+        return [{"scan": Path(r.path).name, "state": r.state, "run_id": r.run_key, "reason": r.reason}
+                for r in journal.recent(recent)]
+    finally:
+        journal.close()
+
+
+def edge_status(status_file: Path) -> dict[str, Any]:
+    from ptychoflow_edge import running_status
+
+    status = running_status(status_file)
+    if status is None:
+        raise ConnectionError(f"edge service not running (no live {status_file.name})")
+    return status
+
+
+def profile_sources(profile: Any, backend: Backend) -> DashboardSources:
+    """Every source for one deployment, from its profile."""
+    return DashboardSources(
+        runs=runs_source(backend),
+        journal=lambda: journal_rows(profile.state_path),
+        models=lambda: registry_rows(profile.resolve(profile.hpc.path) / "registry"),
+        edge=lambda: edge_status(profile.resolve(profile.edge.path) / "edge-status.json"),
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ptychoflow.dashboard.sources import registry_rows
 from ptychoflow.demo.collect import edge_section, scan_section
 from ptychoflow.demo.profile import ensure_demo_profile
 from ptychoflow.demo.scenario import DemoOptions, Timings, acquire, wait_for_run
@@ -18,17 +19,6 @@ from ptychoflow.simulate.beamline import scan_filename
 from ptychoflow.stream import FramePublisher
 
 REPORT_FILENAME = "report.html"
-
-
-def model_rows(profile: Any) -> list[dict]:
-    """The registry's versions for the report (empty before the first training)."""
-    from ptychoflow.nn.registry import Registry
-
-    root = profile.resolve(profile.hpc.path) / "registry"
-    if not root.exists():
-        return []
-    return [{"version": v.version, "parent": v.parent, "scans": v.scans_seen, "val_loss": v.val_loss, "ssim": v.ssim,
-             "best": v.is_best} for v in Registry(root).list()]
 
 
 def run_demo(out: Path, options: DemoOptions, console: Console | None = None) -> Path:
@@ -91,7 +81,7 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
         title="ptychoflow demo: beamline -> rPIE -> PtychoNN -> edge",
         scans=sections,
         edge=edge_section(edge_status),
-        models=model_rows(profile),
+        models=registry_rows(profile.resolve(profile.hpc.path) / "registry"),
         wall_time_s=time.monotonic() - started,
         notes=[f"{options.scans} simulated scans ({options.frame_size}x{options.frame_size} frames) of one sample, "
                f"different regions; rPIE {options.iterations} iterations; training up to {options.train_epochs} epochs; "
