@@ -30,18 +30,18 @@ STAND_INS = {
     "validate": """
         import os
         good = os.path.exists(os.path.join(kwargs['registry_dir'], 'GOOD'))
-        assert open(kwargs['product_path'], 'rb').read(5) == b'RECON'
+        assert open(kwargs['reconstruction_path'], 'rb').read(5) == b'RECON'
         return {'ssim': 0.9 if good else 0.1, 'needs_training': not good}
     """,
     "train": """
         import os
-        version_dir = os.path.join(kwargs['registry_dir'], 'v0001')
+        version_dir = os.path.join(kwargs['registry_dir'], 'staged', 'v0001')  # the staged edge artifact
         os.makedirs(version_dir, exist_ok=True)
         open(os.path.join(version_dir, 'model.onnx'), 'wb').write(b'onnx')
         open(os.path.join(version_dir, 'manifest.json'), 'w').write('{"version": "v0001"}')
         if kwargs['epochs'] == 13:
             raise RuntimeError('training diverged')
-        return {'promoted': kwargs['epochs'] != 7, 'version': 'v0001', 'onnx_path': os.path.join(version_dir, 'model.onnx'),
+        return {'promoted': kwargs['epochs'] != 7, 'version': 'v0001', 'best_version': 'v0001', 'onnx_path': os.path.join(version_dir, 'model.onnx'),
                 'manifest_path': os.path.join(version_dir, 'manifest.json')}
     """,
     "activate": """
@@ -120,7 +120,7 @@ def test_not_promoted_and_failure_report(site) -> None:
 
 def test_deploy_model_flow(site, tmp_path: Path) -> None:
     profile, backend = site
-    version = tmp_path / "hpc" / "registry" / "v0042"
+    version = tmp_path / "hpc" / "registry" / "staged" / "v0042"  # `ptychoflow models export` stages it
     version.mkdir(parents=True)
     (version / "model.onnx").write_bytes(b"42")
     run = _run(profile, backend, "deploy_model", deploy_model_input(profile, "v0042"))

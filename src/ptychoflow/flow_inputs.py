@@ -72,7 +72,8 @@ def reconstruct_and_train_input(profile: Any, scan: str | Path, *, scan_id: str 
         "edge": _edge(profile, edge_root),
         "functions": _pick(_function_ids(profile), FUNCTION_NAMES),
         "policy": {
-            "engine": policy.engine, "iterations": policy.iterations, "ssim_tolerance": policy.ssim_tolerance,
+            "engine": policy.engine, "iterations": policy.iterations, "batch_size": policy.batch_size, "alpha": policy.alpha,
+            "ssim_tolerance": policy.ssim_tolerance,
             "promote_margin": policy.promote_margin, "train_epochs": policy.train_epochs,
             "train_time_limit_s": policy.train_time_limit_s, "model": policy.model, "patch_size": policy.patch_size,
         },
@@ -92,7 +93,8 @@ def reconstruct_input(profile: Any, scan: str | Path, *, scan_id: str | None = N
                 "scan_path": f"/scans/{scan_name}", "scan_file": str(hpc_root / "scans" / scan_name),
                 "output_dir": str(hpc_root / "products" / scan_id), "output_path": f"/products/{scan_id}"},
         "functions": _pick(_function_ids(profile), ("reconstruct",)),
-        "policy": {"engine": profile.policy.engine, "iterations": profile.policy.iterations},
+        "policy": {"engine": profile.policy.engine, "iterations": profile.policy.iterations,
+                   "batch_size": profile.policy.batch_size, "alpha": profile.policy.alpha},
     }
 
 

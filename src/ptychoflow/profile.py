@@ -49,14 +49,12 @@ class Policy(_Strict):
 
     engine: Literal["auto", "tike", "ptychi"] = "auto"
     iterations: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=8, ge=1, description="rPIE positions per update (8 suits CPUs; raise on GPUs).")
     alpha: float = Field(default=0.1, gt=0, le=1)
     ssim_tolerance: float = Field(default=0.5, ge=0, le=1, description="Skip retraining when SSIM vs rPIE ≥ this.")
     promote_margin: float = Field(default=0.005, ge=0, description="A candidate must beat best by this.")
     train_epochs: int = Field(default=50, ge=1)
     train_time_limit_s: float = Field(default=3600, gt=0)
-    reconstruct_every_k: int = Field(default=1, ge=1, description="When the model is good, rPIE every K scans.")
-    reconstruct_every_minutes: float = Field(default=0, ge=0, description="...or every T minutes (0: off).")
     model: Literal["ptychonn", "ptychonn2"] = "ptychonn2"
     patch_size: int = Field(default=64, description="Network input/output size (64 or 128).")
 
@@ -180,6 +178,8 @@ max_wait_ms = 10.0
 [policy]                     # reconstruction and continual learning
 engine = "auto"              # auto | tike (GPU) | ptychi (CPU or GPU)
 iterations = 100
+batch_size = 8               # rPIE positions per update (raise on GPUs)
+alpha = 0.1                  # rPIE object step
 ssim_tolerance = 0.5         # skip retraining when the best model scores at least this vs rPIE
 promote_margin = 0.005       # a new model must beat the best by this much to be promoted
 train_epochs = 50
