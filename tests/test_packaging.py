@@ -32,3 +32,17 @@ def test_wheel_bundles_flows_and_functions_and_the_cli_finds_them(tmp_path):
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout.splitlines()
     assert out[0].startswith(str(target)) and out[0].endswith("_bundled/flows")
     assert out[1].endswith("_bundled/functions")
+
+
+def test_no_dependency_drags_in_torchvision_or_cuda_torch():
+    """ptychi's metadata requires torchvision (a CUDA wheel pinning CUDA torch): it must never be
+    a dependency of ours, and the setup path must pin the CPU torch and install ptychi --no-deps."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    names = {re.split(r"[<>=\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+    assert not names & {"ptychi", "torchvision"}
+    makefile = (REPO / "Makefile").read_text()
+    assert '"torch==2.13.0"' in makefile and '--no-deps "ptychi==' in makefile
