@@ -41,7 +41,7 @@ def main() -> None:
     import onnxruntime as ort
 
     gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in ort.get_available_providers()]
-    print(f"CPU threads {args.threads}, {args.seconds:.0f} s per point, input {args.size}x{args.size}")
+    print(f"CPU threads {args.threads}, {args.seconds:g} s per point, input {args.size}x{args.size}")
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             config = ModelConfig(kind, args.size)

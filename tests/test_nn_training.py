@@ -89,3 +89,14 @@ def test_loss_weight_follows_the_probe_and_keeps_the_scale():
     assert w.shape == (1, 1, 64, 64) and abs(float(w.mean()) - 1) < 1e-5
     assert float(w[0, 0, 32, 32]) > float(w[0, 0, 2, 2])
     assert loss_weight_map(weight, 0) is None
+
+
+def test_mixed_precision_on_gpu(tmp_path):
+    if not torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("no CUDA device (CPU-only torch here): AMP path runs only on a GPU")
+    train, val = _sets()
+    settings = TrainConfig(epochs=2, batch_size=16, device="cuda", amp=True)
+    result = train_model(TINY, train, val, checkpoint_path=tmp_path / "ck.pt", preprocessing={}, settings=settings)
+    assert np.isfinite(result.best_val_loss)

@@ -8,6 +8,7 @@ The graph takes ``diffraction`` (B,1,H,W) float32 with a dynamic batch axis and 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,13 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -
     outputs = config.outputs
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.onnx.export(
-            model, (example,), str(tmp), input_names=["diffraction"], output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in ["diffraction", *outputs]},
-            opset_version=ONNX_OPSET, dynamo=False,
-        )
+        with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model, (example,), str(tmp), input_names=["diffraction"], output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in ["diffraction", *outputs]},
+                opset_version=ONNX_OPSET, dynamo=False,
+            )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
