@@ -147,3 +147,22 @@ def test_cli_validate_reports_problems_in_one_line_each(tmp_path: Path) -> None:
     ]
     ok = CliRunner().invoke(cli, ["flows", "validate"])
     assert ok.exit_code == 0 and ok.output.count("ok  ") == len(BUNDLED)
+
+
+def test_flows_deploy_is_idempotent_on_the_local_backend(tmp_path):
+    """`flows deploy` stores every bundled flow; a second deploy changes nothing."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from ptychoflow.cli.flows import flows
+    from ptychoflow.profile import write_local_profile
+
+    write_local_profile(tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(flows, ["deploy", "--json", "--profile", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    deployed = _json.loads(first.output)
+    assert {d["title"] for d in deployed} == {"reconstruct_and_train", "reconstruct", "deploy_model"}
+    second = _json.loads(runner.invoke(flows, ["deploy", "--json", "--profile", str(tmp_path)]).output)
+    assert second == deployed

@@ -29,11 +29,45 @@ def flows() -> None:
       ptychoflow flows validate reconstruct_and_train
       ptychoflow flows show reconstruct
       ptychoflow flows run reconstruct --input @input.json --wait
+      ptychoflow flows deploy                     # create/update them on the profile's backend
     """
 
 
 _profile_unused = click.option("--profile", "profile_path", default=None, metavar="PATH",
                                help="Accepted for uniformity; validating and showing need no profile.")
+
+
+def _bundled_flow_paths() -> list[Path]:
+    from ptychoflow.resources import flows_dir
+
+    return sorted(p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
+
+
+@flows.command()
+@click.argument("flow", nargs=-1, required=False)
+@json_option
+@profile_option
+def deploy(flow: tuple[str, ...], as_json: bool, profile_path: str | None) -> None:
+    """Create or update FLOW (all bundled flows if omitted) on the profile's backend.
+
+    Idempotent: a flow whose definition and input schema are unchanged is left alone; on
+    Globus a changed one is updated in place (or recreated if it was deleted), and a
+    profile's pinned `globus.flow_id` is always updated, never recreated.
+
+    \b
+    Examples:
+      ptychoflow flows deploy                          # every bundled flow
+      ptychoflow flows deploy reconstruct_and_train --profile site/
+    """
+    from ptychoflow.cli._common import backend_for
+
+    backend = backend_for(profile_path)
+    deployed = [backend.deploy_flow(path) for path in ([_resolve(name) for name in flow] or _bundled_flow_paths())]
+    if as_json:
+        print_json([{"flow_id": d.flow_id, "title": d.title, "checksum": d.checksum} for d in deployed])
+        return
+    for d in deployed:
+        click.echo(f"{d.title:<24} {d.flow_id}  sha256 {d.checksum[:12]}")
 
 
 @flows.command()
@@ -48,10 +82,8 @@ def validate(flow: tuple[str, ...], profile_path: str | None) -> None:
     """
     from ptychoflow.engine.definition import load_definition, load_schema
     from ptychoflow.errors import FlowDefinitionError
-    from ptychoflow.resources import flows_dir
 
-    paths = [_resolve(name) for name in flow] or sorted(
-        p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
+    paths = [_resolve(name) for name in flow] or _bundled_flow_paths()
     problems = []
     for path in paths:
         try:
