@@ -14,7 +14,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-import _common
+import _common  # noqa: F401  (puts src/ on sys.path)
 from _common import header, median, row, timed
 
 from ptychoflow.scan.format import iter_frame_batches

@@ -111,7 +111,8 @@ def running_service(root: Path, **overrides: Any) -> Iterator[tuple[EdgeService,
     """A started service subscribed to a fresh frame publisher (all ports picked by the OS)."""
     publisher = FramePublisher("tcp://127.0.0.1:*")
     settings = dict(path=root / "edge", stream_address=publisher.address, results_address="tcp://127.0.0.1:*",
-                    http_port=0, http=False, model_poll_s=0.05, status_interval_s=0.2, intra_op_threads=1)
+                    http_port=0, http=False, model_poll_s=0.05, status_interval_s=0.2, intra_op_threads=1,
+                    align_offsets=False)  # exact-arithmetic tests: plain weighted averaging
     settings.update(overrides)
     service = EdgeService(EdgeConfig(**settings))
     try:

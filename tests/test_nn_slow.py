@@ -1,43 +1,83 @@
-"""Acceptance: train on 2 simulated scans for <= 5 minutes, infer an unseen 3rd region
-through ONNX Runtime, stitch with |P|^2 weights, SSIM >= 0.40 against the reference.
-
-The simulator's truth object stands in for the rPIE product here (the reconstruct
-function is being written in parallel); switch `reconstruction_path` to the rPIE product
-files once they exist. Reference run: 0.43 vs rPIE after ~5 CPU minutes.
+"""Acceptance (PtychoNN and edge): train on the rPIE reconstructions of 2 simulated scans for at
+most 5 minutes, then stream an unseen 3rd region of the same sample through a running edge
+service. Every frame is inferred, none dropped, and the live stitched phase reaches SSIM >= 0.40
+against that region's rPIE reconstruction (reference run: 0.43 after ~5 CPU minutes).
 """
 
+from __future__ import annotations
+
+import importlib.util
 import os
 
+import numpy as np
 import pytest
 
+from edge_helpers import running_service, wait_for
+from ptychoflow import metrics
+from ptychoflow.demo.collect import place
+from ptychoflow.engines import RpieOptions
+from ptychoflow.function_registry import bundled_functions
 from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
 from ptychoflow.nn.corpus import append_scan
 from ptychoflow.preprocess import PreprocessConfig
+from ptychoflow.product import read_product
+from ptychoflow.reconstruct import run_reconstruction
 from ptychoflow.scan.format import write_scan
-from ptychoflow.simulate.beamline import SimulationOptions, save_truth, simulate_scan
+from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_scan
 
-OPTIONS = SimulationOptions(object_size=256, frame_size=64, step_px=7.2)  # ~750 positions
+OPTIONS = SimulationOptions(object_size=256, frame_size=64, step_px=7.2)  # ~750 positions, as the reference
 TRAIN_SECONDS = float(os.environ.get("PTYCHOFLOW_SLOW_TRAIN_S", 290))
-# Calibrated on 2 idle cores (~105 samples/s). On a box shared with other work, set 1:
-# two threads competing with other processes ran 3x slower than one.
-THREADS = int(os.environ.get("PTYCHOFLOW_SLOW_THREADS", 2))
+THREADS = int(os.environ.get("PTYCHOFLOW_SLOW_THREADS", 2))  # calibrated on 2 idle cores
+BAR = 0.40
+
+
+def _activate():
+    spec = importlib.util.spec_from_file_location("activate", bundled_functions()["activate"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.activate
 
 
 @pytest.mark.slow
-def test_unseen_region_ssim_after_five_minutes(tmp_path):
-    paths = []
+def test_trained_model_serves_an_unseen_region_live(tmp_path):
+    scans, products = [], []
     for region in range(3):
-        sim = simulate_scan(OPTIONS, scan_id=f"region{region}", region=region)
-        paths.append(write_scan(tmp_path / f"scan_{region:04d}.h5", sim.scan))
-        save_truth(sim, paths[-1])
+        sim = simulate_scan(OPTIONS, scan_id=f"scan_{region + 1:04d}", region=region)
+        scans.append(write_scan(tmp_path / f"{sim.scan.scan_id}.h5", sim.scan))
+        summary = run_reconstruction(scans[-1], tmp_path / "products", RpieOptions(iterations=60), engine="ptychi")
+        products.append(summary.product_path)
     registry = tmp_path / "models"
-    pre = PreprocessConfig(crop=64)
-    scan_id, pairs, _ = scan_pairs(paths[0], None, pre)
-    append_scan(registry / "corpus.h5", scan_id, pairs, pre.to_json())
-    result = continual_train(registry_dir=registry, scan_path=paths[1], epochs=50, time_limit_s=TRAIN_SECONDS,
-                             threads=THREADS, seed=0)
-    assert result["promoted"] and result["corpus_pairs"] > 1400
-    unseen = validate_best(registry_dir=registry, scan_path=paths[2], tolerance=0.5)
-    print(f"\ntrain: {result['epochs_run']} epochs, val loss {result['val_loss']:.4f}, "
-          f"{result['samples_per_s']:.0f} samples/s; unseen region SSIM {unseen['ssim']:.3f}")
-    assert unseen["ssim"] >= 0.40
+    preprocessing = PreprocessConfig(crop=64)
+    scan_id, pairs, reference = scan_pairs(scans[0], products[0], preprocessing)
+    assert reference != "simulator-truth"
+    append_scan(registry / "corpus.h5", scan_id, pairs, preprocessing.to_json())
+    trained = continual_train(registry_dir=registry, scan_path=scans[1], reconstruction_path=products[1], epochs=50,
+                              time_limit_s=TRAIN_SECONDS, threads=THREADS, seed=0)
+    assert trained["promoted"] and trained["corpus_pairs"] > 1400
+    validated = validate_best(registry_dir=registry, scan_path=scans[2], reconstruction_path=products[2])
+
+    unseen = simulate_scan(OPTIONS, scan_id="scan_0003", region=2).scan
+    with running_service(tmp_path, align_offsets=True, batch_size=16) as (service, publisher):
+        _activate()(trained["model_dir"], str(service.config.model_dir), wait_s=0)
+        wait_for(lambda: service.models.current(), what="the trained model to load", timeout_s=60)
+        (tmp_path / "live").mkdir()
+        emit_scan(unseen, tmp_path / "live" / "scan_0003.h5", publisher=publisher, frame_rate=200.0)
+        wait_for(lambda: service.status()["counters"]["inferred"] == unseen.n_frames, what="every frame", timeout_s=120)
+        status = service.status()
+    assert status["counters"]["dropped"] == 0 and status["counters"]["malformed"] == 0
+
+    from ptychoflow_edge.mosaics import read_mosaic
+
+    mosaic_path = wait_for(lambda: next((tmp_path / "edge" / "mosaics").glob("scan_0003.h5"), None), what="mosaic")
+    live, attrs = read_mosaic(mosaic_path)
+    product = read_product(products[2])
+    frame = tuple(int(round(v)) for v in product.object_origin_px)
+    live = place(live, tuple(attrs["origin_px"]), frame, product.phase.shape)
+    # Compare where rPIE is well lit and the stitched weight is substantial (the predictable centre).
+    covered = product.lit_mask(0.5) & np.isfinite(live)
+    live_ssim = metrics.phase_ssim(np.nan_to_num(live), product.phase, covered)
+    print(f"\ntrain: {trained['epochs_run']} epochs, val loss {trained['val_loss']:.4f}, "
+          f"{trained['samples_per_s']:.0f} samples/s; unseen region SSIM vs rPIE: validate {validated['ssim']:.3f}, "
+          f"live edge mosaic {live_ssim:.3f}")
+    assert validated["ssim"] >= BAR
+    assert live_ssim >= BAR

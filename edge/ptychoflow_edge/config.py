@@ -35,7 +35,9 @@ class EdgeConfig:
     providers: list[str] | None = None  # None: best available (TensorRT -> CUDA -> CPU)
     intra_op_threads: int = field(default_factory=default_threads)
     pva_channel: str | None = None  # optional pvAccess input (needs pvapy)
-    align_offsets: bool = False  # shift each phase patch to agree with the mosaic (needs Mosaic(align_offsets=))
+    # Shift each phase patch to agree with the mosaic: the network predicts de-meaned phase
+    # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
+    align_offsets: bool = True
     http: bool = True
 
     @property

@@ -7,8 +7,9 @@ it (then, for fresh numbers, the HTTP ``/status`` it points to).
 
 from __future__ import annotations
 
+from ptychoflow.processes import pid_alive
+
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,6 @@ STALE_AFTER_S = 5.0
 def write_status(path: Path, status: dict[str, Any]) -> None:
     text = json.dumps(status, indent=1, default=str)
     atomic_write(path, lambda tmp: tmp.write_text(text), fsync=False)  # rewritten every 0.5 s
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
@@ -46,7 +37,7 @@ def running_status(path: Path) -> dict[str, Any] | None:
     status = read_status(path)
     if not status or status.get("state") != "running":
         return None
-    if not _pid_alive(int(status.get("pid", -1))) or time.time() - float(status.get("updated_at", 0)) > STALE_AFTER_S:
+    if not pid_alive(int(status.get("pid", -1))) or time.time() - float(status.get("updated_at", 0)) > STALE_AFTER_S:
         return None
     return status
 

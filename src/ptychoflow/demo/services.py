@@ -14,21 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from ptychoflow.processes import pid_alive
+
 PIDS_FILENAME = "demo-services.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _cmdline(pid: int) -> str:
@@ -40,13 +28,13 @@ def _cmdline(pid: int) -> str:
 
 def terminate(pid: int, timeout_s: float = 20.0) -> None:
     """SIGTERM, wait, then SIGKILL: services get the chance to flush journals and mosaics."""
-    if not _alive(pid):
+    if not pid_alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -100,7 +88,7 @@ class ServiceRegistry:
             return []
         stopped = []
         for name, pid in json.loads(self.path.read_text()).items():
-            if _alive(pid) and "ptychoflow" in _cmdline(pid):
+            if pid_alive(pid) and "ptychoflow" in _cmdline(pid):
                 terminate(pid)
                 stopped.append(name)
         self.path.unlink()

@@ -76,7 +76,6 @@ def build_task(prepared: PreparedScan, options: RpieOptions, device: str) -> Any
 
     ensure_ptychi_importable()
     import ptychi.api as api
-    import torch
     from ptychi.api.task import PtychographyTask
 
     n = prepared.frame_size

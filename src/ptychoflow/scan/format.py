@@ -157,6 +157,13 @@ class ScanWriter:
             finally:
                 os.close(fd)
 
+    @classmethod
+    def for_scan(cls, path: str | Path, scan: Scan, *, expected_frames: int | None = None) -> "ScanWriter":
+        """A writer for `scan`'s metadata (id, geometry, dark, probe, attrs); frames come after."""
+        return cls(path, scan_id=scan.scan_id, frame_shape=scan.frame_shape, instrument=scan.instrument,
+                   dtype=np.asarray(scan.data[:1]).dtype, dark=scan.dark, probe_guess=scan.probe_guess,
+                   expected_frames=expected_frames, attrs=scan.attrs)
+
     def __enter__(self) -> "ScanWriter":
         return self
 
@@ -167,17 +174,7 @@ class ScanWriter:
 
 def write_scan(path: str | Path, scan: Scan) -> Path:
     """Write a whole in-memory scan (tests, replays, format conversion)."""
-    with ScanWriter(
-        path,
-        scan_id=scan.scan_id,
-        frame_shape=scan.frame_shape,
-        instrument=scan.instrument,
-        dtype=np.asarray(scan.data[:1]).dtype,
-        dark=scan.dark,
-        probe_guess=scan.probe_guess,
-        expected_frames=scan.n_frames,
-        attrs=scan.attrs,
-    ) as writer:
+    with ScanWriter.for_scan(path, scan, expected_frames=scan.n_frames) as writer:
         writer.append(np.asarray(scan.data), scan.positions_m)
     return Path(path)
 

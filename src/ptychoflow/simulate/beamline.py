@@ -142,16 +142,7 @@ def emit_scan(
             file=path.name,
         )
     start = time.perf_counter()
-    with ScanWriter(
-        path,
-        scan_id=scan.scan_id,
-        frame_shape=scan.frame_shape,
-        instrument=scan.instrument,
-        dtype=np.asarray(scan.data[:1]).dtype,
-        dark=scan.dark,
-        probe_guess=scan.probe_guess,
-        attrs=scan.attrs,
-    ) as writer:
+    with ScanWriter.for_scan(path, scan) as writer:
         index = 0
         while index < n:
             if frame_rate > 0:
