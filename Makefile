@@ -39,8 +39,11 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ptychoflow demo --out demo-output
 
+# Every benchmark prints its figures (about 15 minutes in all on 2 cores); docs/benchmarks.md
+# lists what each measures and the figures we recorded.
+BENCHMARKS = beamline.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b"; PYTHONPATH=src:edge $(BIN)/python benchmarks/$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache build dist

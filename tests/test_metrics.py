@@ -49,3 +49,14 @@ def test_psnr_and_frc():
     np.testing.assert_allclose(frc[1:], 1.0, atol=1e-9)
     blurred = __import__("scipy.ndimage", fromlist=["x"]).gaussian_filter(noisy, 2)
     assert metrics.frc_resolution(blurred, truth) < metrics.frc_resolution(noisy, truth) + 1e-9
+
+
+def test_masked_ssim_of_identical_images_is_one_whatever_lies_outside():
+    """Regression: zero-filling only one image outside the mask used to cost ~0.2 SSIM at
+    the mask's edge, even for a perfect match inside."""
+    truth = _phase()
+    mask = np.zeros_like(truth, bool)
+    mask[20:70, 15:80] = True
+    outside_differs = np.where(mask, truth, 0.0)
+    assert metrics.ssim(outside_differs, truth, mask) > 0.999
+    assert metrics.phase_ssim(np.where(mask, truth + 0.3, np.nan), truth, mask) > 0.999

@@ -14,7 +14,7 @@ import pytest
 
 from edge_helpers import running_service, wait_for
 from ptychoflow import metrics
-from ptychoflow.demo.collect import place
+from ptychoflow.demo.collect import OVERLAP_FRACTION, place
 from ptychoflow.engines import RpieOptions
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
@@ -26,7 +26,7 @@ from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_scan
 
 OPTIONS = SimulationOptions(object_size=256, frame_size=64, step_px=7.2)  # ~750 positions, as the reference
-TRAIN_SECONDS = float(os.environ.get("PTYCHOFLOW_SLOW_TRAIN_S", 290))
+TRAIN_SECONDS = float(os.environ.get("PTYCHOFLOW_SLOW_TRAIN_S", 180))  # the issue allows up to 5 minutes
 THREADS = int(os.environ.get("PTYCHOFLOW_SLOW_THREADS", 2))  # calibrated on 2 idle cores
 BAR = 0.40
 
@@ -73,8 +73,8 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
     product = read_product(products[2])
     frame = tuple(int(round(v)) for v in product.object_origin_px)
     live = place(live, tuple(attrs["origin_px"]), frame, product.phase.shape)
-    # Compare where rPIE is well lit and the stitched weight is substantial (the predictable centre).
-    covered = product.lit_mask(0.5) & np.isfinite(live)
+    # The overlap region: illumination at least half its maximum (OVERLAP_FRACTION), as the demo report.
+    covered = product.lit_mask(OVERLAP_FRACTION) & np.isfinite(live)
     live_ssim = metrics.phase_ssim(np.nan_to_num(live), product.phase, covered)
     print(f"\ntrain: {trained['epochs_run']} epochs, val loss {trained['val_loss']:.4f}, "
           f"{trained['samples_per_s']:.0f} samples/s; unseen region SSIM vs rPIE: validate {validated['ssim']:.3f}, "

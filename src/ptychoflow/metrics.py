@@ -40,15 +40,25 @@ def phase_rmse(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None
 
 
 def ssim(image: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """SSIM with the reference's dynamic range; with a mask, the mean SSIM map inside it."""
+    """SSIM with the reference's dynamic range; with a mask, the mean SSIM map inside it.
+
+    Outside the mask both images are set to the same constant (the reference's mean inside),
+    so a window straddling the mask's edge compares only what lies inside it: whatever the
+    images hold outside (NaN, zeros, unlit noise) can neither help nor hurt the score.
+    """
     image = np.asarray(image, np.float64)
     reference = np.asarray(reference, np.float64)
-    sel = reference if mask is None else reference[mask.astype(bool)]
+    if mask is not None:
+        mask = mask.astype(bool)
+        fill = float(reference[mask].mean())
+        image = np.where(mask, image, fill)
+        reference = np.where(mask, reference, fill)
+    sel = reference if mask is None else reference[mask]
     data_range = float(sel.max() - sel.min()) or 1.0
     score, smap = structural_similarity(image, reference, data_range=data_range, full=True)
     if mask is None:
         return float(score)
-    return float(smap[mask.astype(bool)].mean())
+    return float(smap[mask].mean())
 
 
 def phase_ssim(phase: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> float:

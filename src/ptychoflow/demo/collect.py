@@ -21,6 +21,9 @@ from ptychoflow.simulate.beamline import load_truth
 from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
 
 log = logging.getLogger(__name__)
+# Images are compared where the scan overlaps well: illumination >= half its maximum. Farther
+# out, pixels are lit by one or two positions and neither rPIE nor the network is reliable.
+OVERLAP_FRACTION = 0.5
 
 
 def place(image: np.ndarray, origin: tuple[float, float], frame_origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
@@ -92,7 +95,7 @@ def scan_section(scan_path: Path, profile: Any, backend: Backend, timings: dict[
     product = read_product(product_path)
     frame_origin = tuple(int(round(v)) for v in product.object_origin_px)
     rpie = product.phase
-    lit = product.lit_mask()
+    lit = product.lit_mask(OVERLAP_FRACTION)
     box = _bounding_box(lit)
     section.rpie_phase = rpie[box]
     if scan_end is not None:
@@ -114,7 +117,7 @@ def scan_section(scan_path: Path, profile: Any, backend: Backend, timings: dict[
         models = attrs.get("models")
         section.edge_model_version = ", ".join(map(str, np.atleast_1d(models))) if models is not None else None
         if covered.sum() > 64:
-            section.edge_ssim = metrics.phase_ssim(np.nan_to_num(live), rpie, covered)
+            section.edge_ssim = metrics.phase_ssim(live, rpie, covered)
         if scan_end is not None:
             section.wait_edge_s = mosaic_path.stat().st_mtime - scan_end
     return section
