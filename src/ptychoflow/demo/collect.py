@@ -2,8 +2,8 @@
 
 All images share one frame: scan-frame object pixels, in which the simulator's truth (origin
 0), the rPIE object (`object_origin_px`) and the edge mosaic (`origin_px`) all place their
-[0, 0]. Comparisons use the pixels rPIE lit well and, for the live image, the pixels the edge
-covered.
+[0, 0]. Comparisons use the well-overlapped pixels (OVERLAP_FRACTION) and, for the live
+image, only those the edge covered.
 """
 
 from __future__ import annotations
