@@ -14,7 +14,7 @@ import click
 @click.option("--iterations", type=int, default=60, show_default=True, help="rPIE iterations per scan.")
 @click.option("--epochs", type=int, default=25, show_default=True, help="Training epochs per retraining.")
 @click.option("--train-time-limit", type=float, default=150.0, show_default=True, help="Seconds per retraining, at most.")
-@click.option("--ssim-tolerance", type=float, default=0.3, show_default=True,
+@click.option("--ssim-tolerance", type=float, default=0.5, show_default=True,
               help="Skip retraining while the best model scores at least this SSIM against rPIE.")
 @click.option("--object-size", type=int, default=256, show_default=True, help="Simulated object size in pixels.")
 def demo(out: Path, scans: int, iterations: int, epochs: int, train_time_limit: float, ssim_tolerance: float,

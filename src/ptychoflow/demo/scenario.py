@@ -31,7 +31,7 @@ class DemoOptions:
     iterations: int = 60
     train_epochs: int = 25
     train_time_limit_s: float = 150.0
-    ssim_tolerance: float = 0.3
+    ssim_tolerance: float = 0.5
     run_timeout_s: float = 900.0
     extra_policy: dict = field(default_factory=dict)
 
