@@ -206,3 +206,25 @@ def test_list_runs_is_filtered_to_ptychoflow_flows(tmp_path):
     make_backend(profile).list_runs()
     query = responses.calls[-1].request.params
     assert query["filter_flow_id"] == FLOW_ID and query["orderby"] == "start_time DESC"
+
+
+def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch):
+    """Regression: `runs resume` used to start a local engine worker for an ACTIVE Globus run."""
+    from click.testing import CliRunner
+
+    import ptychoflow.backends
+    import ptychoflow.engine.worker
+    from ptychoflow.cli.runs import runs
+
+    resume = load_response(globus_sdk.SpecificFlowClient.resume_run)
+    add_run(TWO_HOP_RUN)
+    profile = make_profile(tmp_path)
+    backend = make_backend(profile, [resume.metadata["flow_id"]])
+    monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
+    monkeypatch.setattr("ptychoflow.cli._common.load", lambda _path: profile)
+    started = []
+    monkeypatch.setattr(ptychoflow.engine.worker, "ensure_engine_running", lambda p: started.append(p) or 1)
+    result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"]])
+    assert result.exit_code == 0, result.output
+    assert "ACTIVE" in result.output and "app.globus.org/runs/" in result.output
+    assert started == []

@@ -157,10 +157,12 @@ def resume(run_id: str, profile_path: str | None) -> None:
 
         raise PtychoflowError(f"the {profile.backend} backend resumes runs by itself; nothing to do")
     info = backend.resume_run(run_id)
-    if info.status.value == "ACTIVE":
+    if info.status.value == "ACTIVE" and profile.backend == "local":  # Globus runs on the service
         from ptychoflow.engine.worker import ensure_engine_running
 
         pid = ensure_engine_running(profile)
         click.echo(f"{info.run_id}  ACTIVE at {info.current_state}  (engine worker pid {pid})")
+    elif info.status.value == "ACTIVE":
+        click.echo(f"{info.run_id}  ACTIVE" + (f"  {info.web_url}" if info.web_url else ""))
     else:
         click.echo(f"{info.run_id}  {info.status.value}: finished runs cannot resume")
