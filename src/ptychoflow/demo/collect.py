@@ -42,7 +42,7 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def _run_for(state_dir: Path, scan_path: Path, backend: Backend) -> RunInfo | None:
+def run_for(state_dir: Path, scan_path: Path, backend: Backend) -> RunInfo | None:
     journal_path = state_dir / JOURNAL_FILENAME
     if not journal_path.exists():
         return None
@@ -85,7 +85,7 @@ def scan_section(scan_path: Path, profile: Any, backend: Backend, timings: dict[
 
     scan_id = scan_path.stem
     section = ScanSection(scan_id)
-    section.run = _run_for(profile.state_path, scan_path, backend)
+    section.run = run_for(profile.state_path, scan_path, backend)
     section.decision = decision(section.run)
     product_path = next((profile.resolve(profile.hpc.path) / "products" / scan_id).glob("*.recon.h5"), None)
     mosaic_path = profile.resolve(profile.edge.path) / "mosaics" / f"{scan_id}.h5"

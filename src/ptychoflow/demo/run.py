@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ptychoflow.dashboard.sources import registry_rows
-from ptychoflow.demo.collect import edge_section, scan_section
+from ptychoflow.demo.collect import decision, edge_section, run_for, scan_section
 from ptychoflow.demo.profile import ensure_demo_profile
 from ptychoflow.demo.scenario import DemoOptions, Timings, acquire, wait_for_run
 from ptychoflow.demo.services import ServiceProcess, ServiceRegistry
@@ -64,8 +64,8 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
             with console.status(f"{scan_path.stem}: waiting for its flow run") as spinner:
                 result, _ = wait_for_run(state, scan_path, timeout_s=options.run_timeout_s, check=check,
                                          heartbeat=lambda s: spinner.update(f"{scan_path.stem}: journal says {s}"))
-            section = scan_section(scan_path, profile, backend, timings.data)
-            console.print(f"  {scan_path.stem}: run {result}; {section.decision}")
+            decided = decision(run_for(state, scan_path, backend))
+            console.print(f"  {scan_path.stem}: run {result}; {decided}")
         edge_status = read_status(status_file)
     finally:
         publisher.close()
