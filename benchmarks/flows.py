@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ptychoflow.backends.local import LocalBackend  # noqa: E402
-from ptychoflow.engine.providers.base import EngineEnv  # noqa: E402
-from ptychoflow.engine.worker import Engine  # noqa: E402
+from ptychoflow.flowengine.providers.base import EngineEnv  # noqa: E402
+from ptychoflow.flowengine.worker import Engine  # noqa: E402
 
 COMPUTE = "https://compute.actions.globus.org/v3"
 TRANSFER = "https://transfer.actions.globus.org/transfer"

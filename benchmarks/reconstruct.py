@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from ptychoflow.engines import RpieOptions, choose_engine, prepare_scan, reconstruct_prepared, reconstruct_scan
-from ptychoflow.engines import ptychi_engine, tike_engine
+from ptychoflow.recon import RpieOptions, choose_engine, prepare_scan, reconstruct_prepared, reconstruct_scan
+from ptychoflow.recon import ptychi_engine, tike_engine
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
 
 CASES = {
@@ -52,7 +52,7 @@ def updates_per_second(sim, engine: str, device: str, iterations: int) -> tuple[
 
 def direct_ptychi(prepared, options: RpieOptions) -> float:
     """Pty-chi driven directly (its own epoch loop) with the same settings; returns seconds."""
-    from ptychoflow.engines.torchvision_compat import ensure_ptychi_importable
+    from ptychoflow.recon.torchvision_compat import ensure_ptychi_importable
 
     ensure_ptychi_importable()
     import ptychi.api as api

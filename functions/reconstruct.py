@@ -28,7 +28,7 @@ def reconstruct(
     """
     import logging
 
-    from ptychoflow.engines import RpieOptions
+    from ptychoflow.recon import RpieOptions
     from ptychoflow.reconstruct import run_reconstruction
 
     log = logging.getLogger("ptychoflow.functions.reconstruct")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.backends.local import LocalBackend
-from ptychoflow.engine.providers.base import EngineEnv, FunctionProvider, register_provider
-from ptychoflow.engine.worker import Engine
+from ptychoflow.flowengine.providers.base import EngineEnv, FunctionProvider, register_provider
+from ptychoflow.flowengine.worker import Engine
 
 TEST_URL = "https://test.example.org/echo"
 FAIL_URL = "https://test.example.org/fail"
@@ -23,7 +23,7 @@ def make_env(tmp_path: Path, workers: int = 2) -> EngineEnv:
 
 def register_test_providers() -> None:
     """echo: details = {"echo": body}; fail: FAILED with details = {"why": body}."""
-    from ptychoflow.engine.providers.base import ActionFailed
+    from ptychoflow.flowengine.providers.base import ActionFailed
 
     def fail(body: dict[str, Any]) -> dict[str, Any]:
         raise ActionFailed({"why": body})

@@ -11,8 +11,8 @@ import pytest
 from engine_helpers import write_profile
 from ptychoflow.backends import get_backend
 from ptychoflow.backends.local import LocalBackend
-from ptychoflow.engine.providers.base import EngineEnv
-from ptychoflow.engine.worker import EngineError, engine_pid, ensure_engine_running, serve, stop_engine
+from ptychoflow.flowengine.providers.base import EngineEnv
+from ptychoflow.flowengine.worker import EngineError, engine_pid, ensure_engine_running, serve, stop_engine
 from ptychoflow.errors import PtychoflowError
 from ptychoflow.profile import load_profile
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine_helpers import chain, run_flow
-from ptychoflow.engine.choice import COMPARISON_OPERATORS, choose, evaluate_rule
-from ptychoflow.engine.errors import StateError
+from ptychoflow.flowengine.choice import COMPARISON_OPERATORS, choose, evaluate_rule
+from ptychoflow.flowengine.errors import StateError
 
 DOC = {"s": "scan_0001.h5", "n": 5, "f": 2.5, "b": True, "z": None, "t": "2026-01-02T03:04:05Z",
        "other": {"s": "scan_0001.h5", "n": 5, "b": True, "t": "2026-01-02T03:04:05+00:00", "m": "scan_*.h5"}}

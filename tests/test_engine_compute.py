@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine_helpers import chain, make_env, run_flow, write_function
 from ptychoflow.backends.local import LocalBackend
-from ptychoflow.engine.providers.compute_task import run_task
+from ptychoflow.flowengine.providers.compute_task import run_task
 
 C = "https://compute.actions.globus.org/v3"
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from engine_helpers import chain, write_function, write_profile
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.cli.main import cli
-from ptychoflow.engine.worker import engine_pid, ensure_engine_running, stop_engine
+from ptychoflow.flowengine.worker import engine_pid, ensure_engine_running, stop_engine
 from ptychoflow.profile import load_profile
 
 C = "https://compute.actions.globus.org/v3"
@@ -77,7 +77,7 @@ def test_resubmitting_a_started_action_recalls_its_committed_result(tmp_path: Pa
     """In-process version of the crash: a fresh engine re-submits the open action under the
     same key and gets the first execution's result."""
     from engine_helpers import make_env
-    from ptychoflow.engine.worker import Engine
+    from ptychoflow.flowengine.worker import Engine
 
     env = make_env(tmp_path)
     log = tmp_path / "count.log"

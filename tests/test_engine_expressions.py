@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ptychoflow.engine.errors import StateError
-from ptychoflow.engine.expressions import ExpressionSyntaxError, evaluate, parse_expression
-from ptychoflow.engine.parameters import render
-from ptychoflow.engine.paths import PathSyntaxError, compile_path, get_path, set_path
+from ptychoflow.flowengine.errors import StateError
+from ptychoflow.flowengine.expressions import ExpressionSyntaxError, evaluate, parse_expression
+from ptychoflow.flowengine.parameters import render
+from ptychoflow.flowengine.paths import PathSyntaxError, compile_path, get_path, set_path
 
 STATE = {"name": "scan_0001.h5", "dir": "/data/in", "n": 3, "flag": True, "nested": {"a": {"b": [10, 20]}},
          "path": "/data/in/scan_0001.h5", "items": [{"x": 1}, {"x": 2}]}

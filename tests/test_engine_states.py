@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from engine_helpers import FAIL_URL, TEST_URL, chain, make_env, run_flow
-from ptychoflow.engine.providers.base import FunctionProvider, register_provider, unregister_provider
+from ptychoflow.flowengine.providers.base import FunctionProvider, register_provider, unregister_provider
 
 SLOW_URL = "https://test.example.org/slow"
 
@@ -173,7 +173,7 @@ def test_wait_time_timeout_is_action_timeout(tmp_path) -> None:
 def test_cancel_ends_an_active_run(tmp_path) -> None:
     from engine_helpers import register_test_providers
     from ptychoflow.backends.local import LocalBackend
-    from ptychoflow.engine.worker import Engine
+    from ptychoflow.flowengine.worker import Engine
 
     register_test_providers()
     env = make_env(tmp_path)
@@ -237,7 +237,7 @@ def test_context_has_the_documented_fields(tmp_path) -> None:
 
 def test_runs_progress_concurrently_in_one_engine(tmp_path) -> None:
     from ptychoflow.backends.local import LocalBackend
-    from ptychoflow.engine.worker import Engine
+    from ptychoflow.flowengine.worker import Engine
 
     env = make_env(tmp_path)
     flow_file = tmp_path / "w.json"

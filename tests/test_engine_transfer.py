@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from engine_helpers import chain, make_env, run_flow
-from ptychoflow.engine.providers import copying
+from ptychoflow.flowengine.providers import copying
 
 T = "https://transfer.actions.globus.org"
 

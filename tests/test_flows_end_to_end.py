@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from engine_helpers import write_function, write_profile
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.cli.main import cli
-from ptychoflow.engine.providers.base import EngineEnv
-from ptychoflow.engine.worker import Engine, stop_engine
+from ptychoflow.flowengine.providers.base import EngineEnv
+from ptychoflow.flowengine.worker import Engine, stop_engine
 from ptychoflow.flow_inputs import deploy_model_input, reconstruct_and_train_input, reconstruct_input
 from ptychoflow.profile import load_profile
 from ptychoflow.resources import flow_path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ptychoflow.engine.definition import load_definition, load_schema, validate_definition
+from ptychoflow.flowengine.definition import load_definition, load_schema, validate_definition
 from ptychoflow.errors import FlowDefinitionError
 from ptychoflow.resources import flows_dir
 

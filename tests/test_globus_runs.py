@@ -213,7 +213,7 @@ def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch
     from click.testing import CliRunner
 
     import ptychoflow.backends
-    import ptychoflow.engine.worker
+    import ptychoflow.flowengine.worker
     from ptychoflow.cli.runs import runs
 
     resume = load_response(globus_sdk.SpecificFlowClient.resume_run)
@@ -223,7 +223,7 @@ def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch
     monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
     monkeypatch.setattr("ptychoflow.cli._common.load", lambda _path: profile)
     started = []
-    monkeypatch.setattr(ptychoflow.engine.worker, "ensure_engine_running", lambda p: started.append(p) or 1)
+    monkeypatch.setattr(ptychoflow.flowengine.worker, "ensure_engine_running", lambda p: started.append(p) or 1)
     result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"]])
     assert result.exit_code == 0, result.output
     assert "ACTIVE" in result.output and "app.globus.org/runs/" in result.output

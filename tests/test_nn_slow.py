@@ -15,7 +15,7 @@ import pytest
 from edge_helpers import running_service, wait_for
 from ptychoflow import metrics
 from ptychoflow.demo.collect import OVERLAP_FRACTION, place
-from ptychoflow.engines import RpieOptions
+from ptychoflow.recon import RpieOptions
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
 from ptychoflow.nn.corpus import append_scan

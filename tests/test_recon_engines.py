@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from _recon_helpers import tiny_scan
-from ptychoflow.engines import EngineUnavailable, RpieOptions, choose_engine, prepare_scan, reconstruct_scan
-from ptychoflow.engines import ptychi_engine, tike_engine
+from ptychoflow.recon import EngineUnavailable, RpieOptions, choose_engine, prepare_scan, reconstruct_scan
+from ptychoflow.recon import ptychi_engine, tike_engine
 
 TIKE_OK, TIKE_REASON = tike_engine.available()
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from _recon_helpers import lit_mask_on_truth
-from ptychoflow.engines import RpieOptions, reconstruct_scan
+from ptychoflow.recon import RpieOptions, reconstruct_scan
 from ptychoflow.metrics import phase_rmse, phase_ssim
 from ptychoflow.product import read_product
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan

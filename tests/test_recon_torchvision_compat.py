@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from ptychoflow.engines import torchvision_compat as compat
+from ptychoflow.recon import torchvision_compat as compat
 
 
 def _scipy_blur(image: np.ndarray, kernel_size: tuple[int, int], sigma: tuple[float, float]) -> np.ndarray:

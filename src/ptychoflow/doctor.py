@@ -58,7 +58,7 @@ def check_ptychi() -> Check:
     if version is None:
         return Check("ptychi", MISSING, "not installed (CPU rPIE): pip install --no-deps ptychi (see README)")
     try:
-        from ptychoflow.engines.torchvision_compat import ensure_ptychi_importable
+        from ptychoflow.recon.torchvision_compat import ensure_ptychi_importable
 
         source = ensure_ptychi_importable()
     except Exception as exc:

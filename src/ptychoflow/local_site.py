@@ -19,7 +19,7 @@ def prepare_local_site(profile: Profile, *, start_engine: bool = True) -> Backen
     for name, path in bundled_functions().items():
         backend.register_function(path, name)
     if start_engine:
-        from ptychoflow.engine.worker import ensure_engine_running
+        from ptychoflow.flowengine.worker import ensure_engine_running
 
         ensure_engine_running(profile)
     return backend

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.engines import ProgressCallback, RpieOptions, prepare_scan, reconstruct_prepared
+from ptychoflow.recon import ProgressCallback, RpieOptions, prepare_scan, reconstruct_prepared
 from ptychoflow.errors import ScanError
 from ptychoflow.product import from_result, write_product
 from ptychoflow.scan.format import Scan, read_scan

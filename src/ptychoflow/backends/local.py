@@ -1,4 +1,4 @@
-"""The local backend: flows run on the embedded durable engine (``ptychoflow.engine``).
+"""The local backend: flows run on the embedded durable engine (``ptychoflow.flowengine``).
 
 ``start_run`` only records the run; an engine worker process executes it (see
 ``ensure_engine_running``). Every method reads the SQLite store, so any process can ask.
@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord
-from ptychoflow.engine.definition import load_definition, load_schema
-from ptychoflow.engine.parameters import hide_private_state
-from ptychoflow.engine.providers.base import EngineEnv
-from ptychoflow.engine.providers.functions import record_source
-from ptychoflow.engine.store import RunRow, Store
+from ptychoflow.flowengine.definition import load_definition, load_schema
+from ptychoflow.flowengine.parameters import hide_private_state
+from ptychoflow.flowengine.providers.base import EngineEnv
+from ptychoflow.flowengine.providers.functions import record_source
+from ptychoflow.flowengine.store import RunRow, Store
 from ptychoflow.errors import InputError, PtychoflowError
 from ptychoflow.function_registry import FunctionRegistry, register_locally
 

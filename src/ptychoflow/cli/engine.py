@@ -32,9 +32,9 @@ def serve(profile_path: str | None) -> None:
     import logging
 
     from ptychoflow.cli._common import load
-    from ptychoflow.engine.providers.base import EngineEnv
-    from ptychoflow.engine.worker import serve as serve_engine
-    from ptychoflow.engine.worker import write_env
+    from ptychoflow.flowengine.providers.base import EngineEnv
+    from ptychoflow.flowengine.worker import serve as serve_engine
+    from ptychoflow.flowengine.worker import write_env
 
     logging.getLogger("ptychoflow").setLevel(logging.INFO)
     env = EngineEnv.from_profile(load(profile_path))
@@ -53,8 +53,8 @@ def status(profile_path: str | None) -> None:
       ptychoflow engine status
     """
     from ptychoflow.cli._common import load
-    from ptychoflow.engine.store import Store
-    from ptychoflow.engine.worker import engine_pid
+    from ptychoflow.flowengine.store import Store
+    from ptychoflow.flowengine.worker import engine_pid
 
     state_dir = load(profile_path).state_path
     pid = engine_pid(state_dir)
@@ -72,7 +72,7 @@ def stop(profile_path: str | None) -> None:
       ptychoflow engine stop
     """
     from ptychoflow.cli._common import load
-    from ptychoflow.engine.worker import stop_engine
+    from ptychoflow.flowengine.worker import stop_engine
 
     pid = stop_engine(load(profile_path).state_path)
     click.echo(f"stopped engine worker {pid}" if pid else "no engine worker was running")

@@ -80,7 +80,7 @@ def validate(flow: tuple[str, ...], profile_path: str | None) -> None:
     Example:
       ptychoflow flows validate my_flow.json
     """
-    from ptychoflow.engine.definition import load_definition, load_schema
+    from ptychoflow.flowengine.definition import load_definition, load_schema
     from ptychoflow.errors import FlowDefinitionError
 
     paths = [_resolve(name) for name in flow] or _bundled_flow_paths()
@@ -110,7 +110,7 @@ def show(flow: str, as_json: bool, profile_path: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ptychoflow.engine.definition import load_definition, load_schema, successors
+    from ptychoflow.flowengine.definition import load_definition, load_schema, successors
 
     path = _resolve(flow)
     definition, schema = load_definition(path), load_schema(path)
@@ -157,7 +157,7 @@ def run(flow: str, input_text: str, label: str, tags: tuple[str, ...], wait: boo
     deployed = backend.deploy_flow(_resolve(flow))
     info = backend.start_run(deployed, body, label=label, tags=list(tags))
     if profile.backend == "local":
-        from ptychoflow.engine.worker import ensure_engine_running
+        from ptychoflow.flowengine.worker import ensure_engine_running
 
         ensure_engine_running(profile)
     if wait:

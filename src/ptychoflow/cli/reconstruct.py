@@ -45,7 +45,7 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from ptychoflow.engines import IterationInfo, RpieOptions, validate_scan
+    from ptychoflow.recon import IterationInfo, RpieOptions, validate_scan
     from ptychoflow.reconstruct import load_scan, run_reconstruction
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,

@@ -113,7 +113,7 @@ def watch(run_id: str, profile_path: str | None) -> None:
     profile = load(profile_path)
     backend = get_backend(profile)
     if profile.backend == "local" and backend.get_run(run_id).status.value == "ACTIVE":
-        from ptychoflow.engine.worker import engine_pid
+        from ptychoflow.flowengine.worker import engine_pid
 
         if engine_pid(profile.state_path) is None:
             click.secho(f"note: no engine worker is running for {profile.state_path}; "
@@ -158,7 +158,7 @@ def resume(run_id: str, profile_path: str | None) -> None:
         raise PtychoflowError(f"the {profile.backend} backend resumes runs by itself; nothing to do")
     info = backend.resume_run(run_id)
     if info.status.value == "ACTIVE" and profile.backend == "local":  # Globus runs on the service
-        from ptychoflow.engine.worker import ensure_engine_running
+        from ptychoflow.flowengine.worker import ensure_engine_running
 
         pid = ensure_engine_running(profile)
         click.echo(f"{info.run_id}  ACTIVE at {info.current_state}  (engine worker pid {pid})")

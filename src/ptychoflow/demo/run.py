@@ -71,7 +71,7 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
         publisher.close()
         watcher.stop()
         edge.stop()
-        from ptychoflow.engine.worker import stop_engine
+        from ptychoflow.flowengine.worker import stop_engine
 
         stop_engine(state)
         registry.clear()

@@ -118,7 +118,7 @@ def real_torchvision_available() -> bool:
 
 def _shim_modules() -> dict[str, types.ModuleType]:
     package = types.ModuleType("torchvision")
-    package.__doc__ = "ptychoflow stand-in: only transforms.GaussianBlur (see ptychoflow.engines.torchvision_compat)"
+    package.__doc__ = "ptychoflow stand-in: only transforms.GaussianBlur (see ptychoflow.recon.torchvision_compat)"
     package.__path__ = []  # a package, so 'torchvision.transforms' resolves
     package.__ptychoflow_shim__ = True  # type: ignore[attr-defined]
     transforms = types.ModuleType("torchvision.transforms")

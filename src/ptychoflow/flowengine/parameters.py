@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ptychoflow.engine.errors import StateError, runtime_error
-from ptychoflow.engine.expressions import evaluate
-from ptychoflow.engine.paths import get_path
+from ptychoflow.flowengine.errors import StateError, runtime_error
+from ptychoflow.flowengine.expressions import evaluate
+from ptychoflow.flowengine.paths import get_path
 
 
 def scope_with_context(document: Any, context: dict[str, Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ptychoflow.engine.providers.base import ActionUnableToRun, EngineEnv
+from ptychoflow.flowengine.providers.base import ActionUnableToRun, EngineEnv
 
 
 def collection_root(env: EngineEnv, collection_id: str, field: str) -> Path:

@@ -1,6 +1,6 @@
 """Action providers chosen by ActionUrl; see ``base`` for the contract and registry."""
 
-from ptychoflow.engine.providers.base import (
+from ptychoflow.flowengine.providers.base import (
     ActionFailed,
     ActionProvider,
     ActionUnableToRun,

@@ -17,11 +17,11 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.engine.providers.base import (
+from ptychoflow.flowengine.providers.base import (
     ACTIVE, FAILED, SUCCEEDED, ActionProvider, ActionUnableToRun, EngineEnv, iso_now, status_document,
 )
-from ptychoflow.engine.providers.compute_task import run_task
-from ptychoflow.engine.providers.functions import resolve_function
+from ptychoflow.flowengine.providers.compute_task import run_task
+from ptychoflow.flowengine.providers.functions import resolve_function
 
 URL = "https://compute.actions.globus.org/v3"
 

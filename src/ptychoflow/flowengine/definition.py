@@ -12,9 +12,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
-from ptychoflow.engine.choice import ALL_OPERATORS, parse_timestamp, rule_operator
-from ptychoflow.engine.expressions import ExpressionSyntaxError, parse_expression
-from ptychoflow.engine.paths import PathSyntaxError, compile_path, reference_steps
+from ptychoflow.flowengine.choice import ALL_OPERATORS, parse_timestamp, rule_operator
+from ptychoflow.flowengine.expressions import ExpressionSyntaxError, parse_expression
+from ptychoflow.flowengine.paths import PathSyntaxError, compile_path, reference_steps
 from ptychoflow.errors import FlowDefinitionError
 
 _COMMON = {"Type", "Comment"}

@@ -17,12 +17,12 @@ import json
 import time
 from typing import Any
 
-from ptychoflow.engine.choice import choose, parse_timestamp
-from ptychoflow.engine.errors import StateError, runtime_error
-from ptychoflow.engine.parameters import redact, render, scope_with_context
-from ptychoflow.engine.paths import get_path, set_path
-from ptychoflow.engine.providers.base import ActionUnableToRun, Providers
-from ptychoflow.engine.store import RunRow, StepRow, Store
+from ptychoflow.flowengine.choice import choose, parse_timestamp
+from ptychoflow.flowengine.errors import StateError, runtime_error
+from ptychoflow.flowengine.parameters import redact, render, scope_with_context
+from ptychoflow.flowengine.paths import get_path, set_path
+from ptychoflow.flowengine.providers.base import ActionUnableToRun, Providers
+from ptychoflow.flowengine.store import RunRow, StepRow, Store
 
 DEFAULT_WAIT_TIME = 300  # seconds, the service's default Action WaitTime
 _MAX_STEPS_PER_ADVANCE = 1000  # let other runs (and cancellations) get a turn

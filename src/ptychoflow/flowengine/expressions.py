@@ -18,8 +18,8 @@ import posixpath
 from functools import lru_cache
 from typing import Any, Callable
 
-from ptychoflow.engine.errors import runtime_error
-from ptychoflow.engine.paths import PathSyntaxError, get_path, has_path
+from ptychoflow.flowengine.errors import runtime_error
+from ptychoflow.flowengine.paths import PathSyntaxError, get_path, has_path
 
 _MAX_SIZE = 1_000_000  # longest string/list an expression may build
 _JSONPATH_CALL = "__jsonpath__"

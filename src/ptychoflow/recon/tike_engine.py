@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ptychoflow.engines.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.engine.interpreter import Interpreter
-from ptychoflow.engine.providers.base import EngineEnv, Providers, build_providers
-from ptychoflow.engine.store import Store
+from ptychoflow.flowengine.interpreter import Interpreter
+from ptychoflow.flowengine.providers.base import EngineEnv, Providers, build_providers
+from ptychoflow.flowengine.store import Store
 from ptychoflow.errors import PtychoflowError
 
 LOCK_FILENAME = "engine.lock"
@@ -181,7 +181,7 @@ def spawn_worker(state_dir: Path) -> subprocess.Popen:
     environment["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, environment.get("PYTHONPATH")) if p)
     log_file = open(Path(state_dir) / LOG_FILENAME, "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "ptychoflow.engine.worker", str(state_dir)],
+        [sys.executable, "-m", "ptychoflow.flowengine.worker", str(state_dir)],
         stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=environment,
         start_new_session=True, close_fds=True,
     )

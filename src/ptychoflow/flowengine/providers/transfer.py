@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from ptychoflow.engine.providers.base import ActionFailed, ActionUnableToRun, ThreadedProvider
-from ptychoflow.engine.providers.local_collections import collection_root, resolve
-from ptychoflow.engine.providers.copying import CopyError, CopyStats, copy_files, tree_pairs
+from ptychoflow.flowengine.providers.base import ActionFailed, ActionUnableToRun, ThreadedProvider
+from ptychoflow.flowengine.providers.local_collections import collection_root, resolve
+from ptychoflow.flowengine.providers.copying import CopyError, CopyStats, copy_files, tree_pairs
 
 BASE_URL = "https://transfer.actions.globus.org"
 

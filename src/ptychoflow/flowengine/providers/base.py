@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ptychoflow.engine.errors import StateError
+from ptychoflow.flowengine.errors import StateError
 
 ACTIVE, SUCCEEDED, FAILED = "ACTIVE", "SUCCEEDED", "FAILED"
 
@@ -234,7 +234,7 @@ def _ensure_defaults() -> None:
     if _defaults_loaded:
         return
     _defaults_loaded = True
-    from ptychoflow.engine.providers import compute, transfer
+    from ptychoflow.flowengine.providers import compute, transfer
 
     for url, factory in {**transfer.FACTORIES, **compute.FACTORIES}.items():
         _FACTORIES.setdefault(url, factory)

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
-from ptychoflow.engine.errors import runtime_error
-from ptychoflow.engine.paths import get_path, has_path
+from ptychoflow.flowengine.errors import runtime_error
+from ptychoflow.flowengine.paths import get_path, has_path
 
 
 def _is_number(value: Any) -> bool:
@@ -134,6 +134,6 @@ def choose(state: dict[str, Any], document: Any) -> str:
             return rule["Next"]
     if "Default" in state:
         return state["Default"]
-    from ptychoflow.engine.errors import StateError
+    from ptychoflow.flowengine.errors import StateError
 
     raise StateError("States.NoChoiceMatched", "no Choice rule matched and there is no Default")

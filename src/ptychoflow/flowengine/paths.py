@@ -15,7 +15,7 @@ from jsonpath_ng import Child, Fields, Index, JSONPath, Root
 from jsonpath_ng import parse as _parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 
-from ptychoflow.engine.errors import runtime_error
+from ptychoflow.flowengine.errors import runtime_error
 
 
 class PathSyntaxError(ValueError):

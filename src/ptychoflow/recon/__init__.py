@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ptychoflow.engines.base import (
+from ptychoflow.recon.base import (
     IterationInfo,
     PreparedScan,
     ProgressCallback,
@@ -56,7 +56,7 @@ class EngineChoice:
 
 def choose_engine(engine: str = "auto", device: str = "auto") -> EngineChoice:
     """Resolve "auto": tike when a GPU and tike exist, else ptychi on the best device."""
-    from ptychoflow.engines import ptychi_engine, tike_engine
+    from ptychoflow.recon import ptychi_engine, tike_engine
 
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -87,7 +87,7 @@ def reconstruct_prepared(
     progress: ProgressCallback | None = None,
 ) -> ReconstructionResult:
     """Run the chosen engine on already validated, prepared data."""
-    from ptychoflow.engines import ptychi_engine, tike_engine
+    from ptychoflow.recon import ptychi_engine, tike_engine
 
     choice = choose_engine(engine, options.device)
     log.info("engine %s on %s (%s)", choice.engine, choice.device, choice.reason)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ptychoflow.engines.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
 
 log = logging.getLogger(__name__)
 THREADS_ENV = "PTYCHOFLOW_TORCH_THREADS"
@@ -65,14 +65,14 @@ def _package_versions() -> dict[str, str]:
 
 def versions() -> dict[str, str]:
     """Package versions (looked up once per process) plus which GaussianBlur Pty-chi got."""
-    from ptychoflow.engines import torchvision_compat
+    from ptychoflow.recon import torchvision_compat
 
     return {**_package_versions(), "gaussian_blur": torchvision_compat.SOURCE or "unknown"}
 
 
 def build_task(prepared: PreparedScan, options: RpieOptions, device: str) -> Any:
     """A ready-to-run Pty-chi task for `prepared` (device: "cpu" or "gpu")."""
-    from ptychoflow.engines.torchvision_compat import ensure_ptychi_importable
+    from ptychoflow.recon.torchvision_compat import ensure_ptychi_importable
 
     ensure_ptychi_importable()
     import ptychi.api as api
