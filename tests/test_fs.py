@@ -1,0 +1,127 @@
+"""The shared filesystem primitives: atomic writes, hashing, JSON state, locks, one instance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ptychoflow.errors import InputError
+from ptychoflow.fs import (
+    AlreadyRunning,
+    JsonStateFile,
+    SingleInstance,
+    atomic_copy,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    file_lock,
+    sha256_file,
+)
+
+
+def test_atomic_write_failure_leaves_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    target.write_text("old")
+
+    def half_write(tmp: Path) -> None:
+        tmp.write_text("ne")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_write)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_atomic_forms_write_whole_files(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "a.txt", "héllo")
+    atomic_write_json(tmp_path / "b.json", {"k": [1, 2]})
+    atomic_copy(tmp_path / "a.txt", tmp_path / "c.txt")
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo"
+    assert json.loads((tmp_path / "b.json").read_text()) == {"k": [1, 2]}
+    assert (tmp_path / "c.txt").read_bytes() == (tmp_path / "a.txt").read_bytes()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_sha256_file_streams_large_files(tmp_path: Path) -> None:
+    blob = os.urandom(3 * (1 << 20) + 17)
+    (tmp_path / "x").write_bytes(blob)
+    assert sha256_file(tmp_path / "x") == hashlib.sha256(blob).hexdigest()
+
+
+def test_json_state_missing_is_empty_corrupt_is_named(tmp_path: Path) -> None:
+    state = JsonStateFile(tmp_path / "functions.json", "function registry")
+    assert state.load() == {}
+    with state.updating() as doc:
+        doc["local"] = {"train": 1}
+    assert state.load() == {"local": {"train": 1}}
+    (tmp_path / "functions.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"functions.json: \(json\): corrupt function registry"):
+        state.load()
+    (tmp_path / "functions.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError, match="unreadable function registry"):
+        state.load()
+    (tmp_path / "functions.json").write_text("[1]")
+    with pytest.raises(InputError, match="expected an object"):
+        state.load()
+
+
+def _bump(path: str, n: int) -> None:
+    state = JsonStateFile(path, "counter")
+    for _ in range(n):
+        with state.updating() as doc:
+            doc["n"] = doc.get("n", 0) + 1
+
+
+def test_json_state_updates_from_processes_are_not_lost(tmp_path: Path) -> None:
+    path = str(tmp_path / "counter.json")
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_bump, args=(path, 25)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert JsonStateFile(path, "counter").load() == {"n": 75}
+
+
+def test_file_lock_excludes_other_processes(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    code = ("import sys,time; from ptychoflow.fs import file_lock\n"
+            f"with file_lock({str(lock)!r}):\n    print('in', flush=True); time.sleep(0.5)\n")
+    with file_lock(lock):
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                 env={**os.environ, "PYTHONPATH": "src"})
+        time.sleep(0.4)
+        assert child.poll() is None  # still waiting for our lock
+    assert child.communicate(timeout=30)[0].strip() == "in"
+
+
+def test_single_instance_reports_holder_and_frees_on_kill(tmp_path: Path) -> None:
+    guard_path = tmp_path / "engine.lock"
+    code = ("import time; from ptychoflow.fs import SingleInstance\n"
+            f"g = SingleInstance({str(guard_path)!r}, 'engine worker'); g.acquire(); print('held', flush=True); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": "src"})
+    try:
+        assert child.stdout.readline().strip() == "held"
+        guard = SingleInstance(guard_path, "engine worker")
+        assert guard.holder_pid() == child.pid
+        with pytest.raises(AlreadyRunning, match=f"another engine worker is running \\(pid {child.pid}\\)"):
+            guard.acquire()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    guard = SingleInstance(guard_path, "engine worker")
+    assert guard.holder_pid() is None
+    with guard:
+        assert SingleInstance(guard_path, "engine worker").holder_pid() == os.getpid()
+    assert SingleInstance(guard_path, "engine worker").holder_pid() is None
