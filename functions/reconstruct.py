@@ -28,8 +28,8 @@ def reconstruct(
     """
     import logging
 
-    from ptychoflow.recon import RpieOptions
-    from ptychoflow.reconstruct import run_reconstruction
+    from ptychoflow.recon import api
+    from ptychoflow.recon.base import RpieOptions
 
     log = logging.getLogger("ptychoflow.functions.reconstruct")
     options = RpieOptions(
@@ -46,5 +46,5 @@ def reconstruct(
     def progress(info):
         log.info("iteration %d/%d loss %.6g", info.iteration, info.total, info.loss)
 
-    summary = run_reconstruction(scan_path, output_dir, options, engine=str(engine), progress=progress)
-    return summary.to_json()
+    result = api.reconstruct(scan_path, options, engine=str(engine), progress=progress)
+    return api.write_reconstruction(result, output_dir).to_json()

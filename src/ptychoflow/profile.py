@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
+from ptychoflow.recon.registry import ENGINE_CHOICES
 
 PROFILE_FILENAME = "ptychoflow.toml"
 
@@ -47,7 +48,7 @@ class Functions(_Strict):
 class Policy(_Strict):
     """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning)."""
 
-    engine: Literal["auto", "tike", "ptychi"] = "auto"
+    engine: Literal[ENGINE_CHOICES] = "auto"  # type: ignore[valid-type]  # names from the engine registry
     iterations: int = Field(default=100, ge=1)
     batch_size: int = Field(default=8, ge=1, description="rPIE positions per update (8 suits CPUs; raise on GPUs).")
     alpha: float = Field(default=0.1, gt=0, le=1)

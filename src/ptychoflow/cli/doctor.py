@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ptychoflow.doctor import MISSING, OK, run_checks
@@ -34,5 +35,5 @@ def doctor(as_json: bool) -> None:
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for check in checks:
-        table.add_row(check.name, f"[{_STYLE.get(check.status, 'red')}]{check.status}[/]", check.detail)
+        table.add_row(check.name, f"[{_STYLE.get(check.status, 'red')}]{check.status}[/]", escape(check.detail))
     Console().print(table)

@@ -38,7 +38,7 @@ def available() -> tuple[bool, str]:
 
     for name in ("torch", "ptychi"):
         if importlib.util.find_spec(name) is None:
-            return False, f"{name} is not installed (pip install 'ptychoflow[cpu]')"
+            return False, f"{name} is not installed"
     return True, "ptychi and torch are installed"
 
 
@@ -48,6 +48,11 @@ def gpu_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def ready_devices() -> tuple[str, ...]:
+    """The GPU first where torch sees CUDA, then the CPU."""
+    return ("gpu", "cpu") if gpu_available() else ("cpu",)
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,8 +13,8 @@ Nothing here is imported until a GPU run is asked for, so CPU-only installs neve
 
 from __future__ import annotations
 
-import importlib.util
 import functools
+import importlib.util
 import logging
 import time
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ptychoflow.recon.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.registry import EngineUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def available() -> tuple[bool, str]:
     """(usable, reason): needs tike, cupy and a visible CUDA device."""
     for name in ("tike", "cupy"):
         if importlib.util.find_spec(name) is None:
-            return False, f"{name} is not installed (pip install 'ptychoflow[gpu]' on a CUDA 12 machine)"
+            return False, f"{name} is not installed"
     try:
         import cupy
 
@@ -40,6 +41,11 @@ def available() -> tuple[bool, str]:
     if count < 1:
         return False, "no CUDA device visible to cupy"
     return True, f"tike and cupy with {count} CUDA device(s)"
+
+
+def ready_devices() -> tuple[str, ...]:
+    """Tike runs on the GPU only: ("gpu",) where ``available()``, else nothing."""
+    return ("gpu",) if available()[0] else ()
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,7 +81,7 @@ def reconstruct(
     """Run Tike's rPIE one iteration at a time inside one Reconstruction context."""
     ok, reason = available()
     if not ok:
-        raise RuntimeError(f"tike engine unavailable: {reason}")
+        raise EngineUnavailable("tike", reason)
     import tike.ptycho
 
     start = time.perf_counter()
