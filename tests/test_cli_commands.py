@@ -13,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from ptychoflow.cli._common import PROFILE_HELP
 from ptychoflow.cli.main import SUBCOMMANDS, LazyGroup, cli
 from ptychoflow.errors import PtychoflowError
 
@@ -32,6 +33,32 @@ def test_every_listed_subcommand_module_imports_and_has_help(name):
     result = CliRunner().invoke(cli, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"Usage: cli {name}") and command.help
+
+
+def _all_commands(group: click.Group, ctx: click.Context, prefix: str = "") -> dict[str, click.Command]:
+    found = {}
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        found[f"{prefix}{name}"] = command
+        if isinstance(command, click.Group):
+            found.update(_all_commands(command, ctx, f"{prefix}{name} "))
+    return found
+
+
+def test_profile_and_json_options_are_one_option_everywhere():
+    commands = _all_commands(cli, click.Context(cli))
+    with_profile = {}
+    for path, command in commands.items():
+        for param in command.params:
+            if "--profile" in param.opts:
+                assert param.name == "profile_path" and param.help == PROFILE_HELP, path
+                assert isinstance(param.type, click.Path) and param.type.type is Path, path
+                with_profile[path] = param
+            if "--json" in param.opts:
+                assert param.name == "as_json" and param.is_flag, path
+    # every command that reads a profile takes --profile (a sample across the modules)
+    assert {"runs list", "flows run", "models list", "train", "watch", "watch status", "edge serve", "dashboard",
+            "login", "endpoints status", "engine serve", "functions register"} <= set(with_profile)
 
 
 def test_a_listed_module_that_does_not_exist_fails_loudly():
