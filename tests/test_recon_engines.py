@@ -248,3 +248,24 @@ def test_tike_glue_conventions_with_a_stand_in_tike(monkeypatch):
     np.testing.assert_allclose(result.positions_px, sim.positions_px, atol=1e-4)
     np.testing.assert_allclose(result.loss_history, [1.0, 0.5, 1 / 3])
     assert result.engine == "tike" and result.object.shape == prepared.object_shape
+
+
+def test_the_shared_iteration_loop_reports_stops_and_refuses_divergence():
+    import time
+
+    from ptychoflow.recon.iterations import run_iterations
+
+    losses = iter([4.0, 2.0, 1.0])
+    seen = []
+    run = run_iterations(lambda: next(losses), RpieOptions(iterations=3), engine="stand-in", started=time.perf_counter(),
+                         progress=seen.append)
+    assert run.losses == [4.0, 2.0, 1.0] and run.stop_reason == "completed"
+    assert [(i.iteration, i.total, i.loss) for i in seen] == [(1, 3, 4.0), (2, 3, 2.0), (3, 3, 1.0)]
+
+    limited = run_iterations(lambda: 1.0, RpieOptions(iterations=50, time_limit_s=1e-9), engine="stand-in",
+                             started=time.perf_counter())
+    assert limited.losses == [1.0] and limited.stop_reason.startswith("time limit 1e-09 s reached after 1 iterations")
+
+    diverging = iter([1.0, float("nan")])
+    with pytest.raises(FloatingPointError, match="diverged at iteration 2"):
+        run_iterations(lambda: next(diverging), RpieOptions(iterations=5), engine="stand-in", started=time.perf_counter())
