@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.flowengine.interpreter import Interpreter
-from ptychoflow.flowengine.providers.base import EngineEnv, Providers, build_providers
+from ptychoflow.flowengine.providers.base import EngineEnv
+from ptychoflow.flowengine.providers.registry import Providers, build_providers
 from ptychoflow.flowengine.store import Store
 from ptychoflow.errors import PtychoflowError
 

@@ -9,7 +9,6 @@ traceback text in ``details.exception``.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,13 +21,14 @@ from ptychoflow.flowengine.providers.base import (
 )
 from ptychoflow.flowengine.providers.compute_task import run_task
 from ptychoflow.flowengine.providers.functions import resolve_function
+from ptychoflow.fs import sha256_text
 
 URL = "https://compute.actions.globus.org/v3"
 
 
 def task_key(action_id: str, index: int) -> str:
     """A filesystem-safe, stable key for task ``index`` of an action."""
-    return hashlib.sha256(f"{action_id}#{index}".encode()).hexdigest()[:32]
+    return sha256_text(f"{action_id}#{index}")[:32]
 
 
 class ComputeProvider(ActionProvider):
