@@ -125,3 +125,25 @@ def test_single_instance_reports_holder_and_frees_on_kill(tmp_path: Path) -> Non
     with guard:
         assert SingleInstance(guard_path, "engine worker").holder_pid() == os.getpid()
     assert SingleInstance(guard_path, "engine worker").holder_pid() is None
+
+
+def test_single_instance_start_waits_out_a_probe_but_not_a_holder(tmp_path: Path) -> None:
+    """A holder_pid probe (a shared lock held for an instant) must not look like a holder."""
+    import fcntl
+    import threading
+
+    guard_path = tmp_path / "watcher.lock"
+    guard_path.touch()
+    with open(guard_path) as prober:  # another process's probe, caught in the middle
+        fcntl.flock(prober, fcntl.LOCK_SH)
+        threading.Timer(0.2, lambda: fcntl.flock(prober, fcntl.LOCK_UN)).start()
+        guard = SingleInstance(guard_path, "watcher")
+        assert guard.try_acquire()
+    try:
+        assert guard_path.read_text().strip() == str(os.getpid())
+        started = time.monotonic()
+        assert not SingleInstance(guard_path, "watcher").try_acquire()  # a real holder: refused at once
+        assert time.monotonic() - started < 0.5
+    finally:
+        guard.release()
+    assert guard_path.read_text() == ""  # released: no stale pid for the next prober to read
