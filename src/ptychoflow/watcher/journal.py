@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ptychoflow import sqlite
+from ptychoflow.fs import SingleInstance
 
 JOURNAL_FILENAME = "watcher.sqlite"
+GUARD_FILENAME = "watcher.lock"
 
 # Scan states. seen -> queued -> triggering -> triggered -> succeeded | failed;
 # side exits: failed (malformed, unreadable), duplicate (same checksum), skipped (not a scan file).
@@ -70,6 +72,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 """
+
+
+def watcher_guard(state_dir: str | Path) -> SingleInstance:
+    """One watcher per state dir: two would race on the same queue and journal."""
+    return SingleInstance(Path(state_dir) / GUARD_FILENAME, "watcher")
 
 
 @dataclass(frozen=True)

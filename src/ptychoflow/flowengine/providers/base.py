@@ -9,6 +9,7 @@ be idempotent on ``action_id``: the engine re-submits after a crash), ``status``
 from __future__ import annotations
 
 import abc
+import getpass
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.flowengine.errors import StateError
+from ptychoflow.site import SiteLayout
 
 ACTIVE, SUCCEEDED, FAILED = "ACTIVE", "SUCCEEDED", "FAILED"
 
@@ -48,21 +50,20 @@ class EngineEnv:
 
     @classmethod
     def from_profile(cls, profile: Any) -> "EngineEnv":
-        import getpass
-
+        layout = SiteLayout.from_profile(profile)
+        roots = {"beamline": layout.beamline_root, "hpc": layout.hpc.root, "edge": layout.edge.root}
         collections: dict[str, Path] = {}
-        for site_name in ("beamline", "hpc", "edge"):
-            site = getattr(profile, site_name)
-            directory = profile.resolve(site.path)
+        for site_name, directory in roots.items():
             collections[site_name] = directory
-            if site.collection_id:
-                collections[site.collection_id] = directory
+            collection_id = getattr(profile, site_name).collection_id
+            if collection_id:
+                collections[collection_id] = directory
         endpoints = {profile.hpc.endpoint_id: profile.hpc.workers, profile.edge.endpoint_id: 1}
         try:
             username = getpass.getuser()
         except Exception:
             username = "local"
-        return cls(profile.state_path, collections, endpoints, username)
+        return cls(layout.state_dir, collections, endpoints, username)
 
 
 def iso_now() -> str:
