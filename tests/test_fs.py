@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import run_in_processes
 from ptychoflow.errors import InputError
 from ptychoflow.fs import (
     AlreadyRunning,
@@ -84,12 +84,7 @@ def _bump(path: str, n: int) -> None:
 
 def test_json_state_updates_from_processes_are_not_lost(tmp_path: Path) -> None:
     path = str(tmp_path / "counter.json")
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_bump, args=(path, 25)) for _ in range(3)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
+    assert run_in_processes(_bump, (path, 25)) == [0, 0, 0]
     assert JsonStateFile(path, "counter").load() == {"n": 75}
 
 

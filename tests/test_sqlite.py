@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from process_helpers import run_in_processes
 from ptychoflow import sqlite
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, n INTEGER NOT NULL);"
@@ -65,13 +65,7 @@ def _increment(path: str, times: int) -> None:
 def test_concurrent_read_modify_write_from_processes_loses_nothing(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sqlite")
     sqlite.connect(path, schema=_SCHEMA).close()
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_increment, args=(path, 40)) for _ in range(3)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert run_in_processes(_increment, (path, 40)) == [0, 0, 0]
     assert sqlite3.connect(path).execute("SELECT n FROM counter").fetchone()[0] == 120
 
 
