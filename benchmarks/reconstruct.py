@@ -130,8 +130,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--overhead-iterations", type=int, default=10)
     args = parser.parse_args()
+    auto = choose_engine()
     print(f"torch {torch.__version__}; rPIE CPU threads {ptychi_engine.cpu_threads()} "
-          f"(${ptychi_engine.THREADS_ENV}); engine auto -> {choose_engine()}")
+          f"(${ptychi_engine.THREADS_ENV}); engine auto -> {auto.engine} on {auto.device} ({auto.reason})")
     print(f"{'case':<22}{'positions':>10}{'s/iter':>10}{'pos-updates/s':>16}")
     sims = {}
     for name in ("64", "128"):
