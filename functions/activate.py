@@ -13,13 +13,12 @@ def activate(staged_model_dir: str, edge_model_dir: str, wait_s: float = 15.0) -
     Returns {version, sha256, activated_at, serving_version[, refused]}; serving_version is
     None when no service is running. Raises InputError if the staged model fails its sha256.
     """
-    import shutil
     import time
     from datetime import datetime, timezone
     from pathlib import Path
 
     from ptychoflow.artifact import MODEL_FILENAME, publish_model, verified_model_bytes
-    from ptychoflow_edge.atomic import atomic_write
+    from ptychoflow.fs import atomic_copy
     from ptychoflow_edge.config import STATUS_FILENAME
     from ptychoflow_edge.statusfile import fetch_http_status, running_status
 
@@ -28,7 +27,7 @@ def activate(staged_model_dir: str, edge_model_dir: str, wait_s: float = 15.0) -
     target.mkdir(parents=True, exist_ok=True)
     probe = manifest.probe_weight_path
     if probe and not Path(probe).is_absolute() and (staged / probe).exists():  # before the manifest commits
-        atomic_write(target / probe, lambda tmp: shutil.copyfile(staged / probe, tmp))
+        atomic_copy(staged / probe, target / probe)
     published = time.time()
     publish_model(target, staged / MODEL_FILENAME, manifest)
     activated_at = datetime.now(timezone.utc).isoformat()

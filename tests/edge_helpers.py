@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import zmq
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model
+from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.stream import FramePublisher
 from ptychoflow_edge.config import EdgeConfig
@@ -80,7 +81,7 @@ def publish(model_dir: Path, blob: bytes, version: str, *, config: PreprocessCon
     staged = model_dir.parent / f"staged-{version}.onnx"
     staged.parent.mkdir(parents=True, exist_ok=True)
     staged.write_bytes(blob)
-    manifest = ModelManifest(version, file_sha256(staged), [1, config.output_size, config.output_size],
+    manifest = ModelManifest(version, sha256_file(staged), [1, config.output_size, config.output_size],
                              config.to_json(), probe_weight_path=probe_weight_path)
     publish_model(model_dir, staged, manifest)
     return manifest

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model, read_manifest, verified_model_bytes
+from ptychoflow.artifact import ModelManifest, publish_model, read_manifest, verified_model_bytes
+from ptychoflow.fs import sha256_file
 from ptychoflow.errors import InputError
 
 
@@ -17,7 +18,7 @@ def _manifest(sha: str) -> ModelManifest:
 def test_publish_then_verify(tmp_path):
     model = tmp_path / "candidate.onnx"
     model.write_bytes(b"onnx-bytes")
-    publish_model(tmp_path / "edge", model, _manifest(file_sha256(model)))
+    publish_model(tmp_path / "edge", model, _manifest(sha256_file(model)))
     manifest, blob = verified_model_bytes(tmp_path / "edge")
     assert blob == b"onnx-bytes" and manifest.version == "v1"
     assert not [p for p in (tmp_path / "edge").iterdir() if p.name.startswith(".")]  # no temp files left
@@ -34,7 +35,7 @@ def test_publish_refuses_a_hash_mismatch_and_changes_nothing(tmp_path):
 def test_tampered_model_is_refused(tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"good")
-    publish_model(tmp_path / "edge", model, _manifest(file_sha256(model)))
+    publish_model(tmp_path / "edge", model, _manifest(sha256_file(model)))
     (tmp_path / "edge" / "model.onnx").write_bytes(b"evil")
     with pytest.raises(InputError, match="model.onnx: sha256"):
         verified_model_bytes(tmp_path / "edge")

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from edge_helpers import affine_model, constant_model, preprocessing
-from ptychoflow.artifact import ModelManifest, file_sha256
+from ptychoflow.artifact import ModelManifest
+from ptychoflow.fs import sha256_file
 from ptychoflow.errors import InputError
 from ptychoflow.stitch import probe_weight
 from ptychoflow_edge.statusfile import fetch_http_status, read_status, wait_until_ready
@@ -53,7 +54,7 @@ def _stage(directory: Path, blob: bytes, version: str, weight: np.ndarray | None
     (directory / "model.onnx").write_bytes(blob)
     if weight is not None:
         np.save(directory / "probe_weight.npy", weight)
-    manifest = ModelManifest(version, file_sha256(directory / "model.onnx"), [1, 64, 64], preprocessing().to_json(),
+    manifest = ModelManifest(version, sha256_file(directory / "model.onnx"), [1, 64, 64], preprocessing().to_json(),
                              probe_weight_path="probe_weight.npy" if weight is not None else None)
     (directory / "manifest.json").write_text(json.dumps(manifest.to_json()))
     return directory
@@ -82,7 +83,7 @@ def test_serve_subprocess_status_activate_and_sigterm(served):
     good = _stage(tmp_path / "staged-v7", constant_model(64, 0.5), "v7")
     result = activate(str(good), str(tmp_path / "edge" / "model"), wait_s=30)
     assert result["version"] == "v7" and result["serving_version"] == "v7"
-    assert result["sha256"] == file_sha256(good / "model.onnx") and "refused" not in result
+    assert result["sha256"] == sha256_file(good / "model.onnx") and "refused" not in result
 
     bad = _stage(tmp_path / "staged-v8", b"garbage, not onnx", "v8")
     result = activate(str(bad), str(tmp_path / "edge" / "model"), wait_s=30)

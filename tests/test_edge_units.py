@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edge_helpers import affine_model, preprocessing, publish, running_service, torch_convnet, wait_for
-from ptychoflow.artifact import ModelManifest, file_sha256
+from ptychoflow.artifact import ModelManifest
+from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import preprocess
 from ptychoflow_edge.batcher import Batcher
 from ptychoflow_edge.frames import ControlItem, FrameItem, FrameQueue
@@ -26,7 +27,7 @@ def _item(scan: str = "s", index: int = 0, shape=(4, 4)) -> FrameItem:
 
 def _manifest(blob: bytes, tmp_path, size: int = 64) -> ModelManifest:
     (tmp_path / "m.onnx").write_bytes(blob)
-    return ModelManifest("t", file_sha256(tmp_path / "m.onnx"), [1, size, size], preprocessing(size).to_json())
+    return ModelManifest("t", sha256_file(tmp_path / "m.onnx"), [1, size, size], preprocessing(size).to_json())
 
 
 def _ort_available() -> list[str]:

@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ptychoflow.fs import atomic_write, atomic_write_bytes
 from ptychoflow.stitch import Mosaic
-from ptychoflow_edge.atomic import atomic_write
 
 log = logging.getLogger("ptychoflow.edge.mosaic")
 KEPT_SCANS = 16  # finished scans kept in memory for the page; all are on disk
@@ -119,8 +119,7 @@ class ScanMosaic:
                                n_frames=self.count, models=self.models, complete=complete, saved_at=time.time())
 
         atomic_write(h5_path, write_h5)
-        png = render_png(image)
-        atomic_write(png_path, lambda tmp: tmp.write_bytes(png))
+        atomic_write_bytes(png_path, render_png(image))
         self.files = {"h5": str(h5_path), "png": str(png_path)}
         return self.files
 

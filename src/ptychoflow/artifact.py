@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ptychoflow.errors import InputError
+from ptychoflow.fs import atomic_copy, atomic_write_text, sha256_file
 
 MODEL_FILENAME = "model.onnx"
 MANIFEST_FILENAME = "manifest.json"
@@ -38,40 +37,15 @@ class ModelManifest:
         return asdict(self)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.copyfile(source, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
 def publish_model(model_dir: str | Path, onnx_path: str | Path, manifest: ModelManifest) -> Path:
     """Place a model into `model_dir` atomically; the manifest's sha256 must match the file."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    actual = file_sha256(onnx_path)
+    actual = sha256_file(onnx_path)
     if actual != manifest.sha256:
         raise InputError(onnx_path, "sha256", f"file hash {actual[:12]}… does not match manifest {manifest.sha256[:12]}…")
-    _atomic_copy(Path(onnx_path), model_dir / MODEL_FILENAME)
-    _atomic_write_text(model_dir / MANIFEST_FILENAME, json.dumps(manifest.to_json(), indent=2))
+    atomic_copy(onnx_path, model_dir / MODEL_FILENAME)
+    atomic_write_text(model_dir / MANIFEST_FILENAME, json.dumps(manifest.to_json(), indent=2))
     return model_dir / MANIFEST_FILENAME
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
+from ptychoflow.fs import atomic_write_text
 
 PROFILE_FILENAME = "ptychoflow.toml"
 
@@ -207,6 +208,6 @@ def write_local_profile(directory: str | Path, *, force: bool = False) -> Path:
         raise ProfileError(target, "(file)", "already exists; pass --force to overwrite")
     for sub in ("acquisition", "hpc", "edge", "state"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
-    target.write_text(LOCAL_PROFILE_TEMPLATE)
+    atomic_write_text(target, LOCAL_PROFILE_TEMPLATE)
     load_profile(target)  # the template must always validate
     return target

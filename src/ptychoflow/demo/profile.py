@@ -9,6 +9,7 @@ from typing import Any
 
 import tomli_w
 
+from ptychoflow.fs import atomic_write_text
 from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, PROFILE_FILENAME, Profile, load_profile
 
 HEADER = "# ptychoflow demo profile (written by `ptychoflow demo`; edit freely, it is reused on resume)\n"
@@ -43,5 +44,5 @@ def ensure_demo_profile(directory: Path, policy: dict[str, Any], watcher: dict[s
         "edge": {"stream_address": f"tcp://127.0.0.1:{free_port()}", "results_address": f"tcp://127.0.0.1:{free_port()}",
                  "http_port": free_port()},
     })
-    path.write_text(HEADER + tomli_w.dumps(data))
+    atomic_write_text(path, HEADER + tomli_w.dumps(data))
     return load_profile(path), True

@@ -5,12 +5,12 @@ not re-triggered (watcher journal), finished runs are not re-run (engine store).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ptychoflow.fs import JsonStateFile
 from ptychoflow.scan.format import scan_is_complete
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
 from ptychoflow.stream import FramePublisher
@@ -51,14 +51,15 @@ class Timings:
     """When each scan's last frame left the detector (for the users' wait time), on disk."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / TIMINGS_FILENAME
-        self.data: dict[str, dict[str, float]] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self._file = JsonStateFile(state_dir / TIMINGS_FILENAME, "demo timings")
+
+    @property
+    def data(self) -> dict[str, dict[str, float]]:
+        return self._file.load()
 
     def record(self, scan_id: str, **values: float) -> None:
-        self.data.setdefault(scan_id, {}).update(values)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        with self._file.updating() as data:
+            data.setdefault(scan_id, {}).update(values)
 
 
 def acquire(options: DemoOptions, number: int, acquisition: Path, publisher: FramePublisher | None,

@@ -9,16 +9,15 @@ interruption at any point leaves ``best`` and its files untouched.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from ptychoflow.errors import InputError
+from ptychoflow.fs import file_lock
 from ptychoflow.nn.pairs import Pairs, ReconstructionLike, make_pairs
 from ptychoflow.preprocess import PreprocessConfig
 
@@ -49,18 +48,6 @@ def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, pr
     if len(recon.positions_px) != scan.n_frames:
         raise InputError(reconstruction_path or scan_path, "positions_px", f"{len(recon.positions_px)} positions for {scan.n_frames} frames")
     return scan.scan_id, make_pairs(np.asarray(scan.data), recon, preprocessing, dark=scan.dark), reference
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One training per registry at a time (a second waits): versions are numbered in order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: np.ndarray,
@@ -138,7 +125,7 @@ def continual_train(
     started = time.time()
     registry = Registry(registry_dir)
     corpus_path = Path(corpus_path) if corpus_path else registry.root / "corpus.h5"
-    with _exclusive(registry.root / ".train.lock"):
+    with file_lock(registry.root / ".train.lock"):  # one training per registry: versions in order
         best = registry.best()
         config = ModelConfig(kind=model_kind, size=patch_size, width=width)
         added, scan_id, reference = 0, None, None

@@ -7,14 +7,14 @@ The graph takes ``diffraction`` (B,1,H,W) float32 with a dynamic batch axis and 
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model
+from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.fs import atomic_write, sha256_file
 from ptychoflow.nn.infer import ort_session
 from ptychoflow.nn.models import ModelConfig
 
@@ -26,6 +26,16 @@ class ExportMismatch(RuntimeError):
     """ONNX Runtime disagrees with PyTorch beyond the tolerance."""
 
 
+def atomic_write_npy(path: str | Path, array: np.ndarray) -> Path:
+    """Save an array as .npy atomically (through a handle: np.save would append .npy to a bare name)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+    return atomic_write(path, write)
+
+
 def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -> Path:
     """Write the model as ONNX (temporary name, then atomic rename)."""
     path = Path(path)
@@ -33,8 +43,8 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -
     model = model.eval().to("cpu", memory_format=torch.contiguous_format)
     example = torch.zeros(1, 1, config.size, config.size)
     outputs = config.outputs
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
@@ -42,12 +52,8 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -
                 dynamic_axes={name: {0: "batch"} for name in ["diffraction", *outputs]},
                 opset_version=ONNX_OPSET, dynamo=False,
             )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, write)
 
 
 def check_onnx(model: torch.nn.Module, onnx_path: str | Path, inputs: np.ndarray, *, tolerance: float = TOLERANCE) -> float:
@@ -78,7 +84,7 @@ def export_and_check(model: torch.nn.Module, config: ModelConfig, path: str | Pa
     diff = check_onnx(model, path, random)
     if real_inputs is not None and len(real_inputs):
         diff = max(diff, check_onnx(model, path, real_inputs[:16]))
-    return {"onnx_path": str(path), "sha256": file_sha256(path), "max_abs_diff": diff}
+    return {"onnx_path": str(path), "sha256": sha256_file(path), "max_abs_diff": diff}
 
 
 def stage_artifact(
@@ -98,11 +104,9 @@ def stage_artifact(
     weight_name = None
     if weight is not None:
         weight_name = "probe_weight.npy"
-        tmp = out_dir / f".{weight_name}.tmp-{os.getpid()}.npy"
-        np.save(tmp, np.asarray(weight, np.float32))
-        os.replace(tmp, out_dir / weight_name)
+        atomic_write_npy(out_dir / weight_name, np.asarray(weight, np.float32))
     manifest = ModelManifest(
-        version=version, sha256=file_sha256(onnx_path), input_shape=[1, config.size, config.size],
+        version=version, sha256=sha256_file(onnx_path), input_shape=[1, config.size, config.size],
         preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
         probe_weight_path=weight_name,
     )
