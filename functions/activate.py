@@ -19,7 +19,7 @@ def activate(staged_model_dir: str, edge_model_dir: str, wait_s: float = 15.0) -
 
     from ptychoflow.artifact import MODEL_FILENAME, publish_model, verified_model_bytes
     from ptychoflow.fs import atomic_copy
-    from ptychoflow_edge.config import STATUS_FILENAME
+    from ptychoflow.site import EdgeLayout
     from ptychoflow_edge.statusfile import fetch_http_status, running_status
 
     staged, target = Path(staged_model_dir), Path(edge_model_dir)
@@ -32,7 +32,7 @@ def activate(staged_model_dir: str, edge_model_dir: str, wait_s: float = 15.0) -
     publish_model(target, staged / MODEL_FILENAME, manifest)
     activated_at = datetime.now(timezone.utc).isoformat()
 
-    status_path = target.parent / STATUS_FILENAME
+    status_path = EdgeLayout(target.parent).status_file
     serving, refused = None, None
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

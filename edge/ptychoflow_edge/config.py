@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUS_FILENAME = "edge-status.json"
+from ptychoflow.site import EdgeLayout, SiteLayout
 
 
 def default_threads() -> int:
@@ -41,23 +41,27 @@ class EdgeConfig:
     http: bool = True
 
     @property
+    def layout(self) -> EdgeLayout:
+        return EdgeLayout(self.path)
+
+    @property
     def model_dir(self) -> Path:
-        return self.path / "model"
+        return self.layout.model_dir
 
     @property
     def mosaics_dir(self) -> Path:
-        return self.path / "mosaics"
+        return self.layout.mosaics_dir
 
     @property
     def status_file(self) -> Path:
-        return self.path / STATUS_FILENAME
+        return self.layout.status_file
 
     @classmethod
     def from_profile(cls, profile: Any, **overrides: Any) -> "EdgeConfig":
         """Settings from a loaded ``ptychoflow.profile.Profile`` (relative paths resolved)."""
         edge = profile.edge
         values = dict(
-            path=profile.resolve(edge.path),
+            path=SiteLayout.from_profile(profile).edge.root,
             stream_address=edge.stream_address,
             results_address=edge.results_address,
             http_host=edge.http_host,

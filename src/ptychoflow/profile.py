@@ -100,7 +100,8 @@ class Profile(_Strict):
     """The whole deployment. `root` is where the profile file lives; relative paths hang off it."""
 
     backend: Literal["local", "globus"] = "local"
-    state_dir: Path = Field(default=Path("state"), description="SQLite databases, logs, registries.")
+    state_dir: Path = Field(default=Path("state"),
+                            description="Run store, watcher journal, function registry, logs (the model registry lives at <hpc.path>/registry).")
     beamline: BeamlineSite
     hpc: ComputeSite
     edge: Edge
@@ -153,7 +154,7 @@ LOCAL_PROFILE_TEMPLATE = """\
 # Relative paths are relative to this file. Switching to the real Globus services
 # changes `backend` and the *_id fields below, never the flow JSON.
 backend = "local"            # "local" (embedded engine) or "globus" (Globus Flows + Compute)
-state_dir = "state"          # SQLite run store, watcher journal, model registry, logs
+state_dir = "state"          # run store, watcher journal, registered function ids, logs
 
 [beamline]                   # where the detector writes finished scans
 path = "acquisition"
@@ -161,7 +162,7 @@ patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on
 # collection_id = "..."      # Globus collection UUID of the beamline storage
 
 [hpc]                        # where scans are reconstructed and models trained
-path = "hpc"
+path = "hpc"                 # scans/, products/, registry/ (the model registry), corpus/
 endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
 workers = 1                  # concurrent tasks in the local pool
 # collection_id = "..."

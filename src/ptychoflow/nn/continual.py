@@ -20,9 +20,9 @@ from ptychoflow.errors import InputError
 from ptychoflow.fs import file_lock
 from ptychoflow.nn.pairs import Pairs, ReconstructionLike, make_pairs
 from ptychoflow.preprocess import PreprocessConfig
+from ptychoflow.site import HpcLayout, staged_dir
 
 log = logging.getLogger(__name__)
-STAGED_DIRNAME = "staged"
 SYMMETRY_FOR_AUGMENT = 0.95  # nn.pairs.probe_symmetry needed to train with flips/transposes
 
 
@@ -124,7 +124,7 @@ def continual_train(
 
     started = time.time()
     registry = Registry(registry_dir)
-    corpus_path = Path(corpus_path) if corpus_path else registry.root / "corpus.h5"
+    corpus_path = Path(corpus_path) if corpus_path else HpcLayout(registry.root.parent).corpus_path
     with file_lock(registry.root / ".train.lock"):  # one training per registry: versions in order
         best = registry.best()
         config = ModelConfig(kind=model_kind, size=patch_size, width=width)
@@ -187,7 +187,7 @@ def continual_train(
         current = registry.best()
         assert current is not None
         weight = stitch_weight_of(current)
-        staged = stage_artifact(Path(stage_dir or registry.root / STAGED_DIRNAME) / current.version,
+        staged = stage_artifact(Path(stage_dir) / current.version if stage_dir else staged_dir(registry.root, current.version),
                                 current.onnx_path, version=current.version,
                                 config=ModelConfig.from_json(current.model_config),
                                 preprocessing=current.preprocessing, parent=current.parent, weight=weight)
