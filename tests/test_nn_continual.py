@@ -3,11 +3,12 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from nn_helpers import small_sim
 
-from ptychoflow.artifact import verified_model_bytes
+from ptychoflow.artifact import verified_model_bytes, verified_stitch_weight
 from ptychoflow.nn import continual
 from ptychoflow.nn.registry import Registry
 from ptychoflow.scan.format import write_scan
@@ -47,6 +48,10 @@ def test_validate_then_train_then_warm_start(tmp_path, scans):
     assert r1["onnx_max_abs_diff"] <= 1e-4 and r1["reference"] == "simulator-truth"
     manifest, _ = verified_model_bytes(Path(r1["manifest_path"]).parent)
     assert manifest.version == "v0001" and manifest.preprocessing["crop"] == 64
+    # one stitching weight from training to the edge: the staged file is the registry's, unchanged
+    trained_weight = np.load(Registry(reg).get("v0001").stitch_weight_path)
+    assert trained_weight.shape == (64, 64) and trained_weight.max() == 1.0
+    np.testing.assert_array_equal(verified_stitch_weight(Path(r1["model_dir"]), manifest), trained_weight)
 
     checked = validate(registry_dir=str(reg), scan_path=str(scans[1]), tolerance=0.99)
     assert checked["best_version"] == "v0001" and checked["needs_training"] and -1 <= checked["ssim"] <= 1
@@ -103,5 +108,10 @@ def test_cli_train_by_hand(tmp_path, scans):
     assert result["promoted"] and Path(result["manifest_path"]).exists()
     listed = CliRunner().invoke(cli, ["models", "list", "--registry", str(reg), "--json"])
     assert json.loads(listed.output)[0]["version"] == "v0001"
+    exported = CliRunner().invoke(cli, ["models", "export", "v0001", str(tmp_path / "out"), "--registry", str(reg)])
+    assert exported.exit_code == 0, exported.output
+    manifest, _ = verified_model_bytes(tmp_path / "out")
+    np.testing.assert_array_equal(verified_stitch_weight(tmp_path / "out", manifest),
+                                  np.load(Registry(reg).get("v0001").stitch_weight_path))
     missing = CliRunner().invoke(cli, ["models", "list", "--registry", str(tmp_path / "typo")])
     assert missing.exit_code != 0 and not (tmp_path / "typo").exists()

@@ -1,4 +1,5 @@
-"""One live mosaic per scan (the shared |P|^2-weighted ``Mosaic``), rendered and saved.
+"""One live mosaic per scan (the shared ``Mosaic``, weighted by the model's stitching weight),
+rendered and saved.
 
 Positions arrive in metres; the start message's ``pixel_size_m`` turns them into object
 pixels. The worker thread adds patches while the web thread renders, hence a lock per scan.
@@ -47,7 +48,7 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 class ScanMosaic:
-    """A scan's live mosaic. Its patch size and |P|^2 weights are fixed by the first model that
+    """A scan's live mosaic. Its patch size and stitching weight are fixed by the first model that
     serves the scan (one ``Mosaic`` has one weight); later models' patches are resampled to fit."""
 
     def __init__(self, scan_id: str, start: dict[str, Any], *, align_offsets: bool = False) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ptychoflow.artifact import STITCH_WEIGHT_FILENAME, read_stitch_weight
 from ptychoflow.errors import InputError
 from ptychoflow.fs import file_lock
 from ptychoflow.nn.pairs import Pairs, ReconstructionLike, make_pairs
@@ -73,15 +74,12 @@ def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: n
 
 
 def stitch_weight_of(version: Any) -> np.ndarray | None:
-    """The stitching weight saved with a registry version (None: use the scan's |P|^2)."""
-    path = (version.extra or {}).get("stitch_weight")
-    if not path:
+    """The stitching weight trained with a registry version (None: stitch with the scan's |P|^2)."""
+    path = version.stitch_weight_path
+    if path is None:
         return None
-    full = Path(version.checkpoint_path).parent / path
-    try:
-        return np.load(full)
-    except (OSError, ValueError) as exc:
-        raise InputError(full, "(file)", f"unreadable stitching weight: {exc}") from None
+    size = version.model_config["size"]
+    return read_stitch_weight(path, [1, size, size], source=version.checkpoint_path)[0]
 
 
 def continual_train(
@@ -115,7 +113,7 @@ def continual_train(
     from ptychoflow.nn.checkpoint import load_model
     from ptychoflow.nn.corpus import append_scan, load_corpus
     from ptychoflow.nn.evaluate import error_weighted
-    from ptychoflow.nn.export import export_and_check, stage_artifact
+    from ptychoflow.nn.export import atomic_write_npy, export_and_check, stage_version
     from ptychoflow.nn.infer import predict_torch
     from ptychoflow.nn.models import ModelConfig
     from ptychoflow.nn.registry import Registry
@@ -166,7 +164,7 @@ def continual_train(
         base_weight = np.mean([s.weight for s in data.scans], axis=0)
         val_pred = predict_torch(candidate, data.diffraction[split.val])
         stitch_weight = error_weighted(base_weight, val_pred, data.phase[split.val])
-        np.save(vdir / "stitch_weight.npy", stitch_weight)
+        atomic_write_npy(vdir / STITCH_WEIGHT_FILENAME, stitch_weight)
         ssim = heldout_ssim(lambda x: predict_torch(candidate, x), data, split.val, stitch_weight)
         best_ssim = None
         if best is not None and best.model_config["size"] == patch_size and best.preprocessing == data.preprocessing:
@@ -179,18 +177,14 @@ def continual_train(
             preprocessing=data.preprocessing, scans_seen=scans_seen, val_loss=result.best_val_loss, ssim=ssim,
             checkpoint_path=checkpoint, onnx_path=exported["onnx_path"], onnx_sha256=exported["sha256"],
             extra={"best_when_trained": best.version if best else None, "augment": augment,
-                   "stitch_weight": "stitch_weight.npy",
+                   "stitch_weight": STITCH_WEIGHT_FILENAME,
                    "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_by": result.stopped_by, "split": split.mode, "seconds": result.seconds,
                    "best_ssim_same_data": best_ssim, "history": result.history},
         )
         promoted = registry.promote_if_better(version, ssim if ssim is not None else -1.0, best_ssim, promote_margin)
         current = registry.best()
         assert current is not None
-        weight = stitch_weight_of(current)
-        staged = stage_artifact(Path(stage_dir) / current.version if stage_dir else staged_dir(registry.root, current.version),
-                                current.onnx_path, version=current.version,
-                                config=ModelConfig.from_json(current.model_config),
-                                preprocessing=current.preprocessing, parent=current.parent, weight=weight)
+        staged = stage_version(current, Path(stage_dir) / current.version if stage_dir else staged_dir(registry.root, current.version))
     return {
         "promoted": promoted,
         "version": version,
@@ -242,8 +236,8 @@ def validate_best(
     tolerance: float = 0.5,
     batch: int = 64,
 ) -> dict[str, Any]:
-    """Run the best model (its ONNX, as the edge would) on a new scan, stitch with |P|^2
-    weights and score against the scan's reconstruction on the lit region."""
+    """Run the best model (its ONNX, as the edge would) on a new scan, stitch with its
+    stitching weight (the scan's |P|^2 for a model without one) and score against the scan's reconstruction on the lit region."""
     from ptychoflow.nn.evaluate import stitched_ssim
     from ptychoflow.nn.infer import ort_session, predict_onnx
     from ptychoflow.nn.registry import Registry

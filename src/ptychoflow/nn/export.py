@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.errors import InputError
 from ptychoflow.fs import atomic_write, sha256_file
 from ptychoflow.nn.infer import ort_session
 from ptychoflow.nn.models import ModelConfig
+from ptychoflow.nn.registry import ModelVersion
 
 ONNX_OPSET = 17
 TOLERANCE = 1e-4
@@ -95,19 +97,20 @@ def stage_artifact(
     config: ModelConfig,
     preprocessing: dict,
     parent: str | None = None,
-    weight: np.ndarray | None = None,
+    stitch_weight: str | Path | None = None,
 ) -> Path:
-    """A directory with ``model.onnx`` + ``manifest.json`` (+ ``probe_weight.npy``), ready to
-    transfer to the edge; the manifest is written last (artifact.publish_model)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weight_name = None
-    if weight is not None:
-        weight_name = "probe_weight.npy"
-        atomic_write_npy(out_dir / weight_name, np.asarray(weight, np.float32))
+    """A directory with ``model.onnx`` + ``manifest.json`` (+ the stitching weight file),
+    ready to transfer to the edge; written by ``artifact.publish_model`` (manifest last)."""
     manifest = ModelManifest(
         version=version, sha256=sha256_file(onnx_path), input_shape=[1, config.size, config.size],
         preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
-        probe_weight_path=weight_name,
     )
-    return publish_model(out_dir, onnx_path, manifest)
+    return publish_model(out_dir, onnx_path, manifest, stitch_weight)
+
+
+def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
+    """Stage a registry version (its ONNX file and stitching weight) as an edge artifact."""
+    if not version.onnx_path or not Path(version.onnx_path).exists():
+        raise InputError(version.onnx_path or version.checkpoint_path, "onnx_path", f"{version.version}: ONNX file missing")
+    return stage_artifact(out_dir, version.onnx_path, version=version.version, config=ModelConfig.from_json(version.model_config),
+                          preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path)

@@ -123,7 +123,7 @@ def train_model(
 ) -> TrainResult:
     """Train on (diffraction, phase, amplitude) arrays; best-val checkpoint at `checkpoint_path`.
 
-    `weight` is the patches' |P|^2 stitching weight (h, w); the L1 is weighted by it to
+    `weight` is the patches' probe intensity |P|^2 (h, w); the L1 is weighted by it to
     `settings.loss_weight_power`.
     """
     s = settings or TrainConfig()
