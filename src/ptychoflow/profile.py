@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import tomli_w
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
 from ptychoflow.fs import atomic_write_text
+from ptychoflow.recon.base import RpieOptions
 
 PROFILE_FILENAME = "ptychoflow.toml"
 
@@ -46,18 +49,25 @@ class Functions(_Strict):
 
 
 class Policy(_Strict):
-    """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning)."""
+    """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning).
 
-    engine: Literal["auto", "tike", "ptychi"] = "auto"
-    iterations: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=8, ge=1, description="rPIE positions per update (8 suits CPUs; raise on GPUs).")
-    alpha: float = Field(default=0.1, gt=0, le=1)
-    ssim_tolerance: float = Field(default=0.5, ge=0, le=1, description="Skip retraining when SSIM vs rPIE ≥ this.")
-    promote_margin: float = Field(default=0.005, ge=0, description="A candidate must beat best by this.")
-    train_epochs: int = Field(default=50, ge=1)
-    train_time_limit_s: float = Field(default=3600, gt=0)
-    model: Literal["ptychonn", "ptychonn2"] = "ptychonn2"
-    patch_size: int = Field(default=64, description="Network input/output size (64 or 128).")
+    The code's one default for each knob: the flows' inputs always carry every knob
+    (``flow_inputs``), and functions that take one default to ``policy_default(name)``.
+    rPIE's knobs default to ``RpieOptions``, the engines' own settings.
+    """
+
+    engine: Literal["auto", "tike", "ptychi"] = Field(default="auto", description="auto | tike (GPU) | ptychi (CPU or GPU)")
+    iterations: int = Field(default=RpieOptions.iterations, ge=1, description="rPIE iterations per scan")
+    batch_size: int = Field(default=RpieOptions.batch_size, ge=1, description="rPIE positions per update (raise on GPUs)")
+    alpha: float = Field(default=RpieOptions.alpha, gt=0, le=1, description="rPIE object step")
+    ssim_tolerance: float = Field(default=0.5, ge=0, le=1,
+                                  description="skip retraining when the best model scores at least this vs rPIE")
+    promote_margin: float = Field(default=0.005, ge=0, description="a new model must beat the best by this much to be promoted")
+    train_epochs: int = Field(default=50, ge=1, description="most epochs per training")
+    train_time_limit_s: float = Field(default=3600, gt=0, description="most seconds per training")
+    model: Literal["ptychonn", "ptychonn2"] = Field(default="ptychonn2",
+                                                   description="ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)")
+    patch_size: int = Field(default=64, description="network input/output size (64 or 128)")
 
     @field_validator("patch_size")
     @classmethod
@@ -65,6 +75,26 @@ class Policy(_Strict):
         if value not in (64, 128):
             raise ValueError("must be 64 or 128")
         return value
+
+
+def default_of(section: type[BaseModel], name: str) -> Any:
+    """The code's default of setting `name` of a profile section, for code outside the
+    profile that needs the same default (one place per default)."""
+    return section.model_fields[name].default
+
+
+def policy_default(name: str) -> Any:
+    """The default of policy knob `name`."""
+    return default_of(Policy, name)
+
+
+def _policy_toml() -> str:
+    """The template's [policy] lines: every knob at its default, with its description."""
+    lines = []
+    for name, info in Policy.model_fields.items():
+        assignment = tomli_w.dumps({name: info.default}).strip()
+        lines.append(f"{assignment:<28} # {info.description}")
+    return "\n".join(lines)
 
 
 class Watcher(_Strict):
@@ -178,15 +208,7 @@ max_wait_ms = 10.0
 # collection_id = "..."
 
 [policy]                     # reconstruction and continual learning
-engine = "auto"              # auto | tike (GPU) | ptychi (CPU or GPU)
-iterations = 100
-batch_size = 8               # rPIE positions per update (raise on GPUs)
-alpha = 0.1                  # rPIE object step
-ssim_tolerance = 0.5         # skip retraining when the best model scores at least this vs rPIE
-promote_margin = 0.005       # a new model must beat the best by this much to be promoted
-train_epochs = 50
-model = "ptychonn2"          # ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)
-patch_size = 64
+{policy}
 
 [watcher]
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
@@ -198,7 +220,7 @@ experiment = "commissioning"
 [globus]
 # flow_id = "..."            # pin a deployed flow instead of deploying by checksum
 # group_id = "..."           # Globus group allowed to view/start the flow
-"""
+""".replace("{policy}", _policy_toml())
 
 
 def write_local_profile(directory: str | Path, *, force: bool = False) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ptychoflow.fs import JsonStateFile
+from ptychoflow.profile import policy_default
 from ptychoflow.scan.format import scan_is_complete
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
 from ptychoflow.stream import FramePublisher
@@ -31,7 +32,7 @@ class DemoOptions:
     iterations: int = 60
     train_epochs: int = 25
     train_time_limit_s: float = 150.0
-    ssim_tolerance: float = 0.5
+    ssim_tolerance: float = policy_default("ssim_tolerance")
     run_timeout_s: float = 900.0
     extra_policy: dict = field(default_factory=dict)
 
@@ -42,7 +43,7 @@ class DemoOptions:
 
     @property
     def policy(self) -> dict:
-        return {"iterations": self.iterations, "train_epochs": self.train_epochs, "engine": "auto",
+        return {"iterations": self.iterations, "train_epochs": self.train_epochs,
                 "train_time_limit_s": self.train_time_limit_s, "ssim_tolerance": self.ssim_tolerance,
                 "patch_size": self.frame_size, **self.extra_policy}
 
