@@ -10,6 +10,7 @@ from nn_helpers import small_sim
 
 from ptychoflow.artifact import verified_model_bytes, verified_stitch_weight
 from ptychoflow.nn import continual
+from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.nn.registry import Registry
 from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import save_truth
@@ -90,7 +91,7 @@ def test_missing_reconstruction_is_a_clear_error(tmp_path):
     sim = small_sim(0, 10.0)
     path = write_scan(tmp_path / "scan.h5", sim.scan)  # no truth beside it, no product given
     with pytest.raises(continual.InputError, match="scan.h5: reconstruction: no reconstruction given"):
-        continual.continual_train(registry_dir=tmp_path / "m", scan_path=path, **TINY)
+        continual.continual_train(ContinualOptions(registry_dir=tmp_path / "m", scan_path=path, **TINY))
 
 
 def test_cli_train_by_hand(tmp_path, scans):

@@ -11,7 +11,8 @@ import torch
 
 from ptychoflow.errors import InputError
 from ptychoflow.fs import atomic_write
-from ptychoflow.nn.models import ModelConfig, PtychoNN2, build_model
+from ptychoflow.nn.models import PtychoNN2, build_model
+from ptychoflow.nn.options import ModelConfig
 
 CHECKPOINT_FORMAT = 1
 REQUIRED = ("format", "model_config", "preprocessing", "state_dict")

@@ -17,7 +17,7 @@ from ptychoflow.artifact import ModelManifest, publish_model
 from ptychoflow.errors import InputError
 from ptychoflow.fs import atomic_write, sha256_file
 from ptychoflow.nn.infer import ort_session
-from ptychoflow.nn.models import ModelConfig
+from ptychoflow.nn.options import ModelConfig
 from ptychoflow.nn.registry import ModelVersion
 
 ONNX_OPSET = 17
