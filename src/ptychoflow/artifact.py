@@ -15,7 +15,6 @@ manifest without one is stitched with the default Gaussian (``stitch.probe_weigh
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ptychoflow.errors import InputError
-from ptychoflow.fs import atomic_copy, atomic_write_text, sha256_file
+from ptychoflow.fs import atomic_copy, atomic_write_text, sha256_bytes, sha256_file
 from ptychoflow.names import safe_component
 
 MODEL_FILENAME = "model.onnx"
@@ -78,7 +77,7 @@ def read_stitch_weight(path: str | Path, input_shape: list[int], *, source: str 
         raise InputError(path, "shape", f"stitching weight is {list(weight.shape)}, the model's patches are {list(expected)}")
     if not np.issubdtype(weight.dtype, np.floating) or not np.all(np.isfinite(weight)) or weight.min() < 0 or weight.max() <= 0:
         raise InputError(path, "values", "stitching weight must be finite, non-negative floats, not all zero")
-    return weight.astype(np.float32, copy=False), hashlib.sha256(blob).hexdigest()
+    return weight.astype(np.float32, copy=False), sha256_bytes(blob)
 
 
 def publish_model(model_dir: str | Path, onnx_path: str | Path, manifest: ModelManifest,
@@ -165,7 +164,7 @@ def verified_model_bytes(model_dir: str | Path) -> tuple[ModelManifest, bytes]:
         blob = model_path.read_bytes()
     except FileNotFoundError:
         raise InputError(model_path, "(file)", "manifest present but model file missing") from None
-    digest = hashlib.sha256(blob).hexdigest()  # of the bytes that will be served, not of a second read
+    digest = sha256_bytes(blob)  # of the bytes that will be served, not of a second read
     if digest != manifest.sha256:
         raise InputError(model_path, "sha256", f"is {digest[:12]}…, manifest says {manifest.sha256[:12]}…")
     return manifest, blob
