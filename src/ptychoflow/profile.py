@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ptychoflow.errors import ProfileError
 from ptychoflow.fs import atomic_write_text
 from ptychoflow.recon.base import RpieOptions
+from ptychoflow.site import SiteLayout
 
 PROFILE_FILENAME = "ptychoflow.toml"
 
@@ -223,14 +224,21 @@ experiment = "commissioning"
 """.replace("{policy}", _policy_toml())
 
 
+def make_site_dirs(profile: Profile) -> Profile:
+    """Create a local deployment's beamline, HPC, edge and state directories; returns `profile`."""
+    layout = SiteLayout.from_profile(profile)
+    for directory in (layout.beamline_root, layout.hpc.root, layout.edge.root, layout.state_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    return profile
+
+
 def write_local_profile(directory: str | Path, *, force: bool = False) -> Path:
     """Write a commented local profile and its site directories under `directory`."""
     directory = Path(directory)
     target = directory / PROFILE_FILENAME
     if target.exists() and not force:
         raise ProfileError(target, "(file)", "already exists; pass --force to overwrite")
-    for sub in ("acquisition", "hpc", "edge", "state"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, LOCAL_PROFILE_TEMPLATE)
-    load_profile(target)  # the template must always validate
+    make_site_dirs(load_profile(target))  # the template must always validate
     return target

@@ -10,7 +10,7 @@ from typing import Any
 import tomli_w
 
 from ptychoflow.fs import atomic_write_text
-from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, PROFILE_FILENAME, Profile, load_profile
+from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, PROFILE_FILENAME, Profile, load_profile, make_site_dirs
 
 HEADER = "# ptychoflow demo profile (written by `ptychoflow demo`; edit freely, it is reused on resume)\n"
 
@@ -35,8 +35,7 @@ def ensure_demo_profile(directory: Path, policy: dict[str, Any], watcher: dict[s
     path = directory / PROFILE_FILENAME
     if path.exists():
         return load_profile(path), False
-    for sub in ("acquisition", "hpc", "edge", "state"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     data = tomllib.loads(LOCAL_PROFILE_TEMPLATE)
     _merge(data, {
         "policy": policy,
@@ -45,4 +44,4 @@ def ensure_demo_profile(directory: Path, policy: dict[str, Any], watcher: dict[s
                  "http_port": free_port()},
     })
     atomic_write_text(path, HEADER + tomli_w.dumps(data))
-    return load_profile(path), True
+    return make_site_dirs(load_profile(path)), True
