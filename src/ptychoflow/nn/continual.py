@@ -68,7 +68,7 @@ def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, pr
     return scan.scan_id, make_pairs(np.asarray(scan.data), recon, preprocessing, dark=scan.dark), reference
 
 
-def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: np.ndarray,
+def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: CorpusData, rows: np.ndarray,
                  weight: np.ndarray | None = None) -> float | None:
     """Row-weighted mean over scans of the stitched-phase SSIM vs the scan's reference, on
     the held-out rows only (a corner block or whole scans). `weight`: the model's stitching
