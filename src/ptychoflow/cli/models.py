@@ -137,15 +137,10 @@ def rollback(version: str | None, registry: Path | None, profile_path: Path | No
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @registry_options
 def export(version: str | None, out_dir: str, registry: Path | None, profile_path: Path | None, as_json: bool) -> None:
-    """Stage VERSION (default best) as model.onnx + manifest.json in OUT_DIR (edge format)."""
-    from ptychoflow.errors import InputError
-    from ptychoflow.nn.export import stage_artifact
-    from ptychoflow.nn.models import ModelConfig
+    """Stage VERSION (default best) as model.onnx + manifest.json + its stitching weight in
+    OUT_DIR (edge format)."""
+    from ptychoflow.nn.export import stage_version
 
-    reg = _open(registry, profile_path)
-    v = _version_or_best(reg, version)
-    if not v.onnx_path or not Path(v.onnx_path).exists():
-        raise InputError(v.onnx_path or reg.version_dir(v.version), "onnx_path", "ONNX file missing")
-    manifest = stage_artifact(out_dir, v.onnx_path, version=v.version, config=ModelConfig.from_json(v.model_config),
-                              preprocessing=v.preprocessing, parent=v.parent)
-    emit({"manifest_path": str(manifest)}, as_json, f"staged {v.version} -> {manifest}")
+    chosen = _version_or_best(_open(registry, profile_path), version)
+    manifest = stage_version(chosen, out_dir)
+    emit({"manifest_path": str(manifest)}, as_json, f"staged {chosen.version} -> {manifest}")

@@ -9,13 +9,12 @@ import click
 
 from ptychoflow.cli._common import json_option, load, print_json, profile_option
 from ptychoflow.cli.models import registry_option
-from ptychoflow.profile import Policy
+from ptychoflow.profile import Policy, policy_default
+from ptychoflow.site import SiteLayout
 
-DEFAULT_POLICY = Policy()
 
-
-def _default(field: str) -> str:
-    return f"the profile's policy.{field}, else {getattr(DEFAULT_POLICY, field)}"
+def _default(knob: str) -> str:
+    return f"the profile's policy.{knob}, else {policy_default(knob)}"
 
 
 @click.command()
@@ -23,7 +22,7 @@ def _default(field: str) -> str:
 @click.option("--reconstruction", "reconstruction_path", type=click.Path(exists=True, dir_okay=False),
               help="Its rPIE product [default: the simulator truth beside a simulated scan].")
 @click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Corpus HDF5 [default: the profile's <hpc>/corpus/corpus.h5; with --registry, <registry>/corpus.h5].")
+              help="Corpus HDF5 [default: the site's, beside the registry: <hpc>/corpus/corpus.h5].")
 @registry_option
 @profile_option
 @click.option("--model", "model_kind", type=click.Choice(get_args(Policy.model_fields["model"].annotation)), default=None,
@@ -55,22 +54,21 @@ def train(scan_path: str | None, reconstruction_path: str | None, corpus_path: P
       ptychoflow train --registry ./models --scan acq/scan_0001.h5 --epochs 20 --time-limit 300
     """
     from ptychoflow.nn.continual import continual_train
-    from ptychoflow.site import SiteLayout
+    from ptychoflow.nn.options import ContinualOptions
 
-    policy = DEFAULT_POLICY
+    knobs = {}  # unset: the profile's policy when there is a profile, else ContinualOptions' (the code's Policy)
     if registry is None or profile_path is not None:
         profile = load(profile_path)
+        registry = registry or SiteLayout.from_profile(profile).hpc.registry_dir
         policy = profile.policy
-        if registry is None:
-            hpc = SiteLayout.from_profile(profile).hpc
-            registry, corpus_path = hpc.registry_dir, corpus_path or hpc.corpus_path
-    result = continual_train(
+        knobs = {"model_kind": policy.model, "patch_size": policy.patch_size, "epochs": policy.train_epochs,
+                 "time_limit_s": policy.train_time_limit_s, "promote_margin": policy.promote_margin}
+    given = {"model_kind": model_kind, "patch_size": int(patch_size) if patch_size else None, "epochs": epochs,
+             "time_limit_s": time_limit_s, "promote_margin": promote_margin}
+    knobs.update({name: value for name, value in given.items() if value is not None})
+    result = continual_train(ContinualOptions(
         registry_dir=registry, corpus_path=corpus_path, scan_path=scan_path, reconstruction_path=reconstruction_path,
-        model_kind=model_kind or policy.model, patch_size=int(patch_size or policy.patch_size),
-        epochs=epochs or policy.train_epochs, time_limit_s=time_limit_s or policy.train_time_limit_s,
-        promote_margin=policy.promote_margin if promote_margin is None else promote_margin,
-        warm_start=not scratch, seed=seed, threads=threads,
-    )
+        warm_start=not scratch, seed=seed, threads=threads, **knobs))
     if as_json:
         print_json(result)
         return
