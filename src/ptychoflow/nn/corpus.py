@@ -7,8 +7,10 @@ Layout::
     /amplitude     (N, h, w)    float32
     /positions_px  (N, 2)       float64   patch centres in the network's pixel grid
     /scan_index    (N,)         int32     row -> /scans/<k>
-    /scans/<k>     attrs scan_id, start, stop, reference_origin_px;
-                   datasets reference_phase (the reconstruction's phase) and weight (|P|^2)
+    /scans/<k>     attrs scan_id, start, stop, reference_origin_px, probe_symmetry, beam (JSON:
+                   energy, pixel size, photons per frame; see nn.beam); datasets reference_phase
+                   (the reconstruction's phase), weight (|P|^2) and probe (the reconstruction's,
+                   complex, frame size: physics-made pairs are seen through it)
     /@preprocessing  JSON of the PreprocessConfig every row was made with
 
 HDF5 has no journal: a crash while resizing in place can wreck the whole file. So an append
@@ -29,6 +31,7 @@ import numpy as np
 
 from ptychoflow.errors import InputError
 from ptychoflow.fs import atomic_write, file_lock
+from ptychoflow.nn.beam import Beam
 from ptychoflow.nn.pairs import Pairs
 
 FORMAT_VERSION = 1
@@ -44,6 +47,7 @@ class ScanEntry:
     reference_origin_px: tuple[float, float]
     weight: np.ndarray
     probe_symmetry: float = 0.0
+    beam: Beam | None = None  # the scan's beam (rPIE probe, geometry, counts); None in corpora written before it was kept
 
     @property
     def rows(self) -> np.ndarray:
@@ -144,6 +148,9 @@ def _append_rows(f: h5py.File, scan_id: str, pairs: Pairs) -> None:
                        probe_symmetry=pairs.probe_symmetry)
     group.create_dataset("reference_phase", data=pairs.reference_phase, compression="gzip")
     group.create_dataset("weight", data=pairs.weight)
+    if pairs.beam is not None:
+        group.create_dataset("probe", data=np.asarray(pairs.beam.probe, np.complex64))
+        group.attrs["beam"] = json.dumps(pairs.beam.to_json())
 
 
 def _check_layout(path: Path, f: h5py.File) -> int:
@@ -208,6 +215,7 @@ def load_corpus(path: str | Path) -> CorpusData:
                         reference_origin_px=tuple(float(v) for v in group.attrs.get("reference_origin_px", (0, 0))),  # type: ignore[arg-type]
                         weight=group["weight"][()],
                         probe_symmetry=float(group.attrs.get("probe_symmetry", 0.0)),
+                        beam=Beam.from_json(group["probe"][()], json.loads(group.attrs["beam"])) if "probe" in group else None,
                     )
                 )
             except (KeyError, OSError) as exc:

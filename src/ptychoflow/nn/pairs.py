@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ptychoflow.errors import InputError
+from ptychoflow.nn.beam import Beam
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.stitch import probe_weight
 
@@ -136,6 +137,7 @@ class Pairs:
     reference_phase: np.ndarray  # the reconstruction's phase over the scanned area
     reference_origin_px: tuple[float, float]
     probe_symmetry: float = 0.0
+    beam: Beam | None = None  # the reconstruction's probe and the photon count: what physics-made pairs need
 
 
 def make_pairs(
@@ -175,7 +177,16 @@ def make_pairs(
         reference_phase=np.angle(obj).astype(np.float32),
         reference_origin_px=(float(origin[0]), float(origin[1])),
         probe_symmetry=probe_symmetry(recon.probe),
+        beam=Beam(np.asarray(recon.probe, np.complex64), counts_per_frame=mean_counts(frames, dark)),
     )
+
+
+def mean_counts(frames: np.ndarray, dark: np.ndarray | None = None) -> float:
+    """Mean detected photons per frame, the dark frame subtracted."""
+    totals = np.asarray(frames).reshape(len(frames), -1).sum(axis=1, dtype=np.float64)
+    if dark is not None:
+        totals = totals - float(np.sum(dark, dtype=np.float64))
+    return float(max(totals.mean(), 0.0)) if len(totals) else 0.0
 
 
 def _downsample(obj: np.ndarray, factor: int) -> np.ndarray:

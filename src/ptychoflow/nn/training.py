@@ -73,8 +73,11 @@ def loss_weight_map(weight: np.ndarray | None, power: float) -> torch.Tensor | N
     return torch.from_numpy((w / w.mean()).astype(np.float32))[None, None]
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+          refinement: nn.Module | None = None) -> torch.Tensor:
     outputs = predict_outputs(model, x)
+    if refinement is not None:  # score what the edge will serve: the refined phase
+        outputs["phase"] = refinement(x, outputs["phase"])
     pred = torch.cat([outputs["phase"]] + ([outputs["amplitude"]] if "amplitude" in outputs else []), dim=1)
     if weight is None:
         return nn.functional.l1_loss(pred.float(), y)
@@ -83,13 +86,13 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weight: torch.Tens
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 128, device: str = "cpu",
-                  weight: torch.Tensor | None = None) -> float:
+                  weight: torch.Tensor | None = None, refinement: nn.Module | None = None) -> float:
     """Mean (weighted) L1 over a set (eval mode: BatchNorm uses its running statistics)."""
     model.eval()
     total = 0.0
     for start in range(0, len(x), batch):
         xb, yb = x[start : start + batch].to(device), y[start : start + batch].to(device)
-        total += float(_loss(model, xb, yb, weight)) * len(xb)
+        total += float(_loss(model, xb, yb, weight, refinement)) * len(xb)
     return total / max(len(x), 1)
 
 
@@ -104,11 +107,14 @@ def train_model(
     init_state: dict | None = None,
     meta: dict | None = None,
     weight: np.ndarray | None = None,
+    refinement: nn.Module | None = None,
 ) -> TrainResult:
     """Train on (diffraction, phase, amplitude) arrays; best-val checkpoint at `checkpoint_path`.
 
     `weight` is the patches' probe intensity |P|^2 (h, w); the L1 is weighted by it to
-    `settings.loss_weight_power`.
+    `settings.loss_weight_power`. With a `refinement` (``nn.refine``), the loss is taken on
+    the refined phase, so the network learns the start the physics turns into the answer;
+    the checkpoint holds the network alone.
     """
     s = settings or TrainConfig()
     if s.threads:
@@ -123,6 +129,8 @@ def train_model(
     model.to(device, memory_format=torch.channels_last)  # ~1.3x faster convs on CPU
     loss_w = loss_weight_map(weight, s.loss_weight_power)
     loss_w = None if loss_w is None else loss_w.to(device)
+    if refinement is not None:
+        refinement = refinement.to(device)
     x_train, y_train = torch.from_numpy(train[0]), _targets(config, train[1], train[2])
     x_val, y_val = torch.from_numpy(val[0]), _targets(config, val[1], val[2])
     batches_per_epoch = max(1, math.ceil(len(x_train) / s.batch_size))
@@ -151,7 +159,7 @@ def train_model(
             xb, yb = xb.to(device, memory_format=torch.channels_last), yb.contiguous().to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                loss = _loss(model, xb, yb, loss_w)
+                loss = _loss(model, xb, yb, loss_w, refinement)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -167,7 +175,8 @@ def train_model(
         seen += count
         if bar is not None:
             bar.close()
-        val_loss = evaluate_loss(model, x_val, y_val, device=device, weight=loss_w) if len(x_val) else running / max(count, 1)
+        val_loss = (evaluate_loss(model, x_val, y_val, device=device, weight=loss_w, refinement=refinement) if len(x_val)
+                    else running / max(count, 1))
         history.append({
             "epoch": epoch, "train_loss": running / max(count, 1), "val_loss": val_loss,
             "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start,
