@@ -24,7 +24,7 @@ from ptychoflow.simulate.beamline import save_truth
 from ptychoflow.site import SiteLayout
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
-FAST = {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1, "time_limit_s": 30}  # speed only, not place
+FAST = {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1, "time_limit_s": 30, "physics_pairs": 64}  # speed only, not place
 
 
 def _remote_train():

@@ -16,7 +16,7 @@ from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import save_truth
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"width": 4, "epochs": 2, "batch_size": 16, "threads": 1, "time_limit_s": 30}
+TINY = {"width": 4, "epochs": 2, "batch_size": 16, "threads": 1, "time_limit_s": 30, "physics_pairs": 64}
 
 
 def _function(name: str):

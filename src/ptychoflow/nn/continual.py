@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -24,6 +24,7 @@ import numpy as np
 
 from ptychoflow.artifact import MODEL_FILENAME, STITCH_WEIGHT_FILENAME, read_stitch_weight
 from ptychoflow.errors import InputError
+from ptychoflow.nn.beam import PROBE_FILENAME
 from ptychoflow.fs import file_lock
 from ptychoflow.nn.options import ContinualOptions, ModelConfig
 from ptychoflow.nn.pairs import Pairs, ReconstructionLike, make_pairs
@@ -34,6 +35,7 @@ from ptychoflow.profile import policy_default
 if TYPE_CHECKING:
     from torch import nn
 
+    from ptychoflow.nn.beam import Beam
     from ptychoflow.nn.corpus import CorpusData
     from ptychoflow.nn.split import Split
     from ptychoflow.nn.training import TrainResult
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 SYMMETRY_FOR_AUGMENT = 0.95  # nn.pairs.probe_symmetry needed to train with flips/transposes
 CHECKPOINT_FILENAME = "checkpoint.pt"  # in a version's directory, beside model.onnx and the stitching weight
 TRAIN_LOCK = ".train.lock"  # in the registry: one training per registry at a time, versions in order
+SIMULATOR_TRUTH = "simulator-truth"  # the reference of a scan trained on its simulator truth (no rPIE product)
 
 
 def _reconstruction_for(scan_path: Path, reconstruction_path: str | Path | None) -> tuple[ReconstructionLike, str]:
@@ -54,7 +57,7 @@ def _reconstruction_for(scan_path: Path, reconstruction_path: str | Path | None)
     if truth is None:
         raise InputError(scan_path, "reconstruction", f"no reconstruction given and no simulator truth ({TRUTH_SUFFIX}) beside the scan")
     recon = ReconstructionLike(truth["object"], truth["probe"], np.asarray(truth["positions_px"], float))
-    return recon, "simulator-truth"
+    return recon, SIMULATOR_TRUTH
 
 
 def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, preprocessing: PreprocessConfig) -> tuple[str, Pairs, str]:
@@ -65,7 +68,11 @@ def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, pr
     recon, reference = _reconstruction_for(Path(scan_path), reconstruction_path)
     if len(recon.positions_px) != scan.n_frames:
         raise InputError(reconstruction_path or scan_path, "positions_px", f"{len(recon.positions_px)} positions for {scan.n_frames} frames")
-    return scan.scan_id, make_pairs(np.asarray(scan.data), recon, preprocessing, dark=scan.dark), reference
+    pairs = make_pairs(np.asarray(scan.data), recon, preprocessing, dark=scan.dark)
+    if pairs.beam is not None:
+        pairs.beam = replace(pairs.beam.with_geometry(scan.instrument.energy_keV, scan.pixel_size_m),
+                             source=f"{'rPIE' if reference != SIMULATOR_TRUTH else 'true'} probe of {scan.scan_id}")
+    return scan.scan_id, pairs, reference
 
 
 def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: CorpusData, rows: np.ndarray,
@@ -109,9 +116,25 @@ class GrownCorpus:
     pairs_added: int = 0
     scan_id: str | None = None
     reference: str | None = None  # what the new scan's targets came from
+    physics: CorpusData | None = None  # physics-made pairs trained on beside the real training rows
+    beam: Beam | None = None  # the beam the candidate is made for: the newest scan's (or the probe guess)
+    origin: str = "trained"  # "trained" on real scans, or "pretrained" on physics-made pairs alone (nn.start)
+
+    @property
+    def scans_seen(self) -> list[str]:
+        """The real scans behind the candidate (none for a pretrained one)."""
+        return [] if self.origin == "pretrained" else [s.scan_id for s in self.data.scans]
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.data.diffraction[index], self.data.phase[index], self.data.amplitude[index]
+
+    def training_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The real training rows, then the physics-made pairs (if any)."""
+        real = self.rows(self.split.train)
+        if self.physics is None:
+            return real
+        made = (self.physics.diffraction, self.physics.phase, self.physics.amplitude)
+        return tuple(np.concatenate([a, b]) for a, b in zip(real, made))  # type: ignore[return-value]
 
 
 @dataclass
@@ -122,8 +145,13 @@ class Candidate:
     directory: Path
     parent: str | None
     augment: bool
-    model: nn.Module
+    model: nn.Module  # the trained network
     result: TrainResult
+    served: nn.Module  # what is exported, scored and served: the network and its refinement (nn.refine)
+
+    @property
+    def refined(self) -> bool:
+        return self.served is not self.model
 
     @property
     def checkpoint(self) -> Path:
@@ -157,7 +185,22 @@ def grow_corpus(options: ContinualOptions, best: ModelVersion | None) -> GrownCo
     if len(split.train) < 2:
         raise InputError(corpus_path, "/phase", f"only {len(split.train)} training pairs after the split")
     base_weight = np.mean([s.weight for s in data.scans], axis=0)
-    return GrownCorpus(data, split, base_weight, added, scan_id, reference)
+    beam = next((s.beam for s in reversed(data.scans) if s.beam is not None), None)
+    return GrownCorpus(data, split, base_weight, added, scan_id, reference, beam=beam)
+
+
+def add_physics(corpus: GrownCorpus, options: ContinualOptions, version: str) -> None:
+    """Make ``options.physics_pairs`` pairs seen through the newest scan's beam, with that
+    scan's photon count and contrast; fresh textures for every version (its number seeds
+    them). Corpora without a stored beam train on their real pairs alone."""
+    from ptychoflow.nn.physics import physics_corpus, scan_stats
+
+    scan = next((s for s in reversed(corpus.data.scans) if s.beam is not None), None)
+    if options.physics_pairs <= 0 or scan is None or scan.beam is None:
+        return
+    pre = PreprocessConfig.from_json(corpus.data.preprocessing)
+    stats = scan_stats(corpus.data, scan)
+    corpus.physics = physics_corpus(scan.beam.probe, stats, pre, options.physics_pairs, seed=_version_seed(options, version))
 
 
 def warm_start(options: ContinualOptions, best: ModelVersion | None, preprocessing: dict) -> tuple[dict | None, str | None]:
@@ -165,7 +208,7 @@ def warm_start(options: ContinualOptions, best: ModelVersion | None, preprocessi
     preprocessing, else none (training from scratch)."""
     if not options.warm_start or best is None:
         return None, None
-    if best.model_config != options.model.to_json() or best.preprocessing != preprocessing:
+    if not options.model.same_network(best.model_config) or best.preprocessing != preprocessing:
         log.warning("best %s is a different model or preprocessing; training from scratch", best.version)
         return None, None
     from ptychoflow.nn.checkpoint import load_model
@@ -174,8 +217,9 @@ def warm_start(options: ContinualOptions, best: ModelVersion | None, preprocessi
 
 
 def train_candidate(options: ContinualOptions, corpus: GrownCorpus, version: str, directory: Path,
-                    init_state: dict | None, parent: str | None) -> Candidate:
-    """Train version `version` (best-validation checkpoint in `directory`) and load it back."""
+                    init_state: dict | None, parent: str | None, *, time_limit_s: float | None = None) -> Candidate:
+    """Train version `version` (best-validation checkpoint in `directory`) and load it back;
+    `time_limit_s` (default the options') bounds the training."""
     from ptychoflow.nn import training
     from ptychoflow.nn.checkpoint import load_model
 
@@ -184,27 +228,50 @@ def train_candidate(options: ContinualOptions, corpus: GrownCorpus, version: str
         scans = corpus.data.scans
         augment = bool(scans) and min(s.probe_symmetry for s in scans) >= SYMMETRY_FOR_AUGMENT
     checkpoint = directory / CHECKPOINT_FILENAME
+    settings = options.training(augment=augment)
+    if time_limit_s is not None:
+        settings.time_limit_s = time_limit_s
     result = training.train_model(
-        options.model, corpus.rows(corpus.split.train), corpus.rows(corpus.split.val), checkpoint_path=checkpoint,
-        preprocessing=corpus.data.preprocessing, settings=options.training(augment=augment), init_state=init_state,
+        options.model, corpus.training_rows(), corpus.rows(corpus.split.val), checkpoint_path=checkpoint,
+        preprocessing=corpus.data.preprocessing, settings=settings, init_state=init_state,
         weight=corpus.base_weight,  # |P|^2-weighted L1
-        meta={"version": version, "parent": parent, "scans_seen": [s.scan_id for s in corpus.data.scans]},
+        meta={"version": version, "parent": parent, "scans_seen": corpus.scans_seen},
     )
-    return Candidate(version, directory, parent, augment, load_model(checkpoint)[0], result)
+    network = load_model(checkpoint)[0]
+    return Candidate(version, directory, parent, augment, network, result,
+                     served_model(network, options.model, corpus.beam, corpus.data.preprocessing))
+
+
+def served_model(network: nn.Module, config: ModelConfig, beam: Beam | None, preprocessing: dict) -> nn.Module:
+    """The network followed by its physics refinement for `beam` (nn.refine), when the
+    config asks for one and the beam and preprocessing allow it; else the network."""
+    from ptychoflow.nn.refine import with_refinement
+
+    return with_refinement(network, None if beam is None else beam.probe, preprocessing, config.refine_iterations)
+
+
+def load_served(version: ModelVersion) -> nn.Module:
+    """A registry version as it is served (its network, refined for the beam it was trained for)."""
+    from ptychoflow.nn.beam import version_beam
+    from ptychoflow.nn.checkpoint import load_model
+
+    network, config, _ = load_model(version.checkpoint_path)
+    return served_model(network, config, version_beam(version), version.preprocessing)
 
 
 def score_candidate(candidate: Candidate, corpus: GrownCorpus, best: ModelVersion | None) -> Scores:
-    """The candidate's stitching weight, then candidate and best scored on the held-out rows."""
-    from ptychoflow.nn.checkpoint import load_model
+    """The candidate's stitching weight, then candidate and best scored on the held-out rows,
+    each as it is served (refined for its own beam)."""
     from ptychoflow.nn.evaluate import error_weighted
     from ptychoflow.nn.infer import predict_torch
 
     data, val = corpus.data, corpus.split.val
-    weight = error_weighted(corpus.base_weight, predict_torch(candidate.model, data.diffraction[val]), data.phase[val])
-    ssim = heldout_ssim(lambda x: predict_torch(candidate.model, x), data, val, weight)
+    served = candidate.served
+    weight = error_weighted(corpus.base_weight, predict_torch(served, data.diffraction[val]), data.phase[val])
+    ssim = heldout_ssim(lambda x: predict_torch(served, x), data, val, weight)
     best_ssim = None
     if best is not None and best.model_config["size"] == data.phase.shape[-1] and best.preprocessing == data.preprocessing:
-        best_model = load_model(best.checkpoint_path)[0]
+        best_model = load_served(best)
         best_ssim = heldout_ssim(lambda x: predict_torch(best_model, x), data, val, stitch_weight_of(best))
     return Scores(ssim, best_ssim, weight)
 
@@ -214,7 +281,9 @@ def save_candidate(candidate: Candidate, corpus: GrownCorpus, scores: Scores, mo
     from ptychoflow.nn.export import atomic_write_npy, export_and_check
 
     atomic_write_npy(candidate.directory / STITCH_WEIGHT_FILENAME, scores.stitch_weight)
-    return export_and_check(candidate.model, model, candidate.directory / MODEL_FILENAME,
+    if corpus.beam is not None:
+        atomic_write_npy(candidate.directory / PROBE_FILENAME, corpus.beam.probe)
+    return export_and_check(candidate.served, model, candidate.directory / MODEL_FILENAME,
                             corpus.data.diffraction[corpus.split.val[:16]])
 
 
@@ -225,13 +294,15 @@ def register_and_promote(registry: Registry, options: ContinualOptions, candidat
     result = candidate.result
     registry.register(
         candidate.version, parent=candidate.parent, model_config=options.model.to_json(),
-        preprocessing=corpus.data.preprocessing, scans_seen=[s.scan_id for s in corpus.data.scans],
+        preprocessing=corpus.data.preprocessing, scans_seen=corpus.scans_seen,
         val_loss=result.best_val_loss, ssim=scores.ssim, checkpoint_path=candidate.checkpoint,
         onnx_path=exported["onnx_path"], onnx_sha256=exported["sha256"],
-        extra={"best_when_trained": best.version if best else None, "augment": candidate.augment,
+        extra={"best_when_trained": best.version if best else None, "augment": candidate.augment, "refined": candidate.refined,
                "stitch_weight": STITCH_WEIGHT_FILENAME, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                "stopped_by": result.stopped_by, "split": corpus.split.mode, "seconds": result.seconds,
-               "best_ssim_same_data": scores.best_ssim, "history": result.history},
+               "best_ssim_same_data": scores.best_ssim, "history": result.history, "origin": corpus.origin,
+               "physics_pairs": 0 if corpus.physics is None else len(corpus.physics),
+               "beam": None if corpus.beam is None else corpus.beam.to_json()},
     )
     ssim = scores.ssim if scores.ssim is not None else -1.0
     return registry.promote_if_better(candidate.version, ssim, scores.best_ssim, options.promote_margin)
@@ -250,21 +321,41 @@ def stage_best(registry: Registry, options: ContinualOptions) -> tuple[ModelVers
 def continual_train(options: ContinualOptions) -> dict[str, Any]:
     """Append a scan (if given), train a candidate, evaluate, register, maybe promote, stage.
 
-    Returns a small JSON-able dict (see ``_summary``) for the flow's Choice state.
+    Returns a small JSON-able dict (see ``_summary``) for the flow's Choice state. With a
+    probe guess and no scan, the step starts an experiment instead (``nn.start``).
     """
+    if options.scan_path is None and options.probe_guess is not None:
+        from ptychoflow.nn.start import start_model
+
+        return start_model(options)
     started = time.time()
     registry = Registry(options.registry_dir)
     with file_lock(registry.root / TRAIN_LOCK):
         best = registry.best()
         corpus = grow_corpus(options, best)
-        init_state, parent = warm_start(options, best, corpus.data.preprocessing)
         version = registry.next_version()
-        candidate = train_candidate(options, corpus, version, registry.version_dir(version), init_state, parent)
-        scores = score_candidate(candidate, corpus, best)
-        exported = save_candidate(candidate, corpus, scores, options.model)
-        promoted = register_and_promote(registry, options, candidate, corpus, scores, exported, best)
-        current, staged = stage_best(registry, options)
+        made = time.time()
+        add_physics(corpus, options, version)
+        budget = options.time_limit_s - (time.time() - made)  # the physics pairs come out of the training time
+        init_state, parent = warm_start(options, best, corpus.data.preprocessing)
+        candidate = train_candidate(options, corpus, version, registry.version_dir(version), init_state, parent,
+                                    time_limit_s=max(budget, 1.0))
+        return finish_candidate(registry, options, candidate, corpus, best, started)
+
+
+def finish_candidate(registry: Registry, options: ContinualOptions, candidate: Candidate, corpus: GrownCorpus,
+                     best: ModelVersion | None, started: float) -> dict[str, Any]:
+    """Score, save, register (maybe promote) a trained candidate and stage the best; the summary."""
+    scores = score_candidate(candidate, corpus, best)
+    exported = save_candidate(candidate, corpus, scores, options.model)
+    promoted = register_and_promote(registry, options, candidate, corpus, scores, exported, best)
+    current, staged = stage_best(registry, options)
     return _summary(candidate, corpus, scores, exported, promoted, current, staged, time.time() - started)
+
+
+def _version_seed(options: ContinualOptions, version: str) -> int:
+    """A different seed for each version's physics pairs (fresh textures every training)."""
+    return options.seed * 100_003 + int(version.lstrip("v"))
 
 
 def _summary(candidate: Candidate, corpus: GrownCorpus, scores: Scores, exported: dict[str, Any], promoted: bool,
@@ -294,6 +385,8 @@ def _summary(candidate: Candidate, corpus: GrownCorpus, scores: Scores, exported
         "split": corpus.split.mode,
         "augment": candidate.augment,
         "reference": corpus.reference,
+        "origin": corpus.origin,
+        "physics_pairs": 0 if corpus.physics is None else len(corpus.physics),
         "samples_per_s": result.samples_per_s,
         "seconds": seconds,
     }
@@ -336,10 +429,9 @@ def validate_best(
         session = ort_session(best.onnx_path, providers=["CPUExecutionProvider"])
         pred = predict_onnx(session, pairs.diffraction, batch=batch)
     else:  # pragma: no cover - every registered version has an ONNX file
-        from ptychoflow.nn.checkpoint import load_model
         from ptychoflow.nn.infer import predict_torch
 
-        pred = predict_torch(load_model(best.checkpoint_path)[0], pairs.diffraction, batch=batch)
+        pred = predict_torch(load_served(best), pairs.diffraction, batch=batch)
     weight = stitch_weight_of(best)
     weight = pairs.weight if weight is None else weight
     ssim = stitched_ssim(pred, pairs.positions_px, weight, pairs.reference_phase, pairs.reference_origin_px)

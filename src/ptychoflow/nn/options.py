@@ -12,7 +12,7 @@ here: the flow functions import this without paying for torch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +21,32 @@ from ptychoflow.profile import policy_default
 from ptychoflow.site import HpcLayout, staged_dir
 
 
+PHYSICS_PAIRS = 2048  # see docs/benchmarks.md, "live image ablation"
+REFINE_ITERATIONS = 5  # nn.refine: the gain saturates by 5 to 10
+REUSE_MAX_DISTANCE = 0.15  # probe mismatch + relative energy and pixel-size differences (nn.beam)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     kind: str = policy_default("model")
     size: int = policy_default("patch_size")  # input and output patch size (H = W)
     width: int = 32  # channels of the first stage; doubles per stage
     batchnorm: bool = True  # without it the stack collapsed to a constant even with He init
+    refine_iterations: int = REFINE_ITERATIONS  # physics refinement of the phase inside the model (nn.refine); 0: none
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(**{k: data[k] for k in ("kind", "size", "width", "batchnorm") if k in data})
+        known = {k: data[k] for k in ("kind", "size", "width", "batchnorm") if k in data}
+        return cls(**known, refine_iterations=int(data.get("refine_iterations", 0)))  # absent: trained before refinement
+
+    def same_network(self, config: dict[str, Any]) -> bool:
+        """True when `config` (a registry's JSON) builds this network, whatever its refinement:
+        its weights can start this one."""
+        other = ModelConfig.from_json(config)
+        return (self.kind, self.size, self.width, self.batchnorm) == (other.kind, other.size, other.width, other.batchnorm)
 
     @property
     def outputs(self) -> list[str]:
@@ -72,6 +85,7 @@ class ContinualOptions:
     model_kind: str = ModelConfig.kind
     patch_size: int = ModelConfig.size
     width: int = ModelConfig.width
+    refine_iterations: int = ModelConfig.refine_iterations
     preprocessing: dict | None = None  # None: the corpus's, else the best model's, else a centred crop
     epochs: int = TrainConfig.epochs
     time_limit_s: float = TrainConfig.time_limit_s
@@ -85,15 +99,25 @@ class ContinualOptions:
     warm_start: bool = True
     val_fraction: float = 0.1
     promote_margin: float = policy_default("promote_margin")
+    physics_pairs: int = PHYSICS_PAIRS  # pairs made from the newest scan's probe, trained on beside the real ones (nn.physics)
+    # Before the first scan (no scan_path): start from the closest model, else pretrain (nn.start).
+    probe_guess: Path | None = None  # .npy, scan or reconstruction product holding the expected probe
+    reuse_from: list[Path] = field(default_factory=list)  # other registries (earlier experiments) to reuse a model from
+    reuse_max_distance: float = REUSE_MAX_DISTANCE  # nn.beam.beam_distance up to which a model is reused
+    counts_per_frame: float | None = None  # photons per frame expected (pretraining); None: the probe guess's power
 
     def __post_init__(self) -> None:
         for f in fields(self):
             if f.name.endswith(("_dir", "_path")) and getattr(self, f.name) is not None:
                 setattr(self, f.name, Path(getattr(self, f.name)))
+        if self.probe_guess is not None:
+            self.probe_guess = Path(self.probe_guess)
+        self.reuse_from = [Path(p) for p in self.reuse_from]
 
     @property
     def model(self) -> ModelConfig:
-        return ModelConfig(kind=self.model_kind, size=self.patch_size, width=self.width)
+        return ModelConfig(kind=self.model_kind, size=self.patch_size, width=self.width,
+                           refine_iterations=self.refine_iterations)
 
     def training(self, *, augment: bool) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, time_limit_s=self.time_limit_s, batch_size=self.batch_size,
