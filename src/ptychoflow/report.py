@@ -1,8 +1,10 @@
 """The demo's final report: one self-contained HTML file (images inlined as base64 PNG).
 
-Per scan: ground truth vs rPIE vs the stitched live PtychoNN image, their SSIM/RMSE, the
-model version the edge used, the flow run's per-state timeline, and the user wait time
-(scan end -> image available) for both the live edge image and the rPIE reconstruction.
+Per scan: ground truth vs rPIE vs the stitched live PtychoNN image, their SSIM/RMSE (the
+live image against both rPIE and the truth), which model made the live image and where
+that model came from (pretrained, reused, trained on which scans), the flow run's per-state
+timeline, and the user wait time (scan end -> image available) for both the live edge image
+and the rPIE reconstruction. A sparse scan (demo --sparse) gets a one-line verdict.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class ScanSection:
     run: RunInfo | None = None
     wait_edge_s: float | None = None
     wait_rpie_s: float | None = None
+    edge_truth_ssim: float | None = None  # stitched PtychoNN vs ground truth
+    edge_model_origin: str | None = None  # each version behind the live image and where it came from
+    sparse: bool = False  # a low-overlap scan (demo --sparse)
 
 
 @dataclass
@@ -76,6 +81,15 @@ def _png(image: np.ndarray | None, title: str) -> str:
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return f'<img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _sparse_comparison(s: ScanSection) -> str:
+    """One sentence: on the sparse scan, which of rPIE and the live image is closer to the truth."""
+    if s.rpie_ssim is None or s.edge_truth_ssim is None:
+        return f"<p>Sparse scan {html.escape(s.scan_id)}: no comparison (missing reconstruction or live image).</p>"
+    better = "the live PtychoNN image" if s.edge_truth_ssim > s.rpie_ssim else "rPIE"
+    return (f'<p class="sparse">Sparse scan {html.escape(s.scan_id)}: against the ground truth, rPIE scores SSIM '
+            f"{s.rpie_ssim:.3f} and the live PtychoNN image {s.edge_truth_ssim:.3f}; {better} is closer.</p>")
 
 
 def _fmt(value: float | None, spec: str = ".3f", unit: str = "") -> str:
@@ -121,23 +135,29 @@ def render_report(report: DemoReport, path: str | Path) -> Path:
                       f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(report.title)}</h1>",
                       f"<p>generated {time.strftime('%Y-%m-%d %H:%M:%S')}; wall time {_fmt(report.wall_time_s, '.0f', ' s')}</p>"]
     out.append('<section id="summary"><h2>Summary</h2><table><tr><th>scan</th><th>rPIE SSIM vs truth</th>'
-               '<th>rPIE RMSE (rad)</th><th>live SSIM vs rPIE</th><th>model</th><th>decision</th>'
-               '<th>wait: live image</th><th>wait: rPIE</th><th>run</th></tr>')
+               '<th>rPIE RMSE (rad)</th><th>live SSIM vs truth</th><th>live SSIM vs rPIE</th><th>live image made by</th>'
+               '<th>decision</th><th>wait: live image</th><th>wait: rPIE</th><th>run</th></tr>')
     for s in report.scans:
         status = s.run.status.value if s.run else "—"
-        out.append(f"<tr><td>{html.escape(s.scan_id)}</td><td>{_fmt(s.rpie_ssim)}</td><td>{_fmt(s.rpie_rmse)}</td>"
-                   f"<td>{_fmt(s.edge_ssim)}</td><td>{html.escape(s.edge_model_version or '—')}</td>"
+        name = s.scan_id + (" (sparse)" if s.sparse else "")
+        out.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s.rpie_ssim)}</td><td>{_fmt(s.rpie_rmse)}</td>"
+                   f"<td>{_fmt(s.edge_truth_ssim)}</td><td>{_fmt(s.edge_ssim)}</td>"
+                   f"<td>{html.escape(s.edge_model_origin or s.edge_model_version or '—')}</td>"
                    f"<td>{html.escape(s.decision)}</td><td>{_fmt(s.wait_edge_s, '.2f', ' s')}</td>"
                    f"<td>{_fmt(s.wait_rpie_s, '.1f', ' s')}</td><td>{status}</td></tr>")
     out.append("</table>")
+    out.extend(_sparse_comparison(s) for s in report.scans if s.sparse)
     out.extend(f"<p>{html.escape(note)}</p>" for note in report.notes)
     out.append("</section><section id=\"scans\"><h2>Scans</h2>")
     for s in report.scans:
-        out.append(f'<div class="scan"><h3>{html.escape(s.scan_id)}</h3><div class="images">')
+        out.append(f'<div class="scan"><h3>{html.escape(s.scan_id)}{" (sparse)" if s.sparse else ""}</h3><div class="images">')
         out.append(_png(s.truth_phase, "ground truth phase"))
-        out.append(_png(s.rpie_phase, f"rPIE (SSIM {_fmt(s.rpie_ssim, '.2f')})"))
-        out.append(_png(s.edge_phase, f"PtychoNN live (SSIM {_fmt(s.edge_ssim, '.2f')})"))
-        out.append("</div></div>")
+        out.append(_png(s.rpie_phase, f"rPIE (SSIM vs truth {_fmt(s.rpie_ssim, '.2f')})"))
+        out.append(_png(s.edge_phase, f"PtychoNN live (vs rPIE {_fmt(s.edge_ssim, '.2f')})"))
+        out.append("</div>")
+        if s.edge_model_origin:
+            out.append(f'<p class="origin">live image by {html.escape(s.edge_model_origin)}</p>')
+        out.append("</div>")
     out.append('</section><section id="flow-runs"><h2>Flow runs</h2>')
     for s in report.scans:
         if s.run is None:
@@ -152,11 +172,12 @@ def render_report(report: DemoReport, path: str | Path) -> Path:
                f"<tr><th>frames/s</th><td>{_fmt(e.fps, '.0f')}</td></tr>"
                f"<tr><th>latency p50 / p99</th><td>{_fmt(e.latency_p50_ms, '.1f', ' ms')} / {_fmt(e.latency_p99_ms, '.1f', ' ms')}</td></tr>"
                "</table></section>")
-    out.append('<section id="models"><h2>Models</h2><table><tr><th>version</th><th>parent</th><th>scans</th>'
-               "<th>val loss</th><th>SSIM vs rPIE</th><th>best</th></tr>")
+    out.append('<section id="models"><h2>Models</h2><table><tr><th>version</th><th>parent</th><th>origin</th>'
+               "<th>val loss</th><th>held-out SSIM</th><th>best</th></tr>")
     for m in report.models:
         out.append(f"<tr><td>{html.escape(str(m.get('version')))}</td><td>{html.escape(str(m.get('parent') or '—'))}</td>"
-                   f"<td>{html.escape(', '.join(map(str, m.get('scans', []))))}</td><td>{_fmt(m.get('val_loss'), '.4f')}</td>"
+                   f"<td>{html.escape(str(m.get('origin') or ', '.join(map(str, m.get('scans', [])))))}</td>"
+                   f"<td>{_fmt(m.get('val_loss'), '.4f')}</td>"
                    f"<td>{_fmt(m.get('ssim'))}</td><td>{'★' if m.get('best') else ''}</td></tr>")
     out.append("</table></section></body></html>")
     return atomic_write_text(path, "".join(out))

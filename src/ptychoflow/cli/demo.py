@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ptychoflow.demo.scenario import DemoOptions
+
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"), show_default=True,
@@ -17,8 +19,16 @@ import click
 @click.option("--ssim-tolerance", type=float, default=0.5, show_default=True,
               help="Skip retraining while the best model scores at least this SSIM against rPIE.")
 @click.option("--object-size", type=int, default=256, show_default=True, help="Simulated object size in pixels.")
+@click.option("--pretrain-time", type=click.FloatRange(min=0), default=DemoOptions.pretrain_s, show_default=True,
+              help="Seconds of pretraining on physics-made pairs from the optics' probe guess before scan 1, so scan 1 "
+                   "has a live image while it is acquired; 0: scan 1 waits for its own training.")
+@click.option("--sparse", is_flag=True,
+              help="After the scans, one more at low overlap over a sample never seen: the report compares rPIE and "
+                   "the live image with the ground truth.")
+@click.option("--sparse-overlap", type=click.FloatRange(min=0, max=0.95), default=DemoOptions.sparse_overlap,
+              show_default=True, help="Overlap of the sparse scan: 1 - step / beam FWHM.")
 def demo(out: Path, scans: int, iterations: int, epochs: int, train_time_limit: float, ssim_tolerance: float,
-         object_size: int) -> None:
+         object_size: int, pretrain_time: float, sparse: bool, sparse_overlap: float) -> None:
     """Run the whole pipeline locally and write an HTML report.
 
     A virtual beamline acquires scans and streams their frames; the watcher starts the
@@ -31,9 +41,10 @@ def demo(out: Path, scans: int, iterations: int, epochs: int, train_time_limit: 
     Examples:
       ptychoflow demo                          # about 5-10 minutes on 2 CPU cores
       ptychoflow demo --scans 2 --epochs 5     # a quick look
+      ptychoflow demo --sparse                 # and a sparse scan: where PtychoNN beats rPIE
     """
     from ptychoflow.demo.run import run_demo
-    from ptychoflow.demo.scenario import DemoOptions
 
     run_demo(out, DemoOptions(scans=scans, iterations=iterations, train_epochs=epochs,
-                              train_time_limit_s=train_time_limit, ssim_tolerance=ssim_tolerance, object_size=object_size))
+                              train_time_limit_s=train_time_limit, ssim_tolerance=ssim_tolerance, object_size=object_size,
+                              pretrain_s=pretrain_time, sparse=sparse, sparse_overlap=sparse_overlap))

@@ -58,7 +58,7 @@ def registry_rows(registry_dir: Path) -> list[dict[str, Any]]:
     if not registry_dir.exists():
         return []
     return [{"version": v.version, "parent": v.parent, "scans": v.scans_seen, "val_loss": v.val_loss, "ssim": v.ssim,
-             "best": v.is_best} for v in Registry(registry_dir).list()]
+             "best": v.is_best, "origin": v.origin} for v in Registry(registry_dir).list()]
 
 
 def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:

@@ -81,11 +81,27 @@ def decision(run: RunInfo | None) -> str:
     return f"retrained ({why}): {outcome}"
 
 
-def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings: dict[str, dict[str, float]]) -> ScanSection:
+def model_origins(layout: SiteLayout, versions: list[str]) -> str:
+    """`versions` with where each came from (pretrained, reused, trained on which scans)."""
+    from ptychoflow.errors import InputError
+    from ptychoflow.nn.registry import Registry
+
+    registry = Registry(layout.hpc.registry_dir)
+    described = []
+    for version in versions:
+        try:
+            described.append(f"{version}: {registry.get(version).origin}")
+        except InputError:
+            described.append(version)
+    return "; ".join(described)
+
+
+def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings: dict[str, dict[str, float]], *,
+                 sparse: bool = False) -> ScanSection:
     from ptychoflow.product import read_product
 
     scan_id = scan_path.stem
-    section = ScanSection(scan_id)
+    section = ScanSection(scan_id, sparse=sparse)
     section.run = run_for(layout.state_dir, scan_path, backend)
     section.decision = decision(section.run)
     product_path = next(layout.hpc.products_dir(scan_id).glob("*.recon.h5"), None)
@@ -102,6 +118,7 @@ def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings:
     if scan_end is not None:
         section.wait_rpie_s = product_path.stat().st_mtime - scan_end
     truth = load_truth(scan_path)
+    truth_phase = None
     if truth is not None:
         truth_phase = place(np.angle(truth["object"]), (0, 0), frame_origin, rpie.shape)
         usable = lit & np.isfinite(truth_phase)
@@ -116,9 +133,15 @@ def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings:
         covered = lit & np.isfinite(live)
         section.edge_phase = live[box]
         models = attrs.get("models")
-        section.edge_model_version = ", ".join(map(str, np.atleast_1d(models))) if models is not None else None
+        if models is not None:
+            versions = [str(v) for v in np.atleast_1d(models)]
+            section.edge_model_version = ", ".join(versions)
+            section.edge_model_origin = model_origins(layout, versions)
         if covered.sum() > 64:
             section.edge_ssim = metrics.phase_ssim(live, rpie, covered)
+            if truth_phase is not None:
+                both = covered & np.isfinite(truth_phase)
+                section.edge_truth_ssim = metrics.phase_ssim(live, np.nan_to_num(truth_phase), both)
         if scan_end is not None:
             section.wait_edge_s = mosaic_path.stat().st_mtime - scan_end
     return section

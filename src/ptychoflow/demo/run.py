@@ -11,6 +11,7 @@ from ptychoflow.dashboard.sources import registry_rows
 from ptychoflow.demo.collect import decision, edge_section, run_for, scan_section
 from ptychoflow.demo.profile import ensure_demo_profile
 from ptychoflow.demo.scenario import DemoOptions, Timings, acquire, wait_for_run
+from ptychoflow.demo.start import first_model
 from ptychoflow.demo.services import ServiceProcess, ServiceRegistry
 from ptychoflow.local_site import prepare_local_site
 from ptychoflow.report import DemoReport, render_report
@@ -56,10 +57,18 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
             edge.check()
             watcher.check()
 
-        for number in range(1, options.scans + 1):
+        if options.pretrain_s > 0:
+            with console.status(f"first model: pretraining on physics pairs from the optics' probe guess "
+                                f"({options.pretrain_s:.0f} s), then deploy_model to the edge"):
+                started_model = first_model(options, profile, layout, backend)
+            if started_model is not None:
+                console.print(f"  first model {started_model['best_version']} ({started_model['origin']}) "
+                              f"serving at the edge before scan 1")
+        for number in range(1, options.total_scans + 1):
             scan_path = acquisition / scan_filename(number)
+            what = f"sparse scan (overlap {options.sparse_overlap})" if options.is_sparse(number) else "acquired"
             if acquire(options, number, acquisition, publisher, timings):
-                console.print(f"  {scan_path.stem}: acquired and streamed to the edge")
+                console.print(f"  {scan_path.stem}: {what} and streamed to the edge")
             else:
                 console.print(f"  {scan_path.stem}: already acquired (resume)")
             with console.status(f"{scan_path.stem}: waiting for its flow run") as spinner:
@@ -77,7 +86,8 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
         stop_engine(state)
         registry.clear()
     recorded = timings.data
-    sections = [scan_section(acquisition / scan_filename(n), layout, backend, recorded) for n in range(1, options.scans + 1)]
+    sections = [scan_section(acquisition / scan_filename(n), layout, backend, recorded, sparse=options.is_sparse(n))
+                for n in range(1, options.total_scans + 1)]
     report = DemoReport(
         title="ptychoflow demo: beamline -> rPIE -> PtychoNN -> edge",
         scans=sections,
@@ -85,8 +95,15 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
         models=registry_rows(layout.hpc.registry_dir),
         wall_time_s=time.monotonic() - started,
         notes=[f"{options.scans} simulated scans ({options.frame_size}x{options.frame_size} frames) of one sample, "
-               f"different regions; rPIE {options.iterations} iterations; training up to {options.train_epochs} epochs; "
-               f"retraining is skipped while the best model scores SSIM >= {options.ssim_tolerance} against rPIE."],
+               f"different regions; rPIE {options.iterations} iterations; training up to {options.train_epochs} epochs "
+               f"or {options.train_time_limit_s:.0f} s; retraining is skipped while the best model scores SSIM >= "
+               f"{options.ssim_tolerance} against rPIE."]
+              + ([f"Before scan 1, a model was pretrained for {options.pretrain_s:.0f} s on physics-made pairs seen "
+                  "through the optics' probe guess, so scan 1 had a live image while it was acquired."]
+                 if options.pretrain_s > 0 else [])
+              + ([f"The last scan is sparse: overlap {options.sparse_overlap} (1 - step / beam FWHM), a sample the "
+                  "model never saw. Both rPIE and the live image are compared with the ground truth."]
+                 if options.sparse else []),
     )
     path = render_report(report, out / REPORT_FILENAME)
     console.print(f"[bold green]report:[/] {path}  ({report.wall_time_s:.0f} s)")

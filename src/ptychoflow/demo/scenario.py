@@ -6,9 +6,11 @@ not re-triggered (watcher journal), finished runs are not re-run (engine store).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from ptychoflow.fs import JsonStateFile
 from ptychoflow.profile import policy_default
@@ -18,6 +20,8 @@ from ptychoflow.stream import FramePublisher
 from ptychoflow.watcher.journal import FAILED, JOURNAL_FILENAME, SUCCEEDED, Journal
 
 TIMINGS_FILENAME = "demo-timings.json"
+SPARSE_SAMPLE = "coffee"  # the sparse scan's phase image (simulate.objects)
+PROBE_GUESS_SIZE_ERROR = 1.1  # the optics model's probe is 10 % larger than the beam really is
 
 
 @dataclass
@@ -33,6 +37,9 @@ class DemoOptions:
     train_epochs: int = 25
     train_time_limit_s: float = 150.0
     ssim_tolerance: float = policy_default("ssim_tolerance")
+    pretrain_s: float = 60.0  # before scan 1: pretraining on physics pairs from the optics' probe guess; 0: none
+    sparse: bool = False  # after the scans: one more scan at `sparse_overlap`, a region none of them saw
+    sparse_overlap: float = 0.2  # 1 - step / beam FWHM (nn.beam.fwhm_px)
     run_timeout_s: float = 900.0
     extra_policy: dict = field(default_factory=dict)
 
@@ -40,6 +47,35 @@ class DemoOptions:
     def simulation(self) -> SimulationOptions:
         return SimulationOptions(frame_size=self.frame_size, object_size=self.object_size, step_px=self.step_px,
                                  probe_diameter_px=0.5625 * self.frame_size)
+
+    @property
+    def total_scans(self) -> int:
+        return self.scans + (1 if self.sparse else 0)
+
+    def is_sparse(self, number: int) -> bool:
+        return self.sparse and number == self.total_scans
+
+    def simulation_for(self, number: int) -> SimulationOptions:
+        """Scan `number`'s options. The sparse scan steps by (1 - overlap) beam FWHMs over
+        another sample (the scans before it saw every region of the first)."""
+        options = self.simulation
+        if not self.is_sparse(number):
+            return options
+        from ptychoflow.nn.beam import fwhm_px
+        from ptychoflow.simulate.probe import make_probe
+
+        fwhm = fwhm_px(make_probe(options.probe, options.frame_size, diameter_px=options.probe_diameter_px))
+        return replace(options, step_px=max(1.0, (1 - self.sparse_overlap) * fwhm), phase=SPARSE_SAMPLE)
+
+    def probe_guess(self) -> np.ndarray:
+        """What the beamline's optics model predicts before any scan: the zone plate's probe
+        at its nominal size, 10 % off the real one (the guess is never exact), at the
+        nominal dose."""
+        from ptychoflow.simulate.probe import make_probe
+
+        options = self.simulation
+        guess = make_probe(options.probe, options.frame_size, diameter_px=PROBE_GUESS_SIZE_ERROR * options.probe_diameter_px)
+        return (guess * np.sqrt(options.dose)).astype(np.complex64)
 
     @property
     def policy(self) -> dict:
@@ -69,7 +105,7 @@ def acquire(options: DemoOptions, number: int, acquisition: Path, publisher: Fra
     path = acquisition / scan_filename(number)
     if scan_is_complete(path):
         return False
-    sim = simulate_scan(options.simulation, scan_id=path.stem, region=number - 1)
+    sim = simulate_scan(options.simulation_for(number), scan_id=path.stem, region=number - 1)
     save_truth(sim, path)  # before the scan completes: the report never sees a scan without truth
     emit_scan(sim.scan, path, publisher=publisher, frame_rate=options.rate_hz)
     timings.record(path.stem, scan_end=time.time())

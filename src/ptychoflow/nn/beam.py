@@ -105,6 +105,16 @@ def _checked_probe(path: Path, field: str, probe: np.ndarray) -> np.ndarray:
     return probe.astype(np.complex64)
 
 
+def fwhm_px(probe: np.ndarray) -> float:
+    """The beam's FWHM in pixels, defined for any probe as the diameter of the centred disc
+    holding half its intensity: the FWHM itself for a Gaussian beam, and a meaningful width
+    for a structured (zone-plate, ring-shaped) one, whose half-maximum contour would only
+    outline its central spike. The overlap ratio of a scan is 1 - step / fwhm_px."""
+    from ptychoflow.simulate.probe import probe_diameter_px
+
+    return probe_diameter_px(np.asarray(probe), fraction=0.5)
+
+
 def probe_mismatch(a: np.ndarray, b: np.ndarray) -> float:
     """1 - the best normalised correlation of |a| and |b| over shifts (0: same shape of
     illumination anywhere in the window; 1: nothing in common). Probes of different sizes

@@ -121,6 +121,13 @@ class GrownCorpus:
     origin: str = "trained"  # "trained" on real scans, or "pretrained" on physics-made pairs alone (nn.start)
 
     @property
+    def physics_pairs(self) -> int:
+        """How many physics-made pairs the candidate trains and validates on."""
+        if self.origin == "pretrained":
+            return len(self.data)
+        return 0 if self.physics is None else len(self.physics)
+
+    @property
     def scans_seen(self) -> list[str]:
         """The real scans behind the candidate (none for a pretrained one)."""
         return [] if self.origin == "pretrained" else [s.scan_id for s in self.data.scans]
@@ -301,7 +308,7 @@ def register_and_promote(registry: Registry, options: ContinualOptions, candidat
                "stitch_weight": STITCH_WEIGHT_FILENAME, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                "stopped_by": result.stopped_by, "split": corpus.split.mode, "seconds": result.seconds,
                "best_ssim_same_data": scores.best_ssim, "history": result.history, "origin": corpus.origin,
-               "physics_pairs": 0 if corpus.physics is None else len(corpus.physics),
+               "physics_pairs": corpus.physics_pairs,
                "beam": None if corpus.beam is None else corpus.beam.to_json()},
     )
     ssim = scores.ssim if scores.ssim is not None else -1.0
@@ -386,7 +393,7 @@ def _summary(candidate: Candidate, corpus: GrownCorpus, scores: Scores, exported
         "augment": candidate.augment,
         "reference": corpus.reference,
         "origin": corpus.origin,
-        "physics_pairs": 0 if corpus.physics is None else len(corpus.physics),
+        "physics_pairs": corpus.physics_pairs,
         "samples_per_s": result.samples_per_s,
         "seconds": seconds,
     }

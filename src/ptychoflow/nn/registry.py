@@ -67,6 +67,20 @@ class ModelVersion:
         return asdict(self)
 
     @property
+    def origin(self) -> str:
+        """Where the version came from, in words (``extra["origin"]``, see nn.start)."""
+        extra = self.extra or {}
+        beam = (extra.get("beam") or {}).get("source")
+        if extra.get("origin") == "pretrained":
+            return f"pretrained on {extra.get('physics_pairs', 0)} physics pairs" + (f" through the {beam}" if beam else "")
+        if extra.get("origin") == "reused":
+            source = extra.get("reused_from") or {}
+            return (f"reused {source.get('version')} of {source.get('registry')} "
+                    f"(beam distance {source.get('distance')})")
+        physics = extra.get("physics_pairs")
+        return f"trained on {', '.join(self.scans_seen) or 'no scan'}" + (f" + {physics} physics pairs" if physics else "")
+
+    @property
     def stitch_weight_path(self) -> Path | None:
         """The stitching weight trained with this version (``extra["stitch_weight"]``, a file
         name in its version directory); None for versions trained without one."""
