@@ -1,18 +1,29 @@
-"""Training figures on CPU: samples/s per model, warm start vs scratch, SSIM vs corpus size.
+"""Training figures: samples/s per model, warm start vs scratch, SSIM vs corpus size, ablation.
 
-    PYTHONPATH=src python benchmarks/train.py throughput [--threads 2]
-    PYTHONPATH=src python benchmarks/train.py warmstart  [--epochs 8]
-    PYTHONPATH=src python benchmarks/train.py curve      [--scans 2,4,8] [--seconds 120]
+    PYTHONPATH=src:edge python benchmarks/train.py throughput [--threads 2]
+    PYTHONPATH=src:edge python benchmarks/train.py warmstart  [--epochs 8]
+    PYTHONPATH=src:edge python benchmarks/train.py curve      [--scans 2,4,8] [--epochs 10] [--seconds 90]
+    PYTHONPATH=src:edge python benchmarks/train.py curve --full   # GPU: 50 epochs, up to 32 scans
+    PYTHONPATH=src:edge python benchmarks/train.py ablation   [--seconds 90]
 
-Scans are simulated 256x256 regions (~750 positions, 64x64 frames); the simulator's truth
-stands in for rPIE. The curve tests on region 2 of the astronaut/camera sample, never trained
-on; beyond the 3 other regions of that sample, extra scans come from other samples (the
-simulator has 4 distinct 256x256 regions per image).
+curve: corpus scans are simulated 256x256 regions (``--step`` 7.2 px: ~750 positions of 64x64
+frames); the simulator's truth stands in for rPIE. The test is region 2 of the
+astronaut/camera sample, never trained on. Each corpus size trains twice from scratch, the
+pipeline's way (``continual_train``, no physics pairs: only the real corpus grows): for a
+fixed number of epochs (is the data enough?) and for a fixed time (is the compute?). The
+score is the served model's (network + physics refinement, its ONNX as the edge runs it)
+and the network's alone.
+
+ablation: the demo's geometry (4 scans of 378 positions, rPIE labels from Pty-chi, 60
+iterations). Each arm trains for the same time on scan 1 and is scored on scans 2-4 against
+their rPIE (regions it never saw), as the edge serves the model. Arms switch one thing at a
+time against the pipeline's choice.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -20,24 +31,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _common import header
+from ptychoflow.nn.checkpoint import load_model
+from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
 from ptychoflow.nn.corpus import append_scan, load_corpus
 from ptychoflow.nn.evaluate import stitched_ssim
 from ptychoflow.nn.infer import predict_torch
 from ptychoflow.nn.models import build_model, parameter_count
-from ptychoflow.nn.options import ModelConfig
+from ptychoflow.nn.options import ContinualOptions, ModelConfig, TrainConfig
 from ptychoflow.nn.pairs import ReconstructionLike, make_pairs
+from ptychoflow.nn.registry import Registry
 from ptychoflow.nn.split import split_corpus
-from ptychoflow.nn.options import TrainConfig
 from ptychoflow.nn.training import train_model
 from ptychoflow.preprocess import PreprocessConfig
-from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
+from ptychoflow.scan.format import write_scan
+from ptychoflow.simulate.beamline import SimulationOptions, save_truth, simulate_scan
 
 PRE = PreprocessConfig(crop=64)
 TEST = ("astronaut", 2)
-TRAIN_ORDER = [("astronaut", 0), ("astronaut", 1), ("astronaut", 3), ("coffee", 0), ("chelsea", 0),
-               ("rocket", 0), ("brick", 0), ("coins", 0)]
-
-
+IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "brick", "coins", "moon", "grass", "gravel", "camera", "text")
+TRAIN_ORDER = [(image, region) for region in range(4) for image in IMAGES if (image, region) != TEST]
 STEP_PX = [7.2]  # scan step; 7.2 px gives ~750 positions per 256x256 region (--step)
 
 
@@ -117,36 +130,141 @@ def warmstart(args) -> None:
         print(f"  epochs to reach {level:.2f}: scratch {scratch.epochs_to_reach(level)}, warm {warm.epochs_to_reach(level)}")
 
 
+def _test_scan(directory: Path, phase: str, region: int, step: float) -> Path:
+    sim = simulate_scan(SimulationOptions(step_px=step, phase=phase), scan_id=f"test-{phase}-{region}", region=region)
+    path = write_scan(directory / f"test-{phase}-{region}.h5", sim.scan)
+    save_truth(sim, path)
+    return path
+
+
+def _network_ssim(registry: Path, scan: Path, reconstruction: Path | None = None) -> float:
+    """The best version's network alone (no refinement), stitched with |P|^2."""
+    best = Registry(registry).best()
+    _, pairs, _ = scan_pairs(scan, reconstruction, PreprocessConfig.from_json(best.preprocessing))
+    pred = predict_torch(load_model(best.checkpoint_path)[0], pairs.diffraction)
+    return stitched_ssim(pred, pairs.positions_px, pairs.weight, pairs.reference_phase, pairs.reference_origin_px)
+
+
 def curve(args) -> None:
-    torch.set_num_threads(args.threads)
-    config = ModelConfig("ptychonn2", 64)
-    _, test = pairs_for(*TEST)
-    print(f"SSIM on unseen {TEST[0]} region {TEST[1]} vs corpus size ({args.seconds:.0f} s of training each, scratch)")
+    """SSIM on the unseen region against corpus size, at a fixed number of epochs and at a fixed time."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    counts = [int(c) for c in args.scans.split(",")]
+    if args.full:
+        counts, args.epochs = [2, 4, 8, 16, 32], 50
+    print(f"SSIM on unseen {TEST[0]} region {TEST[1]} vs corpus size, from scratch on {device}; "
+          f"fixed {args.epochs} epochs, and fixed {args.seconds:.0f} s" + (" (GPU full size: epochs only)" if args.full else ""))
+    print("scans | pairs | budget | epochs | samples | s | val loss | served SSIM | network SSIM")
     with tempfile.TemporaryDirectory() as tmp:
-        for count in (int(c) for c in args.scans.split(",")):
-            data = build_corpus(Path(tmp) / f"c{count}.h5", TRAIN_ORDER[:count])
-            settings = TrainConfig(epochs=1000, time_limit_s=args.seconds, seed=0)
-            r, n_train, _ = fit(config, data, Path(tmp) / f"{count}.pt", settings)
-            model = build_model(config)
-            model.load_state_dict(torch.load(Path(tmp) / f"{count}.pt", weights_only=True)["state_dict"])
-            pred = predict_torch(model, test.diffraction)
-            score = stitched_ssim(pred, test.positions_px, test.weight, test.reference_phase)
-            print(f"  {count} scans, {n_train:>5} train pairs: {r.epochs_run:>3} epochs, val loss {r.best_val_loss:.4f}, SSIM {score:.3f}")
+        tmp = Path(tmp)
+        test = _test_scan(tmp, *TEST, STEP_PX[0])
+        for count in counts:
+            corpus = tmp / f"c{count}.h5"
+            data = build_corpus(corpus, TRAIN_ORDER[:count])
+            budgets = [("epochs", args.epochs, 1e9)] + ([] if args.full else [("time", 10_000, args.seconds)])
+            for name, epochs, seconds in budgets:
+                registry = tmp / f"r{count}-{name}"
+                result = continual_train(ContinualOptions(
+                    registry_dir=registry, corpus_path=corpus, epochs=epochs, time_limit_s=seconds, physics_pairs=0,
+                    threads=args.threads, progress=False, seed=0))
+                served = validate_best(registry_dir=registry, scan_path=test)["ssim"]
+                samples = result["train_pairs"] * result["epochs_run"]
+                print(f"{count} | {len(data)} | {name} | {result['epochs_run']} | {samples} | {result['seconds']:.0f} | "
+                      f"{result['val_loss']:.4f} | {served:.3f} | {_network_ssim(registry, test):.3f}", flush=True)
+    if args.full:
+        print("APS reference: stitched PtychoNN SSIM > 0.8 with ~1e5 training pairs (GPU).")
+
+
+@dataclasses.dataclass
+class Arm:
+    name: str
+    changes: dict  # ContinualOptions fields
+    note: str = ""
+
+
+ARMS = [
+    Arm("before: real pairs only, no refinement", {"physics_pairs": 0, "refine_iterations": 0}, "the pipeline before issue 19"),
+    Arm("+ refinement at the edge", {"physics_pairs": 0}, "5 probe-constrained projections inside the model"),
+    Arm("+ physics pairs (the pipeline)", {}, "2048 pairs made through scan 1's rPIE probe"),
+    Arm("physics pairs only", {"physics_only": True}, "scan 1 used only for its probe, photon count and contrast"),
+    Arm("loss on the refined phase", {"train_through_refinement": True}, ""),
+    Arm("width 16", {"width": 16}, "a quarter of the convolution work"),
+    Arm("plain L1 (no lit-centre weight)", {"loss_weight_power": 0.0}, ""),
+    Arm("L1 weighted by |P|^2", {"loss_weight_power": 1.0}, ""),
+    Arm("no flips", {"augment": False}, ""),
+    Arm("batch 64", {"batch_size": 64}, ""),
+    Arm("constant LR 1e-3", {"lr_min": 1e-3, "lr_max": 1e-3}, ""),
+]
+
+
+def _demo_scans(directory: Path, iterations: int) -> list[tuple[Path, Path]]:
+    """The demo's four scans (astronaut/camera regions 0-3, 378 positions) and their rPIE products."""
+    from ptychoflow.demo.scenario import DemoOptions
+    from ptychoflow.recon.api import reconstruct, write_reconstruction
+    from ptychoflow.recon.base import RpieOptions
+
+    options, out = DemoOptions().simulation, []
+    for region in range(4):
+        sim = simulate_scan(options, scan_id=f"scan_{region + 1:04d}", region=region)
+        path = write_scan(directory / f"{sim.scan.scan_id}.h5", sim.scan)
+        product = write_reconstruction(reconstruct(path, RpieOptions(iterations=iterations), engine="auto"), directory)
+        out.append((path, Path(product.product_path)))
+    return out
+
+
+def ablation(args) -> None:
+    torch.set_num_threads(args.threads)
+    print(f"live-image ablation: each arm trains {args.seconds:.0f} s ({args.threads} threads) on scan 1 of the demo's "
+          "sample, then is scored on scans 2-4 (regions it never saw) against their rPIE, as the edge serves it")
+    print("arm | epochs | samples | served SSIM scan 2 / 3 / 4 | mean | network alone (mean) | note")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        started = time.perf_counter()
+        scans = _demo_scans(tmp, args.iterations)
+        print(f"# rPIE of the 4 scans: {time.perf_counter() - started:.0f} s", flush=True)
+        for k, arm in enumerate(ARMS):
+            if args.arms and str(k) not in args.arms.split(","):
+                continue
+            changes = dict(arm.changes)
+            physics_only = changes.pop("physics_only", False)
+            registry = tmp / f"arm{k}"
+            common = {"epochs": 10_000, "time_limit_s": args.seconds, "threads": args.threads, "progress": False, "seed": 0}
+            if physics_only:
+                from ptychoflow.nn.beam import Beam
+
+                guess = Beam.from_file(scans[0][1])
+                np.save(tmp / f"probe{k}.npy", guess.probe)
+                result = continual_train(ContinualOptions(registry_dir=registry, probe_guess=tmp / f"probe{k}.npy",
+                                                          **common, **changes))
+            else:
+                result = continual_train(ContinualOptions(registry_dir=registry, corpus_path=tmp / f"corpus{k}.h5",
+                                                          scan_path=scans[0][0], reconstruction_path=scans[0][1],
+                                                          **common, **changes))
+            served = [validate_best(registry_dir=registry, scan_path=s, reconstruction_path=p)["ssim"] for s, p in scans[1:]]
+            network = [_network_ssim(registry, s, p) for s, p in scans[1:]]
+            samples = (result["train_pairs"] + result.get("physics_pairs", 0) * (not physics_only)) * result["epochs_run"]
+            print(f"{arm.name} | {result['epochs_run']} | {samples} | {' / '.join(f'{v:.3f}' for v in served)} | "
+                  f"{np.mean(served):.3f} | {np.mean(network):.3f} | {arm.note}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["throughput", "warmstart", "curve"])
+    parser.add_argument("what", choices=["throughput", "warmstart", "curve", "ablation"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--scans", default="2,4,8")
+    parser.add_argument("--full", action="store_true", help="curve at full size (GPU): 2-32 scans, 50 epochs")
+    parser.add_argument("--arms", default="", help="ablation: comma-separated arm numbers (default: all)")
+    parser.add_argument("--iterations", type=int, default=60, help="ablation: rPIE iterations per scan")
     parser.add_argument("--step", type=float, default=7.2, help="scan step in pixels (10: ~380 positions per scan)")
     args = parser.parse_args()
     STEP_PX[0] = args.step
     if args.seconds is None:
-        args.seconds = 5.0 if args.what == "throughput" else 120.0
-    {"throughput": throughput, "warmstart": warmstart, "curve": curve}[args.what](args)
+        args.seconds = {"throughput": 5.0, "ablation": 90.0}.get(args.what, 90.0)
+    if args.epochs is None:
+        args.epochs = 8 if args.what == "warmstart" else 10
+    header(f"train.py {args.what}")
+    {"throughput": throughput, "warmstart": warmstart, "curve": curve, "ablation": ablation}[args.what](args)
 
 
 if __name__ == "__main__":

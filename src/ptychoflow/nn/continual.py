@@ -238,15 +238,20 @@ def train_candidate(options: ContinualOptions, corpus: GrownCorpus, version: str
     settings = options.training(augment=augment)
     if time_limit_s is not None:
         settings.time_limit_s = time_limit_s
+    beam, pre = corpus.beam, corpus.data.preprocessing
+    refinement = None
+    if options.train_through_refinement:  # the loss on what will be served: the network and its refinement
+        from ptychoflow.nn.refine import refinement_for
+
+        refinement = refinement_for(None if beam is None else beam.probe, pre, options.refine_iterations)
     result = training.train_model(
         options.model, corpus.training_rows(), corpus.rows(corpus.split.val), checkpoint_path=checkpoint,
-        preprocessing=corpus.data.preprocessing, settings=settings, init_state=init_state,
+        preprocessing=pre, settings=settings, init_state=init_state,
         weight=corpus.base_weight,  # |P|^2-weighted L1
-        meta={"version": version, "parent": parent, "scans_seen": corpus.scans_seen},
+        meta={"version": version, "parent": parent, "scans_seen": corpus.scans_seen}, refinement=refinement,
     )
     network = load_model(checkpoint)[0]
-    return Candidate(version, directory, parent, augment, network, result,
-                     served_model(network, options.model, corpus.beam, corpus.data.preprocessing))
+    return Candidate(version, directory, parent, augment, network, result, served_model(network, options.model, beam, pre))
 
 
 def served_model(network: nn.Module, config: ModelConfig, beam: Beam | None, preprocessing: dict) -> nn.Module:

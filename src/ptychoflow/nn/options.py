@@ -23,6 +23,7 @@ from ptychoflow.site import HpcLayout, staged_dir
 
 PHYSICS_PAIRS = 2048  # see docs/benchmarks.md, "live image ablation"
 REFINE_ITERATIONS = 5  # nn.refine: the gain saturates by 5 to 10
+TRAIN_THROUGH_REFINEMENT = False  # see docs/benchmarks.md, "live image ablation"
 REUSE_MAX_DISTANCE = 0.15  # probe mismatch + relative energy and pixel-size differences (nn.beam)
 
 
@@ -96,6 +97,8 @@ class ContinualOptions:
     threads: int | None = None
     progress: bool | None = None
     augment: bool | None = None  # None: flips only when every scan's probe is symmetric
+    loss_weight_power: float = TrainConfig.loss_weight_power
+    train_through_refinement: bool = TRAIN_THROUGH_REFINEMENT  # the loss on the refined phase (nn.refine)
     warm_start: bool = True
     val_fraction: float = 0.1
     promote_margin: float = policy_default("promote_margin")
@@ -122,7 +125,7 @@ class ContinualOptions:
     def training(self, *, augment: bool) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, time_limit_s=self.time_limit_s, batch_size=self.batch_size,
                            lr_min=self.lr_min, lr_max=self.lr_max, seed=self.seed, threads=self.threads,
-                           progress=self.progress, augment=augment)
+                           progress=self.progress, augment=augment, loss_weight_power=self.loss_weight_power)
 
     @property
     def corpus(self) -> Path:

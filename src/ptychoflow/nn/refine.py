@@ -133,11 +133,15 @@ class RefinedModel(nn.Module):
         return phase
 
 
-def with_refinement(network: nn.Module, probe: np.ndarray | None, preprocessing: dict, iterations: int) -> nn.Module:
-    """`network` wrapped in a refinement for `probe`, or as is when there is no probe, no
-    iterations, or preprocessing that does not hand the network the measured amplitude."""
+def refinement_for(probe: np.ndarray | None, preprocessing: dict, iterations: int) -> Refinement | None:
+    """The refinement for `probe`, or None when there is no probe, no iterations, or
+    preprocessing that does not hand the network the measured amplitude."""
     if probe is None or iterations <= 0 or not refinable(preprocessing, int(np.shape(probe)[-1])):
-        return network
-    scale = PreprocessConfig.from_json(preprocessing).scale
-    return RefinedModel(network, Refinement(probe, iterations=iterations, scale=scale)).eval()
+        return None
+    return Refinement(probe, iterations=iterations, scale=PreprocessConfig.from_json(preprocessing).scale)
 
+
+def with_refinement(network: nn.Module, probe: np.ndarray | None, preprocessing: dict, iterations: int) -> nn.Module:
+    """`network` followed by its refinement for `probe` (``refinement_for``), or as is."""
+    refinement = refinement_for(probe, preprocessing, iterations)
+    return network if refinement is None else RefinedModel(network, refinement).eval()
