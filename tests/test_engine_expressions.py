@@ -56,7 +56,7 @@ def test_expressions(expression: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize("expression", [
-    "__import__('os')", "name.__class__", "(lambda: 1)()", "[x for x in items]", "open('/etc/passwd')",
+    "__import__('os')", "name.__class__", "(lambda: 1)()", "open('/etc/passwd')",
     "missing_name", "nested.nope", "n / 0", "'a' * 10000000", "2 ** 100000", "name.encode()",
 ])
 def test_refused_or_failing_expressions_are_runtime_errors(expression: str) -> None:

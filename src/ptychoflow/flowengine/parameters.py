@@ -11,6 +11,7 @@ from typing import Any
 
 from ptychoflow.flowengine.errors import StateError, runtime_error
 from ptychoflow.flowengine.expressions import evaluate
+from ptychoflow.flowengine.limits import DEFAULT_LIMITS, RunLimits
 from ptychoflow.flowengine.paths import get_path
 
 
@@ -21,16 +22,16 @@ def scope_with_context(document: Any, context: dict[str, Any]) -> Any:
     return {"_context": context}
 
 
-def render(template: Any, document: Any, context: dict[str, Any]) -> Any:
+def render(template: Any, document: Any, context: dict[str, Any], limits: RunLimits = DEFAULT_LIMITS) -> Any:
     """Resolve ``template`` (a Parameters object) against ``document``."""
-    return _render(template, scope_with_context(document, context), context, "Parameters")
+    return _render(template, scope_with_context(document, context), context, "Parameters", limits)
 
 
 PRIVATE_KEY = "__Private_Parameters"
 PRIVATE_MASK = "<private>"
 
 
-def _render(template: Any, scope: Any, context: dict[str, Any], where: str) -> Any:
+def _render(template: Any, scope: Any, context: dict[str, Any], where: str, limits: RunLimits) -> Any:
     if isinstance(template, dict):
         out: dict[str, Any] = {}
         for key, value in template.items():
@@ -41,12 +42,12 @@ def _render(template: Any, scope: Any, context: dict[str, Any], where: str) -> A
                     raise runtime_error(f"{where}.{key}: a '.$' value must be a JSONPath string")
                 out[key[:-2]] = _resolve(lambda: get_path(scope, value), where, key)
             elif key.endswith(".="):
-                out[key[:-2]] = _resolve(lambda: evaluate(value, scope, context), where, key)
+                out[key[:-2]] = _resolve(lambda: evaluate(value, scope, context, limits), where, key)
             else:
-                out[key] = _render(value, scope, context, f"{where}.{key}")
+                out[key] = _render(value, scope, context, f"{where}.{key}", limits)
         return out
     if isinstance(template, list):
-        return [_render(item, scope, context, f"{where}[{i}]") for i, item in enumerate(template)]
+        return [_render(item, scope, context, f"{where}[{i}]", limits) for i, item in enumerate(template)]
     return template
 
 
@@ -72,7 +73,8 @@ def hide_private_state(document: Any) -> Any:
 
 
 def _resolve(compute: Any, where: str, key: str) -> Any:
+    """Run ``compute``; a failure keeps its error name and gains the parameter it came from."""
     try:
         return compute()
     except StateError as exc:
-        raise runtime_error(f"{where}.{key}: {exc.cause}") from None
+        raise StateError(exc.name, f"{where}.{key}: {exc.cause}") from None
