@@ -52,7 +52,7 @@ def flow(**states: dict) -> dict:
     (flow(A={"Type": "Wait", "End": True}), "Wait needs exactly one of Seconds"),
     (flow(A={"Type": "Wait", "Seconds": 1, "Timestamp": "2020-01-01T00:00:00Z", "End": True}), "Wait needs exactly one of"),
     (flow(A={"Type": "Wait", "Timestamp": "tomorrow", "End": True}), "is not an ISO 8601 timestamp"),
-    (flow(A={"Type": "ExpressionEval", "End": True}), "ExpressionEval needs a Parameters object"),
+    (flow(A={"Type": "ExpressionEval", "End": True}), "needs Parameters (required in ExpressionEval states)"),
     (flow(A={"Type": "Choice", "Choices": []}), "Choice needs a non-empty Choices list"),
     (flow(A={"Type": "Choice", "Choices": [{"Variable": "$.x", "Next": "A"}]}), "Choices[0]: needs exactly one comparison operator"),
     (flow(A={"Type": "Choice", "Choices": [{"Variable": "$.x", "StringEquals": "a", "Next": "A"}], "Next": "A"}),
