@@ -33,7 +33,7 @@ def register_test_providers() -> None:
 
 
 def run_flow(tmp_path: Path, definition: dict[str, Any], body: dict[str, Any] | None = None,
-             timeout: float = 20.0, env: EngineEnv | None = None) -> tuple[Any, LocalBackend]:
+             timeout: float = 20.0, env: EngineEnv | None = None, limits: Any = None) -> tuple[Any, LocalBackend]:
     """Deploy ``definition``, run it to completion in this process, return (RunInfo, backend)."""
     register_test_providers()
     env = env or make_env(tmp_path)
@@ -42,6 +42,8 @@ def run_flow(tmp_path: Path, definition: dict[str, Any], body: dict[str, Any] | 
     backend = LocalBackend(env)
     run = backend.start_run(backend.deploy_flow(flow_file), body or {})
     engine = Engine(env)
+    if limits is not None:
+        engine.interpreter.limits = limits
     try:
         engine.run_until_finished(run.run_id, timeout)
     finally:

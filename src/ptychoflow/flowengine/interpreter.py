@@ -22,8 +22,8 @@ from typing import Any
 from ptychoflow.flowengine.choice import choose, parse_timestamp
 from ptychoflow.flowengine.definition import action_url
 from ptychoflow.flowengine.errors import StateError, runtime_error
-from ptychoflow.flowengine.limits import DEFAULT_LIMITS, LIMIT_ERRORS, RunLimits, check_state_size, \
-    transition_limit_error
+from ptychoflow.flowengine.limits import DEFAULT_LIMITS, LIMIT_ERRORS, UNCATCHABLE_ERRORS, RunLimits, \
+    check_state_size, transition_limit_error
 from ptychoflow.flowengine.parameters import redact, render, scope_with_context
 from ptychoflow.flowengine.paths import get_path, set_path
 from ptychoflow.flowengine.providers.base import ActionUnableToRun, Providers
@@ -327,7 +327,10 @@ class Interpreter:
 
 def _catcher_for(state: dict[str, Any], error: str) -> dict[str, Any] | None:
     """The first Catcher matching ``error``. ``States.ALL`` matches every error except the
-    limit errors, which a catcher must name (as States.DataLimitExceeded in the States Language)."""
+    limit errors, which a catcher must name (as States.DataLimitExceeded in the States Language);
+    the transition limit is never caught (see ``limits``)."""
+    if error in UNCATCHABLE_ERRORS:
+        return None
     for catcher in state.get("Catch", []):
         names = catcher["ErrorEquals"]
         if error in names or ("States.ALL" in names and error not in LIMIT_ERRORS):

@@ -1,8 +1,9 @@
 """Bounds on what one run may consume, so a bad definition or input fails instead of hanging.
 
-Each limit fails the run with a named ``States.*`` error. Limit errors are terminal: as in the
-Amazon States Language (where ``States.ALL`` does not match ``States.DataLimitExceeded``), a
-``States.ALL`` catcher does not catch them; naming one in ``ErrorEquals`` does.
+Each limit fails the run with a named ``States.*`` error. As in the Amazon States Language
+(where ``States.ALL`` does not match ``States.DataLimitExceeded``), a ``States.ALL`` catcher
+does not catch them: only a catcher that names the data or expression limit does. The
+transition limit cannot be caught at all (the catcher's state would be one more transition).
 
 The defaults live here and nowhere else; a profile overrides them (``[engine.limits]``).
 """
@@ -20,6 +21,7 @@ TRANSITION_LIMIT_ERROR = "States.TransitionLimitExceeded"
 DATA_LIMIT_ERROR = "States.DataLimitExceeded"
 EXPRESSION_LIMIT_ERROR = "States.ExpressionLimitExceeded"
 LIMIT_ERRORS = frozenset({TRANSITION_LIMIT_ERROR, DATA_LIMIT_ERROR, EXPRESSION_LIMIT_ERROR})
+UNCATCHABLE_ERRORS = frozenset({TRANSITION_LIMIT_ERROR})
 
 # Integers in the state are JSON numbers; Python refuses to print one longer than this.
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
