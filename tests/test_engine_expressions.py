@@ -71,6 +71,16 @@ def test_syntax_errors_are_caught_at_parse_time() -> None:
         parse_expression("`$.a")
 
 
+def test_plain_paths_may_use_names_jsonpath_ng_reserves() -> None:
+    """``where`` is a keyword to jsonpath-ng, but an ordinary field name in a flow's state."""
+    state = {"where": {"id": "bl", "wherenot": [1, 2]}, "a b": {"c": 3}}
+    assert get_path(state, "$.where.id") == "bl"
+    assert get_path(state, "$.where.wherenot[1]") == 2
+    assert get_path(state, "$['a b'].c") == 3
+    assert set_path(state, "$.where.path", "/~/x")["where"] == {"id": "bl", "wherenot": [1, 2], "path": "/~/x"}
+    assert evaluate("where.id + '!'", state) == "bl!"
+
+
 def test_get_path_semantics() -> None:
     assert get_path(STATE, "$") is STATE
     assert get_path(STATE, "$.nested.a.b[1]") == 20

@@ -529,6 +529,8 @@ class _Evaluator:
         if not isinstance(path, str):
             raise self.fail(f"a path must be a string, got {path!r}")
         json_path = path if path.startswith("$") else "$." + path
+        if json_path == "$":  # the state itself; the virtual _context is not part of it
+            return {k: v for k, v in self.scope.items() if k != "_context"}
         try:
             return get_path(self.scope, json_path)
         except PathSyntaxError as exc:

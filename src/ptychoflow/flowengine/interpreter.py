@@ -24,7 +24,7 @@ from ptychoflow.flowengine.definition import action_url
 from ptychoflow.flowengine.errors import StateError, runtime_error
 from ptychoflow.flowengine.limits import DEFAULT_LIMITS, LIMIT_ERRORS, UNCATCHABLE_ERRORS, RunLimits, \
     check_state_size, transition_limit_error
-from ptychoflow.flowengine.parameters import redact, render, scope_with_context
+from ptychoflow.flowengine.parameters import redact, render, scope_with_context, select
 from ptychoflow.flowengine.paths import get_path, set_path
 from ptychoflow.flowengine.providers.base import ActionUnableToRun, Providers
 from ptychoflow.flowengine.store import RunRow, StepRow, Store
@@ -145,7 +145,7 @@ class Interpreter:
         elif "Parameters" in state:
             value = render(state["Parameters"], document, context, self.limits)
         elif "InputPath" in state:
-            value = get_path(scope_with_context(document, context), state["InputPath"])
+            value = select(document, context, state["InputPath"])
         else:
             value = document
         new_document = set_path(document, state.get("ResultPath", "$"), value)
@@ -224,7 +224,7 @@ class Interpreter:
         """``Error``/``Cause``, or the string at ``ErrorPath``/``CausePath`` (anything else: States.Runtime)."""
         if f"{field}Path" not in state:
             return state.get(field)
-        value = get_path(scope_with_context(run.document, context), state[f"{field}Path"])
+        value = select(run.document, context, state[f"{field}Path"])
         if not isinstance(value, str):
             raise runtime_error(f"{field}Path {state[f'{field}Path']} gave {json.dumps(value)[:80]}, not a string")
         return value
@@ -239,7 +239,7 @@ class Interpreter:
             if "Parameters" in state:
                 body = render(state["Parameters"], run.document, context, self.limits)
             elif "InputPath" in state:
-                body = get_path(scope_with_context(run.document, context), state["InputPath"])
+                body = select(run.document, context, state["InputPath"])
             else:
                 body = run.document
             check_state_size(body, self.limits, f"the request body of {run.current_state}")
