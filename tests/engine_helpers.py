@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,13 @@ def write_profile(directory: Path) -> Path:
     path = directory / "ptychoflow.toml"
     path.write_text(PROFILE_TOML)
     return path
+
+
+def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -11,22 +11,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from engine_helpers import chain, write_function, write_profile
+from engine_helpers import chain, wait_until, write_function, write_profile
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.cli.main import cli
 from ptychoflow.flowengine.worker import engine_pid, ensure_engine_running, stop_engine
 from ptychoflow.profile import load_profile
 
 C = "https://compute.actions.globus.org/v3"
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _step(name: str, function_id: str) -> dict:
@@ -51,10 +42,10 @@ def test_kill_9_mid_action_then_resume_runs_completed_actions_exactly_once(tmp_p
 
     first = ensure_engine_running(profile)
     try:
-        _wait_for(lambda: "slow-start" in (log.read_text() if log.exists() else ""), 20, "the slow action to start")
+        wait_until(lambda: "slow-start" in (log.read_text() if log.exists() else ""), 20, "the slow action to start")
         assert backend.get_run(run.run_id).current_state == "B"
         os.kill(first, signal.SIGKILL)
-        _wait_for(lambda: engine_pid(profile.state_path) is None, 5, "the killed worker's lock to drop")
+        wait_until(lambda: engine_pid(profile.state_path) is None, 5, "the killed worker's lock to drop")
         assert backend.get_run(run.run_id).status.value == "ACTIVE"
 
         result = CliRunner().invoke(cli, ["runs", "resume", run.run_id[:8], "--profile", str(tmp_path / "ptychoflow.toml")])
@@ -62,7 +53,7 @@ def test_kill_9_mid_action_then_resume_runs_completed_actions_exactly_once(tmp_p
         assert "ACTIVE at B" in result.output
         second = engine_pid(profile.state_path)
         assert second and second != first
-        _wait_for(lambda: backend.get_run(run.run_id).status.finished, 30, "the run to finish")
+        wait_until(lambda: backend.get_run(run.run_id).status.finished, 30, "the run to finish")
     finally:
         stop_engine(profile.state_path)
 
@@ -91,7 +82,7 @@ def test_resubmitting_a_started_action_recalls_its_committed_result(tmp_path: Pa
     crashed.tick()  # step A recorded as started and submitted
     step = crashed.store.steps(run.run_id)[0]
     assert step.status == "ACTIVE" and step.action_key
-    _wait_for(lambda: log.exists(), 15, "the task to run")
+    wait_until(lambda: log.exists(), 15, "the task to run")
     time.sleep(0.3)
     crashed.providers.close()  # the "crash": this engine never records the completion
     fresh = Engine(env)

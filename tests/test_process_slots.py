@@ -13,17 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from engine_helpers import wait_until
 from ptychoflow.flowengine.process_slots import ProcessSlots, RemoteError, SlotLost, TaskKilled
 from ptychoflow.processes import package_environment, pid_alive
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def grandchild(pid_file: Path, seconds: int = 60) -> list[str]:
