@@ -95,9 +95,10 @@ time.sleep(120)
 def test_kill_9_of_the_parent_leaves_no_orphans(tmp_path: Path) -> None:
     pid_file = tmp_path / "g.pid"
     parent = subprocess.Popen([sys.executable, "-c", PARENT.format(pid_file=pid_file)], stdout=subprocess.PIPE,
-                              text=True, env=package_environment())
+                              stderr=subprocess.PIPE, text=True, env=package_environment())
     try:
         slots = [int(p) for p in parent.stdout.readline().split()]
+        assert slots, parent.stderr.read() if parent.poll() is not None else "the parent printed no slot pids"
         descendants = [*slots, read_pid(pid_file)]
         assert all(pid_alive(p) for p in descendants)
         os.kill(parent.pid, signal.SIGKILL)
