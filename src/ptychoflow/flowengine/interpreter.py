@@ -26,7 +26,8 @@ from ptychoflow.flowengine.limits import DEFAULT_LIMITS, LIMIT_ERRORS, UNCATCHAB
     check_state_size, transition_limit_error
 from ptychoflow.flowengine.parameters import redact, render, scope_with_context, select
 from ptychoflow.flowengine.paths import get_path, set_path
-from ptychoflow.flowengine.providers.base import ActionUnableToRun, Providers
+from ptychoflow.flowengine.providers.base import ActionUnableToRun
+from ptychoflow.flowengine.providers.registry import Providers
 from ptychoflow.flowengine.store import RunRow, StepRow, Store
 
 log = logging.getLogger(__name__)
