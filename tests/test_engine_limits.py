@@ -9,7 +9,7 @@ import pytest
 
 from engine_helpers import TEST_URL, chain, run_flow
 from ptychoflow.flowengine.limits import RunLimits
-from ptychoflow.flowengine.providers.base import ActionProvider, register_provider, unregister_provider
+from ptychoflow.flowengine.providers import ActionProvider, provider_registered
 
 BROKEN_URL = "https://test.example.org/broken"
 
@@ -98,14 +98,11 @@ class _Broken(ActionProvider):
 
 
 def test_a_provider_bug_is_action_unable_to_run_and_can_be_caught(tmp_path) -> None:
-    register_provider(BROKEN_URL, lambda env: _Broken())
-    try:
+    with provider_registered(BROKEN_URL, lambda env: _Broken()):
         flow = chain(("Call", {"Type": "Action", "ActionUrl": BROKEN_URL, "Parameters": {}, "ResultPath": "$.r",
                                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "After"}]}),
                      ("After", {"Type": "Pass"}))
         run, _ = run_flow(tmp_path, flow, {}, timeout=5)
-    finally:
-        unregister_provider(BROKEN_URL)
     assert run.status.value == "SUCCEEDED"
     assert run.output["err"]["Error"] == "ActionUnableToRun" and "KeyError: 'oops'" in run.output["err"]["Cause"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,7 @@ import pytest
 from engine_helpers import make_env
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.flowengine.definition import load_definition, retired_url_states, successors, validate_definition
-from ptychoflow.flowengine.providers import compute, transfer
-from ptychoflow.flowengine.providers.base import (
-    ActionFailed, ActionUnableToRun, ThreadedProvider, register_provider, unregister_provider,
-)
+from ptychoflow.flowengine.providers import ActionFailed, ActionUnableToRun, ThreadedProvider, provider_registered
 from ptychoflow.flowengine.worker import Engine
 from ptychoflow.errors import FlowDefinitionError
 
@@ -32,7 +30,6 @@ URLS = {
     **{name: f"https://transfer.actions.globus.org/{name}" for name in ("transfer", "delete", "ls", "stat", "mkdir")},
     "compute": "https://compute.actions.globus.org/v3",
 }
-BUILT_IN = {**transfer.FACTORIES, **compute.FACTORIES}
 CASES = [(flow, case) for flow in FLOWS for case in json.loads(flow.with_suffix(".cases.json").read_text())["cases"]]
 
 
@@ -61,22 +58,17 @@ class ScriptedProvider(ThreadedProvider):
 
 @pytest.fixture
 def scripted_providers():
-    """Register scripted providers for a case; afterwards put the built-in ones back."""
-    registered: list[str] = []
+    """Register scripted providers for a case; afterwards the built-in ones are back."""
+    with ExitStack() as registrations:
 
-    def install(actions: dict[str, list[dict]], calls: list) -> dict[str, deque]:
-        scripts = {}
-        for name, responses in actions.items():
-            scripts[name] = deque(responses)
-            register_provider(URLS[name], lambda env, n=name: ScriptedProvider(env, n, scripts[n], calls))
-            registered.append(URLS[name])
-        return scripts
+        def install(actions: dict[str, list[dict]], calls: list) -> dict[str, deque]:
+            scripts = {name: deque(responses) for name, responses in actions.items()}
+            for name in scripts:
+                factory = lambda env, n=name: ScriptedProvider(env, n, scripts[n], calls)  # noqa: E731
+                registrations.enter_context(provider_registered(URLS[name], factory))
+            return scripts
 
-    yield install
-    for url in registered:
-        unregister_provider(url)
-        if url in BUILT_IN:
-            register_provider(url, BUILT_IN[url])
+        yield install
 
 
 def test_there_are_at_least_ten_flows_and_they_validate() -> None:
