@@ -107,3 +107,22 @@ def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) ->
             return
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children...), read from /proc: the
+    processes that would be orphaned if ``pid`` died and they did not."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found

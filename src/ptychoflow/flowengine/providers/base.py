@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.flowengine.errors import StateError
+from ptychoflow.flowengine.limits import DEFAULT_LIMITS, RunLimits
 from ptychoflow.site import SiteLayout
 
 ACTIVE, SUCCEEDED, FAILED = "ACTIVE", "SUCCEEDED", "FAILED"
@@ -47,6 +48,10 @@ class EngineEnv:
     collections: dict[str, Path] = field(default_factory=dict)  # collection id or site name -> directory
     endpoints: dict[str, int] = field(default_factory=dict)  # compute endpoint id -> concurrent workers
     username: str = "local"
+    # compute endpoint id -> reruns of a task whose worker process died mid-call (Globus
+    # Compute's max_retries_on_system_failure); absent means 0, at most once
+    retries_on_worker_loss: dict[str, int] = field(default_factory=dict)
+    limits: RunLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_profile(cls, profile: Any) -> "EngineEnv":
