@@ -35,11 +35,14 @@ class ActionJournal:
     def _file(self, key: str, suffix: str) -> Path:
         return self.directory / f"{safe_component(key, source=self.directory, field='action key')}{suffix}"
 
+    def _writable(self, key: str, suffix: str) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self._file(key, suffix)
+
     @contextmanager
     def exclusive(self, key: str) -> Iterator[None]:
         """Hold the action's lock (waits for an orphaned run of the same action to end)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with file_lock(self._file(key, ".lock")):
+        with file_lock(self._writable(key, ".lock")):
             yield
 
     def outcome(self, key: str) -> dict[str, Any] | None:
@@ -59,12 +62,12 @@ class ActionJournal:
     def begin(self, key: str) -> int:
         """Record one more start, durably, before the work begins; returns the attempt number."""
         attempt = self.starts(key) + 1
-        atomic_write_text(self._file(key, ".started"), str(attempt))
+        atomic_write_text(self._writable(key, ".started"), str(attempt))
         return attempt
 
     def finish(self, key: str, document: dict[str, Any]) -> dict[str, Any]:
         """Store the outcome durably; returns it."""
-        atomic_write_json(self._file(key, ".json"), document, indent=None)
+        atomic_write_json(self._writable(key, ".json"), document, indent=None)
         return document
 
     def forget(self, key: str) -> None:
