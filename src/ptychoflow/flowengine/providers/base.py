@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import getpass
+import logging
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,7 @@ from ptychoflow.flowengine.limits import DEFAULT_LIMITS, RunLimits
 from ptychoflow.site import SiteLayout
 
 ACTIVE, SUCCEEDED, FAILED = "ACTIVE", "SUCCEEDED", "FAILED"
+log = logging.getLogger(__name__)
 
 
 class ActionUnableToRun(StateError):
@@ -166,7 +168,8 @@ class ThreadedProvider(ActionProvider):
 
     def _guarded(self, action_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
-            self.journal.begin(action_id)
+            attempt = self.journal.begin(action_id)
+            log.info("action %s: %s started (attempt %d)", action_id, type(self).__name__, attempt)
             state, details = SUCCEEDED, self.execute(action_id, body)
         except ActionFailed as exc:
             state, details = FAILED, exc.details
@@ -174,6 +177,7 @@ class ThreadedProvider(ActionProvider):
             state, details = FAILED, {"error": type(exc).__name__, "description": str(exc),
                                       "exception": traceback.format_exc()}
         self.journal.finish(action_id, {"state": state, "details": details})
+        log.info("action %s: %s finished %s", action_id, type(self).__name__, state)
         return state, details
 
     def attempt(self, action_id: str) -> int:
