@@ -214,7 +214,9 @@ def _kill_group(process: subprocess.Popen, grace: float = _GRACE_SECONDS) -> Non
     except ProcessLookupError:
         return
     if grace:
-        threading.Timer(grace, _kill_group, (process, 0)).start()
+        timer = threading.Timer(grace, _kill_group, (process, 0))
+        timer.daemon = True  # never holds up the parent's exit; the slot's watchdog covers that case
+        timer.start()
 
 
 def _send(stream: BinaryIO | None, message: Any) -> None:
