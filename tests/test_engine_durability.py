@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ from click.testing import CliRunner
 from engine_helpers import chain, descendants, wait_until, write_function, write_profile
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.cli.main import cli
-from ptychoflow.flowengine.providers.base import EngineEnv
-from ptychoflow.flowengine.worker import engine_pid, ensure_worker, stop_engine, write_env
+from ptychoflow.flowengine.worker import engine_pid, ensure_engine_running, stop_engine
 from ptychoflow.processes import pid_alive
 from ptychoflow.profile import load_profile
 
@@ -38,7 +36,9 @@ def _step(name: str, function_id: str) -> dict:
 def test_kill_9_mid_action_then_resume(tmp_path: Path, retries: int, log_lines: list[str], status: str) -> None:
     """The worker dies mid-call: its slot process dies with it (no orphan finishes the call
     behind the engine's back), and on resume the call is made again only if allowed."""
-    profile = load_profile(write_profile(tmp_path))
+    profile_file = write_profile(tmp_path)
+    profile_file.write_text(profile_file.read_text().replace("workers = 2", f"workers = 2\nretries_on_worker_loss = {retries}"))
+    profile = load_profile(profile_file)
     backend = LocalBackend.from_profile(profile)
     log = tmp_path / "side_effects.log"
     quick = write_function(tmp_path / "fns", "quick", f"open({str(log)!r}, 'a').write(kwargs['tag'] + '\\n')\nreturn {{'ok': kwargs['tag']}}")
@@ -51,23 +51,24 @@ def test_kill_9_mid_action_then_resume(tmp_path: Path, retries: int, log_lines: 
     flow_file.write_text(json.dumps(chain(("A", _step("A", quick_id)), ("B", _step("B", slow_id)),
                                           ("C", _step("C", quick_id)))))
     run = backend.start_run(backend.deploy_flow(flow_file), {})
-    env = replace(EngineEnv.from_profile(profile), retries_on_worker_loss={"local-hpc": retries})
-    write_env(env)
+    state_dir = profile.state_path
 
-    first = ensure_worker(env.state_dir)
+    first = ensure_engine_running(profile)
     try:
         wait_until(lambda: "slow-start" in (log.read_text() if log.exists() else ""), 20, "the slow action to start")
         slot = [pid for pid in descendants(first) if pid_alive(pid)]
         assert backend.get_run(run.run_id).current_state == "B" and slot
         os.kill(first, signal.SIGKILL)
-        wait_until(lambda: engine_pid(env.state_dir) is None, 5, "the killed worker's lock to drop")
+        wait_until(lambda: engine_pid(state_dir) is None, 5, "the killed worker's lock to drop")
         wait_until(lambda: not any(pid_alive(pid) for pid in slot), 5, f"the worker's processes {slot} to end")
         assert backend.get_run(run.run_id).status.value == "ACTIVE"
-        second = ensure_worker(env.state_dir)
-        assert second != first
+        result = CliRunner().invoke(cli, ["runs", "resume", run.run_id[:8], "--profile", str(profile_file)])
+        assert result.exit_code == 0, result.output
+        assert "ACTIVE at B" in result.output
+        assert engine_pid(state_dir) not in (None, first)
         wait_until(lambda: backend.get_run(run.run_id).status.finished, 30, "the run to finish")
     finally:
-        stop_engine(env.state_dir)
+        stop_engine(state_dir)
 
     info = backend.get_run(run.run_id)
     assert info.status.value == status, info.error
@@ -76,24 +77,6 @@ def test_kill_9_mid_action_then_resume(tmp_path: Path, retries: int, log_lines: 
         assert info.error.startswith("B: ActionFailedException") and "WorkerLost" in info.error
     else:
         assert info.output["C"]["details"]["results"][0]["output"] == {"ok": "C"}
-
-
-def test_resume_from_the_cli_starts_a_worker_that_finishes_the_run(tmp_path: Path) -> None:
-    profile = load_profile(write_profile(tmp_path))
-    backend = LocalBackend.from_profile(profile)
-    quick = write_function(tmp_path / "fns", "quick", "return {'ok': kwargs['tag']}")
-    flow_file = tmp_path / "one.json"
-    flow_file.write_text(json.dumps(chain(("A", _step("A", backend.register_function(quick, "quick").function_id)))))
-    run = backend.start_run(backend.deploy_flow(flow_file), {})
-    try:
-        result = CliRunner().invoke(cli, ["runs", "resume", run.run_id[:8], "--profile", str(tmp_path / "ptychoflow.toml")])
-        assert result.exit_code == 0, result.output
-        assert "ACTIVE at A" in result.output
-        assert engine_pid(profile.state_path)
-        wait_until(lambda: backend.get_run(run.run_id).status.finished, 30, "the run to finish")
-    finally:
-        stop_engine(profile.state_path)
-    assert backend.get_run(run.run_id).status.value == "SUCCEEDED"
 
 
 def test_resubmitting_a_started_action_recalls_its_committed_result(tmp_path: Path) -> None:

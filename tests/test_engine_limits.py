@@ -143,3 +143,36 @@ def test_database_grows_by_results_not_by_copies_of_the_state(tmp_path) -> None:
     size = sum(p.stat().st_size for p in (tmp_path / "state").glob("runs.sqlite*"))
     assert size < 1_000_000, size  # input + run document + output + start/end events, not 20 copies
     assert json.dumps(run.output).count("z" * 1000) >= 1
+
+
+def test_limits_come_from_the_profile_and_reach_the_worker(tmp_path) -> None:
+    from engine_helpers import write_profile
+    from ptychoflow.flowengine.providers import EngineEnv
+    from ptychoflow.flowengine.worker import read_env, write_env
+    from ptychoflow.profile import load_profile
+
+    profile_file = write_profile(tmp_path)
+    profile_file.write_text(profile_file.read_text() + "[engine]\nmax_transitions = 25\nexpression_cpu_seconds = 0.5\n")
+    env = EngineEnv.from_profile(load_profile(profile_file))
+    assert env.limits == RunLimits(max_transitions=25, expression_cpu_seconds=0.5)
+    write_env(env)
+    assert read_env(env.state_dir).limits == env.limits  # what a worker process sees
+    run, _ = run_flow(tmp_path, loop(), {}, env=env, limits=None)
+    assert run.error.startswith("Pong: States.TransitionLimitExceeded: the run entered 25 states")  # the 26th
+
+
+@pytest.mark.parametrize("table, key, problem", [
+    ("max_transitions = 0", "engine.max_transitions", "greater than or equal to 1"),
+    ("max_state_byte = 10", "engine.max_state_byte", "Extra inputs are not permitted"),
+    ("expression_cpu_seconds = -1", "engine.expression_cpu_seconds", "greater than 0"),
+])
+def test_a_bad_limit_in_the_profile_is_one_line_naming_the_key(tmp_path, table: str, key: str, problem: str) -> None:
+    from engine_helpers import write_profile
+    from ptychoflow.errors import ProfileError
+    from ptychoflow.profile import load_profile
+
+    profile_file = write_profile(tmp_path)
+    profile_file.write_text(profile_file.read_text() + f"[engine]\n{table}\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(profile_file)
+    assert str(caught.value).startswith(f"{profile_file}: {key}: ") and problem in str(caught.value)

@@ -67,11 +67,12 @@ class EngineEnv:
             if collection_id:
                 collections[collection_id] = directory
         endpoints = {profile.hpc.endpoint_id: profile.hpc.workers, profile.edge.endpoint_id: 1}
+        retries = {profile.hpc.endpoint_id: profile.hpc.retries_on_worker_loss}
         try:
             username = getpass.getuser()
         except Exception:
             username = "local"
-        return cls(layout.state_dir, collections, endpoints, username)
+        return cls(layout.state_dir, collections, endpoints, username, retries, profile.engine.run_limits())
 
 
 def iso_now() -> str:
