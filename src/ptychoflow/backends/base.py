@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ptychoflow.flowengine.failure import Failure
 from ptychoflow.fs import sha256_text
 
 
@@ -81,6 +82,7 @@ class RunInfo:
     error: str | None = None
     timeline: list[StateRecord] = field(default_factory=list)
     web_url: str | None = None
+    failure: Failure | None = None  # why a FAILED run failed: state, error, one-line reason
 
 
 class Backend(abc.ABC):

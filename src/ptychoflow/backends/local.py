@@ -14,7 +14,9 @@ from typing import Any
 from ptychoflow.backends.base import (
     Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord, flow_checksum,
 )
-from ptychoflow.flowengine.definition import load_definition, load_schema
+from ptychoflow.flowengine.definition import check_runs_locally, load_definition, load_schema
+from ptychoflow.flowengine.failure import root_cause
+from ptychoflow.flowengine.limits import json_size
 from ptychoflow.flowengine.parameters import hide_private_state
 from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.functions import record_source
@@ -43,6 +45,7 @@ class LocalBackend(Backend):
     def deploy_flow(self, definition_path: Path) -> DeployedFlow:
         definition_path = Path(definition_path)
         definition = load_definition(definition_path)
+        check_runs_locally(definition, str(definition_path))
         schema = load_schema(definition_path)
         checksum = flow_checksum(definition, schema)
         flow_id = self.store.put_flow(definition_path.stem, checksum, definition, schema, str(definition_path))
@@ -62,7 +65,12 @@ class LocalBackend(Backend):
         stored = self.store.get_flow(flow.flow_id)
         if stored is None:
             raise PtychoflowError(f"flow {flow.flow_id} is not deployed on this profile; deploy it first")
-        _validate_input(body, stored["input_schema"], stored["source"] or flow.title)
+        source = stored["source"] or flow.title
+        _validate_input(body, stored["input_schema"], source)
+        size = json_size(body)
+        if size > self.env.limits.max_state_bytes:  # refused before anything is stored
+            raise InputError(f"{source} input", "(input)", f"{size / 1024:.1f} KiB of JSON; a run's input and state may "
+                             f"hold {self.env.limits.max_state_bytes / 1024:.1f} KiB (profile [engine] max_state_bytes)")
         run_id = self.store.create_run(flow.flow_id, stored["definition"]["StartAt"], body, label=label,
                                        tags=list(tags or []), username=self.env.username)
         return self.get_run(run_id)
@@ -84,6 +92,7 @@ class LocalBackend(Backend):
             created=run.created, completed=run.completed, current_state=run.current_state,
             output=_visible_output(run.output),
             error=run.error, timeline=timeline,
+            failure=root_cause(self.store.events(run.run_id)) if run.status == "FAILED" else None,
         )
 
     def get_run_log(self, run_id: str) -> list[dict[str, Any]]:

@@ -29,9 +29,9 @@ class Failure:
     cause: str
 
     def line(self) -> str:
-        """``STATE: ERROR: message`` (no state for a run-level failure)."""
-        head = f"{self.state}: {self.error}" if self.state else self.error
-        return f"{head}: {self.message}" if self.message else head
+        """``STATE: ERROR: message`` (without the parts that are unknown)."""
+        head = ": ".join(part for part in (self.state, self.error) if part)
+        return ": ".join(part for part in (head, self.message) if part)
 
 
 def describe(error: str, cause: str, state: str | None = None) -> Failure:
@@ -70,6 +70,21 @@ def _from_status(status: dict[str, Any]) -> str | None:
     return found
 
 
+def failure_from_text(text: str) -> Failure:
+    """A failure known only by its error text (``STATE: ERROR: cause``, ``ERROR: cause`` or
+    free text, as a Globus run reports it): the reason is dug out all the same."""
+    head, _, rest = text.partition(": ")
+    if rest and _ERROR_NAME.fullmatch(head):
+        return describe(head, rest)
+    second, _, cause = rest.partition(": ")
+    if cause and _ERROR_NAME.fullmatch(second):
+        return describe(second, cause, head)
+    return describe("", text)
+
+
+_ERROR_NAME = re.compile(r"(States\.\w+|\w*(Exception|Error|Timeout|ToRun|Failed|Canceled|Lost))")
+
+
 def _last_line_of_traceback(text: str) -> str:
     """A Python traceback's last line (the exception), else the text's first non-empty line."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -82,3 +97,21 @@ def _last_line_of_traceback(text: str) -> str:
 def _clip(text: str) -> str:
     text = printable(text)
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
+
+def root_cause(events: list[dict[str, Any]]) -> Failure | None:
+    """The failure behind a failed run, from its event log (``code``, ``details``).
+
+    A flow that catches an error and then ends in a Fail state (``Catch`` -> report ->
+    ``Fail``) failed because of what it caught: the last ``ErrorCaught`` before a Fail
+    state's ``FlowFailed`` is the cause. Otherwise the ``FlowFailed`` itself is.
+    """
+    caught: Failure | None = None
+    for event in events:
+        details = event.get("details") if isinstance(event.get("details"), dict) else {}
+        if event.get("code") == "ErrorCaught":
+            caught = describe(str(details.get("error", "")), str(details.get("cause", "")), details.get("state_name"))
+        elif event.get("code") == "FlowFailed":
+            own = describe(str(details.get("error", "")), str(details.get("cause", "")), details.get("state_name"))
+            return caught if caught is not None and details.get("fail_state") else own
+    return None

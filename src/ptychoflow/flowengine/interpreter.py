@@ -22,6 +22,7 @@ from typing import Any
 from ptychoflow.flowengine.choice import choose, parse_timestamp
 from ptychoflow.flowengine.definition import action_url
 from ptychoflow.flowengine.errors import StateError, runtime_error
+from ptychoflow.flowengine.failure import describe
 from ptychoflow.flowengine.limits import DEFAULT_LIMITS, LIMIT_ERRORS, UNCATCHABLE_ERRORS, RunLimits, \
     check_state_size, transition_limit_error
 from ptychoflow.flowengine.parameters import redact, render, scope_with_context, select
@@ -212,12 +213,14 @@ class Interpreter:
     # --- Fail -------------------------------------------------------------------------------
     def _fail(self, run: RunRow, state: dict[str, Any], context: dict[str, Any]) -> None:
         name = self._fail_field(run, state, "Error", context) or "States.Fail"
-        error = f"{name}: {self._fail_field(run, state, 'Cause', context) or ''}".rstrip(": ")
+        cause = self._fail_field(run, state, "Cause", context) or ""
+        error = f"{name}: {cause}".rstrip(": ")
         with self.store.transaction() as db:
             seq = self.store.open_step(db, run, run.current_state, "Fail", None)
             self.store.close_step(db, run.run_id, seq, "FAILED", error=error)
             self.store.finish_run(db, run.run_id, "FAILED", output=run.document, error=error)
-            self.store.event(db, run.run_id, "FlowFailed", error, {"state_name": run.current_state})
+            self.store.event(db, run.run_id, "FlowFailed", error, {
+                "state_name": run.current_state, "error": name, "cause": cause, "fail_state": True})
         run.status = "FAILED"
 
     @staticmethod
@@ -309,20 +312,21 @@ class Interpreter:
                 catcher, error = None, StateError(too_big.name, f"{too_big.cause} (while catching {error})")
         step = self._open_step(run)
         message = f"{error.name}: {error.cause}"
+        failure = describe(error.name, error.cause, name)  # the timeline and the log say why in one line
+        details = {"state_name": name, "error": error.name, "cause": error.cause}
         with self.store.transaction() as db:
             if not self._still_active(db, run):
                 return
             seq = step.seq if step else self.store.open_step(db, run, name, state["Type"], None)
-            self.store.close_step(db, run.run_id, seq, "FAILED", error=message)
+            self.store.close_step(db, run.run_id, seq, "FAILED", error=f"{error.name}: {failure.message}")
             if catcher is not None:
                 self.store.move(db, run.run_id, document, catcher["Next"])
-                self.store.event(db, run.run_id, "ErrorCaught", f"State {name} failed; caught, going to "
-                                 f"{catcher['Next']}", {"state_name": name, "error": error.name, "cause": error.cause})
+                self.store.event(db, run.run_id, "ErrorCaught", f"{failure.line()} (caught, going to "
+                                 f"{catcher['Next']})", details)
                 run.document, run.current_state = document, catcher["Next"]
             else:
                 self.store.finish_run(db, run.run_id, "FAILED", output=run.document, error=f"{name}: {message}")
-                self.store.event(db, run.run_id, "FlowFailed", f"State {name} failed: {message}",
-                                 {"state_name": name, "error": error.name, "cause": error.cause})
+                self.store.event(db, run.run_id, "FlowFailed", failure.line(), details)
                 run.status = "FAILED"
 
 
