@@ -177,7 +177,12 @@ class ThreadedProvider(ActionProvider):
         except Exception as exc:  # a provider bug must fail the action, not the worker
             state, details = FAILED, {"error": type(exc).__name__, "description": str(exc),
                                       "exception": traceback.format_exc()}
-        self.journal.finish(action_id, {"state": state, "details": details})
+        with self._lock:
+            wanted = action_id in self._actions  # not released meanwhile (a cancelled run lets go at once)
+        if wanted:
+            self.journal.finish(action_id, {"state": state, "details": details})
+        else:
+            self.journal.forget(action_id)
         log.info("action %s: %s finished %s", action_id, type(self).__name__, state)
         return state, details
 
