@@ -6,9 +6,13 @@ lives in the store, so any interpreter (a restarted worker) can pick a run up ag
 
   - an Action is recorded as started, with its idempotency key and request body, *before*
     it is submitted; on resume an unfinished action is re-submitted under the same key and
-    the provider returns the original's result instead of running it again;
+    the provider returns the stored result of one that finished (it never runs twice), and
+    decides by its own rules about one that was cut short (``action_journal``);
   - a finished action's result, the new state document and the next state are committed
     in one transaction.
+
+No state can leave a run hanging: every error inside a state ends it with a named error
+(``States.Runtime`` for the unexpected ones), and the ``limits`` bound what a run may use.
 """
 
 from __future__ import annotations
