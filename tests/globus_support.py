@@ -6,18 +6,21 @@ without a login; every HTTP exchange goes through ``responses`` (globus_sdk.test
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import globus_sdk
 import pytest
 import responses
-from globus_sdk.testing import get_last_request
+from globus_sdk.testing import RegisteredResponse, get_last_request, get_response_set
 from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData, TokenStorage
 
 from ptychoflow.backends.globus import GlobusBackend
 from ptychoflow.backends.globus.auth import build_app, scope_requirements
+from ptychoflow.backends.globus.collections import CollectionTypes
 from ptychoflow.profile import Profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "globus"
@@ -75,9 +78,35 @@ def seed_tokens(storage: TokenStorage, flow_ids: list[str] = ()) -> None:
     storage.store_token_data_by_resource_server(data)
 
 
-def make_backend(profile: Profile, flow_ids: list[str] = ()) -> GlobusBackend:
+MAPPED = "GCSv5_mapped_collection"
+GUEST = "GCSv5_guest_collection"
+# What Transfer says about the profile's collections at a typical site: the HPC file system
+# is a mapped collection (takes a data_access consent), the beamline share a guest one.
+SITE_COLLECTIONS = {HPC_COLLECTION: MAPPED, BEAMLINE_COLLECTION: GUEST}
+
+
+def collection_doc(collection_id: str, entity_type: str, *, high_assurance: bool = False) -> dict[str, Any]:
+    """Transfer's ``get_endpoint`` document (the SDK's canned one) for a GCSv5 collection."""
+    doc = copy.deepcopy(get_response_set(globus_sdk.TransferClient.get_endpoint).lookup("default").json)
+    doc.update(id=collection_id, entity_type=entity_type, high_assurance=high_assurance,
+               display_name=f"{entity_type} {collection_id[:8]}", gcs_version="5.4.80")
+    return doc
+
+
+def add_collection(collection_id: str, entity_type: str, *, high_assurance: bool = False) -> None:
+    """Transfer answers ``get_endpoint`` for this collection."""
+    RegisteredResponse(service="transfer", path=f"/v0.10/endpoint/{collection_id}",
+                       json=collection_doc(collection_id, entity_type, high_assurance=high_assurance)).add()
+
+
+def make_backend(profile: Profile, flow_ids: list[str] = (), *, collections: dict[str, str] | None = None) -> GlobusBackend:
+    """A backend with seeded tokens, at a site whose collection types were looked up before
+    (``endpoints status`` or ``preflight`` records them); ``collections={}`` for a fresh site."""
     storage = MemoryTokenStorage()
     seed_tokens(storage, list(flow_ids))
+    known = CollectionTypes(profile.state_path)
+    for collection_id, entity_type in (SITE_COLLECTIONS if collections is None else collections).items():
+        known.record(collection_id, collection_doc(collection_id, entity_type))
     return GlobusBackend(profile, app=build_app(profile, flow_ids=flow_ids, token_storage=storage))
 
 

@@ -101,20 +101,6 @@ def test_missing_scope_names_the_login_command(tmp_path):
     assert "\n" not in message
 
 
-def test_inactive_run_explains_consent_and_resume(tmp_path):
-    doc = copy.deepcopy(TWO_HOP_RUN)
-    doc.update(status="INACTIVE", details={
-        "code": "ActionInactive", "description": "State TransferScan is waiting",
-        "details": {"state_name": "TransferScan", "details": {"code": "ConsentRequired", "required_scope": "urn:x:data_access"}},
-    })
-    add_run(doc)
-    add_log(doc["run_id"], [])
-    info = make_backend(make_profile(tmp_path)).get_run(doc["run_id"])
-    assert info.status is RunStatus.INACTIVE
-    assert "consent required for urn:x:data_access" in info.error
-    assert "ptychoflow login" in info.error and f"ptychoflow runs resume {doc['run_id']}" in info.error
-
-
 def test_wait_polls_with_backoff_until_finished(tmp_path):
     active = copy.deepcopy(GET_RUN.lookup("default").responses[0].json)
     active.update(status="ACTIVE", completion_time=None)
