@@ -96,14 +96,21 @@ class Identity:
     client_id: str
 
 
-def resolve_identity(profile: Profile) -> Identity:
-    """Confidential client from the environment if both variables are set, else the user app."""
+def resolve_identity(profile: Profile, prefer: str | None = None) -> Identity:
+    """Confidential client from the environment if both variables are set, else the user app.
+
+    ``prefer="user"`` picks the person's app even when the watcher's client is configured
+    (``preflight`` checks both).
+    """
     env_id, env_secret = os.environ.get(ENV_CLIENT_ID), os.environ.get(ENV_CLIENT_SECRET)
-    if env_id and env_secret:
+    if env_id and env_secret and prefer != "user":
         return Identity("client", env_id)
     if env_secret and not env_id:
         raise CredentialsError(f"{ENV_CLIENT_SECRET} is set but {ENV_CLIENT_ID} is not; set both for the watcher's client")
-    client_id = profile.globus.client_id or env_id
+    if prefer == "client":
+        raise CredentialsError(f"the watcher's client is not configured: set {ENV_CLIENT_ID} and {ENV_CLIENT_SECRET}")
+    # PTYCHOFLOW_CLIENT_ID alone may name a native app; with a secret it is the watcher's client
+    client_id = profile.globus.client_id or (None if env_secret else env_id)
     if not client_id:
         raise CredentialsError(
             "no Globus client configured: set [globus] client_id in the profile (a native app registered at "
@@ -150,13 +157,14 @@ def build_app(
     collection_ids: Iterable[str] = (),
     interactive: bool = False,
     token_storage: TokenStorage | None = None,
+    prefer: str | None = None,
 ) -> globus_sdk.GlobusApp:
     """A ``ClientApp`` (watcher) or ``UserApp`` (person) carrying all of ptychoflow's scopes.
 
     ``interactive=False`` (everything but ``login``) turns off the SDK's prompt-on-missing-token
     so a cron job or the watcher fails with a message instead of hanging on a prompt.
     """
-    identity = resolve_identity(profile)
+    identity = resolve_identity(profile, prefer)
     requirements = scope_requirements(flow_ids, collection_ids)
     config_args: dict = {"request_refresh_tokens": True}
     if not interactive:

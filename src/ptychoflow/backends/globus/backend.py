@@ -33,8 +33,10 @@ class GlobusBackend(Backend):
 
     name = "globus"
 
-    def __init__(self, profile: Profile, *, app: globus_sdk.GlobusApp | None = None) -> None:
+    def __init__(self, profile: Profile, *, app: globus_sdk.GlobusApp | None = None, prefer: str | None = None) -> None:
+        """``prefer``: "user" or "client" to act as that identity when both are configured."""
         self.profile = profile
+        self.prefer = prefer
         self.flow_state = flows.FlowState(profile.state_path)
         self.registry = FunctionRegistry(profile.state_path)
         self.collection_types = CollectionTypes(profile.state_path)
@@ -53,7 +55,8 @@ class GlobusBackend(Backend):
     @property
     def app(self) -> globus_sdk.GlobusApp:
         if self._app is None:
-            self._app = build_app(self.profile, flow_ids=self.known_flow_ids(), collection_ids=self.data_access_collections())
+            self._app = build_app(self.profile, flow_ids=self.known_flow_ids(), collection_ids=self.data_access_collections(),
+                                  prefer=self.prefer)
         return self._app
 
     def learn_collections(self) -> list[str]:

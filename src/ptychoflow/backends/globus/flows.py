@@ -176,3 +176,13 @@ def deploy_flow(
     log.info("created flow %s as %s", source.name, flow_id)
     state.put(source.name, flow_id, checksum)
     return DeployedFlow(flow_id, source.title, checksum)
+
+
+def find_deployed(
+    client: globus_sdk.FlowsClient, source: FlowSource, profile: Profile, state: FlowState
+) -> tuple[str, str | None] | None:
+    """(flow id, checksum it holds) of ``source``'s flow on the service, or None if it has none."""
+    known = profile.globus.flow_id or (state.get(source.name) or {}).get("flow_id")
+    current = _existing(client, known) if known else None
+    return None if current is None else (known, deployed_checksum(current))
+
