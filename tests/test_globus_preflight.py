@@ -25,7 +25,8 @@ from globus_support import (  # noqa: F401
 from ptychoflow.backends.globus.auth import OwnerOnlyJSONTokenStorage, flow_scope, token_file
 from ptychoflow.backends.globus.flows import CHECKSUM_KEYWORD, FlowState, load_flow_source
 from ptychoflow.cli.main import main
-from ptychoflow.function_registry import FunctionRecord, FunctionRegistry, bundled_functions, source_sha256
+from ptychoflow.fs import sha256_file
+from ptychoflow.function_registry import FunctionRecord, FunctionRegistry, bundled_functions
 from ptychoflow.profile import load_profile
 from ptychoflow.resources import flows_dir
 
@@ -49,7 +50,7 @@ def deploy_state(profile) -> None:
         state.put(path.stem, flow_ids()[path.stem], load_flow_source(path).checksum)
     registry = FunctionRegistry(profile.state_path)
     for name, path in bundled_functions().items():
-        sha = "0" * 64 if name == "train" else source_sha256(path)  # train changed since it was registered
+        sha = "0" * 64 if name == "train" else sha256_file(path)  # train changed since it was registered
         registry.put("globus", name, FunctionRecord(str(uuid.uuid5(uuid.NAMESPACE_URL, name)), sha, 0.0))
 
 
@@ -153,7 +154,7 @@ def test_every_problem_is_a_fail_with_its_fix(site, capsys, monkeypatch, tmp_pat
 def test_a_ready_site_passes_and_says_so(site, capsys, tmp_path, monkeypatch):
     profile = load_profile(site)
     FunctionRegistry(profile.state_path).put("globus", "train", FunctionRecord(
-        str(uuid.uuid5(uuid.NAMESPACE_URL, "train")), source_sha256(bundled_functions()["train"]), 0.0))
+        str(uuid.uuid5(uuid.NAMESPACE_URL, "train")), sha256_file(bundled_functions()["train"]), 0.0))
     add_services(hpc_collection=MAPPED, edge_state="online", hpc_allows_all=True)
     add_person_consents([HPC_COLLECTION])
     mapping = tmp_path / "identity_mapping.json"

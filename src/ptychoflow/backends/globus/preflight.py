@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.errors import CredentialsError, PtychoflowError
-from ptychoflow.function_registry import source_sha256
+from ptychoflow.fs import sha256_file
 
 from . import compute, flows
 from .auth import flow_scope, login_command
@@ -106,7 +106,7 @@ def check_function(backend: GlobusBackend, name: str, path: Path) -> Check:
         fix = "ptychoflow functions register --backend globus"
         if record is None:
             return Check("function", name, False, "not registered", fix)
-        if record.source_sha256 != source_sha256(path):
+        if record.source_sha256 != sha256_file(path):
             return Check("function", name, False, f"{record.function_id} was registered from older source", fix)
         with backend._explained(f"function {name}"):
             doc = backend.compute_client.get_function(record.function_id)
