@@ -216,9 +216,15 @@ def test_config_headers_document_the_configure_line():
                 assert option in header, f"{directory.name}/config.yaml does not show {option}"
 
 
-@pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("directory", [
+    pytest.param(d, marks=() if d.name == "hpc-slurm" else pytest.mark.slow) for d in ENDPOINTS  # ~7 s each
+], ids=lambda p: p.name)
 def test_endpoint_cli_configures_and_renders_it(directory, tmp_path):
-    """The installed console script: `configure` as documented, then `render-user-config`."""
+    """The installed console script: `configure` as documented, then `render-user-config`.
+
+    The root-run Slurm endpoint (identity mapping, contact email) runs in the fast suite;
+    the other three are marked slow (two endpoint CLI processes each).
+    """
     env = {**os.environ, "GLOBUS_COMPUTE_USER_DIR": str(tmp_path / "gce")}
     name = f"ptychoflow-{directory.name}"
 

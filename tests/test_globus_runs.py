@@ -166,6 +166,7 @@ def test_api_start_run_deploys_then_runs(tmp_path):
     from ptychoflow.backends.globus import api
     from globus_support import FLOW_FILE
 
+    RegisteredResponse(service="flows", path="/flows", json={"flows": [], "limit": 20, "has_next_page": False}).add()
     load_response(globus_sdk.FlowsClient.create_flow)
     load_response(globus_sdk.SpecificFlowClient.run_flow)
     profile = make_profile(tmp_path)
@@ -173,7 +174,7 @@ def test_api_start_run_deploys_then_runs(tmp_path):
 
     info = api.start_run(profile, FLOW_FILE, {"scan": "scan_0001.h5"}, label="scan_0001", tags=["t"], backend=backend)
 
-    assert [c.request.method for c in responses.calls] == ["POST", "POST"]
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "POST"]
     assert last_json() == {"body": {"scan": "scan_0001.h5"}, "label": "scan_0001", "tags": ["t"],
                            "run_monitors": [GROUP_URN], "run_managers": [GROUP_URN]}
     assert info.run_id == TWO_HOP_RUN["run_id"]

@@ -121,11 +121,12 @@ def check_flow(backend: GlobusBackend, path: Path) -> list[Check]:
     source = flows.load_flow_source(path)
 
     def deployed() -> Check:
-        found = flows.find_deployed(backend.flows_client, source, backend.profile, backend.flow_state)
+        with backend._explained(f"find flow {source.name}"):
+            found = flows.find_flow(backend.flows_client, source, backend.profile, backend.flow_state)
         fix = f"ptychoflow flows deploy {source.name}"
         if found is None:
             return Check("flow", source.name, False, "not deployed", fix)
-        flow_id, checksum = found
+        flow_id, checksum = found["id"], flows.deployed_checksum(found)
         if checksum != source.checksum:
             return Check("flow", source.name, False, f"{flow_id} holds another version (sha256 {str(checksum)[:12]})", fix)
         return Check("flow", source.name, True, f"{flow_id} is current (sha256 {source.checksum[:12]})")
