@@ -75,6 +75,14 @@ class Watcher(_Strict):
     batch_every_minutes: float = Field(default=0, ge=0)
     flow: str = "reconstruct_and_train"
     experiment: str = "commissioning"
+    inactive_slot: Literal["keep", "free"] = Field(
+        default="keep", description="An INACTIVE run (waiting for a consent) keeps its slot, or frees it for the next scan.")
+    inactive_timeout_minutes: float = Field(
+        default=30, ge=0, description="With inactive_slot = keep: the slot is freed after this long anyway.")
+
+    def inactive_hold_s(self) -> float:
+        """How long an INACTIVE run keeps its slot (0 when the policy frees it at once)."""
+        return self.inactive_timeout_minutes * 60 if self.inactive_slot == "keep" else 0.0
 
 
 class Edge(Site):
@@ -190,6 +198,8 @@ patch_size = 64
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
 poll = false                 # true on NFS/GPFS where file events are unreliable
 max_active_runs = 2          # more finished scans wait in a FIFO queue
+inactive_slot = "keep"       # a run waiting for a consent (INACTIVE) keeps its slot ("keep") or frees it ("free")
+inactive_timeout_minutes = 30  # ... but for at most this long
 flow = "reconstruct_and_train"
 experiment = "commissioning"
 

@@ -11,7 +11,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ptychoflow.fs import sha256_text
 
@@ -98,9 +98,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def start_run(
-        self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "", tags: list[str] | None = None
+        self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "", tags: list[str] | None = None,
+        notify_on: Sequence[str] = (),
     ) -> RunInfo:
-        """Record a run and return at once; execution happens elsewhere."""
+        """Record a run and return at once; execution happens elsewhere.
+
+        ``notify_on``: run statuses (INACTIVE, FAILED, SUCCEEDED) on which the service
+        e-mails the run's creator; a backend without such a service ignores it.
+        """
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunInfo:

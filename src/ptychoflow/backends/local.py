@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ptychoflow.backends.base import (
     Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord, flow_checksum,
@@ -58,7 +58,8 @@ class LocalBackend(Backend):
 
     # --- runs -----------------------------------------------------------------------------
     def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
-                  tags: list[str] | None = None) -> RunInfo:
+                  tags: list[str] | None = None, notify_on: Sequence[str] = ()) -> RunInfo:
+        """Record the run for the engine worker (no e-mail service here: ``notify_on`` is ignored)."""
         stored = self.store.get_flow(flow.flow_id)
         if stored is None:
             raise PtychoflowError(f"flow {flow.flow_id} is not deployed on this profile; deploy it first")

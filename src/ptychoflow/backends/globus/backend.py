@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import globus_sdk
 
@@ -174,15 +174,20 @@ class GlobusBackend(Backend):
         return {"run_monitors": principal, "run_managers": principal}
 
     def start_run(
-        self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "", tags: list[str] | None = None
+        self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "", tags: list[str] | None = None,
+        notify_on: Sequence[str] = (),
     ) -> RunInfo:
         client = self.flow_client(flow.flow_id)
+        extra: dict[str, Any] = {}
+        if notify_on:
+            extra["activity_notification_policy"] = globus_sdk.RunActivityNotificationPolicy(status=list(notify_on))
         with self._explained(f"start {flow.title}", [flow.flow_id]):
             doc = client.run_flow(
                 body,
                 label=runs.truncate_label(label or flow.title),
                 tags=runs.clean_tags(tags),
                 **self.run_roles(),
+                **extra,
             ).data
         return runs.to_run_info(doc, remedy=self.inactive_remedy(doc))
 
