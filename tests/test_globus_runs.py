@@ -215,3 +215,12 @@ def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert "ACTIVE" in result.output and "app.globus.org/runs/" in result.output
     assert started == []
+
+
+def test_notification_policy_reaches_globus_flows(tmp_path):
+    load_response(globus_sdk.SpecificFlowClient.run_flow)
+    backend = make_backend(make_profile(tmp_path), [FLOW_ID])
+    backend.start_run(FLOW, {"scan": "scan_0001.h5"}, label="scan_0001", notify_on=("INACTIVE", "FAILED"))
+    assert last_json()["activity_notification_policy"] == {"status": ["INACTIVE", "FAILED"]}
+    backend.start_run(FLOW, {"scan": "scan_0001.h5"}, label="scan_0001")
+    assert "activity_notification_policy" not in last_json()  # the service's default (INACTIVE) for people's runs
