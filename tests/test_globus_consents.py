@@ -401,3 +401,58 @@ def test_login_refuses_a_collection_without_data_access(tmp_path, monkeypatch, c
         main(["login", "--profile", str(tmp_path), "--flow", FLOW_ID, "--collection", BEAMLINE_COLLECTION])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "GCSv5_guest_collection" in err and "no data_access" in err
+
+
+# -- the CLI on top: runs resume and flows run --dry-run ----------------------------------------
+def cli_with(backend, profile, monkeypatch, args):
+    from click.testing import CliRunner
+
+    import ptychoflow.backends
+    from ptychoflow.cli.main import cli
+
+    monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
+    monkeypatch.setattr("ptychoflow.cli._common.load", lambda _path: profile)
+    return CliRunner().invoke(cli, args)
+
+
+def test_runs_resume_prints_the_consent_command_and_resumes_nothing(tmp_path, monkeypatch):
+    add_run(inactive_run(consent_details()))
+    add_userinfo()
+    add_consents(None)
+    profile = make_profile(tmp_path)
+    result = cli_with(make_backend(profile, [FLOW_ID]), profile, monkeypatch, ["runs", "resume", RUN_ID])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, CredentialsError)
+    assert f"--scope '{required_flow_scope()}' --force" in str(result.exception)
+    assert not [c for c in responses.calls if c.request.url.endswith("/resume")]
+
+
+def test_runs_resume_no_check_after_a_session_update(tmp_path, monkeypatch):
+    add_run(inactive_run(session_details()))
+    load_response(globus_sdk.SpecificFlowClient.resume_run)
+    profile = make_profile(tmp_path)
+    result = cli_with(make_backend(profile, [FLOW_ID]), profile, monkeypatch, ["runs", "resume", RUN_ID, "--no-check"])
+    assert result.exit_code == 0, result.output
+    assert f"{RUN_ID}  ACTIVE" in result.output and "engine worker" not in result.output
+
+
+def test_flows_run_dry_run_asks_validate_run_and_starts_nothing(tmp_path, monkeypatch):
+    profile = make_profile(tmp_path, flow_id=FLOW_ID)
+    flow_doc = get_response_set(globus_sdk.FlowsClient.get_flow).lookup("default").json
+    from ptychoflow.backends.globus.flows import CHECKSUM_KEYWORD, load_flow_source
+
+    source = load_flow_source(FLOW_FILE)
+    RegisteredResponse(service="flows", path=f"/flows/{FLOW_ID}",
+                       json=dict(flow_doc, id=FLOW_ID, keywords=["ptychoflow", "hello_scan", CHECKSUM_KEYWORD + source.checksum],
+                                 flow_viewers=[], flow_starters=[], flow_administrators=[])).add()
+    RegisteredResponse(service="flows", path=f"/flows/{FLOW_ID}", method="PUT", json=flow_doc).add()
+    load_response(globus_sdk.SpecificFlowClient.validate_run, case="invalid_input_payload")
+    backend = make_backend(profile, [FLOW_ID])
+
+    result = cli_with(backend, profile, monkeypatch, ["flows", "run", str(FLOW_FILE), "--input", '{"bool": "not-a-boolean"}', "--dry-run"])
+
+    assert isinstance(result.exception, InputError) and "$.bool: 'not-a-boolean' is not of type 'boolean'" in str(result.exception)
+    assert not [c for c in responses.calls if c.request.url.endswith("/run")]
+    load_response(globus_sdk.SpecificFlowClient.validate_run)
+    result = cli_with(backend, profile, monkeypatch, ["flows", "run", str(FLOW_FILE), "--input", '{"param": "value"}', "--dry-run"])
+    assert result.exit_code == 0 and "ok: the globus backend accepts this input" in result.output

@@ -53,3 +53,23 @@ def test_compute_states_use_the_v3_body(flow, state, parameters):
 
 def test_every_bundled_flow_has_transfers_and_compute_states():
     assert {f for f, _, _ in states(TRANSFER)} == {p.stem for p in FLOWS} == {f for f, _, _ in states(COMPUTE)}
+
+
+def test_flows_run_dry_run_on_a_fresh_local_site(tmp_path):
+    """The installed console script: the input built for a scan passes; a broken one names its field."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "ptychoflow")
+    subprocess.run([cli, "init", str(tmp_path)], check=True, capture_output=True)
+    ok = subprocess.run([cli, "flows", "run", "reconstruct_and_train", "--scan", "scan_0001.h5", "--dry-run"],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "accepts this input" in ok.stdout and "nothing started" in ok.stdout
+    bad = subprocess.run([cli, "flows", "run", "reconstruct", "--input", '{"scan_id": ""}', "--dry-run"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "'beamline' is a required property" in bad.stderr
+    from ptychoflow.flowengine.worker import engine_pid
+
+    assert engine_pid(tmp_path / "state") is None  # a dry run starts no engine worker

@@ -176,4 +176,4 @@ def test_local_profiles_have_nothing_to_preflight(tmp_path, capsys):
 
     write_local_profile(tmp_path)
     code, out, err = preflight(["--profile", str(tmp_path)], capsys)
-    assert code == 2 and "backend = \"local\"" in err and err.count("\n") == 1
+    assert code == 2 and "the local backend uses no external service" in err and err.count("\n") == 1

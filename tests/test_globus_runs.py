@@ -11,7 +11,7 @@ from globus_sdk.testing import RegisteredResponse, get_response_set, load_respon
 
 from globus_support import GROUP_ID, HPC_COLLECTION, last_json, make_backend, make_profile, mocked_http  # noqa: F401
 from ptychoflow.backends.base import DeployedFlow, RunStatus
-from ptychoflow.backends.globus.retry import PollBackoff, poll_until
+from ptychoflow.backends.polling import PollBackoff, poll_until
 from ptychoflow.backends.globus.runs import LABEL_MAX, timeline, truncate_label
 from ptychoflow.errors import CredentialsError, PtychoflowError
 
@@ -162,29 +162,21 @@ def test_flow_not_yet_consented_names_it_in_the_fix(tmp_path):
     assert not responses.calls  # refused locally, before any request
 
 
-def test_api_start_run_deploys_then_runs(tmp_path):
-    from ptychoflow.backends.globus import api
+def test_flows_run_deploys_then_runs(tmp_path):
+    """What `flows run` does on the service: find or create the flow, then start a run."""
     from globus_support import FLOW_FILE
 
     RegisteredResponse(service="flows", path="/flows", json={"flows": [], "limit": 20, "has_next_page": False}).add()
     load_response(globus_sdk.FlowsClient.create_flow)
     load_response(globus_sdk.SpecificFlowClient.run_flow)
-    profile = make_profile(tmp_path)
-    backend = make_backend(profile, [FLOW_ID])
+    backend = make_backend(make_profile(tmp_path), [FLOW_ID])
 
-    info = api.start_run(profile, FLOW_FILE, {"scan": "scan_0001.h5"}, label="scan_0001", tags=["t"], backend=backend)
+    info = backend.start_run(backend.deploy_flow(FLOW_FILE), {"scan": "scan_0001.h5"}, label="scan_0001", tags=["t"])
 
     assert [c.request.method for c in responses.calls] == ["GET", "POST", "POST"]
     assert last_json() == {"body": {"scan": "scan_0001.h5"}, "label": "scan_0001", "tags": ["t"],
                            "run_monitors": [GROUP_URN], "run_managers": [GROUP_URN]}
     assert info.run_id == TWO_HOP_RUN["run_id"]
-
-
-def test_api_rejects_unknown_verbs(tmp_path):
-    from ptychoflow.backends.globus import api
-
-    with pytest.raises(ValueError, match="unknown run verb"):
-        api.run_action(make_profile(tmp_path), "explode", "x", backend=make_backend(make_profile(tmp_path)))
 
 
 def test_list_runs_is_filtered_to_ptychoflow_flows(tmp_path):

@@ -36,30 +36,10 @@ def preflight(identity_mapping: Path | None, as_json: bool, profile_path: str | 
       sudo -u ptycho env $(cat /etc/ptychoflow/ptychoflow.env) ptychoflow preflight \\
           --identity-mapping identity_mapping.json
     """
-    from ptychoflow.backends import get_backend
-    from ptychoflow.backends.globus import GlobusBackend
-    from ptychoflow.backends.globus.auth import resolve_identity
-    from ptychoflow.backends.globus.preflight import render, run_preflight
-    from ptychoflow.cli._common import load
-    from ptychoflow.errors import CredentialsError, PtychoflowError
-    from ptychoflow.function_registry import bundled_functions
-    from ptychoflow.resources import flows_dir
+    from ptychoflow.backends.globus.preflight import render
+    from ptychoflow.cli._common import backend_for
 
-    profile = load(profile_path)
-    if get_backend(profile).name != "globus":
-        raise PtychoflowError("preflight checks the Globus services; this profile has backend = \"local\", "
-                              "which needs none (`ptychoflow doctor` checks this machine)")
-
-    def backend_as(prefer: str) -> GlobusBackend | None:
-        try:
-            resolve_identity(profile, prefer)
-        except CredentialsError:
-            return None
-        return GlobusBackend(profile, prefer=prefer)
-
-    flow_paths = sorted(p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
-    checks = run_preflight(backend_as("user"), backend_as("client"), flow_paths=flow_paths,
-                           functions=bundled_functions(), identity_mapping=identity_mapping)
+    checks = backend_for(profile_path).preflight(identity_mapping=identity_mapping)
     if as_json:
         print_json([c.as_dict() for c in checks])
     else:

@@ -20,10 +20,12 @@ from ptychoflow.function_registry import FunctionRegistry, bundled_functions
 from ptychoflow.profile import Profile
 
 from . import compute, flows, runs, transfer, validation
-from .auth import build_app, flow_scope, profile_collections
+from .auth import build_app, flow_scope, profile_collections, resolve_identity
 from .collections import CollectionTypes
 from .errors import explained, remedy
-from .retry import PollBackoff, poll_until, sdk_retry_config
+from ptychoflow.backends.polling import PollBackoff
+
+from .retry import sdk_retry_config
 
 log = logging.getLogger(__name__)
 
@@ -253,16 +255,30 @@ class GlobusBackend(Backend):
             forest = auth.get_consents(identity_id).to_forest()
         return forest.meets_scope_requirements(list(scopes))
 
-    def wait_run(self, run_id: str, *, timeout: float | None = None, backoff: PollBackoff | None = None, **kw: Any) -> RunInfo:
-        """Poll with a growing interval until the run finishes, goes INACTIVE, or ``timeout`` passes.
+    def poll_backoff(self) -> PollBackoff:
+        """Runs last minutes to hours: 2 s at first, growing to one request a minute."""
+        return PollBackoff()
 
-        Probes fetch only the run document; the log (for the timeline) is read once at the end.
-        """
+    def run_status(self, run_id: str) -> RunStatus:
+        """The run document alone (``get_run`` reads the log too, for the timeline)."""
+        with self._explained(f"run {run_id}"):
+            return runs.run_status(self.flows_client.get_run(run_id).data)
 
-        def settled() -> bool:
-            with self._explained(f"run {run_id}"):
-                status = runs.run_status(self.flows_client.get_run(run_id).data)
-            return status.finished or status is RunStatus.INACTIVE
+    # -- preflight -----------------------------------------------------------------------
+    def acting_as(self, prefer: str) -> "GlobusBackend | None":
+        """This deployment seen by the person ("user") or the watcher's client ("client"),
+        or None when that identity is not configured here."""
+        try:
+            resolve_identity(self.profile, prefer)
+        except CredentialsError:
+            return None
+        return GlobusBackend(self.profile, prefer=prefer)
 
-        poll_until(settled, timeout=timeout, backoff=backoff, **kw)
-        return self.get_run(run_id)
+    def preflight(self, *, identity_mapping: Path | None = None, **_: Any) -> list[Any]:
+        """Every preflight check (:mod:`.preflight`), for the person and the watcher's client."""
+        from ptychoflow.resources import bundled_flows
+
+        from .preflight import run_preflight
+
+        return run_preflight(self.acting_as("user"), self.acting_as("client"), flow_paths=bundled_flows(),
+                             functions=bundled_functions(), identity_mapping=identity_mapping)
