@@ -14,12 +14,14 @@ no separate virtual environment is needed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 import uuid
 from dataclasses import asdict
@@ -35,7 +37,11 @@ from globus_compute_endpoint.endpoint.config.config import CoreEndpointConfig, U
 from globus_compute_endpoint.endpoint.identity_mapper import MappedPosixIdentity, PosixIdentityMapper  # noqa: E402
 from globus_compute_sdk.sdk.batch import create_user_runtime  # noqa: E402
 
-from ptychoflow.profile import Policy  # noqa: E402
+from ptychoflow.flow_inputs import FUNCTION_NAMES, reconstruct_and_train_input  # noqa: E402
+from ptychoflow.flowengine.parameters import render as render_parameters  # noqa: E402
+from ptychoflow.function_registry import FunctionRecord, FunctionRegistry  # noqa: E402
+from ptychoflow.profile import Policy, Profile  # noqa: E402
+from ptychoflow.resources import flows_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -48,10 +54,39 @@ PLACEHOLDER_CLIENT = "00000000-0000-0000-0000-000000000000"
 LOCAL_INTERFACE = "lo"
 
 
-def flow_options(directory: Path) -> dict[str, Any]:
-    """The ``user_endpoint_config`` a flow sends to this endpoint: the documented examples."""
+def examples(directory: Path) -> dict[str, Any]:
+    """The endpoint's documented variables with their examples (variables.yaml)."""
     variables = yaml.safe_load((directory / "variables.yaml").read_text())["variables"]
     return {name: spec["example"] for name, spec in variables.items()}
+
+
+@functools.cache
+def flow_options(directory: Path) -> dict[str, Any]:
+    """The ``user_endpoint_config`` the bundled flow sends to this endpoint.
+
+    A globus profile whose site (edge for the edge endpoint, hpc for the others) carries the
+    documented examples; ptychoflow builds the flow input from it, and its Flows interpreter
+    renders every Compute state's ``user_endpoint_config`` for that site from the input.
+    """
+    site = "edge" if directory.name == "edge" else "hpc"
+    state = Path(tempfile.mkdtemp(prefix="ptychoflow-flow-options-"))
+    profile = Profile.model_validate({
+        "backend": "globus", "state_dir": str(state),
+        "beamline": {"path": "/data/acq", "collection_id": "c-beam"},
+        "hpc": {"path": "/srv/hpc", "collection_id": "c-hpc", "endpoint_id": "e-hpc"},
+        "edge": {"path": "/srv/edge", "collection_id": "c-edge", "endpoint_id": "e-edge"},
+    })
+    getattr(profile, site).user_endpoint_config = examples(directory)
+    for name in FUNCTION_NAMES:
+        FunctionRegistry(state).put("globus", name, FunctionRecord(f"fn-{name}", "0" * 64, 0.0))
+    body = reconstruct_and_train_input(profile, "scan_0001.h5")
+    flow = json.loads((flows_dir() / "reconstruct_and_train.json").read_text())
+    sent = [render_parameters({"user_endpoint_config.$": s["Parameters"]["user_endpoint_config.$"]}, body, {"run_id": "r"})
+            for s in flow["States"].values()
+            if s.get("ActionUrl", "").startswith("https://compute.actions.globus.org")
+            and s["Parameters"]["endpoint_id.$"] == f"$.{site}.endpoint_id"]
+    assert sent and all(options == sent[0] for options in sent)
+    return sent[0]["user_endpoint_config"]
 
 
 def runtime(python: tuple[int, int, int] | None = None) -> dict[str, Any]:
@@ -119,6 +154,12 @@ def loaded():
 def seconds(hms: str) -> int:
     hours, minutes, secs = (int(part) for part in hms.split(":"))
     return hours * 3600 + minutes * 60 + secs
+
+
+@pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)
+def test_the_flow_sends_the_profiles_user_endpoint_config(directory):
+    """What the profile says reaches every Compute state of the site, unchanged."""
+    assert flow_options(directory) == examples(directory) and flow_options(directory)
 
 
 @pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)

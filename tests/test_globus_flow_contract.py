@@ -8,6 +8,7 @@ everything about a task inside ``tasks[]``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,80 @@ def test_flows_run_dry_run_on_a_fresh_local_site(tmp_path):
     from ptychoflow.flowengine.worker import engine_pid
 
     assert engine_pid(tmp_path / "state") is None  # a dry run starts no engine worker
+
+
+# -- every value a flow reads from its input is required by its schema --------------------
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_DOTTED = re.compile(r"(?<![\w.$])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+
+
+def input_paths(flow: dict) -> set[tuple[str, ...]]:
+    """Dotted paths the flow reads: ``.$`` JSONPaths, Choice variables, names in ``.=`` expressions."""
+    found: set[tuple[str, ...]] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and (key.endswith(".$") or key == "Variable") and value.startswith("$."):
+                    found.add(tuple(re.split(r"[.\[]", value[2:])))
+                elif isinstance(value, str) and key.endswith(".="):
+                    found.update(tuple(m.split(".")) for m in _DOTTED.findall(_QUOTED.sub("", value)))
+                    found.update((name,) for name in re.findall(r"(?<![\w.'])([a-z_]\w*)(?![\w.(])", _QUOTED.sub("", value)))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(flow["States"])
+    return found
+
+
+@pytest.mark.parametrize("path", FLOWS, ids=lambda p: p.stem)
+def test_everything_a_flow_reads_from_its_input_is_required(path):
+    flow = json.loads(path.read_text())
+    schema = json.loads(path.with_name(f"{path.stem}.schema.json").read_text())
+    assert '"default"' not in json.dumps(schema)  # Globus Flows never fills one in
+    checked = 0
+    for parts in sorted(input_paths(flow)):
+        node = schema
+        if parts[0] not in node["properties"]:
+            continue  # a state's result ($.Reconstruct...), the run context, a literal
+        for part in parts:
+            if "properties" not in node:
+                break  # an opaque object (user_endpoint_config) or a leaf
+            assert part in node.get("required", []), f"{path.stem} reads $.{'.'.join(parts)} but {part} is not required"
+            node = node["properties"][part]
+            checked += 1
+    assert checked >= 10
+
+
+def test_inputs_the_service_would_accept_for_a_globus_site(tmp_path):
+    """The inputs ptychoflow builds for a globus profile pass each flow's schema, with every
+    Transfer path below the site's collection base path."""
+    import jsonschema
+
+    from ptychoflow.flow_inputs import deploy_model_input, reconstruct_and_train_input, reconstruct_input
+    from ptychoflow.function_registry import FunctionRecord, FunctionRegistry
+    from ptychoflow.profile import Profile
+
+    profile = Profile.model_validate({
+        "backend": "globus",
+        "beamline": {"path": "/data/acq", "collection_id": "c-beam"},
+        "hpc": {"path": "/lus/eagle/projects/PTYCHO/staging", "collection_id": "c-hpc", "endpoint_id": "e-hpc",
+                "collection_base_path": "/lus/eagle/projects/PTYCHO/staging", "user_endpoint_config": {"account": "PTYCHO"}},
+        "edge": {"path": "/var/lib/ptychoflow/edge", "collection_id": "c-edge", "endpoint_id": "e-edge"},
+        "state_dir": str(tmp_path / "state"),
+    })
+    for name in ("reconstruct", "validate", "train", "activate"):
+        FunctionRegistry(profile.state_path).put("globus", name, FunctionRecord(f"fn-{name}", "0" * 64, 0.0))
+    built = {"reconstruct_and_train": reconstruct_and_train_input(profile, "scan_0001.h5"),
+             "reconstruct": reconstruct_input(profile, "scan_0001.h5"), "deploy_model": deploy_model_input(profile, "v0003")}
+    for name, body in built.items():
+        jsonschema.validate(body, json.loads((flows_dir() / f"{name}.schema.json").read_text()))
+    trained = built["reconstruct_and_train"]
+    assert trained["hpc"]["scan_path"] == "/lus/eagle/projects/PTYCHO/staging/scans/scan_0001.h5"
+    assert trained["hpc"]["scan_file"] == "/lus/eagle/projects/PTYCHO/staging/scans/scan_0001.h5"
+    assert trained["hpc"]["registry_path"] == "/lus/eagle/projects/PTYCHO/staging/registry"
+    assert trained["beamline"]["scan_path"] == "/scan_0001.h5" and trained["edge"]["staging_path"] == "/staging"
+    assert trained["hpc"]["user_endpoint_config"] == {"account": "PTYCHO"} and trained["edge"]["user_endpoint_config"] == {}

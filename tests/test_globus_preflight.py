@@ -59,10 +59,12 @@ def add_services(*, hpc_collection: str, edge_state: str, hpc_allows_all: bool) 
     add_collection(HPC_COLLECTION, hpc_collection)
     status = get_response_set(globus_sdk.ComputeClientV2.get_endpoint_status).lookup("default").json
     metadata = get_response_set(globus_sdk.ComputeClientV2.get_endpoint).lookup("default").json
-    for endpoint_id, state in ((HPC_ENDPOINT, "online"), (EDGE_ENDPOINT, edge_state)):
+    slurm_schema = json.loads((REPO / "deploy" / "compute-endpoints" / "hpc-slurm" / "user_config_schema.json").read_text())
+    for endpoint_id, state, schema in ((HPC_ENDPOINT, "online", slurm_schema), (EDGE_ENDPOINT, edge_state, {})):
         RegisteredResponse(service="compute", path=f"/v2/endpoints/{endpoint_id}/status", json=dict(status, status=state)).add()
         RegisteredResponse(service="compute", path=f"/v2/endpoints/{endpoint_id}",
-                           json=dict(metadata, uuid=endpoint_id, name=f"ptychoflow-{endpoint_id[:4]}", python_version=PYTHON)).add()
+                           json=dict(metadata, uuid=endpoint_id, name=f"ptychoflow-{endpoint_id[:4]}", python_version=PYTHON,
+                                     user_config_schema=schema)).add()
     allowed = [str(uuid.uuid5(uuid.NAMESPACE_URL, n)) for n in ("reconstruct", "validate", "train")]  # not activate
     RegisteredResponse(service="compute", path=f"/v3/endpoints/{HPC_ENDPOINT}/allowed_functions",
                        json={"endpoint_id": HPC_ENDPOINT, "restricted": not hpc_allows_all, "functions": allowed}).add()
@@ -119,7 +121,19 @@ def site(tmp_path, monkeypatch):
     return tmp_path
 
 
+def set_hpc_options(site, options: dict) -> None:
+    """The profile's [hpc] user_endpoint_config (what every Compute state sends the endpoint)."""
+    import tomli_w
+    import tomllib
+
+    path = site / "ptychoflow.toml"
+    doc = tomllib.loads(path.read_text())
+    doc["hpc"]["user_endpoint_config"] = options
+    path.write_text(tomli_w.dumps(doc))
+
+
 def test_every_problem_is_a_fail_with_its_fix(site, capsys, monkeypatch, tmp_path):
+    set_hpc_options(site, {"walltime": "00:30:00"})  # no account, and shorter than a training
     # the HPC id is the GCS endpoint's, not its collection's; the edge endpoint is down;
     # the HPC endpoint allows three of the four functions
     add_services(hpc_collection="GCSv5_endpoint", edge_state="offline", hpc_allows_all=False)
@@ -142,7 +156,10 @@ def test_every_problem_is_a_fail_with_its_fix(site, capsys, monkeypatch, tmp_pat
         ("identity mapping", "identity_mapping.example.json"),
     }, json.dumps(checks, indent=1)
     assert "not a collection" in checks[("collection", f"hpc {HPC_COLLECTION}")]["detail"]
-    assert "not allowed: activate" in checks[("endpoint", f"hpc {HPC_ENDPOINT}")]["detail"]
+    hpc = checks[("endpoint", f"hpc {HPC_ENDPOINT}")]
+    assert "[hpc] user_endpoint_config: 'account' is a required property" in hpc["detail"]
+    assert "not allowed: activate" in hpc["detail"]  # every problem of the endpoint, not only the first
+    assert "user_endpoint_config" in hpc["fix"] and "allowed_functions" in hpc["fix"]
     assert "globus-compute-endpoint start" in checks[("endpoint", f"edge {EDGE_ENDPOINT}")]["fix"]
     assert checks[("function", "train")]["fix"] == "ptychoflow functions register --backend globus"
     assert WATCHER_ID in checks[("identity mapping", "identity_mapping.example.json")]["fix"]
@@ -152,6 +169,7 @@ def test_every_problem_is_a_fail_with_its_fix(site, capsys, monkeypatch, tmp_pat
 
 
 def test_a_ready_site_passes_and_says_so(site, capsys, tmp_path, monkeypatch):
+    set_hpc_options(site, {"account": "PTYCHO_ALLOC", "walltime": "03:00:00"})
     profile = load_profile(site)
     FunctionRegistry(profile.state_path).put("globus", "train", FunctionRecord(
         str(uuid.uuid5(uuid.NAMESPACE_URL, "train")), sha256_file(bundled_functions()["train"]), 0.0))
@@ -169,6 +187,17 @@ def test_a_ready_site_passes_and_says_so(site, capsys, tmp_path, monkeypatch):
     assert out.rstrip().endswith(": ready for beam time"), out
     assert code == 0 and "FAIL" not in out
     assert "maps to ptycho" in out and "takes a data_access consent" in out
+
+
+def test_a_walltime_shorter_than_a_training_is_a_fail():
+    from ptychoflow.backends.globus.preflight import options_problem
+    from ptychoflow.profile import Profile
+
+    profile = Profile.model_validate({"beamline": {"path": "a"}, "edge": {"path": "e"},
+                                      "hpc": {"path": "h", "user_endpoint_config": {"account": "P", "walltime": "00:45:00"}}})
+    assert "shorter than policy.train_time_limit_s (3600 s)" in options_problem(profile, "hpc", {})
+    profile.hpc.user_endpoint_config["walltime"] = "02:00:00"
+    assert options_problem(profile, "hpc", {}) is None
 
 
 def test_local_profiles_have_nothing_to_preflight(tmp_path, capsys):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,8 +24,18 @@ class _Strict(BaseModel):
 class Site(_Strict):
     """A place data lives: a local directory and, for Globus, a collection."""
 
-    path: Path = Field(description="Local directory (local backend) or POSIX path on the collection.")
+    path: Path = Field(description="The site's directory, as the machines that work on it see it.")
     collection_id: str | None = Field(default=None, description="Globus collection UUID (globus backend).")
+    collection_base_path: str = Field(
+        default="/", description="`path` as the collection shows it: / when the collection is rooted at the site "
+        "directory (a guest collection, the local backend), the full path when it is rooted at / (a mapped collection).")
+
+    @field_validator("collection_base_path")
+    @classmethod
+    def _absolute_posix(cls, value: str) -> str:
+        if not value.startswith("/") or "\\" in value or any(part == ".." for part in value.split("/")):
+            raise ValueError("must be an absolute POSIX path on the collection, without '..'")
+        return value
 
 
 class BeamlineSite(Site):
@@ -36,6 +46,8 @@ class BeamlineSite(Site):
 class ComputeSite(Site):
     endpoint_id: str = Field(default="local-hpc", description="Globus Compute endpoint UUID, or a local pool name.")
     workers: int = Field(default=1, ge=1, description="Concurrent tasks in the local process pool.")
+    user_endpoint_config: dict[str, Any] = Field(
+        default_factory=dict, description="Sent with every task to the endpoint (its template's variables, e.g. account).")
 
 
 class Functions(_Strict):
@@ -87,6 +99,8 @@ class Watcher(_Strict):
 
 class Edge(Site):
     endpoint_id: str = "local-edge"
+    user_endpoint_config: dict[str, Any] = Field(
+        default_factory=dict, description="Sent with every task to the edge endpoint (its template's variables).")
     stream_address: str = Field(default="tcp://127.0.0.1:5555", description="ZeroMQ frame stream to subscribe to.")
     results_address: str = Field(default="tcp://127.0.0.1:5556", description="ZeroMQ results stream to publish.")
     http_host: str = "127.0.0.1"
@@ -172,6 +186,8 @@ path = "hpc"
 endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
 workers = 1                  # concurrent tasks in the local pool
 # collection_id = "..."
+# collection_base_path = "/" # `path` as the collection shows it (the full path for a mapped collection rooted at /)
+# user_endpoint_config = { account = "..." }   # sent with every task (the endpoint template's variables)
 
 [edge]                       # the inference box next to the detector
 path = "edge"                # models are activated into <path>/model

@@ -82,7 +82,7 @@ def cli(verbose: int) -> None:
       ptychoflow init ./site                      # write a commented local profile
       ptychoflow beamline simulate --scans 2 --out ./site/acquisition
       ptychoflow reconstruct ./site/acquisition/scan_0001.h5
-      ptychoflow flows run reconstruct_and_train --input '{"scan": "scan_0001.h5"}' --wait
+      ptychoflow flows run reconstruct_and_train --scan scan_0001.h5 --wait
       ptychoflow doctor                           # what is installed and usable here
 
     Every command takes --help with examples.

@@ -85,18 +85,48 @@ def check_endpoint(backend: GlobusBackend, site: str, endpoint_id: str, function
         python = compute.endpoint_python(metadata) or "unknown"
         name = metadata.get("display_name") or metadata.get("name") or endpoint_id
         detail = f"{name}: {state}, Python {python}, " + ("any function" if allowed is None else f"{len(allowed)} allowed functions")
+        problems: list[tuple[str, str]] = []  # (what is wrong, what fixes it), all of them
         if state != "online":
-            return Check("endpoint", item, False, detail, f"start it on its host: globus-compute-endpoint start {metadata.get('name') or 'NAME'}")
+            problems.append(("not online", f"start it on its host: globus-compute-endpoint start {metadata.get('name') or 'NAME'}"))
         if (mismatch := compute.python_mismatch(metadata, endpoint_id)) is not None:
-            return Check("endpoint", item, False, detail, mismatch)
+            problems.append(("another Python", mismatch))
+        if (problem := options_problem(backend.profile, site, metadata.get("user_config_schema"))) is not None:
+            problems.append((problem, f"set [{site}] user_endpoint_config in the profile as the endpoint's variables.yaml documents"))
         refused = sorted(n for n, fid in function_ids.items() if allowed is not None and fid not in allowed)
         if refused:
             ids = " ".join(function_ids[n] for n in refused)
-            return Check("endpoint", item, False, detail + f"; not allowed: {', '.join(refused)}",
-                         f"add to allowed_functions in the endpoint's config.yaml and restart it: {ids}")
+            problems.append((f"not allowed: {', '.join(refused)}",
+                             f"add to allowed_functions in the endpoint's config.yaml and restart it: {ids}"))
+        if problems:
+            return Check("endpoint", item, False, "; ".join([detail] + [what for what, _ in problems]),
+                         "; ".join(fix for _, fix in problems))
         return Check("endpoint", item, True, detail)
 
     return _guarded("endpoint", item, probe)
+
+
+def seconds(hms: str) -> float:
+    hours, minutes, secs = (int(part) for part in hms.split(":"))
+    return hours * 3600 + minutes * 60 + secs
+
+
+def options_problem(profile: Any, site: str, schema: Any) -> str | None:
+    """Why the endpoint would refuse the profile's ``user_endpoint_config``, or why a block would
+    end before a training does; None when neither."""
+    import jsonschema
+
+    options = getattr(profile, site).user_endpoint_config
+    if isinstance(schema, dict) and schema:
+        error = next(iter(jsonschema.Draft202012Validator(schema).iter_errors(options)), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path)
+            return f"[{site}] user_endpoint_config{'.' + where if where else ''}: {error.message}"
+    walltime = options.get("walltime")
+    if site == "hpc" and isinstance(walltime, str) and walltime.count(":") == 2:
+        if seconds(walltime) < profile.policy.train_time_limit_s:
+            return (f"[hpc] user_endpoint_config.walltime {walltime} is shorter than policy.train_time_limit_s "
+                    f"({profile.policy.train_time_limit_s:.0f} s): the scheduler would end a training")
+    return None
 
 
 # -- functions -----------------------------------------------------------------------------
