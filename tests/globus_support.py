@@ -15,6 +15,7 @@ from typing import Any
 import globus_sdk
 import pytest
 import responses
+from globus_sdk.scopes import GCSCollectionScopes, TransferScopes
 from globus_sdk.testing import RegisteredResponse, get_last_request, get_response_set
 from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData, TokenStorage
 
@@ -125,3 +126,53 @@ def mocked_http(monkeypatch):
     yield
     responses.stop()
     responses.reset()
+
+
+# -- runs waiting for a person: Globus Auth requirements in a run's details ------------------
+RESUME = get_response_set(globus_sdk.SpecificFlowClient.resume_run)
+RUN_DOC = RESUME.lookup("default").json  # the SDK's canned two-hop transfer run
+RUN_ID, FLOW_ID = RESUME.metadata["run_id"], RESUME.metadata["flow_id"]
+USER_ID = "ae341a98-d274-11e5-b888-dbae3a8ba545"
+DATA_ACCESS = TransferScopes.all.with_dependency(GCSCollectionScopes(HPC_COLLECTION).data_access.with_optional(True))
+
+
+def required_flow_scope() -> str:
+    """What Flows asks for when a Transfer state meets a mapped collection without consent."""
+    return str(globus_sdk.SpecificFlowClient(FLOW_ID).scopes.user.with_dependency(DATA_ACCESS))
+
+
+def inactive_run(details: dict) -> dict:
+    """A run document as Flows returns it for a run waiting on its creator (shape of the service's)."""
+    doc = copy.deepcopy(RUN_DOC)
+    doc.update(status="INACTIVE", display_status="INACTIVE", completion_time=None, details=details)
+    return doc
+
+
+def consent_details() -> dict:
+    urn = f"urn:globus:auth:identity:{USER_ID}"
+    return {
+        "code": "ConsentRequired",
+        "description": "The run needs a consent to continue",
+        "required_scope": required_flow_scope(),
+        "state_name": "TransferScan",
+        "action_statuses": [{
+            "action_id": "9GZtjyAPnBmY", "creator_id": urn, "state_name": "TransferScan", "status": "INACTIVE",
+            "start_time": "2024-05-01T08:00:01+00:00", "completion_time": "2024-05-01T08:00:02+00:00",
+            "details": {"code": "ConsentRequired", "description": "Missing required data_access consent",
+                        "required_scope": str(DATA_ACCESS), "resolution_url": None},
+        }],
+    }
+
+
+def session_details() -> dict:
+    return {
+        "code": "AuthorizationParameters",
+        "description": "The collection requires a recent login from the facility",
+        "state_name": "TransferScan",
+        "authorization_parameters": {
+            "session_message": "Log in with your facility identity, with MFA",
+            "session_required_identities": ["ada@anl.gov"],
+            "session_required_policies": ["0a3b2f44-9c51-4e8e-b7a6-2b9f5fb1e2c1"],
+            "session_required_mfa": True,
+        },
+    }

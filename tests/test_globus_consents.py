@@ -22,8 +22,9 @@ from globus_sdk.testing import RegisteredResponse, get_response_set, load_respon
 from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData
 
 from globus_support import (  # noqa: F401
-    BEAMLINE_COLLECTION, CLIENT_ID, FLOW_FILE, GUEST, HPC_COLLECTION, HPC_ENDPOINT, MAPPED, SECRET_TOKEN,
-    add_collection, make_backend, make_profile, mocked_http, seed_tokens, write_profile,
+    BEAMLINE_COLLECTION, CLIENT_ID, DATA_ACCESS, FLOW_FILE, FLOW_ID, GUEST, HPC_COLLECTION, HPC_ENDPOINT, MAPPED, RUN_DOC,
+    RUN_ID, SECRET_TOKEN, USER_ID, add_collection, consent_details, inactive_run, make_backend, make_profile, mocked_http,
+    required_flow_scope, seed_tokens, session_details, write_profile,
 )
 from ptychoflow.backends.base import DeployedFlow, RunStatus
 from ptychoflow.backends.globus import GlobusBackend
@@ -31,55 +32,8 @@ from ptychoflow.backends.globus.auth import build_app, flow_scope
 from ptychoflow.backends.globus.errors import GlobusServiceError
 from ptychoflow.errors import CredentialsError, FlowDefinitionError, InputError
 
-RESUME = get_response_set(globus_sdk.SpecificFlowClient.resume_run)
-RUN_DOC = RESUME.lookup("default").json  # the SDK's canned two-hop transfer run
-RUN_ID, FLOW_ID = RESUME.metadata["run_id"], RESUME.metadata["flow_id"]
 FLOW = DeployedFlow(FLOW_ID, "ptychoflow hello_scan", "c0ffee")
-USER_ID = "ae341a98-d274-11e5-b888-dbae3a8ba545"
 SERVICE_SECRET = "service-client-SECRET-never-print"
-DATA_ACCESS = TransferScopes.all.with_dependency(GCSCollectionScopes(HPC_COLLECTION).data_access.with_optional(True))
-
-
-def required_flow_scope() -> str:
-    """What Flows asks for when a Transfer state meets a mapped collection without consent."""
-    return str(globus_sdk.SpecificFlowClient(FLOW_ID).scopes.user.with_dependency(DATA_ACCESS))
-
-
-def inactive_run(details: dict) -> dict:
-    """A run document as Flows returns it for a run waiting on its creator (shape of the service's)."""
-    doc = copy.deepcopy(RUN_DOC)
-    doc.update(status="INACTIVE", display_status="INACTIVE", completion_time=None, details=details)
-    return doc
-
-
-def consent_details() -> dict:
-    urn = f"urn:globus:auth:identity:{USER_ID}"
-    return {
-        "code": "ConsentRequired",
-        "description": "The run needs a consent to continue",
-        "required_scope": required_flow_scope(),
-        "state_name": "TransferScan",
-        "action_statuses": [{
-            "action_id": "9GZtjyAPnBmY", "creator_id": urn, "state_name": "TransferScan", "status": "INACTIVE",
-            "start_time": "2024-05-01T08:00:01+00:00", "completion_time": "2024-05-01T08:00:02+00:00",
-            "details": {"code": "ConsentRequired", "description": "Missing required data_access consent",
-                        "required_scope": str(DATA_ACCESS), "resolution_url": None},
-        }],
-    }
-
-
-def session_details() -> dict:
-    return {
-        "code": "AuthorizationParameters",
-        "description": "The collection requires a recent login from the facility",
-        "state_name": "TransferScan",
-        "authorization_parameters": {
-            "session_message": "Log in with your facility identity, with MFA",
-            "session_required_identities": ["ada@anl.gov"],
-            "session_required_policies": ["0a3b2f44-9c51-4e8e-b7a6-2b9f5fb1e2c1"],
-            "session_required_mfa": True,
-        },
-    }
 
 
 def consents(scope_tree: globus_sdk.Scope) -> dict:

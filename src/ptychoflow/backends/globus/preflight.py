@@ -11,16 +11,18 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptychoflow.errors import CredentialsError, PtychoflowError
 from ptychoflow.fs import sha256_file
 
 from . import compute, flows
 from .auth import flow_scope, login_command
-from .backend import GlobusBackend
 from .collections import needs_data_access
 from .compute import BACKEND_KEY, is_uuid
+
+if TYPE_CHECKING:  # the backend runs these checks on itself: no import at run time
+    from .backend import GlobusBackend
 
 # Transfer entity types a flow can move data through (a GCS v5 endpoint or storage gateway
 # id is a common mistake: the profile needs the collection's id).
