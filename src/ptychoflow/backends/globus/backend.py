@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import globus_sdk
 
 from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus
+from ptychoflow.backends.polling import PollBackoff
 from ptychoflow.errors import CredentialsError, PtychoflowError
 from ptychoflow.function_registry import FunctionRegistry, bundled_functions
 from ptychoflow.profile import Profile
@@ -23,8 +24,6 @@ from . import compute, flows, runs, transfer, validation
 from .auth import build_app, flow_scope, profile_collections, resolve_identity
 from .collections import CollectionTypes
 from .errors import explained, remedy
-from ptychoflow.backends.polling import PollBackoff
-
 from .retry import sdk_retry_config
 
 log = logging.getLogger(__name__)
@@ -111,31 +110,32 @@ class GlobusBackend(Backend):
         flow_ids = [doc["flow_id"]] if doc.get("flow_id") else self.known_flow_ids()
         return remedy(self.profile, flow_ids, self.data_access_collections(), runs.inactive_requirements(doc))
 
-    def _explained(self, action: str, flow_ids: list[str] | None = None):
+    def explaining(self, action: str, flow_ids: list[str] | None = None):
+        """Context manager: an SDK failure inside becomes one line saying what fixes it."""
         return explained(self.profile, flow_ids=flow_ids or self.known_flow_ids(),
                          collection_ids=self.data_access_collections(), action=action)
 
     # -- flows ---------------------------------------------------------------------------
     def deploy_flow(self, definition_path: Path) -> DeployedFlow:
         source = flows.load_flow_source(definition_path)
-        with self._explained(f"deploy {source.name}"):
+        with self.explaining(f"deploy {source.name}"):
             return flows.deploy_flow(self.flows_client, source, self.profile, self.flow_state)
 
     def validate_flow(self, definition_path: Path) -> list[str]:
         """``FlowsClient.validate_flow``: the service's own check; returns the scopes it needs."""
         source = flows.load_flow_source(definition_path)
-        with self._explained(f"validate {source.name}"):
+        with self.explaining(f"validate {source.name}"):
             return validation.validate_flow(self.flows_client, source)
 
     def validate_run(self, flow: DeployedFlow, body: dict[str, Any]) -> None:
         """``SpecificFlowClient.validate_run``: would the service start a run with this input?"""
         client = self.flow_client(flow.flow_id)
-        with self._explained(f"validate a run of {flow.title}", [flow.flow_id]):
+        with self.explaining(f"validate a run of {flow.title}", [flow.flow_id]):
             validation.validate_run(client, flow, body)
 
     # -- functions -----------------------------------------------------------------------
     def register_function(self, source_path: Path, name: str, *, force: bool = False) -> RegisteredFunction:
-        with self._explained(f"register {name}"):
+        with self.explaining(f"register {name}"):
             return compute.register_function(
                 self.compute_client, self.registry, source_path, name, group_id=self.profile.globus.group_id, force=force
             )
@@ -149,22 +149,22 @@ class GlobusBackend(Backend):
 
     def check_endpoints(self) -> list[str]:
         """Python-version mismatch warnings for the profile's compute endpoints."""
-        with self._explained("check endpoints"):
+        with self.explaining("check endpoints"):
             return compute.check_endpoints(self.compute_client, [self.profile.hpc.endpoint_id, self.profile.edge.endpoint_id])
 
     def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
-        with self._explained(f"status of endpoint {endpoint_id}"):
+        with self.explaining(f"status of endpoint {endpoint_id}"):
             return self.compute_client.get_endpoint_status(endpoint_id)
 
     def collection_status(self, collection_id: str) -> dict[str, Any]:
         """A collection's summary; its entity type is remembered for data_access decisions."""
-        with self._explained(f"status of collection {collection_id}"):
+        with self.explaining(f"status of collection {collection_id}"):
             status = transfer.collection_status(self.transfer_client, collection_id)
         self.collection_types.record(collection_id, status)
         return status
 
     def transfer_task(self, task_id: str) -> dict[str, Any]:
-        with self._explained(f"transfer task {task_id}"):
+        with self.explaining(f"transfer task {task_id}"):
             return transfer.task_status(self.transfer_client, task_id)
 
     # -- runs ----------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class GlobusBackend(Backend):
         extra: dict[str, Any] = {}
         if notify_on:
             extra["activity_notification_policy"] = globus_sdk.RunActivityNotificationPolicy(status=list(notify_on))
-        with self._explained(f"start {flow.title}", [flow.flow_id]):
+        with self.explaining(f"start {flow.title}", [flow.flow_id]):
             doc = client.run_flow(
                 body,
                 label=runs.truncate_label(label or flow.title),
@@ -194,11 +194,11 @@ class GlobusBackend(Backend):
         return runs.to_run_info(doc, remedy=self.inactive_remedy(doc))
 
     def get_run_log(self, run_id: str) -> list[dict[str, Any]]:
-        with self._explained(f"log of run {run_id}"):
+        with self.explaining(f"log of run {run_id}"):
             return list(self.flows_client.paginated.get_run_logs(run_id).items())
 
     def get_run(self, run_id: str) -> RunInfo:
-        with self._explained(f"run {run_id}"):
+        with self.explaining(f"run {run_id}"):
             doc = self.flows_client.get_run(run_id).data
         return runs.to_run_info(doc, self.get_run_log(run_id), remedy=self.inactive_remedy(doc))
 
@@ -207,7 +207,7 @@ class GlobusBackend(Backend):
         found: list[RunInfo] = []
         flow_ids = self.known_flow_ids()
         filters: dict[str, Any] = {"filter_flow_id": flow_ids} if flow_ids else {}
-        with self._explained("list runs"):
+        with self.explaining("list runs"):
             pages = self.flows_client.paginated.list_runs(query_params={"orderby": "start_time DESC"}, **filters)
             for doc in pages.items():
                 found.append(runs.to_run_info(doc, remedy=self.inactive_remedy(doc)))
@@ -216,7 +216,7 @@ class GlobusBackend(Backend):
         return found
 
     def cancel_run(self, run_id: str) -> RunInfo:
-        with self._explained(f"cancel run {run_id}"):
+        with self.explaining(f"cancel run {run_id}"):
             doc = self.flows_client.cancel_run(run_id).data
         return runs.to_run_info(doc)
 
@@ -227,7 +227,7 @@ class GlobusBackend(Backend):
         stops here with the exact ``ptychoflow login`` line; ``check=False`` resumes anyway
         (after a session update the service is the judge).
         """
-        with self._explained(f"run {run_id}"):
+        with self.explaining(f"run {run_id}"):
             doc = self.flows_client.get_run(run_id).data
         flow_id = doc["flow_id"]
         requirements = runs.inactive_requirements(doc)
@@ -237,7 +237,7 @@ class GlobusBackend(Backend):
                 f"{remedy(self.profile, [flow_id], self.data_access_collections(), requirements)}, "
                 f"then `ptychoflow runs resume {run_id}" + (" --no-check`" if requirements.session else "`")
             )
-        with self._explained(f"resume run {run_id}", [flow_id]):
+        with self.explaining(f"resume run {run_id}", [flow_id]):
             doc = self.flow_client(flow_id).resume_run(run_id).data
         return runs.to_run_info(doc, remedy=self.inactive_remedy(doc))
 
@@ -249,7 +249,7 @@ class GlobusBackend(Backend):
         """
         if not scopes or isinstance(self.app, globus_sdk.ClientApp):
             return True
-        with self._explained("read your Globus consents"):
+        with self.explaining("read your Globus consents"):
             auth = globus_sdk.AuthClient(app=self.app, retry_config=sdk_retry_config())
             identity_id = self.app.token_storage.identity_id or auth.userinfo()["sub"]
             forest = auth.get_consents(identity_id).to_forest()
@@ -261,7 +261,7 @@ class GlobusBackend(Backend):
 
     def run_status(self, run_id: str) -> RunStatus:
         """The run document alone (``get_run`` reads the log too, for the timeline)."""
-        with self._explained(f"run {run_id}"):
+        with self.explaining(f"run {run_id}"):
             return runs.run_status(self.flows_client.get_run(run_id).data)
 
     # -- preflight -----------------------------------------------------------------------

@@ -79,7 +79,7 @@ def check_endpoint(backend: GlobusBackend, site: str, endpoint_id: str, function
     item = f"{site} {endpoint_id}"
 
     def probe() -> Check:
-        with backend._explained(f"endpoint {endpoint_id}"):
+        with backend.explaining(f"endpoint {endpoint_id}"):
             status = backend.compute_client.get_endpoint_status(endpoint_id)
             metadata = backend.compute_client.get_endpoint_metadata(endpoint_id)
             allowed = allowed_functions(backend, endpoint_id)
@@ -140,7 +140,7 @@ def check_function(backend: GlobusBackend, name: str, path: Path) -> Check:
             return Check("function", name, False, "not registered", fix)
         if record.source_sha256 != sha256_file(path):
             return Check("function", name, False, f"{record.function_id} was registered from older source", fix)
-        with backend._explained(f"function {name}"):
+        with backend.explaining(f"function {name}"):
             doc = backend.compute_client.get_function(record.function_id)
         registered_from = (doc.get("metadata") or {}).get("python_version", "unknown")
         return Check("function", name, True, f"{record.function_id} (current; registered from Python {registered_from})")
@@ -153,7 +153,7 @@ def check_flow(backend: GlobusBackend, path: Path) -> list[Check]:
     source = flows.load_flow_source(path)
 
     def deployed() -> Check:
-        with backend._explained(f"find flow {source.name}"):
+        with backend.explaining(f"find flow {source.name}"):
             found = flows.find_flow(backend.flows_client, source, backend.profile, backend.flow_state)
         fix = f"ptychoflow flows deploy {source.name}"
         if found is None:
@@ -180,7 +180,7 @@ def check_consents(backend: GlobusBackend, who: str) -> Check:
             return Check("consent", who, False, "no deployed flow to consent to", "ptychoflow flows deploy")
         collections = backend.learn_collections()
         scopes = [str(flow_scope(fid, collections)) for fid in flow_ids]
-        with backend._explained(f"consents of the {who}", flow_ids):
+        with backend.explaining(f"consents of the {who}", flow_ids):
             if who == "watcher's client":
                 for fid in flow_ids:
                     backend.app.get_authorizer(fid).get_authorization_header()
