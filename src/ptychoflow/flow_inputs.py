@@ -2,33 +2,37 @@
 
 The flows hard-code nothing site-specific: collection ids, paths, endpoint ids and their
 ``user_endpoint_config``, function ids and policy knobs all come from here. Every path comes
-from the site layout (``ptychoflow.site``), twice: as the collection shows it (Transfer,
-below each site's ``collection_base_path``) and as the compute endpoint's workers see it
-(Compute). Every value a flow reads is present: Globus Flows does not fill in schema
-defaults, so an input that leaves one out would pass the schema and fail at run time.
+from ``ptychoflow.site``: the same relative path names a file on a site's collection
+(``collection_path``, below the site's ``collection_base_path``) and on its disk
+(``SiteLayout``). Collection ids are the sites' ``collection_id`` or, on the local backend,
+the site name.
 
-Collection ids are the sites' ``collection_id`` or, on the local backend, the site name.
+Every policy knob the flow reads is always sent (the Globus Flows service does not apply
+input-schema defaults), so the profile's ``Policy`` is the one place a default lives.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ptychoflow import site
 from ptychoflow.errors import PtychoflowError
 from ptychoflow.function_registry import FunctionRegistry
 from ptychoflow.names import safe_component
-from ptychoflow.site import SiteLayout, collection_path
+from ptychoflow.site import EDGE_STAGING, PRODUCTS, REGISTRY, RESULTS, SCANS, STAGED, SiteLayout, collection_path
+
+if TYPE_CHECKING:
+    from ptychoflow.profile import Profile
 
 FUNCTION_NAMES = ("reconstruct", "validate", "train", "activate")
+RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha")  # the Policy knobs rPIE reads
 
 
-def _collection(site_config: Any, name: str) -> str:
-    return site_config.collection_id or name
+def _collection(site: Any, name: str) -> str:
+    return site.collection_id or name
 
 
-def _function_ids(profile: Any) -> dict[str, str]:
+def _function_ids(profile: Profile) -> dict[str, str]:
     ids = dict(profile.functions)
     ids.update({n: r.function_id for n, r in FunctionRegistry(profile.state_path).all(profile.backend).items()})
     return ids
@@ -41,87 +45,80 @@ def _pick(ids: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {n: ids[n] for n in names}
 
 
-def _beamline_path(profile: Any, layout: SiteLayout, scan: str | Path) -> str:
+def _on(site: Any, *parts: str) -> str:
+    """A path below ``site``'s directory, as its collection shows it."""
+    return collection_path(*parts, base=site.collection_base_path)
+
+
+def _beamline_path(profile: Profile, layout: SiteLayout, scan: str | Path) -> str:
     """The scan as a path on the beamline collection (``<base>/scan_0001.h5``)."""
     scan = Path(scan)
     if scan.is_absolute():
         scan = scan.relative_to(layout.beamline_root)
-    return collection_path(scan.as_posix().lstrip("/"), base=profile.beamline.collection_base_path)
-
-
-def _hpc(profile: Any, *parts: str) -> str:
-    return collection_path(*parts, base=profile.hpc.collection_base_path)
-
-
-def _edge(profile: Any, layout: SiteLayout) -> dict[str, Any]:
-    return {"collection_id": _collection(profile.edge, "edge"), "endpoint_id": profile.edge.endpoint_id,
-            "user_endpoint_config": dict(profile.edge.user_endpoint_config),
-            "staging_path": collection_path(site.EDGE_STAGING, base=profile.edge.collection_base_path),
-            "staging_dir": str(layout.edge.staging_dir), "model_dir": str(layout.edge.model_dir)}
-
-
-def _compute_site(profile: Any) -> dict[str, Any]:
-    return {"collection_id": _collection(profile.hpc, "hpc"), "endpoint_id": profile.hpc.endpoint_id,
-            "user_endpoint_config": dict(profile.hpc.user_endpoint_config)}
-
-
-def _rpie(policy: Any) -> dict[str, Any]:
-    return {"engine": policy.engine, "iterations": policy.iterations, "batch_size": policy.batch_size, "alpha": policy.alpha}
+    return _on(profile.beamline, scan.as_posix().lstrip("/"))
 
 
 def _scan_names(layout: SiteLayout, scan: str | Path, scan_id: str | None) -> tuple[str, str]:
-    scan_name = safe_component(Path(scan).name, source=layout.beamline_root, field="scan file name")
-    return scan_name, safe_component(scan_id or Path(scan).stem, source=layout.beamline_root, field="scan_id")
+    """(scan file name, scan id), both refused if they could escape a directory."""
+    name = safe_component(Path(scan).name, source=scan, field="scan file name")
+    return name, safe_component(scan_id or Path(name).stem, source=scan, field="scan_id")
 
 
-def reconstruct_and_train_input(profile: Any, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any]:
-    """Input for ``reconstruct_and_train`` for one scan (a path relative to the beamline dir)."""
-    layout = SiteLayout.from_profile(profile)
-    scan_name, scan_id = _scan_names(layout, scan, scan_id)
-    policy = profile.policy
+def _hpc_scan(profile: Profile, layout: SiteLayout, scan_name: str, scan_id: str) -> dict[str, Any]:
+    """Where the scan lands on HPC and where its product goes (collection and disk)."""
     return {
-        "scan_id": scan_id,
-        "beamline": {"collection_id": _collection(profile.beamline, "beamline"),
-                     "scan_path": _beamline_path(profile, layout, scan)},
-        "hpc": {
-            **_compute_site(profile),
-            "scan_path": _hpc(profile, site.SCANS, scan_name), "scan_file": str(layout.hpc.scan_file(scan_name)),
-            "output_dir": str(layout.hpc.products_dir(scan_id)), "registry_dir": str(layout.hpc.registry_dir),
-            "registry_path": _hpc(profile, site.REGISTRY), "corpus_path": str(layout.hpc.corpus_path),
-        },
-        "edge": _edge(profile, layout),
-        "functions": _pick(_function_ids(profile), FUNCTION_NAMES),
-        "policy": {
-            **_rpie(policy), "ssim_tolerance": policy.ssim_tolerance,
-            "promote_margin": policy.promote_margin, "train_epochs": policy.train_epochs,
-            "train_time_limit_s": policy.train_time_limit_s, "model": policy.model, "patch_size": policy.patch_size,
-        },
+        "collection_id": _collection(profile.hpc, "hpc"), "endpoint_id": profile.hpc.endpoint_id,
+        "user_endpoint_config": dict(profile.hpc.user_endpoint_config),
+        "scan_path": _on(profile.hpc, SCANS, scan_name), "scan_file": str(layout.hpc.scan_file(scan_name)),
+        "output_dir": str(layout.hpc.products_dir(scan_id)),
     }
 
 
-def reconstruct_input(profile: Any, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any]:
+def _edge(profile: Profile, layout: SiteLayout) -> dict[str, Any]:
+    return {"collection_id": _collection(profile.edge, "edge"), "endpoint_id": profile.edge.endpoint_id,
+            "user_endpoint_config": dict(profile.edge.user_endpoint_config),
+            "staging_path": _on(profile.edge, EDGE_STAGING), "staging_dir": str(layout.edge.staging_dir),
+            "model_dir": str(layout.edge.model_dir)}
+
+
+def reconstruct_and_train_input(profile: Profile, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any]:
+    """Input for ``reconstruct_and_train`` for one scan (a path relative to the beamline dir)."""
+    layout = SiteLayout.from_profile(profile)
+    scan_name, scan_id = _scan_names(layout, scan, scan_id)
+    return {
+        "scan_id": scan_id,
+        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan)},
+        "hpc": {
+            **_hpc_scan(profile, layout, scan_name, scan_id),
+            "registry_dir": str(layout.hpc.registry_dir), "staged_path": _on(profile.hpc, REGISTRY, STAGED),
+            "corpus_path": str(layout.hpc.corpus_path),
+        },
+        "edge": _edge(profile, layout),
+        "functions": _pick(_function_ids(profile), FUNCTION_NAMES),
+        "policy": profile.policy.model_dump(mode="json"),
+    }
+
+
+def reconstruct_input(profile: Profile, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any]:
     """Input for ``reconstruct``: the product comes back to ``<beamline>/results/<scan id>``."""
     layout = SiteLayout.from_profile(profile)
     scan_name, scan_id = _scan_names(layout, scan, scan_id)
     return {
         "scan_id": scan_id,
-        "beamline": {"collection_id": _collection(profile.beamline, "beamline"),
-                     "scan_path": _beamline_path(profile, layout, scan),
-                     "results_path": collection_path("results", scan_id, base=profile.beamline.collection_base_path)},
-        "hpc": {**_compute_site(profile),
-                "scan_path": _hpc(profile, site.SCANS, scan_name), "scan_file": str(layout.hpc.scan_file(scan_name)),
-                "output_dir": str(layout.hpc.products_dir(scan_id)), "output_path": _hpc(profile, site.PRODUCTS, scan_id)},
+        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan),
+                     "results_path": _on(profile.beamline, RESULTS, scan_id)},
+        "hpc": {**_hpc_scan(profile, layout, scan_name, scan_id), "output_path": _on(profile.hpc, PRODUCTS, scan_id)},
         "functions": _pick(_function_ids(profile), ("reconstruct",)),
-        "policy": _rpie(profile.policy),
+        "policy": profile.policy.model_dump(mode="json", include=set(RECONSTRUCT_KNOBS)),
     }
 
 
-def deploy_model_input(profile: Any, version: str) -> dict[str, Any]:
+def deploy_model_input(profile: Profile, version: str) -> dict[str, Any]:
     """Input for ``deploy_model``: push registry version ``version`` to the edge."""
     layout = SiteLayout.from_profile(profile)
     return {
-        "version": version,
-        "hpc": {"collection_id": _collection(profile.hpc, "hpc"), "registry_path": _hpc(profile, site.REGISTRY)},
+        "version": safe_component(version, source="deploy_model input", field="version"),
+        "hpc": {"collection_id": _collection(profile.hpc, "hpc"), "staged_path": _on(profile.hpc, REGISTRY, STAGED)},
         "edge": _edge(profile, layout),
         "functions": _pick(_function_ids(profile), ("activate",)),
     }
@@ -130,7 +127,7 @@ def deploy_model_input(profile: Any, version: str) -> dict[str, Any]:
 SCAN_FLOW_INPUTS = {"reconstruct_and_train": reconstruct_and_train_input, "reconstruct": reconstruct_input}
 
 
-def scan_flow_input(profile: Any, flow_name: str, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any] | None:
+def scan_flow_input(profile: Profile, flow_name: str, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any] | None:
     """The input of bundled flow `flow_name` for one scan, or None for a flow we don't know."""
     builder = SCAN_FLOW_INPUTS.get(flow_name)
     return None if builder is None else builder(profile, scan, scan_id=scan_id)

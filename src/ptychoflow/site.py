@@ -6,6 +6,7 @@ demo, the dashboard and the edge service all ask this module. Paths below a site
 on disk and on its Globus collection, below the site's ``collection_base_path`` (the site
 directory as the collection shows it): ``collection_path``.
 
+  beamline: <scan file>   results/<scan id>/ (products sent back by the reconstruct flow)
   hpc:   scans/<scan file>   products/<scan id>/   registry/ (+ registry/staged/<version>/)
          corpus/corpus.h5
   edge:  staging/<version>/  model/  mosaics/  edge-status.json
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ptychoflow.profile import Profile
 
 # Paths relative to a site root: the same on disk and on the site's collection.
+RESULTS = "results"  # on the beamline: reconstruction products sent back
 SCANS = "scans"
 PRODUCTS = "products"
 REGISTRY = "registry"

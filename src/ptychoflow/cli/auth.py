@@ -5,33 +5,13 @@ Output never contains a token or a client secret, in text or ``--json``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 import click
 
+from ptychoflow.cli._common import emit, json_option, load, profile_option
 from ptychoflow.errors import CredentialsError
-from ptychoflow.profile import Profile, find_profile
-
-
-def profile_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--profile PATH`` (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml)."""
-    return click.option(
-        "--profile",
-        "profile_path",
-        type=click.Path(dir_okay=True),
-        default=None,
-        help="Profile TOML or its directory (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml).",
-    )(command)
-
-
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)
-
-
-def emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
+from ptychoflow.profile import Profile
 
 
 def _globus():
@@ -64,7 +44,7 @@ def _known_flows(profile: Profile) -> list[str]:
 @click.option("--mfa", is_flag=True, help="Log in with multi-factor authentication (a session requirement).")
 @click.option("--force", is_flag=True, help="Log in again even if stored tokens look valid (to add consents).")
 @json_option
-def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: tuple[str, ...], scopes: tuple[str, ...],
+def login(profile_path: Path | None, flow_ids: tuple[str, ...], collection_ids: tuple[str, ...], scopes: tuple[str, ...],
           identities: tuple[str, ...], policies: tuple[str, ...], domains: tuple[str, ...], mfa: bool, force: bool,
           as_json: bool) -> None:
     """Log in to Globus once; tokens are kept in a file only you can read (0600).
@@ -84,7 +64,7 @@ def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: t
     from ptychoflow.backends.globus.requirements import AuthRequirements
 
     auth, errors = _globus()
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     flows = list(flow_ids) or _known_flows(profile)
     if collection_ids and not flows:
         raise click.UsageError("--collection consents are granted to a flow: pass --flow FLOW_ID (or deploy the flow first)")
@@ -120,7 +100,7 @@ def _refuse_collections_without_data_access(profile: Profile, collection_ids: tu
 @click.command()
 @profile_option
 @json_option
-def logout(profile_path: str | None, as_json: bool) -> None:
+def logout(profile_path: Path | None, as_json: bool) -> None:
     """Revoke and forget the stored Globus tokens.
 
     \b
@@ -128,7 +108,7 @@ def logout(profile_path: str | None, as_json: bool) -> None:
       ptychoflow logout
     """
     auth, errors = _globus()
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     identity = auth.resolve_identity(profile)
     if identity.kind == "client":
         emit({"kind": "client", "revoked": False}, as_json, "Service client credentials come from the environment; unset them to log out.")
@@ -141,7 +121,7 @@ def logout(profile_path: str | None, as_json: bool) -> None:
 @click.command()
 @profile_option
 @json_option
-def whoami(profile_path: str | None, as_json: bool) -> None:
+def whoami(profile_path: Path | None, as_json: bool) -> None:
     """Show which Globus identity ptychoflow acts as.
 
     \b
@@ -152,7 +132,7 @@ def whoami(profile_path: str | None, as_json: bool) -> None:
     import globus_sdk
 
     auth, errors = _globus()
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     identity = auth.resolve_identity(profile)
     with errors.explained(profile, action="whoami"):
         app = auth.build_app(profile)
