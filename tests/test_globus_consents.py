@@ -359,14 +359,15 @@ def test_login_refuses_a_collection_without_data_access(tmp_path, monkeypatch, c
 
 # -- the CLI on top: runs resume and flows run --dry-run ----------------------------------------
 def cli_with(backend, profile, monkeypatch, args):
+    """The CLI with --profile pointing at the profile's file, and `backend` as its backend."""
     from click.testing import CliRunner
 
     import ptychoflow.backends
     from ptychoflow.cli.main import cli
 
+    write_profile(profile.root, **{k: v for k, v in profile.globus.model_dump().items() if k != "client_id"})
     monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
-    monkeypatch.setattr("ptychoflow.cli._common.load", lambda _path: profile)
-    return CliRunner().invoke(cli, args)
+    return CliRunner().invoke(cli, [*args, "--profile", str(profile.root)])
 
 
 def test_runs_resume_prints_the_consent_command_and_resumes_nothing(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 import responses
 from globus_sdk.testing import RegisteredResponse, get_response_set, load_response
 
-from globus_support import GROUP_ID, HPC_COLLECTION, last_json, make_backend, make_profile, mocked_http  # noqa: F401
+from globus_support import GROUP_ID, HPC_COLLECTION, last_json, make_backend, make_profile, mocked_http, write_profile  # noqa: F401
 from ptychoflow.backends.base import DeployedFlow, RunStatus
 from ptychoflow.backends.polling import PollBackoff, poll_until
 from ptychoflow.backends.globus.runs import LABEL_MAX, timeline, truncate_label
@@ -200,10 +200,10 @@ def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch
     profile = make_profile(tmp_path)
     backend = make_backend(profile, [resume.metadata["flow_id"]])
     monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
-    monkeypatch.setattr("ptychoflow.cli._common.load", lambda _path: profile)
+    write_profile(tmp_path)
     started = []
     monkeypatch.setattr(ptychoflow.flowengine.worker, "ensure_engine_running", lambda p: started.append(p) or 1)
-    result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"]])
+    result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"], "--profile", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "ACTIVE" in result.output and "app.globus.org/runs/" in result.output
     assert started == []
