@@ -119,7 +119,8 @@ class TorchSession:
         self.module = module.eval().to(self.device, memory_format=torch.channels_last)
         self.dtype, self.precision_check, self.precision_note = torch.float32, 0.0, ""
         self._choose_precision()
-        self.use_graphs = self.options.cuda_graphs and self.device.type == "cuda"
+        fixed = all(isinstance(d, int) for d in self._sample_shape)
+        self.use_graphs = self.options.cuda_graphs and self.device.type == "cuda" and fixed
         self._graphs: dict[int, _Graph] = {}
         self._lock = threading.Lock()
         if self.device.type == "cuda":
@@ -156,7 +157,8 @@ class TorchSession:
         they are views of the graph's buffers: read them before the next call."""
         import torch
 
-        if list(x.shape[1:]) != [d for d in self._sample_shape]:
+        dims = list(x.shape[1:])
+        if len(dims) != len(self._sample_shape) or any(isinstance(d, int) and d != n for d, n in zip(self._sample_shape, dims)):
             raise ValueError(f"input of shape {list(x.shape)}, the model takes [N, {', '.join(map(str, self._sample_shape))}]")
         if not self.use_graphs:
             with torch.no_grad():
@@ -204,7 +206,7 @@ class TorchSession:
         wanted = self.options.precision
         if wanted == "float32" or (wanted == "auto" and self.device.type == "cpu"):
             return
-        if not all(isinstance(d, int) for d in self._sample_shape):
+        if not all(isinstance(d, int) for d in self._sample_shape):  # nothing to build check inputs from
             self.precision_note = f"float32: input shape {self._sample_shape} is not fixed, nothing to check against"
             return
         candidates = ["float16", "bfloat16"] if wanted == "auto" else [wanted]
