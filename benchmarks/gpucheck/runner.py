@@ -125,23 +125,22 @@ def run_check(out: Path, *, dry: bool, budget_s: float = BUDGET_S, only: list[st
     document = {
         "check": "ptychoflow GPU check", "dry": dry, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "elapsed_s": round(time.time() - started, 1), "budget_s": budget_s, "wheels": bootstrap.to_json(),
-        "sections": results,
+        "sections": list(results.values()),  # a list: the JSON keeps the order they ran in
     }
     table = format_table(document)
     document["table"] = table
     atomic_write_json(out / "gpu_check.json", document)
     atomic_write_text(out / "gpu_check.txt", table + "\n")
     print(table)
-    bad = [name for name, result in results.items() if result["status"] in ("failed", "timed_out")]
-    return 1 if bad else 0
+    return 1 if any(result["status"] in ("failed", "timed_out") for result in results.values()) else 0
 
 
 def format_table(document: dict[str, Any]) -> str:
     """One table: a line per figure, grouped by section, then a line per section status."""
     header = ("section", "measure", "figure", "reference / goal", "verdict")
     lines: list[tuple[str, ...]] = []
-    for name, result in document["sections"].items():
-        first = name
+    for result in document["sections"]:
+        first = result["name"]
         for row in result.get("rows", []):
             lines.append((first, row["measure"], row["text"], row["reference"], row["verdict"]))
             first = ""

@@ -29,6 +29,20 @@ BUDGET_BYTES = 64 * 2**20  # what may travel to the GPU machine: wheels + source
 TARGET_PYTHON = "3.12"
 TARGET_ABI = "cp312"
 TARGET_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+# What the GPU machine has (the issue), with what those packages bring along, by the names
+# other wheels require them by.
+MACHINE = frozenset({
+    "numpy", "scipy", "h5py", "scikit-image", "matplotlib", "onnx", "onnxruntime", "torch", "cupy",
+    "python-dateutil", "pillow", "packaging", "tifffile", "networkx", "jinja2", "sympy", "filelock", "fsspec",
+    "protobuf", "contourpy", "cycler", "fonttools", "kiwisolver", "pyparsing", "imageio", "lazy-loader",
+})
+# Requirements of carried wheels that stay behind, and why.
+NOT_CARRIED = {
+    "torchvision": "ptychi imports it for one blur, which ptychoflow provides (docs/torchvision.md)",
+    "mypy": "a development tool ptychi lists", "pytest": "a development tool ptychi lists",
+    "ruff": "a development tool ptychi lists",
+    "opencv-python": "tike imports cv2 only in tike.view and tike.align, which rPIE does not use",
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,35 @@ def fetch(dest: Path = WHEEL_DIR, pins: list[Pin] | None = None) -> list[Path]:
         if sha256_file(path) != pin.sha256:  # pip checked; a stale file of the same name must not slip by
             raise RuntimeError(f"{path}: sha256 differs from {WHEEL_LIST.name}")
     return sorted(wanted)  # type: ignore[arg-type]
+
+
+def uncovered_requirements(folder: Path = WHEEL_DIR, pins: list[Pin] | None = None) -> dict[str, list[str]]:
+    """wheel -> its requirements (on Linux, CPython 3.12) that are neither carried, on the GPU
+    machine, nor in NOT_CARRIED: each one an import that would fail there."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+
+    pins = pins or read_pins()
+    carried = {pin.key for pin in pins}
+    environment = {"python_version": TARGET_PYTHON, "sys_platform": "linux", "platform_system": "Linux",
+                   "implementation_name": "cpython", "extra": ""}
+    uncovered: dict[str, list[str]] = {}
+    for pin in pins:
+        path = wheel_file(pin, folder)
+        with zipfile.ZipFile(path) as archive:
+            metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            lines = archive.read(metadata).decode().splitlines()
+        for line in lines:
+            if not line.startswith("Requires-Dist:"):
+                continue
+            requirement = Requirement(line.split(":", 1)[1].strip())
+            if requirement.marker is not None and not requirement.marker.evaluate(environment):
+                continue
+            name = canonical(requirement.name)
+            if name not in carried and name not in MACHINE and name not in NOT_CARRIED:
+                uncovered.setdefault(path.name, []).append(str(requirement))
+    return uncovered
 
 
 def tree_bytes(repo: Path = REPO) -> int:
