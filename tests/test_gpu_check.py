@@ -155,16 +155,24 @@ def test_wheel_list_refuses_an_unpinned_line(tmp_path):
         wheels.read_pins(listing)
 
 
-def test_plan_keeps_what_is_present_and_names_what_cannot_be_installed(tmp_path):
+def test_plan_installs_what_is_missing_or_older_and_pure(tmp_path):
+    """plan() decides from versions and wheel names alone (pip installs the files later)."""
     import numpy
+    import pandas
 
     digest = "0" * 64
-    pins = [wheels.Pin("numpy", "1.0", digest, "present and newer"),
-            wheels.Pin("NumPy", "999.0", digest, "present but older than pinned"),
-            wheels.Pin("no-such-dist", "1.0", digest, "missing")]
+    for name in ("tqdm-999.0-py3-none-any.whl", "pandas-999.0-cp312-cp312-manylinux_2_28_x86_64.whl"):
+        (tmp_path / name).touch()
+    pins = [wheels.Pin("numpy", "1.0", digest, "present and newer: kept"),
+            wheels.Pin("tqdm", "999.0", digest, "present, older, pure wheel: installed"),
+            wheels.Pin("pandas", "999.0", digest, "present, older, compiled: kept"),
+            wheels.Pin("NumPy", "999.0", digest, "present, older, no wheel: kept"),
+            wheels.Pin("no-such-dist", "1.0", digest, "missing, no wheel: unavailable")]
     todo, present, unavailable = wheels.plan(pins, tmp_path)
-    assert todo == [] and present == {"numpy": numpy.__version__}
-    assert set(unavailable) == {"NumPy", "no-such-dist"} and "make gpu-wheels" in unavailable["no-such-dist"]
+    assert [(pin.name, wheel.name) for pin, wheel in todo] == [("tqdm", "tqdm-999.0-py3-none-any.whl")]
+    assert present == {"numpy": numpy.__version__, "NumPy": f"{numpy.__version__} (older than 999.0, no wheel: kept)",
+                       "pandas": f"{pandas.__version__} (older than 999.0, compiled: kept)"}
+    assert list(unavailable) == ["no-such-dist"] and "make gpu-wheels" in unavailable["no-such-dist"]
 
 
 @pytest.mark.slow

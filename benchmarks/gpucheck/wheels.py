@@ -3,7 +3,7 @@
 The GPU machine has no network and at most 64 MiB may travel (wheels and source tree
 together), so the list names only what that machine lacks (``wheels.txt``). ``fetch`` runs
 ``pip download`` for cp312 manylinux x86-64 with every hash checked; ``install`` runs
-``pip install --no-index --no-deps --target`` for the pins this Python lacks (or has older),
+``pip install --no-index --no-deps --target`` for the pins this Python lacks (see ``plan``),
 and the check's sections then run with that folder first on ``PYTHONPATH``.
 """
 
@@ -174,18 +174,25 @@ def _older(have: str, want: str) -> bool:
 
 
 def plan(pins: list[Pin], folder: Path) -> tuple[list[tuple[Pin, Path]], dict[str, str], dict[str, str]]:
-    """(pins to install with their wheel, present name -> version, unavailable name -> why)."""
+    """(pins to install with their wheel, present name -> version, unavailable name -> why).
+
+    A pin is installed when this Python lacks it, or has an older version and the wheel is
+    pure Python (it cannot clash with the machine's binaries). An older compiled package is
+    kept: it was built against the machine's own numpy.
+    """
     todo, present, unavailable = [], {}, {}
     for pin in pins:
         try:
             have = importlib.metadata.version(pin.name)
         except importlib.metadata.PackageNotFoundError:
             have = None
-        if have is not None and not _older(have, pin.version):
-            present[pin.name] = have
-            continue
         wheel = wheel_file(pin, folder)
-        if wheel is None:
+        pure = wheel is not None and wheel.name.endswith("-none-any.whl")
+        older = have is not None and _older(have, pin.version)
+        if have is not None and (not older or not pure):
+            why = "" if not older else f" (older than {pin.version}, {'compiled' if wheel else 'no wheel'}: kept)"
+            present[pin.name] = have + why
+        elif wheel is None:
             unavailable[pin.name] = f"not installed and no wheel in {folder} (run `make gpu-wheels` where there is network)"
         else:
             todo.append((pin, wheel))
