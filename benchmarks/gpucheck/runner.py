@@ -146,7 +146,7 @@ def format_table(document: dict[str, Any]) -> str:
             first = ""
         if result["status"] != "ok" or not result.get("rows"):
             lines.append((first, f"({result['status']})", result.get("reason", ""), "", ""))
-    caps = (10, 34, 46, 40, 8)
+    caps = (10, 34, 60, 40, 8)
     widths = [min(cap, max(len(str(line[i])) for line in [header, *lines])) for i, cap in enumerate(caps)]
 
     def fit(cells: tuple[str, ...]) -> str:

@@ -7,7 +7,9 @@ onnxruntime has no GPU build), and subscribes to its results stream. Burst: as f
 can send, as many frames as bare inference would take BURST_S for: the service's rate from
 its first inferred frame to its last. Paced, once that backlog is gone: 70 % of that rate
 for PACED_S: latency from receive to stitched, p50 and p99. Bare inference: the service's
-own loaded model on prepared batches of the service's batch size.
+own loaded model on prepared batches of the service's batch size. Last, a trivial model
+(phase = 0.5 x frame) is hot-swapped in and the burst repeated: the service's ceiling
+without the network's cost, which with the time per stage says what limits it.
 Goals: at least 50,000 frames/s, and at least 0.9 of bare inference.
 """
 
@@ -133,6 +135,7 @@ def stream(conn: Any, service: Any, scan_id: str, *, rate_hz: float, seconds: fl
     """One scan through the service, then until it drained (DRAIN_S at most): what was sent,
     received, inferred, the results that came back, the service's rate and deepest queue."""
     before = dict(service.metrics.counts)
+    stages_before = service.metrics.snapshot()["stage_seconds"]
     with Probe(service) as probe:
         conn.send(("stream", scan_id, rate_hz, seconds, count, service.publisher.address))
         sent = conn.recv()
@@ -146,8 +149,10 @@ def stream(conn: Any, service: Any, scan_id: str, *, rate_hz: float, seconds: fl
     after = service.metrics.counts
     done = {k: after[k] - before[k] for k in ("received", "inferred", "dropped")}
     drained = not (service.queue.depth or service.batcher.holding)
+    stages = service.metrics.snapshot()["stage_seconds"]
+    stage_us = {k: (stages[k] - stages_before[k]) / max(1, done["inferred"]) * 1e6 for k in stages}
     return {**sent, **results, **done, "fps": probe.rate(), "max_queue": probe.max_depth, "drained": drained,
-            "send_fps": sent["sent"] / sent["send_seconds"]}
+            "send_fps": sent["sent"] / sent["send_seconds"], "stage_us_per_frame": stage_us}
 
 
 def bare_fps(model: Any, frames: np.ndarray) -> float:
@@ -166,8 +171,33 @@ def _cuda_sync() -> Any:
         return lambda: None
 
 
+def trivial_model(size: int, path: Path) -> Path:
+    """phase = 0.5 x input, exported by torch: a model that costs the service almost nothing."""
+    import torch
+
+    class Half(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 0.5 * x
+
+    torch.onnx.export(Half(), (torch.zeros(1, 1, size, size),), str(path), dynamo=False, input_names=["diffraction"],
+                      output_names=["phase"], dynamic_axes={"diffraction": {0: "N"}, "phase": {0: "N"}}, opset_version=17)
+    return path
+
+
+def wait_for_version(service: Any, version: str, timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        model = service.models.current()
+        if model is not None and model.version == version:
+            return model
+        time.sleep(0.05)
+    raise RuntimeError(f"the service did not serve model {version}: {list(service.models.events)}")
+
+
 def run(record: Record, context: Context) -> None:
     from gpucheck.sections.inference import exported_model
+    from ptychoflow.artifact import ModelManifest, publish_model
+    from ptychoflow.fs import sha256_file
     from ptychoflow.nn.export import stage_artifact
     from ptychoflow.nn.models import ModelConfig
     from ptychoflow.preprocess import PreprocessConfig
@@ -201,19 +231,15 @@ def run(record: Record, context: Context) -> None:
         preprocessing = PreprocessConfig(crop=size, transform="sqrt", scale=10.0).to_json()
         stage_artifact(config.model_dir, onnx, version="gpu-check", config=ModelConfig("ptychonn2", size),
                        preprocessing=preprocessing)
-        deadline = time.monotonic() + 120
-        while service.models.current() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        model = service.models.serving
-        if model is None:
-            raise RuntimeError(f"the service did not load the model: {list(service.models.events)}")
+        model = wait_for_version(service, "gpu-check")
         setting = f"{size}² frames, batch {BATCH}, {model.providers[0]}, preprocessing on {model.preprocess_backend}"
         description = getattr(model.session, "description", model.providers[0])
         record.set("setting", {"frame": size, "batch": BATCH, "max_wait_ms": MAX_WAIT_MS, "provider": model.providers[0],
                                "backend": description, "preprocess": model.preprocess_backend})
         bare = bare_fps(model, frames)
         record.row("bare inference", f"{figure(bare)} frames/s", value=bare, unit="frames/s", reference=setting)
-        burst = stream(parent, service, "burst", rate_hz=0.0, seconds=60.0, count=min(MAX_BURST_FRAMES, max(4 * BATCH, int(bare * burst_s))))
+        count = min(MAX_BURST_FRAMES, max(4 * BATCH, int(bare * burst_s)))
+        burst = stream(parent, service, "burst", rate_hz=0.0, seconds=60.0, count=count)
         record.set("burst", burst)
         bound = "service-bound" if burst["max_queue"] > 2 * BATCH else "publisher-bound: the queue stayed short"
         record.row("service, burst", f"{figure(burst['fps'])} frames/s ({bound})", value=burst["fps"], unit="frames/s",
@@ -236,7 +262,17 @@ def run(record: Record, context: Context) -> None:
         lost = paced["sent"] - paced["inferred"]
         record.row("frames lost, paced", f"{lost} of {paced['sent']:,} ({paced['results']:,} results received)",
                    value=lost, reference="0", verdict=verdict(lost == 0 and paced["results"] == paced["sent"]))
-        record.set("stage_seconds", service.metrics.snapshot()["stage_seconds"])
+        publish_model(config.model_dir, trivial_model(size, root / "trivial.onnx"),
+                      ModelManifest("trivial", sha256_file(root / "trivial.onnx"), [1, size, size], preprocessing,
+                                    model_kind="trivial (0.5 x)"))
+        wait_for_version(service, "trivial")
+        long_enough = min(MAX_BURST_FRAMES, max(count, 2_000 if context.dry else 10_000))  # it runs much faster
+        ceiling = stream(parent, service, "trivial", rate_hz=0.0, seconds=60.0, count=long_enough)
+        record.set("trivial", ceiling)
+        record.row("service, trivial model", f"{figure(ceiling['fps'])} frames/s", value=ceiling["fps"],
+                   unit="frames/s", reference="its ceiling without the network")
+        record.row("time per frame, by stage", ", ".join(f"{k} {v:.0f}" for k, v in burst["stage_us_per_frame"].items())
+                   + " µs", reference="the burst: where the service spends its time")
         mosaic = config.mosaics_dir / "paced.png"
         if mosaic.exists():
             shutil.copyfile(mosaic, context.out / "edge_mosaic.png")
