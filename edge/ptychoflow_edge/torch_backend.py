@@ -83,7 +83,7 @@ class _Graph:
         side = torch.cuda.Stream(sample.device)
         side.wait_stream(torch.cuda.current_stream(sample.device))
         with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(3):  # cuDNN picks its algorithms before capture
+            for _ in range(3):  # lazy initialisation (cuBLAS/cuDNN handles, workspaces) happens before capture
                 forward(self.input)
         torch.cuda.current_stream(sample.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
@@ -123,8 +123,6 @@ class TorchSession:
         self.use_graphs = self.options.cuda_graphs and self.device.type == "cuda" and fixed
         self._graphs: dict[int, _Graph] = {}
         self._lock = threading.Lock()
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed shapes per graph bucket: let cuDNN pick
 
     # -- ONNX Runtime's interface -------------------------------------------------------
     def get_inputs(self) -> list[Any]:
