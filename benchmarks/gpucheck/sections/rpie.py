@@ -19,7 +19,9 @@ from gpucheck import plots
 from gpucheck.record import Context, Record, Skip, figure, verdict
 from ptychoflow import metrics
 from ptychoflow.product import illumination_map
-from ptychoflow.recon import RpieOptions, prepare_scan, ptychi_engine, reconstruct_prepared, tike_engine
+from ptychoflow.recon.api import reconstruct
+from ptychoflow.recon.base import RpieOptions
+from ptychoflow.recon.registry import ENGINES
 from ptychoflow.simulate.beamline import SimulatedScan, SimulationOptions, simulate_scan
 from reconstruct import CASES  # benchmarks/reconstruct.py: the 963-position 128² case
 
@@ -49,13 +51,14 @@ def score(obj: np.ndarray, sim: SimulatedScan, mask: np.ndarray) -> tuple[float,
     return metrics.phase_ssim(phase, truth, usable), metrics.phase_rmse(phase, truth, usable), phase
 
 
-def run_engine(prepared: Any, engine: str, device: str, iterations: int, batch: int, time_limit_s: float) -> dict[str, Any]:
-    """One engine's run: its result and its steady rate (iterations after the first)."""
+def run_engine(sim: SimulatedScan, engine: str, device: str, iterations: int, batch: int, time_limit_s: float) -> dict[str, Any]:
+    """One engine's run through ptychoflow's entry point: its result and its steady rate
+    (iterations after the first)."""
     stamps: list[float] = []
     options = RpieOptions(iterations=iterations, batch_size=batch, device=device, time_limit_s=max(1.0, time_limit_s))  # type: ignore[arg-type]
     started = time.perf_counter()
-    result = reconstruct_prepared(prepared, options, engine, lambda info: stamps.append(time.perf_counter()))
-    positions = len(prepared.positions_px)
+    result = reconstruct(sim.scan, options, engine=engine, progress=lambda info: stamps.append(time.perf_counter()))
+    positions = sim.scan.n_frames
     if len(stamps) >= 2:
         rate = positions * (len(stamps) - 1) / (stamps[-1] - stamps[0])
     else:
@@ -65,8 +68,8 @@ def run_engine(prepared: Any, engine: str, device: str, iterations: int, batch: 
 
 
 def run(record: Record, context: Context) -> None:
-    tike_ok, tike_reason = tike_engine.available()
-    gpu = ptychi_engine.gpu_available()
+    tike_ok, tike_reason = ENGINES["tike"].available()
+    gpu = "gpu" in ENGINES["ptychi"].ready_devices()
     if context.dry:
         case, iterations, batch, device = DRY_CASE, DRY_ITERATIONS, DRY_BATCH, "cpu"
         tike_ok, tike_reason = False, "dry run on the CPU (Tike needs CuPy and a CUDA GPU)"
@@ -75,7 +78,6 @@ def run(record: Record, context: Context) -> None:
     else:
         case, iterations, batch, device = CASES["128-963"], ITERATIONS, BATCH, "gpu"
     sim = simulate_scan(case, scan_id="gpu-check")
-    prepared = prepare_scan(sim.scan)
     n = sim.scan.n_frames
     setting = f"{n} positions, {case.frame_size}², batch {batch}, on {device}"
     record.set("setting", {"positions": n, "frame": case.frame_size, "batch": batch, "iterations": iterations,
@@ -93,7 +95,7 @@ def run(record: Record, context: Context) -> None:
             iterations = runs["tike"]["iterations"]  # equal iterations, even if Tike hit its time limit
         budget = (context.remaining() - 15) / (len(engines) - index)
         try:
-            run_ = run_engine(prepared, engine, device, iterations, batch, budget)
+            run_ = run_engine(sim, engine, device, iterations, batch, budget)
         except Exception as exc:  # one engine failing (a CuPy/CUDA mismatch) must not hide the other's figures
             record.row(label, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}", verdict="failed")
             record.set(f"{engine}_error", repr(exc))
