@@ -15,7 +15,7 @@ def _figure(width: float, height: float):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, plt.figure(figsize=(width, height), dpi=110)
+    return plt, plt.figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
 def _box(mask: np.ndarray) -> tuple[slice, slice]:
@@ -35,12 +35,14 @@ def rpie(path: Path, truth: np.ndarray, mask: np.ndarray, phases: dict[str, np.n
          np.where(mask, p - np.angle(np.nanmean(np.exp(1j * (p - truth))[mask])), np.nan)[box])
         for e, p in phases.items()
     ]
+    image_axes = []
     for index, (title, image) in enumerate(panels, 1):
         ax = fig.add_subplot(1, len(panels) + 1, index)
         im = ax.imshow(image, cmap="viridis", vmin=low, vmax=high)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-    fig.colorbar(im, ax=fig.axes, shrink=0.7, label="phase (rad)")
+        image_axes.append(ax)
+    fig.colorbar(im, ax=image_axes, shrink=0.7, label="phase (rad)")
     ax = fig.add_subplot(1, len(panels) + 1, len(panels) + 1)
     for engine, loss in losses.items():
         ax.semilogy(np.arange(1, len(loss) + 1), np.asarray(loss) / loss[0], label=ENGINE_NAMES[engine])
@@ -71,7 +73,6 @@ def inference(path: Path, curves: dict[str, dict[int, float]], reference: dict[i
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
