@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import logging
 import os
 import pickle
 import signal
@@ -246,8 +247,10 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
 
 # --- inside a slot process ---------------------------------------------------------------------
 def slot_main(rx_fd: int, tx_fd: int, parent_pid: int) -> None:
-    """Serve tasks from the parent until it closes the pipe or dies."""
+    """Serve tasks from the parent until it closes the pipe or dies (logs go to stderr, which
+    is the parent's: the engine worker's log)."""
     _die_with(parent_pid)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s slot {os.getpid()} %(name)s: %(message)s")
     with os.fdopen(rx_fd, "rb", buffering=0) as rx, os.fdopen(tx_fd, "wb", buffering=0) as tx:
         while True:
             try:

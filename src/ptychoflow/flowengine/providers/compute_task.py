@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import traceback
 from typing import Any
 
 from ptychoflow.flowengine.action_journal import INTERRUPTED, ActionJournal, interrupted_message
 
+log = logging.getLogger(__name__)
 _MODULES: dict[tuple[str, float], Any] = {}
 
 
@@ -51,7 +53,7 @@ def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir
         if starts > retries:
             message = interrupted_message(starts, retries)
             return journal.finish(key, {"status": "FAILED", "error": f"{INTERRUPTED}: {message}", "exception": message})
-        journal.begin(key)
+        log.info("task %s: %s started (attempt %d)", key, name, journal.begin(key))
         try:
             output = _load_function(name, path)(*(args or []), **kwargs)
             json.dumps(output)  # results travel as JSON, like Globus Compute's serialised results
@@ -59,4 +61,6 @@ def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir
         except (Exception, SystemExit) as exc:  # the function's failure is its result
             document = {"status": "FAILED", "exception": "".join(traceback.format_exception(exc)),
                         "error": f"{type(exc).__name__}: {exc}"}
-        return journal.finish(key, document)
+        journal.finish(key, document)
+        log.info("task %s: %s finished %s", key, name, document["status"])
+        return document
