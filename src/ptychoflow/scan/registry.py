@@ -1,0 +1,122 @@
+"""One registry of scan readers, chosen by format detection or by name (a profile setting).
+
+Every reader returns the same ``Scan`` (frames with zero frequency centred, probe-centre
+positions in metres as (y, x), the instrument geometry), so nothing downstream knows which
+detector or program wrote the file. A facility adds its own layout with ``register_reader``.
+
+    >>> scan = read_any("fly042_master.h5")                       # detected: eiger
+    >>> scan = read_any("run7.cxi", ReadOptions(frame_size=128))   # detected: cxi
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ptychoflow.errors import ScanError
+from ptychoflow.scan.format import Scan
+
+AUTO = "auto"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a profile (or the command line) may tell the readers; each uses what applies."""
+
+    frame_size: int | None = None  # crop (about the beam centre) to this square; None: largest that fits
+    positions_file: Path | None = None  # Eiger: the position file (relative: to the master's folder)
+    y_source: str = "interferometer"  # Eiger/Velociprobe: which y column ("interferometer" | "encoder")
+    max_frames: int | None = None  # read only the first N frames (replays, quick looks)
+
+
+@dataclass(frozen=True)
+class ScanReader:
+    """A scan layout: how to recognise it, read it, and tell that it is whole."""
+
+    name: str
+    description: str
+    read: Callable[..., Scan]  # read(path, options, *, require_complete=True, load=True) -> Scan
+    detect: Callable[[Path], bool]  # cheap: suffix and a look at the HDF5 tree, never the frames
+    is_complete: Callable[[Path, ReadOptions], bool]  # never raises: unreadable means not complete
+    companions: Callable[[Path, ReadOptions], list[Path]] = field(default=lambda path, options: [])
+    """Other files the scan needs (Eiger data files, the position file): transfers move them too."""
+
+
+_READERS: dict[str, ScanReader] = {}
+_builtin_loaded = False
+
+
+def register_reader(reader: ScanReader, *, replace: bool = False) -> None:
+    _ensure_builtin()
+    if reader.name in _READERS and not replace:
+        raise ValueError(f"a scan reader named {reader.name!r} is already registered")
+    _READERS[reader.name] = reader
+
+
+def readers() -> dict[str, ScanReader]:
+    _ensure_builtin()
+    return dict(_READERS)
+
+
+def format_names() -> list[str]:
+    return [AUTO, *readers()]
+
+
+def get_reader(name: str, path: str | Path = "(profile)") -> ScanReader:
+    _ensure_builtin()
+    try:
+        return _READERS[name]
+    except KeyError:
+        raise ScanError(path, "scan_format", f"unknown scan format {name!r}; known: {', '.join(format_names())}") from None
+
+
+def is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8) == _HDF5_MAGIC
+    except OSError:
+        return False
+
+
+def detect_format(path: str | Path) -> ScanReader:
+    """The reader whose layout `path` has; a ScanError saying what was looked for otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise ScanError(path, "(file)", "no such file")
+    for reader in readers().values():
+        if reader.detect(path):
+            return reader
+    known = "; ".join(f"{r.name}: {r.description}" for r in readers().values())
+    raise ScanError(path, "(file)", f"not a scan layout ptychoflow knows ({known})")
+
+
+def choose_reader(path: str | Path, scan_format: str = AUTO) -> ScanReader:
+    return detect_format(path) if scan_format == AUTO else get_reader(scan_format, path)
+
+
+def read_any(path: str | Path, options: ReadOptions | None = None, *, scan_format: str = AUTO,
+             require_complete: bool = True, load: bool = True) -> Scan:
+    """Read a scan of any registered layout (detected, or the one named by `scan_format`)."""
+    reader = choose_reader(path, scan_format)
+    return reader.read(Path(path), options or ReadOptions(), require_complete=require_complete, load=load)
+
+
+def scan_complete(path: str | Path, scan_format: str = AUTO, options: ReadOptions | None = None) -> bool:
+    """True once the scan (and every file it needs) is whole. Never raises."""
+    try:
+        reader = choose_reader(path, scan_format)
+    except ScanError:
+        return False
+    return reader.is_complete(Path(path), options or ReadOptions())
+
+
+def _ensure_builtin() -> None:
+    """Built-in readers first (detection order), then whatever a facility registered."""
+    global _builtin_loaded, _READERS
+    if not _builtin_loaded:
+        from ptychoflow.scan.builtin_readers import BUILTIN
+
+        _READERS = {**{reader.name: reader for reader in BUILTIN}, **_READERS}
+        _builtin_loaded = True
