@@ -34,7 +34,12 @@ class EdgeConfig:
     drain_timeout_s: float = 10.0  # on shutdown, finish queued frames for at most this long
     providers: list[str] | None = None  # None: best available (TensorRT -> CUDA -> CPU)
     intra_op_threads: int = field(default_factory=default_threads)
-    pva_channel: str | None = None  # optional pvAccess input (needs pvapy)
+    pva_channel: str | None = None  # optional pvAccess input: an areaDetector NTNDArray channel (needs p4p)
+    pva_pixel_size_m: float | None = None  # object pixel size of frames arriving by pvAccess (no start message there)
+    pva_position_attributes: tuple[str, str] = ("PositionY", "PositionX")  # NDAttributes holding (y, x)
+    pva_position_scale: float = 1.0  # multiplies the attribute values to give metres (1e-6 for micrometres)
+    pva_output: str | None = None  # optional pvAccess output: PV name serving the live phase mosaic
+    pva_output_interval_s: float = 0.5
     # Shift each phase patch to agree with the mosaic: the network predicts de-meaned phase
     # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
     align_offsets: bool = True
