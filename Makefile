@@ -46,7 +46,7 @@ demo: $(STAMP)
 
 # Every benchmark prints its figures (about 15 minutes in all on 2 cores); docs/benchmarks.md
 # lists what each measures and the figures we recorded.
-BENCHMARKS = beamline.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
+BENCHMARKS = beamline.py read_formats.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b"; PYTHONPATH=src:edge $(BIN)/python benchmarks/$$b || exit 1; done
 

@@ -9,6 +9,8 @@ This is the layout ptychodus's Velociprobe reader reads, and its sign convention
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,7 +57,32 @@ def read_velociprobe_positions(path: str | Path, y_source: YSource = "interferom
     except (OSError, UnicodeDecodeError) as exc:
         raise ScanError(path, "(file)", f"not a readable text file: {exc}") from None
     y_column = INTERFEROMETER_Y_COLUMN if y_source == "interferometer" else ENCODER_Y_COLUMN
-    triggers, rows = [], []
+    try:  # the fast path: numpy's C parser (a scan has up to ~1e6 rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            table = np.loadtxt(io.StringIO(text), delimiter=",", comments="#", ndmin=2, dtype=np.float64)
+    except ValueError:
+        table = None
+    if table is None or (table.size and table.shape[1] < MIN_COLUMNS):
+        table = _parse_lines(path, text)  # finds the bad line and says which
+    triggers = table[:, TRIGGER_COLUMN].astype(np.int64) if table.size else np.zeros(0, np.int64)
+    rows = np.stack([table[:, y_column], table[:, X_COLUMN]], axis=1) if table.size else np.zeros((0, 2))
+    if y_source == "encoder":
+        rows[:, 0] *= -1
+    if not np.isfinite(rows).all():
+        bad = int(np.argmin(np.isfinite(rows).all(axis=1)))
+        raise ScanError(path, f"row {bad + 1}", "position is NaN or infinite")
+    if not len(rows):
+        raise ScanError(path, "(file)", "no position rows")
+    unique, counts = np.unique(triggers, return_counts=True)
+    if (counts > 1).any():
+        raise ScanError(path, f"column {TRIGGER_COLUMN} (trigger)", f"trigger {int(unique[np.argmax(counts > 1)])} appears twice")
+    return PositionTable(path, triggers, rows * NANOMETRE)
+
+
+def _parse_lines(path: Path, text: str) -> np.ndarray:
+    """Line by line, to name the first line that is not a row of numbers."""
+    rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -63,18 +90,7 @@ def read_velociprobe_positions(path: str | Path, y_source: YSource = "interferom
         if len(cells) < MIN_COLUMNS:
             raise ScanError(path, f"line {number}", f"{len(cells)} columns, expected at least {MIN_COLUMNS}")
         try:
-            trigger = int(float(cells[TRIGGER_COLUMN]))
-            x_nm, y_nm = float(cells[X_COLUMN]), float(cells[y_column])
+            rows.append([float(cell) for cell in cells[:MIN_COLUMNS]])
         except ValueError as exc:
             raise ScanError(path, f"line {number}", f"not a number: {exc}") from None
-        if not (np.isfinite(x_nm) and np.isfinite(y_nm)):
-            raise ScanError(path, f"line {number}", "position is NaN or infinite")
-        triggers.append(trigger)
-        rows.append((-y_nm if y_source == "encoder" else y_nm, x_nm))
-    if not rows:
-        raise ScanError(path, "(file)", "no position rows")
-    trigger_array = np.asarray(triggers, np.int64)
-    unique, counts = np.unique(trigger_array, return_counts=True)
-    if (counts > 1).any():
-        raise ScanError(path, f"column {TRIGGER_COLUMN} (trigger)", f"trigger {int(unique[np.argmax(counts > 1)])} appears twice")
-    return PositionTable(path, trigger_array, np.asarray(rows, np.float64) * NANOMETRE)
+    return np.asarray(rows, np.float64).reshape(-1, MIN_COLUMNS)

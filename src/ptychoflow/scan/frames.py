@@ -19,6 +19,7 @@ import numpy as np
 
 from ptychoflow.errors import InputError, ScanError
 from ptychoflow.names import inside, printable
+from ptychoflow.scan.chunks import ChunkDecoder
 from ptychoflow.scan.format import open_h5 as format_open_h5
 
 BLOCK_FRAMES = 256
@@ -108,7 +109,8 @@ class FrameReader:
         self._window = crop.slices() if crop else (slice(None), slice(None))
         shape = (crop.size, crop.size) if crop else frame_shape
         self.out = np.empty((n_frames, *shape), dtype=dtype)
-        self._bad = None if mask is None else np.asarray(mask[self._window], bool)
+        bad = None if mask is None else np.asarray(mask[self._window], bool)
+        self._bad = bad if bad is not None and bad.any() else None
         self.filled = 0
 
     @property
@@ -116,22 +118,29 @@ class FrameReader:
         return 0 if self._bad is None else int(self._bad.sum())
 
     def take(self, field: str, dataset: h5py.Dataset, count: int | None = None) -> None:
-        """Append the first `count` frames of `dataset` (all of them by default)."""
+        """Append the first `count` frames of `dataset` (all of them by default); compressed
+        single-frame chunks decode on every core (``chunks.ChunkDecoder``)."""
         count = dataset.shape[0] if count is None else count
         if self.filled + count > self.out.shape[0]:
             raise ScanError(self.path, field, f"holds more frames than the {self.out.shape[0]} announced")
+        decoder = ChunkDecoder.for_dataset(dataset)
         for start in range(0, count, BLOCK_FRAMES):
-            stop = min(start + BLOCK_FRAMES, count)
-            target = self.out[self.filled : self.filled + stop - start]
-            try:
+            self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count), decoder)
+
+    def _take_block(self, field: str, dataset: h5py.Dataset, start: int, stop: int, decoder: ChunkDecoder | None) -> None:
+        target = self.out[self.filled : self.filled + stop - start]
+        try:
+            if decoder is not None:
+                decoder.read(start, stop, self._window, target)
+            else:
                 dataset.read_direct(target, np.s_[start:stop, self._window[0], self._window[1]])
-            except (OSError, RuntimeError, ValueError) as exc:
-                raise ScanError(self.path, field, f"frames {start}-{stop} unreadable (truncated, or a compression "
-                                                  f"filter this HDF5 lacks?): {exc}") from None
-            if self._bad is not None:
-                target[:, self._bad] = 0
-            check_frames(self.path, field, target, self.filled)
-            self.filled += stop - start
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ScanError(self.path, field, f"frames {start}-{stop} unreadable (truncated, or a compression "
+                                              f"filter this HDF5 lacks?): {exc}") from None
+        if self._bad is not None:
+            target[:, self._bad] = 0
+        check_frames(self.path, field, target, self.filled)
+        self.filled += stop - start
 
     def result(self, field: str) -> np.ndarray:
         if self.filled != self.out.shape[0]:
