@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import run_in_processes
 from ptychoflow.errors import InputError
 from ptychoflow.fs import (
     AlreadyRunning,
@@ -84,12 +84,7 @@ def _bump(path: str, n: int) -> None:
 
 def test_json_state_updates_from_processes_are_not_lost(tmp_path: Path) -> None:
     path = str(tmp_path / "counter.json")
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_bump, args=(path, 25)) for _ in range(3)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
+    assert run_in_processes(_bump, (path, 25)) == [0, 0, 0]
     assert JsonStateFile(path, "counter").load() == {"n": 75}
 
 
@@ -125,3 +120,25 @@ def test_single_instance_reports_holder_and_frees_on_kill(tmp_path: Path) -> Non
     with guard:
         assert SingleInstance(guard_path, "engine worker").holder_pid() == os.getpid()
     assert SingleInstance(guard_path, "engine worker").holder_pid() is None
+
+
+def test_single_instance_start_waits_out_a_probe_but_not_a_holder(tmp_path: Path) -> None:
+    """A holder_pid probe (a shared lock held for an instant) must not look like a holder."""
+    import fcntl
+    import threading
+
+    guard_path = tmp_path / "watcher.lock"
+    guard_path.touch()
+    with open(guard_path) as prober:  # another process's probe, caught in the middle
+        fcntl.flock(prober, fcntl.LOCK_SH)
+        threading.Timer(0.2, lambda: fcntl.flock(prober, fcntl.LOCK_UN)).start()
+        guard = SingleInstance(guard_path, "watcher")
+        assert guard.try_acquire()
+    try:
+        assert guard_path.read_text().strip() == str(os.getpid())
+        started = time.monotonic()
+        assert not SingleInstance(guard_path, "watcher").try_acquire()  # a real holder: refused at once
+        assert time.monotonic() - started < 0.5
+    finally:
+        guard.release()
+    assert guard_path.read_text() == ""  # released: no stale pid for the next prober to read

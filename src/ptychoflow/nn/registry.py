@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ptychoflow import sqlite
 from ptychoflow.errors import InputError
 
 DB_FILENAME = "registry.sqlite"
@@ -78,17 +79,8 @@ class Registry:
     def _db(self) -> Iterator[sqlite3.Connection]:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            with closing(conn):
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            with closing(sqlite.connect(self.db_path, schema=_SCHEMA)) as conn, sqlite.transaction(conn):
+                yield conn
         except sqlite3.DatabaseError as exc:
             raise InputError(self.db_path, "(sqlite)", f"unreadable registry: {exc}") from None
 
