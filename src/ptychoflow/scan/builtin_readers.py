@@ -10,7 +10,7 @@ from ptychoflow.errors import ScanError
 from ptychoflow.scan import cxi, eiger
 from ptychoflow.scan.format import Scan, read_scan, scan_is_complete
 from ptychoflow.scan.frames import open_h5
-from ptychoflow.scan.registry import ReadOptions, ScanReader
+from ptychoflow.scan.reader import ReadOptions, ScanReader
 
 TIKE_SUFFIXES = (".npz", ".npz.bz2")
 

@@ -27,7 +27,7 @@ from ptychoflow.errors import ScanError
 from ptychoflow.names import safe_component
 from ptychoflow.scan.format import Instrument, Scan
 from ptychoflow.scan.frames import Crop, FrameReader, open_h5, resolve_dataset, scalar
-from ptychoflow.scan.registry import ReadOptions
+from ptychoflow.scan.reader import ReadOptions
 
 ELECTRON_VOLT_J = 1.602176634e-19
 ENTRY = "/entry_1"

@@ -31,7 +31,7 @@ from ptychoflow.scan.aps_positions import read_velociprobe_positions
 from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
 from ptychoflow.names import safe_component
 from ptychoflow.scan.frames import Crop, FrameReader, external_file, open_h5, resolve_dataset, scalar
-from ptychoflow.scan.registry import ReadOptions
+from ptychoflow.scan.reader import ReadOptions
 
 MASTER_SUFFIX = "_master.h5"
 DETECTOR = "/entry/instrument/detector"

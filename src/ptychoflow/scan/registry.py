@@ -10,38 +10,14 @@ detector or program wrote the file. A facility adds its own layout with ``regist
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptychoflow.errors import ScanError
 from ptychoflow.scan.format import Scan
+from ptychoflow.scan.reader import ReadOptions, ScanReader
 
 AUTO = "auto"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """What a profile (or the command line) may tell the readers; each uses what applies."""
-
-    frame_size: int | None = None  # crop (about the beam centre) to this square; None: largest that fits
-    positions_file: Path | None = None  # Eiger: the position file (relative: to the master's folder)
-    y_source: str = "interferometer"  # Eiger/Velociprobe: which y column ("interferometer" | "encoder")
-    max_frames: int | None = None  # read only the first N frames (replays, quick looks)
-
-
-@dataclass(frozen=True)
-class ScanReader:
-    """A scan layout: how to recognise it, read it, and tell that it is whole."""
-
-    name: str
-    description: str
-    read: Callable[..., Scan]  # read(path, options, *, require_complete=True, load=True) -> Scan
-    detect: Callable[[Path], bool]  # cheap: suffix and a look at the HDF5 tree, never the frames
-    is_complete: Callable[[Path, ReadOptions], bool]  # never raises: unreadable means not complete
-    companions: Callable[[Path, ReadOptions], list[Path]] = field(default=lambda path, options: [])
-    """Other files the scan needs (Eiger data files, the position file): transfers move them too."""
 
 
 _READERS: dict[str, ScanReader] = {}
