@@ -1,10 +1,10 @@
 """Decode bitshuffle/LZ4 detector frames (the Eiger's compression) on every core.
 
 HDF5 runs filters under h5py's global lock, so an Eiger file decodes on one core however
-many there are. Here the raw chunks are read through HDF5 (cheap: no decoding), and decoded
-straight into the frame array by the bitshuffle library that hdf5plugin ships (its public C
-API, ``bshuf_decompress_lz4``, the function the HDF5 filter itself calls) in a thread pool:
-ctypes releases the GIL for the call, so the threads run in parallel.
+many there are. Here each thread of a pool reads raw chunks through HDF5 (cheap: no decoding)
+and decodes them straight into the frame array with the bitshuffle library hdf5plugin ships
+(its public C API, ``bshuf_decompress_lz4``, the function the HDF5 filter itself calls).
+ctypes releases the GIL for that call, so decoding runs on every core.
 
 Only the plain case takes this path: one frame per chunk and bitshuffle (HDF5 filter 32008)
 with LZ4 as the only filter. Anything else returns None and the caller reads through HDF5.
@@ -112,11 +112,9 @@ class ChunkDecoder:
 
     def read(self, start: int, stop: int, window: tuple[slice, slice], out: np.ndarray) -> None:
         """Frames start..stop-1, cropped to `window`, into `out` (a (stop-start, h, w) array)."""
-        raw = [self.dataset.id.read_direct_chunk((i, 0, 0)) for i in range(start, stop)]
-
         def decode_range(indices: range) -> None:
-            for k in indices:
-                self._decode_one(raw[k], window, out[k])
+            for k in indices:  # reading holds h5py's lock, decoding does not: threads overlap the two
+                self._decode_one(self.dataset.id.read_direct_chunk((start + k, 0, 0)), window, out[k])
 
         n, parts = stop - start, self.workers
         list(pool().map(decode_range, [range(n * p // parts, n * (p + 1) // parts) for p in range(parts)]))
