@@ -126,7 +126,9 @@ def _figure(product: ReconstructionProduct) -> Figure:
     loss_ax.grid(True, which="both", alpha=0.3)
     stop = "" if not product.stopped_early else f", stopped: {product.stop_reason}"
     loss_ax.set_title(f"{product.engine or 'rPIE'}: {product.iterations_run} iterations{stop}")
-    fig.suptitle(f"{product.scan_id}   pixel {length_label(product.pixel_size_m)}   object "
+    nominal = product.parameters.get("scan_attrs", {}).get("nominal_geometry")
+    fig.suptitle(f"{product.scan_id}   pixel {length_label(product.pixel_size_m)}"
+                 f"{' (nominal: the scan file has no geometry)' if nominal else ''}   object "
                  f"{product.object.shape[1]}×{product.object.shape[0]} px", fontsize=11)
     return fig
 
