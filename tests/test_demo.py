@@ -76,6 +76,10 @@ def test_reduced_demo_runs_end_to_end(tmp_path):
     # A model was promoted and activated on the edge.
     manifest = json.loads((out / "edge" / "model" / "manifest.json").read_text())
     assert manifest["version"] == "v0001"
+    # ...with the stitching weight it was trained with, byte for byte (one field, training to edge)
+    trained = out / "hpc" / "registry" / "versions" / "v0001" / "stitch_weight.npy"
+    assert manifest["stitch_weight"]["file"] == "stitch_weight.npy"
+    assert (out / "edge" / "model" / "stitch_weight.npy").read_bytes() == trained.read_bytes()
     # The edge served live images for the scan after the first promotion, with that model.
     import h5py
 

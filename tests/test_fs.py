@@ -58,6 +58,14 @@ def test_sha256_file_streams_large_files(tmp_path: Path) -> None:
     assert sha256_file(tmp_path / "x") == hashlib.sha256(blob).hexdigest()
 
 
+def test_sha256_bytes_is_the_file_digest_of_the_same_bytes(tmp_path: Path) -> None:
+    from ptychoflow.fs import sha256_bytes
+
+    blob = bytes(range(256)) * 5000
+    (tmp_path / "x").write_bytes(blob)
+    assert sha256_bytes(blob) == sha256_file(tmp_path / "x") == hashlib.sha256(blob).hexdigest()
+
+
 def test_json_state_missing_is_empty_corrupt_is_named(tmp_path: Path) -> None:
     state = JsonStateFile(tmp_path / "functions.json", "function registry")
     assert state.load() == {}

@@ -19,6 +19,7 @@ from ptychoflow.recon import RpieOptions
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
 from ptychoflow.nn.corpus import append_scan
+from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.product import read_product
 from ptychoflow.reconstruct import run_reconstruction
@@ -50,9 +51,11 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
     preprocessing = PreprocessConfig(crop=64)
     scan_id, pairs, reference = scan_pairs(scans[0], products[0], preprocessing)
     assert reference != "simulator-truth"
-    append_scan(registry / "corpus.h5", scan_id, pairs, preprocessing.to_json())
-    trained = continual_train(registry_dir=registry, scan_path=scans[1], reconstruction_path=products[1], epochs=50,
-                              time_limit_s=TRAIN_SECONDS, threads=THREADS, seed=0)
+    corpus = tmp_path / "corpus.h5"
+    append_scan(corpus, scan_id, pairs, preprocessing.to_json())
+    trained = continual_train(ContinualOptions(registry_dir=registry, corpus_path=corpus, scan_path=scans[1],
+                                               reconstruction_path=products[1], epochs=50, time_limit_s=TRAIN_SECONDS,
+                                               threads=THREADS, seed=0))
     assert trained["promoted"] and trained["corpus_pairs"] > 1400
     validated = validate_best(registry_dir=registry, scan_path=scans[2], reconstruction_path=products[2])
 

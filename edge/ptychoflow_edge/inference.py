@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ptychoflow.artifact import ModelManifest
+from ptychoflow.artifact import ModelManifest, verified_stitch_weight
+from ptychoflow.errors import InputError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.stitch import probe_weight
 
@@ -66,19 +67,13 @@ def _array_module(providers: list[str]) -> Any:
 
 
 def load_weight(manifest: ModelManifest, model_dir: Path, size: int) -> np.ndarray:
-    """|P|^2 stitching weights: the manifest's probe file if it names one, else the Gaussian default."""
-    if not manifest.probe_weight_path:
-        return probe_weight(None, size)
-    path = Path(manifest.probe_weight_path)
-    path = path if path.is_absolute() else model_dir / path
+    """The model's stitching weight (the manifest's ``stitch_weight``, sha256-checked), used
+    as is; the default Gaussian when the manifest names none."""
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise ModelRejected(f"probe_weight_path {path}: {exc}") from None
-    if data.ndim != 2 or data.shape[0] != data.shape[1] or not np.all(np.isfinite(data)):
-        raise ModelRejected(f"probe_weight_path {path}: need a finite square 2-D array, got shape {data.shape}")
-    amplitude = data if np.iscomplexobj(data) else np.sqrt(np.clip(data, 0, None))  # file holds P or |P|^2
-    return probe_weight(amplitude, size)
+        weight = verified_stitch_weight(model_dir, manifest)
+    except InputError as exc:
+        raise ModelRejected(str(exc)) from None
+    return probe_weight(None, size) if weight is None else weight
 
 
 @dataclass

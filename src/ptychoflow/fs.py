@@ -133,6 +133,11 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Of bytes already in memory: the very bytes about to be used, not a second read."""
+    return hashlib.sha256(data).hexdigest()
+
+
 @contextmanager
 def file_lock(path: str | Path, *, shared: bool = False) -> Iterator[None]:
     """Hold an advisory lock on `path` (created if missing) for the ``with`` block; waits."""

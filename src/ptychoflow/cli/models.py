@@ -126,17 +126,13 @@ def rollback(version: str | None, registry: str | None, profile: str | None, as_
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @registry_options
 def export(version: str | None, out_dir: str, registry: str | None, profile: str | None, as_json: bool) -> None:
-    """Stage VERSION (default best) as model.onnx + manifest.json in OUT_DIR (edge format)."""
-    from ptychoflow.errors import InputError
-    from ptychoflow.nn.export import stage_artifact
-    from ptychoflow.nn.models import ModelConfig
+    """Stage VERSION (default best) as model.onnx + manifest.json + its stitching weight in
+    OUT_DIR (edge format)."""
+    from ptychoflow.nn.export import stage_version
 
     reg = _open(registry, profile)
     v = reg.get(version) if version else reg.best()
     if v is None:
         raise click.ClickException("no best model yet")
-    if not v.onnx_path or not Path(v.onnx_path).exists():
-        raise InputError(v.onnx_path or reg.version_dir(v.version), "onnx_path", "ONNX file missing")
-    manifest = stage_artifact(out_dir, v.onnx_path, version=v.version, config=ModelConfig.from_json(v.model_config),
-                              preprocessing=v.preprocessing, parent=v.parent)
+    manifest = stage_version(v, out_dir)
     click.echo(json.dumps({"manifest_path": str(manifest)}) if as_json else f"staged {v.version} -> {manifest}")

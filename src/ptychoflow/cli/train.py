@@ -13,13 +13,13 @@ from ptychoflow.cli.models import registry_dir
 @click.option("--scan", "scan_path", type=click.Path(exists=True, dir_okay=False), help="New scan whose pairs are appended first.")
 @click.option("--reconstruction", "reconstruction_path", type=click.Path(exists=True, dir_okay=False),
               help="Its rPIE product (default: the simulator truth beside a simulated scan).")
-@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), help="Corpus HDF5 (default: <registry>/corpus.h5).")
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), help="Corpus HDF5 (default: the site's, beside the registry: <hpc>/corpus/corpus.h5).")
 @click.option("--registry", default=None, type=click.Path(file_okay=False), help="Registry directory.")
 @click.option("--profile", default=None, help="Profile (registry under its state_dir; policy gives the defaults).")
 @click.option("--model", "model_kind", type=click.Choice(["ptychonn", "ptychonn2"]), default=None)
 @click.option("--patch-size", type=click.Choice(["64", "128"]), default=None)
-@click.option("--epochs", type=int, default=None, help="Maximum epochs (default 50 or the profile's).")
-@click.option("--time-limit", "time_limit_s", type=float, default=None, help="Seconds (default 3600 or the profile's).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs (default: the profile's policy).")
+@click.option("--time-limit", "time_limit_s", type=float, default=None, help="Seconds (default: the profile's policy).")
 @click.option("--margin", "promote_margin", type=float, default=None, help="SSIM margin to promote.")
 @click.option("--scratch", is_flag=True, help="Do not warm-start from the best model.")
 @click.option("--seed", type=int, default=0)
@@ -35,25 +35,21 @@ def train(scan_path, reconstruction_path, corpus_path, registry, profile, model_
       ptychoflow train --registry ./models --scan acq/scan_0001.h5 --epochs 20 --time-limit 300
     """
     from ptychoflow.nn.continual import continual_train
+    from ptychoflow.nn.options import ContinualOptions
 
-    policy = None
+    args = {}  # unset knobs: the profile's policy, else ContinualOptions' defaults (the code's Policy)
     if registry is None:
         from ptychoflow.profile import find_profile
 
         policy = find_profile(profile).policy
-    defaults = {
-        "model_kind": policy.model if policy else "ptychonn2",
-        "patch_size": policy.patch_size if policy else 64,
-        "epochs": policy.train_epochs if policy else 50,
-        "time_limit_s": policy.train_time_limit_s if policy else 3600.0,
-        "promote_margin": policy.promote_margin if policy else 0.005,
-    }
+        args = {"model_kind": policy.model, "patch_size": policy.patch_size, "epochs": policy.train_epochs,
+                "time_limit_s": policy.train_time_limit_s, "promote_margin": policy.promote_margin}
     given = {"model_kind": model_kind, "patch_size": int(patch_size) if patch_size else None, "epochs": epochs,
              "time_limit_s": time_limit_s, "promote_margin": promote_margin}
-    args = {k: (given[k] if given[k] is not None else defaults[k]) for k in defaults}
-    result = continual_train(registry_dir=registry_dir(registry, profile), corpus_path=corpus_path, scan_path=scan_path,
-                             reconstruction_path=reconstruction_path, warm_start=not scratch, seed=seed,
-                             threads=threads, **args)
+    args.update({k: v for k, v in given.items() if v is not None})
+    result = continual_train(ContinualOptions(
+        registry_dir=registry_dir(registry, profile), corpus_path=corpus_path, scan_path=scan_path,
+        reconstruction_path=reconstruction_path, warm_start=not scratch, seed=seed, threads=threads, **args))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

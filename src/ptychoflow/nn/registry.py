@@ -66,6 +66,13 @@ class ModelVersion:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def stitch_weight_path(self) -> Path | None:
+        """The stitching weight trained with this version (``extra["stitch_weight"]``, a file
+        name in its version directory); None for versions trained without one."""
+        name = (self.extra or {}).get("stitch_weight")
+        return Path(self.checkpoint_path).parent / name if name else None
+
 
 class Registry:
     """A registry directory: ``registry.sqlite`` plus ``versions/<v>/`` files."""
@@ -175,10 +182,6 @@ class Registry:
             conn.execute("INSERT INTO events (time, kind, version, detail) VALUES (?,?,?,?)",
                          (time.time(), "register", version, json.dumps({"ssim": ssim, "val_loss": val_loss})))
         return self.get(version)
-
-    def update_ssim(self, version: str, ssim: float) -> None:
-        with self._db() as conn:
-            conn.execute("UPDATE versions SET ssim=? WHERE version=?", (ssim, version))
 
     def _move_best(self, conn: sqlite3.Connection, version: str, kind: str, detail: dict) -> None:
         if conn.execute("SELECT 1 FROM versions WHERE version=?", (version,)).fetchone() is None:
