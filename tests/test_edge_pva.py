@@ -84,7 +84,8 @@ def test_edge_infers_areadetector_frames_and_serves_the_live_phase(tmp_path, fra
         ioc.stdin.write("go\n")
         ioc.stdin.flush()
         assert ioc.stdout.readline().strip() == "done"
-        wait_for(lambda: service.metrics.counts["inferred"] == 2 * len(images), what="both acquisitions inferred")
+        wait_for(lambda: service.metrics.counts["inferred"] == 2 * len(images),
+                 what=f"both acquisitions inferred ({service.metrics.counts})")
         first, second = [s for s in service.mosaics.summaries()][:2]
         assert service.pva.scans_started == 2  # uniqueId went back to 1: a new acquisition, a new scan
         assert service.metrics.counts.get("dropped", 0) == 0 and service.metrics.counts.get("malformed", 0) == 0

@@ -34,6 +34,7 @@ from ptychoflow.stream import END, FRAME, START, StreamMessage
 
 log = logging.getLogger("ptychoflow.edge.pva")
 POSITION_ATTRIBUTES = ("PositionY", "PositionX")
+MONITOR_QUEUE = 1000  # updates buffered per monitor (about 64 MB of 128x128 float32 frames)
 INSTALL_HINT = "pvAccess needs p4p: pip install 'ptychoflow[pva]'"
 
 
@@ -107,7 +108,10 @@ class PvaFrameSource:
         except ImportError:
             raise RuntimeError(INSTALL_HINT) from None
         self._context = Context("pva", nt=False)
-        self._subscription = self._context.monitor(self.channel_name, self._on_value, notify_disconnect=True)
+        # A deep monitor queue on both ends rides out bursts (the default holds a handful of
+        # updates and squashes the rest); whatever is still lost shows up as a uniqueId gap.
+        self._subscription = self._context.monitor(self.channel_name, self._on_value, notify_disconnect=True,
+                                                   request=f"record[queueSize={MONITOR_QUEUE}]field()")
         log.info("pvAccess input: monitoring %s", self.channel_name)
         return self
 
