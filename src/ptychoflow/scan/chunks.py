@@ -38,7 +38,7 @@ def _bitshuffle() -> object | None:
     except (ImportError, KeyError, OSError, AttributeError):
         return None
     function.restype = ctypes.c_int64
-    function.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t]
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t]
     return function
 
 
@@ -96,7 +96,8 @@ class ChunkDecoder:
         block = int.from_bytes(data[8:12], "big") // self._itemsize
         if decoded != frame.nbytes:
             raise OSError(f"chunk header announces {decoded} bytes for a {frame.nbytes}-byte frame (corrupt chunk?)")
-        used = self._decompress(data[HEADER_BYTES:], frame.ctypes.data, self._elements, self._itemsize, block)
+        payload = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value + HEADER_BYTES  # no copy; `data` lives on
+        used = self._decompress(payload, frame.ctypes.data, self._elements, self._itemsize, block)
         if used < 0 or used + HEADER_BYTES > len(data):
             raise OSError(f"bitshuffle/LZ4 decoding failed (code {used}): corrupt chunk")
 

@@ -132,6 +132,8 @@ class FrameReader:
         try:
             if decoder is not None:
                 decoder.read(start, stop, self._window, target)
+            elif self.crop is None or target.shape[1:] == dataset.shape[1:]:
+                dataset.read_direct(target, np.s_[start:stop])  # whole frames: the plain (fast) selection
             else:
                 dataset.read_direct(target, np.s_[start:stop, self._window[0], self._window[1]])
         except (OSError, RuntimeError, ValueError) as exc:
