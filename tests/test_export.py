@@ -79,3 +79,23 @@ def test_export_names_and_refusals(tmp_path, product):
     with pytest.raises(InputError, match="no energy and detector distance"):
         export_product(product, "cxi", tmp_path / "x.cxi", Instrument(float("nan"), float("nan"), 75e-6))
     assert not list(tmp_path.iterdir())
+
+
+def test_product_stores_metres_with_units_and_its_instrument(tmp_path, product, small_scan):
+    from ptychoflow.product import read_product, write_product
+
+    instrument = small_scan.scan.instrument
+    product.energy_keV, product.detector_distance_m = instrument.energy_keV, instrument.detector_distance_m
+    product.detector_pixel_size_m = instrument.detector_pixel_size_m
+    path, preview = write_product(product, tmp_path)
+    back = read_product(path)
+    assert back.instrument() == instrument
+    with h5py.File(path) as f:
+        group = f["reconstruction"]
+        assert group.attrs["NX_class"] == "NXprocess" and group["instrument"].attrs["NX_class"] == "NXinstrument"
+        assert group["positions_m"].attrs["units"] == "m" and group["pixel_size_m"].attrs["units"] == "m"
+        assert group["positions_px"].attrs["units"] == "pixel"
+        np.testing.assert_allclose(group["positions_m"][()], product.positions_px * product.pixel_size_m)
+    assert preview.stat().st_size > 40_000  # the four-panel picture, not the old grey pair
+    exported = export_product(back, "ptychodus", tmp_path / "x.ptychodus.h5", back.instrument())
+    assert exported.exists()

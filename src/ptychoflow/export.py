@@ -54,14 +54,9 @@ def object_centre_m(product: ReconstructionProduct) -> tuple[float, float]:
             (product.object_origin_px[1] + (w - 1) / 2) * product.pixel_size_m)
 
 
-def positions_m(product: ReconstructionProduct) -> np.ndarray:
-    """(N, 2) probe centres (y, x) in metres."""
-    return np.asarray(product.positions_px, np.float64) * product.pixel_size_m
-
-
 def _write_ptychodus(path: Path, product: ReconstructionProduct, instrument: Instrument) -> None:
     centre_y, centre_x = object_centre_m(product)
-    yx = positions_m(product)
+    yx = product.positions_m
     pixel = float(product.pixel_size_m)
     with h5py.File(path, "w") as f:
         f.attrs.update({
@@ -98,7 +93,7 @@ def _image(entry: h5py.Group, name: str, array: np.ndarray, pixel: float, kind: 
 
 
 def _write_cxi(path: Path, product: ReconstructionProduct, instrument: Instrument) -> None:
-    yx = positions_m(product)
+    yx = product.positions_m
     pixel = float(product.pixel_size_m)
     centre_y, centre_x = object_centre_m(product)
     translation = np.zeros((len(yx), 3))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -20,7 +21,8 @@ from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ptychoflow.product import ReconstructionProduct
+if TYPE_CHECKING:  # the product module calls this one to draw its preview
+    from ptychoflow.product import ReconstructionProduct
 
 DPI = 110
 SCALE_BAR_FRACTION = 0.2  # of the image width
