@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ptychoflow.errors import ProfileError
 from ptychoflow.fs import atomic_write_text
 from ptychoflow.recon.base import RpieOptions
+from ptychoflow.scan.reader import ReadOptions
+from ptychoflow.scan.registry import format_names
 from ptychoflow.site import SiteLayout
 
 PROFILE_FILENAME = "ptychoflow.toml"
@@ -36,6 +38,23 @@ class Site(_Strict):
 class BeamlineSite(Site):
     patterns: list[str] = Field(default_factory=lambda: ["*.h5"], description="Glob patterns of scan files.")
     name: str = "beamline"
+    scan_format: str = Field(default="auto", description="Scan layout: auto (detected) | ptychoflow | eiger | cxi | tike-npz.")
+    frame_size: int | None = Field(default=None, ge=8, description="Crop Eiger/CXI frames to this square about the beam centre.")
+    positions_file: str | None = Field(default=None, description="Eiger: the position file, if not <prefix>_positions.txt.")
+    y_source: Literal["interferometer", "encoder"] = Field(default="interferometer",
+                                                          description="Eiger/Velociprobe position file: which y column.")
+
+    @field_validator("scan_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in format_names():
+            raise ValueError(f"unknown scan format {value!r}; known: {', '.join(format_names())}")
+        return value
+
+    def read_options(self) -> ReadOptions:
+        """What the scan readers are told."""
+        return ReadOptions(frame_size=self.frame_size, y_source=self.y_source,
+                           positions_file=Path(self.positions_file) if self.positions_file else None)
 
 
 class ComputeSite(Site):
@@ -189,7 +208,11 @@ state_dir = "state"          # run store, watcher journal, registered function i
 
 [beamline]                   # where the detector writes finished scans
 path = "acquisition"
-patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on
+patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on (an Eiger: ["*_master.h5"])
+# scan_format = "auto"       # auto (detected) | ptychoflow | eiger | cxi | tike-npz
+# frame_size = 256           # Eiger/CXI: crop frames to this square about the beam centre
+# positions_file = "..."     # Eiger: the position file, if not <prefix>_positions.txt beside the master
+# y_source = "interferometer"  # Eiger/Velociprobe position file: "interferometer" or "encoder"
 # collection_id = "..."      # Globus collection UUID of the beamline storage
 
 [hpc]                        # where scans are reconstructed and models trained

@@ -20,7 +20,8 @@ def _ptychoflow_detect(path: Path) -> bool:
         return False
     try:
         with open_h5(path) as f:
-            return isinstance(f.get("/entry/data/data"), h5py.Dataset) and isinstance(f.get("/entry/instrument/energy_keV"), h5py.Dataset)
+            entry = f.get("/entry")  # ours carries @complete from its first write (an Eiger data file does not)
+            return isinstance(entry, h5py.Group) and ("complete" in entry.attrs or "energy_keV" in entry.get("instrument", {}))
     except ScanError:
         return False
 

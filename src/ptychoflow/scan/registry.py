@@ -17,8 +17,7 @@ from ptychoflow.scan.format import Scan
 from ptychoflow.scan.reader import ReadOptions, ScanReader
 
 AUTO = "auto"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".cxi")
 
 _READERS: dict[str, ScanReader] = {}
 _builtin_loaded = False
@@ -48,14 +47,6 @@ def get_reader(name: str, path: str | Path = "(profile)") -> ScanReader:
         raise ScanError(path, "scan_format", f"unknown scan format {name!r}; known: {', '.join(format_names())}") from None
 
 
-def is_hdf5(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(8) == _HDF5_MAGIC
-    except OSError:
-        return False
-
-
 def detect_format(path: str | Path) -> ScanReader:
     """The reader whose layout `path` has; a ScanError saying what was looked for otherwise."""
     path = Path(path)
@@ -64,6 +55,10 @@ def detect_format(path: str | Path) -> ScanReader:
     for reader in readers().values():
         if reader.detect(path):
             return reader
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        from ptychoflow.scan.frames import open_h5
+
+        open_h5(path).close()  # a broken HDF5 file: say that, not "unknown layout"
     known = "; ".join(f"{r.name}: {r.description}" for r in readers().values())
     raise ScanError(path, "(file)", f"not a scan layout ptychoflow knows ({known})")
 
