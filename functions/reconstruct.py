@@ -22,8 +22,8 @@ def reconstruct(
     """Reconstruct `scan_path` (ptychoflow .h5 or Tike .npz/.npz.bz2) into `output_dir`.
 
     Every option left out (or None) takes the engines' own default: ``RpieOptions`` for the
-    rPIE settings, ``run_reconstruction`` for the engine. The flows always send the profile's
-    policy.
+    rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
+    always send the profile's policy.
 
     Returns a dict: product_path, preview_path, iterations, final_loss, wall_time_s, engine,
     engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions.
@@ -32,8 +32,8 @@ def reconstruct(
     """
     import logging
 
-    from ptychoflow.recon import RpieOptions
-    from ptychoflow.reconstruct import run_reconstruction
+    from ptychoflow.recon import api
+    from ptychoflow.recon.base import RpieOptions
 
     log = logging.getLogger("ptychoflow.functions.reconstruct")
     given = {"iterations": iterations, "batch_size": batch_size, "alpha": alpha, "probe_refinement": probe_refinement,
@@ -44,5 +44,5 @@ def reconstruct(
         log.info("iteration %d/%d loss %.6g", info.iteration, info.total, info.loss)
 
     choice = {} if engine is None else {"engine": str(engine)}
-    summary = run_reconstruction(scan_path, output_dir, options, progress=progress, **choice)
-    return summary.to_json()
+    result = api.reconstruct(scan_path, options, progress=progress, **choice)
+    return api.write_reconstruction(result, output_dir).to_json()

@@ -266,7 +266,6 @@ def test_the_rules_recognise_each_hand_made_copy() -> None:
             assert not any(rule.matches(n) for n in ast.walk(ast.parse(source))), (rule.idea, source)
 
 
-@pytest.mark.xfail(strict=False, reason="until consolidation branches merge")
 def test_low_level_ideas_are_coded_only_in_their_home() -> None:
     """No repeated block of atomic-write, hashing, locking, JSON-state or SQLite-transaction
     code anywhere in src/, edge/ and functions/: each lives in ``ptychoflow.fs`` (or

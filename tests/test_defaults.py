@@ -75,9 +75,9 @@ def _effective_default(function: str, keyword: str) -> Any:
     parameter = inspect.signature(_remote_function(function)).parameters[keyword]
     if function == "reconstruct" and parameter.default is None:  # None: the engines' own default
         if keyword == "engine":
-            from ptychoflow.reconstruct import run_reconstruction
+            from ptychoflow.recon.api import reconstruct
 
-            return inspect.signature(run_reconstruction).parameters["engine"].default
+            return inspect.signature(reconstruct).parameters["engine"].default
         return getattr(RpieOptions, keyword)
     return parameter.default
 

@@ -90,6 +90,22 @@ def test_reduced_demo_runs_end_to_end(tmp_path):
         assert f'id="{section}"' in report
     assert report.count("data:image/png;base64") >= 5  # truth, rPIE, live for scan 2; truth, rPIE for scan 1
     assert _engine_gone(out), _ptychoflow_processes_under(out)
+    # `ptychoflow models list --profile <demo profile>` lists the models the demo's flow runs trained
+    trained = sorted(run["output"]["TrainModel"]["details"]["results"][0]["output"]["version"]
+                     for run in json.loads(_installed_cli("runs", "list", "--profile", str(out), "--json"))
+                     if "TrainModel" in (run["output"] or {}))
+    listed = json.loads(_installed_cli("models", "list", "--profile", str(out), "--json"))
+    assert trained and [model["version"] for model in listed] == trained
+    assert [model["version"] for model in listed if model["is_best"]] == [manifest["version"]]
+
+
+def _installed_cli(*args: str) -> str:
+    """The console script users run (python -m where none is installed); its stdout."""
+    script = Path(sys.executable).parent / "ptychoflow"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "ptychoflow"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 @pytest.mark.slow

@@ -15,14 +15,14 @@ import pytest
 from edge_helpers import running_service, wait_for
 from ptychoflow import metrics
 from ptychoflow.demo.collect import OVERLAP_FRACTION, place
-from ptychoflow.recon import RpieOptions
+from ptychoflow.recon.api import reconstruct, write_reconstruction
+from ptychoflow.recon.base import RpieOptions
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
 from ptychoflow.nn.corpus import append_scan
 from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.product import read_product
-from ptychoflow.reconstruct import run_reconstruction
 from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_scan
 
@@ -45,7 +45,8 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
     for region in range(3):
         sim = simulate_scan(OPTIONS, scan_id=f"scan_{region + 1:04d}", region=region)
         scans.append(write_scan(tmp_path / f"{sim.scan.scan_id}.h5", sim.scan))
-        summary = run_reconstruction(scans[-1], tmp_path / "products", RpieOptions(iterations=60), engine="ptychi")
+        result = reconstruct(scans[-1], RpieOptions(iterations=60), engine="ptychi")
+        summary = write_reconstruction(result, tmp_path / "products")
         products.append(summary.product_path)
     registry = tmp_path / "models"
     preprocessing = PreprocessConfig(crop=64)

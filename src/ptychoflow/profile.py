@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ptychoflow.errors import ProfileError
 from ptychoflow.fs import atomic_write_text
 from ptychoflow.recon.base import RpieOptions
+from ptychoflow.recon.registry import AUTO, ENGINE_CHOICES, ENGINES
 from ptychoflow.scan.reader import ReadOptions
 from ptychoflow.scan.registry import format_names
 from ptychoflow.site import SiteLayout
@@ -68,6 +69,10 @@ class Functions(_Strict):
     model_config = ConfigDict(extra="allow")
 
 
+# The engine names come from the rPIE engine registry: "auto | tike (GPU) | ptychi (GPU or CPU)".
+ENGINE_HELP = " | ".join([AUTO, *(f"{spec.name} ({' or '.join(d.upper() for d in spec.devices)})" for spec in ENGINES.values())])
+
+
 class Policy(_Strict):
     """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning).
 
@@ -76,7 +81,7 @@ class Policy(_Strict):
     rPIE's knobs default to ``RpieOptions``, the engines' own settings.
     """
 
-    engine: Literal["auto", "tike", "ptychi"] = Field(default="auto", description="auto | tike (GPU) | ptychi (CPU or GPU)")
+    engine: Literal[ENGINE_CHOICES] = Field(default=AUTO, description=ENGINE_HELP)  # type: ignore[valid-type]
     iterations: int = Field(default=RpieOptions.iterations, ge=1, description="rPIE iterations per scan")
     batch_size: int = Field(default=RpieOptions.batch_size, ge=1, description="rPIE positions per update (raise on GPUs)")
     alpha: float = Field(default=RpieOptions.alpha, gt=0, le=1, description="rPIE object step")
