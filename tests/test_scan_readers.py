@@ -12,7 +12,7 @@ import pytest
 
 from foreign_files import Geometry, write_cxi, write_eiger, write_velociprobe_positions
 from ptychoflow.errors import ScanError
-from ptychoflow.scan import ReadOptions, ScanReader, detect_format, read_any, register_reader, scan_complete
+from ptychoflow.scan import ReadOptions, ScanReader, detect_format, load_scan, register_reader, scan_complete
 from ptychoflow.scan.eiger import companions
 
 BEAM = (20, 30)  # (y, x) beam centre on a 48 x 56 detector
@@ -45,8 +45,8 @@ def test_eiger_master_with_bitshuffle_data_files_reads_back(eiger_master, frames
     with h5py.File(eiger_master.parent / "fly042_data_000001.h5") as d:
         assert "32008" in d["/entry/data/data"]._filters  # really bitshuffle/LZ4 on disk
     assert detect_format(eiger_master).name == "eiger"
-    assert read_any(eiger_master).frame_shape == (40, 40)  # by default the largest square about the beam centre
-    scan = read_any(eiger_master, ReadOptions(frame_size=32))
+    assert load_scan(eiger_master).frame_shape == (40, 40)  # by default the largest square about the beam centre
+    scan = load_scan(eiger_master, ReadOptions(frame_size=32))
     assert scan.scan_id == "fly042" and scan.frame_shape == (32, 32) and scan.n_frames == len(frames)
     np.testing.assert_array_equal(scan.data, _expected_frames(frames))
     np.testing.assert_allclose(scan.positions_m, positions, atol=0.51e-9)  # the file stores whole nanometres
@@ -64,7 +64,7 @@ def test_eiger_agrees_with_ptychodus_velociprobe_readers(eiger_master, frames_an
     from ptychodus.plugins.aps33id_velociprobe.aps33id_velociprobe_diffraction_file import VelociprobeDiffractionFileReader
     from ptychodus.plugins.aps33id_velociprobe.aps33id_velociprobe_position_file import VelociprobePositionFileReader
 
-    ours = read_any(eiger_master, ReadOptions(frame_size=32))
+    ours = load_scan(eiger_master, ReadOptions(frame_size=32))
     diffraction = VelociprobeDiffractionFileReader()
     dataset = diffraction.read(eiger_master)
     theirs = np.concatenate([array.get_patterns() for array in dataset])
@@ -81,8 +81,8 @@ def test_eiger_agrees_with_ptychodus_velociprobe_readers(eiger_master, frames_an
 def test_eiger_encoder_column_and_chi_projection(tmp_path, frames_and_positions):
     frames, positions = frames_and_positions
     master = write_eiger(tmp_path, "tilted", frames, positions, chi_deg=60.0, compression="none")
-    interferometer = read_any(master)
-    encoder = read_any(master, ReadOptions(y_source="encoder"))
+    interferometer = load_scan(master)
+    encoder = load_scan(master, ReadOptions(y_source="encoder"))
     np.testing.assert_allclose(encoder.positions_m, interferometer.positions_m)  # the file's sign flip undone
     np.testing.assert_allclose(interferometer.positions_m[:, 1], positions[:, 1] * 0.5, atol=1e-9)
 
@@ -91,7 +91,7 @@ def test_eiger_named_position_file_and_crop(tmp_path, frames_and_positions):
     frames, positions = frames_and_positions
     master = write_eiger(tmp_path, "s1", frames, positions, position_file=False)
     write_velociprobe_positions(tmp_path / "elsewhere.csv", positions)
-    scan = read_any(master, ReadOptions(positions_file=tmp_path / "elsewhere.csv", frame_size=16))
+    scan = load_scan(master, ReadOptions(positions_file=tmp_path / "elsewhere.csv", frame_size=16))
     assert scan.frame_shape == (16, 16)
     np.testing.assert_array_equal(scan.data, frames[:, 8:24, 8:24])
 
@@ -106,7 +106,7 @@ def _error(call) -> ScanError:
 
 def test_eiger_missing_data_file_names_the_link(eiger_master):
     (eiger_master.parent / "fly042_data_000002.h5").unlink()
-    error = _error(lambda: read_any(eiger_master))
+    error = _error(lambda: load_scan(eiger_master))
     assert error.path == str(eiger_master) and error.field == "/entry/data/data_000002"
     assert "fly042_data_000002.h5 is missing" in error.problem
     assert not scan_complete(eiger_master)
@@ -118,14 +118,14 @@ def test_eiger_incomplete_acquisition_is_not_complete(tmp_path, frames_and_posit
     with h5py.File(master, "a") as f:  # the detector announced more triggers than were written so far
         f["/entry/instrument/detector/detectorSpecific/ntrigger"][()] = np.uint32(len(frames) + 5)
     assert not scan_complete(master)
-    assert "acquisition not finished" in _error(lambda: read_any(master)).problem
-    assert read_any(master, require_complete=False).n_frames == len(frames)
+    assert "acquisition not finished" in _error(lambda: load_scan(master)).problem
+    assert load_scan(master, require_complete=False).n_frames == len(frames)
 
 
 def test_eiger_without_position_file_says_where_it_looked(tmp_path, frames_and_positions):
     frames, positions = frames_and_positions
     master = write_eiger(tmp_path, "nopos", frames, positions, position_file=False)
-    error = _error(lambda: read_any(master))
+    error = _error(lambda: load_scan(master))
     assert error.field == "positions" and "nopos_positions.txt" in error.problem
 
 
@@ -144,7 +144,7 @@ def test_malformed_position_files(tmp_path, frames_and_positions, case, field, p
     lines = {"short": lines[:-3], "text": lines[:2] + ["1,2,abc,0,0,0,0,2"] + lines[3:], "columns": [lines[0], "1,2,3"],
              "duplicate": lines + [lines[-1]], "empty": ["# nothing"]}[case]
     pos.write_text("\n".join(lines) + "\n")
-    error = _error(lambda: read_any(master))
+    error = _error(lambda: load_scan(master))
     assert error.path == str(pos) and error.field == field and problem in error.problem
 
 
@@ -161,7 +161,7 @@ def test_malformed_position_files(tmp_path, frames_and_positions, case, field, p
 def test_malformed_master_fields(eiger_master, edit, field, problem):
     with h5py.File(eiger_master, "a") as f:
         edit(f)
-    error = _error(lambda: read_any(eiger_master))
+    error = _error(lambda: load_scan(eiger_master))
     assert error.field == field and problem in error.problem
 
 
@@ -170,20 +170,20 @@ def test_external_link_outside_the_scan_folder_is_refused(eiger_master, target):
     with h5py.File(eiger_master, "a") as f:
         del f["/entry/data/data_000002"]
         f["/entry/data/data_000002"] = h5py.ExternalLink(target, "/entry/data/data")
-    error = _error(lambda: read_any(eiger_master))
+    error = _error(lambda: load_scan(eiger_master))
     assert error.field == "/entry/data/data_000002" and "refused" in error.problem
 
 
 def test_truncated_data_file_is_one_line(eiger_master):
     data_file = eiger_master.parent / "fly042_data_000003.h5"
     os.truncate(data_file, data_file.stat().st_size // 2)
-    error = _error(lambda: read_any(eiger_master))
+    error = _error(lambda: load_scan(eiger_master))
     assert "fly042_data_000003.h5" in str(error)
 
 
 def test_a_data_file_alone_is_not_mistaken_for_a_scan(eiger_master):
     error = _error(lambda: detect_format(eiger_master.parent / "fly042_data_000001.h5"))
-    assert "not a scan layout ptychoflow knows" in error.problem and "eiger" in error.problem
+    assert "unknown scan format" in error.problem and "eiger" in error.problem
 
 
 # -- CXI ----------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_cxi_written_to_the_spec_reads_back(tmp_path, frames_and_positions, smal
     mask[3, 4] = True
     path = write_cxi(tmp_path / "run7.cxi", frames, positions, probe=small_scan.truth_probe, mask=mask)
     assert detect_format(path).name == "cxi"
-    scan = read_any(path)
+    scan = load_scan(path)
     expected = frames.copy()
     expected[:, 3, 4] = 0
     np.testing.assert_array_equal(scan.data, expected)
@@ -208,7 +208,7 @@ def test_cxi_agrees_with_ptychodus_cxi_reader(tmp_path, frames_and_positions):
 
     frames, positions = frames_and_positions
     path = write_cxi(tmp_path / "run8.cxi", frames, positions)
-    ours = read_any(path)
+    ours = load_scan(path)
     dataset = CXIDiffractionFileReader().read(path)
     np.testing.assert_array_equal(np.concatenate([a.get_patterns() for a in dataset]), ours.data)
     metadata = dataset.get_metadata()
@@ -237,7 +237,7 @@ def test_cxi_written_by_ptychodus_is_read(tmp_path, frames_and_positions):
         translation = np.zeros((len(positions), 3))
         translation[:, 0], translation[:, 1] = positions[:, 1], positions[:, 0]
         f["/entry_1/sample_1/geometry_1/translation"] = translation
-    scan = read_any(path)
+    scan = load_scan(path)
     np.testing.assert_array_equal(scan.data, frames)
     np.testing.assert_allclose(scan.positions_m, positions)
     assert scan.instrument.energy_keV == pytest.approx(8.8)
@@ -245,7 +245,7 @@ def test_cxi_written_by_ptychodus_is_read(tmp_path, frames_and_positions):
 
 def test_cxi_legacy_translation_location(tmp_path, frames_and_positions):
     frames, positions = frames_and_positions
-    scan = read_any(write_cxi(tmp_path / "old.cxi", frames, positions, legacy_translation=True))
+    scan = load_scan(write_cxi(tmp_path / "old.cxi", frames, positions, legacy_translation=True))
     np.testing.assert_allclose(scan.positions_m, positions)
 
 
@@ -265,7 +265,7 @@ def test_malformed_cxi(tmp_path, frames_and_positions, edit, field, problem):
     path = write_cxi(tmp_path / "bad.cxi", frames, positions)
     with h5py.File(path, "a") as f:
         edit(f)
-    error = _error(lambda: read_any(path, scan_format="cxi"))
+    error = _error(lambda: load_scan(path, scan_format="cxi"))
     assert error.path == str(path) and error.field == field and problem in error.problem
 
 
@@ -276,17 +276,17 @@ def test_every_layout_is_detected(tmp_path, scan_file, eiger_master, frames_and_
     assert detect_format(eiger_master).name == "eiger"
     assert detect_format(write_cxi(tmp_path / "a.cxi", frames, positions)).name == "cxi"
     assert detect_format(real_scan_path).name == "tike-npz"
-    assert read_any(real_scan_path, ReadOptions(max_frames=20)).n_frames == 20
+    assert load_scan(real_scan_path, ReadOptions(max_frames=20)).n_frames == 20
 
 
 def test_unknown_layout_and_unknown_format_name(tmp_path, scan_file):
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["something"] = 1
-    assert "not a scan layout ptychoflow knows" in _error(lambda: read_any(other)).problem
-    error = _error(lambda: read_any(scan_file, scan_format="pilatus"))
+    assert "unknown scan format" in _error(lambda: load_scan(other)).problem
+    error = _error(lambda: load_scan(scan_file, scan_format="pilatus"))
     assert error.field == "scan_format" and "known: auto, ptychoflow, eiger, cxi, tike-npz" in error.problem
-    assert "no such file" in _error(lambda: read_any(tmp_path / "absent.h5")).problem
+    assert "no such file" in _error(lambda: load_scan(tmp_path / "absent.h5")).problem
 
 
 def test_a_facility_registers_its_own_reader(tmp_path, small_scan):
@@ -296,7 +296,7 @@ def test_a_facility_registers_its_own_reader(tmp_path, small_scan):
                         lambda p: p.suffix == ".mine", lambda p, o: True)
     register_reader(reader)
     try:
-        assert detect_format(path) is reader and read_any(path) is small_scan.scan
+        assert detect_format(path) is reader and load_scan(path) is small_scan.scan
         with pytest.raises(ValueError, match="already registered"):
             register_reader(reader)
     finally:

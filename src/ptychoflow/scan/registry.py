@@ -4,8 +4,8 @@ Every reader returns the same ``Scan`` (frames with zero frequency centred, prob
 positions in metres as (y, x), the instrument geometry), so nothing downstream knows which
 detector or program wrote the file. A facility adds its own layout with ``register_reader``.
 
-    >>> scan = read_any("fly042_master.h5")                       # detected: eiger
-    >>> scan = read_any("run7.cxi", ReadOptions(frame_size=128))   # detected: cxi
+    >>> scan = load_scan("fly042_master.h5")                       # detected: eiger
+    >>> scan = load_scan("run7.cxi", ReadOptions(frame_size=128))   # detected: cxi
 """
 
 from __future__ import annotations
@@ -59,19 +59,31 @@ def detect_format(path: str | Path) -> ScanReader:
         from ptychoflow.scan.frames import open_h5
 
         open_h5(path).close()  # a broken HDF5 file: say that, not "unknown layout"
-    known = "; ".join(f"{r.name}: {r.description}" for r in readers().values())
-    raise ScanError(path, "(file)", f"not a scan layout ptychoflow knows ({known})")
+    raise ScanError(path, "(file)", f"unknown scan format: not a layout ptychoflow reads ({', '.join(readers())}: "
+                    "`ptychoflow reconstruct --help` describes them)")
 
 
 def choose_reader(path: str | Path, scan_format: str = AUTO) -> ScanReader:
     return detect_format(path) if scan_format == AUTO else get_reader(scan_format, path)
 
 
-def read_any(path: str | Path, options: ReadOptions | None = None, *, scan_format: str = AUTO,
+def load_scan(path: str | Path, options: ReadOptions | None = None, *, scan_format: str = AUTO,
              require_complete: bool = True, load: bool = True) -> Scan:
     """Read a scan of any registered layout (detected, or the one named by `scan_format`)."""
     reader = choose_reader(path, scan_format)
     return reader.read(Path(path), options or ReadOptions(), require_complete=require_complete, load=load)
+
+
+def read_again(attrs: dict) -> tuple[str, ReadOptions]:
+    """(scan_format, options) that read a scan the way the reader that gave `attrs` did: a
+    product records its scan's attrs, so training cuts the same frames rPIE saw."""
+    layout = str(attrs.get("source_layout", ""))
+    options = ReadOptions(
+        frame_size=int(attrs["frame_size"]) if attrs.get("frame_size") else None,
+        positions_file=Path(str(attrs["positions_file"])) if attrs.get("positions_file") else None,
+        y_source=str(attrs.get("y_source", "interferometer")),
+    )
+    return (layout if layout in readers() else AUTO), options
 
 
 def scan_complete(path: str | Path, scan_format: str = AUTO, options: ReadOptions | None = None) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ptychoflow.errors import ScanError
 from ptychoflow.fs import sha256_file
 from ptychoflow.scan.reader import ReadOptions
-from ptychoflow.scan.registry import AUTO, read_any, scan_complete
+from ptychoflow.scan.registry import AUTO, load_scan, scan_complete
 
 MARKER_SUFFIX = ".complete"
 
@@ -197,7 +197,7 @@ def admit(path: str, check: Check, *, scan_format: str = AUTO, read_options: Rea
     if (st.st_size, st.st_mtime_ns) != (check.size, check.mtime_ns):
         raise Changed(path)
     try:
-        scan = read_any(path, read_options, scan_format=scan_format, require_complete=not check.marker, load=False)
+        scan = load_scan(path, read_options, scan_format=scan_format, require_complete=not check.marker, load=False)
     except ScanError as exc:
         raise Rejected(f"{exc.field}: {exc.problem}") from None
     except Exception as exc:  # h5py can raise odd things on hostile files; never crash the loop
