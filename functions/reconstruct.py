@@ -27,7 +27,7 @@ def reconstruct(
 
     `scan_format` and `scan_options` (frame_size, positions_file, y_source) say how to read it
     (the profile's [beamline] settings); `export_formats` (e.g. ["ptychodus"]) also writes the
-    product in those formats beside it.
+    product in those formats beside it (None: the profile policy's default, none).
 
     Every option left out (or None) takes the engines' own default: ``RpieOptions`` for the
     rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
@@ -44,6 +44,7 @@ def reconstruct(
 
     from ptychoflow.export import export_path, export_product
     from ptychoflow.product import read_product
+    from ptychoflow.profile import policy_default
     from ptychoflow.recon import api
     from ptychoflow.recon.base import RpieOptions
     from ptychoflow.scan.reader import ReadOptions
@@ -63,8 +64,9 @@ def reconstruct(
     result = api.reconstruct(scan_path, options, progress=progress, read_options=ReadOptions(**reading),
                              scan_format=scan_format or "auto", **choice)
     summary = api.write_reconstruction(result, output_dir).to_json()
+    export_formats = policy_default("export_formats") if export_formats is None else export_formats
     product = read_product(summary["product_path"]) if export_formats else None
     summary["exports"] = {fmt: str(export_product(product, fmt, export_path(summary["product_path"], fmt),
                                                   product.instrument()))
-                          for fmt in export_formats or []}
+                          for fmt in export_formats}
     return summary

@@ -93,6 +93,8 @@ class Policy(_Strict):
     model: Literal["ptychonn", "ptychonn2"] = Field(default="ptychonn2",
                                                    description="ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)")
     patch_size: int = Field(default=64, description="network input/output size (64 or 128)")
+    export_formats: list[Literal["ptychodus", "cxi"]] = Field(
+        default=[], description='also write each product as these, beside it: ["ptychodus", "cxi"]')
 
     @field_validator("patch_size")
     @classmethod
