@@ -3,7 +3,7 @@
 The same simulated 128x128 frames (Poisson counts, uint32) are written three ways: our own
 layout (uncompressed chunks, one frame each), and the Eiger/NeXus layout (master file, data
 files of 1,000 frames, an APS position file) with and without bitshuffle/LZ4. Each is read
-whole through the reader registry (``read_any``: frames validated, positions matched),
+whole through the reader registry (``load_scan``: frames validated, positions matched),
 alternating layouts so load on the machine hits them alike.
 
 Prints frames/s (median of 7) and the ratio to our layout.
@@ -26,7 +26,7 @@ from _common import header, median, row, timed
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from foreign_files import write_eiger  # noqa: E402  (the Eiger layout as the detector writes it)
 
-from ptychoflow.scan import read_any, write_scan  # noqa: E402
+from ptychoflow.scan import load_scan, write_scan  # noqa: E402
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan  # noqa: E402
 
 COPIES = 3  # the simulated scan, repeated: about 1,700 frames (220 MB of uint32)
@@ -70,8 +70,8 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in files}
         for _ in range(7):  # interleaved: each round reads every layout once
             for name, path in files.items():
-                times[name] += timed(lambda path=path: read_any(path), repeats=1, warmup=0)
-        header(f"scan reading, {n} frames of 128x128 uint32, read_any (validated): frames/s, median of 7")
+                times[name] += timed(lambda path=path: load_scan(path), repeats=1, warmup=0)
+        header(f"scan reading, {n} frames of 128x128 uint32, load_scan (validated): frames/s, median of 7")
         row("layout", "MB on disk", "frames/s", "ratio to ours")
         base = n / median(times["ptychoflow (uncompressed)"])
         for name in files:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptychoflow.errors import PtychoflowError
+from ptychoflow.errors import PtychoflowError, ScanError
 from ptychoflow.function_registry import FunctionRegistry
 from ptychoflow.names import safe_component
 from ptychoflow.scan.registry import choose_reader
@@ -62,7 +62,10 @@ def _scan_names(layout: SiteLayout, scan: str | Path, scan_id: str | None) -> tu
 def _scan_files(profile: Profile, layout: SiteLayout, scan: str | Path) -> list[Path]:
     """The scan file and what its reader needs beside it, relative to the beamline directory."""
     path = Path(scan) if Path(scan).is_absolute() else layout.beamline_root / scan
-    reader = choose_reader(path, profile.beamline.scan_format) if path.exists() else None
+    try:  # a layout that needs files beside the scan says which; the reconstruct function validates the rest
+        reader = choose_reader(path, profile.beamline.scan_format)
+    except ScanError:
+        reader = None
     extra = reader.companions(path, profile.beamline.read_options()) if reader else []
     files = []
     for file in [path, *extra]:
