@@ -144,6 +144,14 @@ class Edge(Site):
     batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=10.0, ge=0)
     queue_frames: int = Field(default=4096, ge=1)
+    # pvAccess (EPICS, areaDetector's PVA plugin), as at APS beamlines; needs p4p (extra "pva")
+    pva_channel: str | None = Field(default=None, description="NTNDArray channel to read frames from, e.g. 13SIM1:Pva1:Image.")
+    pva_pixel_size_m: float | None = Field(default=None, gt=0, description="Object pixel size of those frames (m).")
+    pva_position_attributes: tuple[str, str] = Field(default=("PositionY", "PositionX"),
+                                                     description="NDAttributes holding each frame's (y, x) position.")
+    pva_position_scale: float = Field(default=1.0, gt=0, description="Attribute value x scale = metres (1e-6 for um).")
+    pva_output: str | None = Field(default=None, description="PV name to serve the live phase on (NTNDArray).")
+    pva_output_interval_s: float = Field(default=0.5, gt=0, description="Fastest update of that PV.")
 
 
 class Globus(_Strict):
