@@ -20,22 +20,38 @@ import numpy as np
 from ptychoflow.errors import InputError, ScanError
 from ptychoflow.names import inside, printable
 from ptychoflow.scan.chunks import ChunkDecoder
-from ptychoflow.scan.format import open_h5 as format_open_h5
 
 BLOCK_FRAMES = 256
 
 
 def open_h5(path: str | Path) -> h5py.File:
-    """Open for reading without locks (detectors write on shared file systems); a
-    truncated or non-HDF5 file becomes a ScanError naming the file."""
+    """Open for reading without locks (detectors write on shared file systems); a missing,
+    truncated or non-HDF5 file becomes a ScanError naming the file.
+
+    A plain open comes first because it is the one that detects truncation (SWMR readers skip
+    the end-of-file check, since the file may legitimately grow); SWMR is the fallback for a
+    file still being written.
+    """
     import hdf5plugin  # noqa: F401  - registers bitshuffle/LZ4 (Eiger) and friends with HDF5
 
     if not Path(path).exists():
         raise ScanError(path, "(file)", "no such file")
     try:
-        return format_open_h5(path)
+        return _open_plain_or_swmr(path)
     except OSError as exc:
         raise ScanError(path, "(file)", f"not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+
+
+def _open_plain_or_swmr(path: str | Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise
+        try:
+            return h5py.File(path, "r", locking=False, swmr=True)
+        except (OSError, RuntimeError):
+            raise exc from None
 
 
 def resolve_dataset(path: Path, f: h5py.File, name: str, stack: ExitStack) -> h5py.Dataset:
