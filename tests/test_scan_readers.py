@@ -322,3 +322,18 @@ def test_parallel_bitshuffle_decoding_matches_hdf5(eiger_master):
         cropped = np.empty((len(reference), 32, 32), reference.dtype)
         decoder.read(0, len(reference), window, cropped)
         np.testing.assert_array_equal(cropped, reference[:, window[0], window[1]])
+
+
+def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
+    """A Tike scan replayed into our layout keeps its attributes, but is read back (and so
+    read again for training) as a ptychoflow file, with our field names in errors."""
+    from ptychoflow.scan import write_scan
+    from ptychoflow.scan.registry import read_again
+
+    tike = load_scan(real_scan_path, ReadOptions(max_frames=20))
+    assert tike.read_as == "tike-npz" and tike.fields == ("data", "scan")
+    replayed = load_scan(write_scan(tmp_path / "scan_star.h5", tike))
+    assert replayed.attrs["source_layout"] == "tike-npz"  # provenance travels with the file...
+    assert replayed.read_as == "ptychoflow" and replayed.fields == ("/entry/data/data", "/entry/data/positions")
+    scan_format, options = read_again({"format": replayed.read_as, "options": replayed.read_options})
+    assert scan_format == "ptychoflow" and load_scan(replayed.path, options, scan_format=scan_format).n_frames == 20

@@ -65,7 +65,7 @@ def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, pr
 
     scan_format, read_options = AUTO, None
     if reconstruction_path is not None:
-        scan_format, read_options = read_again(read_product(reconstruction_path).parameters.get("scan_attrs", {}))
+        scan_format, read_options = read_again(read_product(reconstruction_path).parameters.get("scan_read", {}))
     scan = load_scan(scan_path, read_options, scan_format=scan_format)
     recon, reference = _reconstruction_for(Path(scan_path), reconstruction_path)
     if len(recon.positions_px) != scan.n_frames:

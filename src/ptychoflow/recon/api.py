@@ -48,7 +48,8 @@ def reconstruct(
     result.engine_reason = choice.reason
     result.scan_id, result.source = prepared.scan_id, prepared.source
     result.parameters = {**result.parameters, "engine_requested": engine, "scan_attrs": _plain(scan.attrs),
-                         "instrument": asdict(scan.instrument)}
+                         "instrument": asdict(scan.instrument),
+                         "scan_read": {"format": scan.read_as, "options": scan.read_options}}
     result.wall_time_s = time.perf_counter() - start
     return result
 

@@ -55,7 +55,7 @@ def _first(path: Path, f: h5py.File, names: tuple[str, ...]) -> str:
     raise ScanError(path, names[0], "missing dataset" + (f" (also looked at {', '.join(names[1:])})" if len(names) > 1 else ""))
 
 
-def _positions(path: Path, f: h5py.File, n: int) -> np.ndarray:
+def _positions(path: Path, f: h5py.File, n: int) -> tuple[np.ndarray, str]:
     name = _first(path, f, TRANSLATION_PATHS)
     node = f[name]
     if not isinstance(node, h5py.Dataset):
@@ -67,7 +67,7 @@ def _positions(path: Path, f: h5py.File, n: int) -> np.ndarray:
         raise ScanError(path, name, f"{translation.shape[0]} positions for {n} frames (counts must match)")
     if not np.isfinite(translation[:n, :2]).all():
         raise ScanError(path, name, "contains NaN or infinite values")
-    return np.ascontiguousarray(translation[:n, 1::-1])  # (x, y, ...) -> (y, x)
+    return np.ascontiguousarray(translation[:n, 1::-1]), name  # (x, y, ...) -> (y, x)
 
 
 def _pixel_size(path: Path, f: h5py.File) -> float:
@@ -104,7 +104,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         shape = (int(data.shape[1]), int(data.shape[2]))
         crop = Crop.about((shape[0] // 2, shape[1] // 2), shape, options.frame_size)
         crop.check(path, data_name, shape)
-        positions = _positions(path, f, n)
+        positions, positions_name = _positions(path, f, n)
         energy_j = scalar(path, f, f"{SOURCE}/energy")
         instrument = Instrument(energy_keV=energy_j / ELECTRON_VOLT_J / 1e3,
                                 detector_distance_m=scalar(path, f, f"{DETECTOR}/distance"),
@@ -126,6 +126,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         path=path, scan_id=safe_component(path.stem, source=path, field="(file name)"), data=array,
         positions_m=positions, instrument=instrument, probe_guess=probe,
         attrs={"source_layout": "cxi", "frame_size": crop.size, "masked_pixels": frames.masked_pixels},
+        fields=(data_name, positions_name),
     )
 
 

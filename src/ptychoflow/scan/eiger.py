@@ -158,6 +158,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         path=path, scan_id=safe_component(prefix(path), source=path, field="(file name)"), data=data, positions_m=positions, instrument=instrument,
         attrs={"source_layout": "eiger", "positions_file": table.path.name, "y_source": options.y_source,
                "crop_centre_yx": list(crop.centre), "frame_size": crop.size, "masked_pixels": frames.masked_pixels},
+        fields=(DATA_GROUP, f"{table.path.name}: positions"),
     )
 
 

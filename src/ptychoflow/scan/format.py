@@ -57,7 +57,12 @@ class Scan:
     instrument: Instrument
     dark: np.ndarray | None = None
     probe_guess: np.ndarray | None = None
-    attrs: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)  # the file's own attributes (written again by ScanWriter)
+    # How it was read (never written into a scan file): the reader's name and options, and the
+    # data and position fields as the file spells them (for error messages downstream).
+    read_as: str = "ptychoflow"
+    read_options: dict = field(default_factory=dict)
+    fields: tuple[str, str] = ("/entry/data/data", "/entry/data/positions")
 
     @property
     def n_frames(self) -> int:

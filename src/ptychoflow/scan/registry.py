@@ -71,19 +71,22 @@ def load_scan(path: str | Path, options: ReadOptions | None = None, *, scan_form
              require_complete: bool = True, load: bool = True) -> Scan:
     """Read a scan of any registered layout (detected, or the one named by `scan_format`)."""
     reader = choose_reader(path, scan_format)
-    return reader.read(Path(path), options or ReadOptions(), require_complete=require_complete, load=load)
+    options = options or ReadOptions()
+    scan = reader.read(Path(path), options, require_complete=require_complete, load=load)
+    scan.read_as = reader.name
+    scan.read_options = {"frame_size": options.frame_size, "y_source": options.y_source,
+                         "positions_file": str(options.positions_file) if options.positions_file else None}
+    return scan
 
 
-def read_again(attrs: dict) -> tuple[str, ReadOptions]:
-    """(scan_format, options) that read a scan the way the reader that gave `attrs` did: a
-    product records its scan's attrs, so training cuts the same frames rPIE saw."""
-    layout = str(attrs.get("source_layout", ""))
-    options = ReadOptions(
-        frame_size=int(attrs["frame_size"]) if attrs.get("frame_size") else None,
-        positions_file=Path(str(attrs["positions_file"])) if attrs.get("positions_file") else None,
-        y_source=str(attrs.get("y_source", "interferometer")),
-    )
-    return (layout if layout in readers() else AUTO), options
+def read_again(record: dict) -> tuple[str, ReadOptions]:
+    """(scan_format, options) from a product's ``parameters["scan_read"]``: read the scan the
+    way rPIE did, so training cuts the frames rPIE saw."""
+    options = dict(record.get("options") or {})
+    if options.get("positions_file"):
+        options["positions_file"] = Path(options["positions_file"])
+    scan_format = str(record.get("format", AUTO))
+    return (scan_format if scan_format in readers() else AUTO), ReadOptions(**options)
 
 
 def scan_complete(path: str | Path, scan_format: str = AUTO, options: ReadOptions | None = None) -> bool:
