@@ -124,7 +124,7 @@ def test_real_siemens_star_through_the_whole_local_pipeline(tmp_path, real_scan_
             return next((r for r in runs if r["status"] in ("SUCCEEDED", "FAILED")), None)
 
         run = _poll(finished_run, RUN_TIMEOUT_S, "the flow run")
-        assert run["status"] == "SUCCEEDED", run
+        assert run["status"] == "SUCCEEDED", (run["error"], [(s["name"], s["status"], s["error"]) for s in run["timeline"]])
         assert run["output"]["outcome"]["outcome"] == "model promoted and activated on the edge"
         mosaic = _poll(lambda: next((site / "edge" / "mosaics").glob("*.h5"), None), 300, "the live mosaic")
         status = json.loads((site / "edge" / "edge-status.json").read_text())
