@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
@@ -32,8 +31,18 @@ class _Strict(BaseModel):
 class Site(_Strict):
     """A place data lives: a local directory and, for Globus, a collection."""
 
-    path: Path = Field(description="Local directory (local backend) or POSIX path on the collection.")
+    path: Path = Field(description="The site's directory, as the machines that work on it see it.")
     collection_id: str | None = Field(default=None, description="Globus collection UUID (globus backend).")
+    collection_base_path: str = Field(
+        default="/", description="`path` as the collection shows it: / when the collection is rooted at the site "
+        "directory (a guest collection, the local backend), the full path when it is rooted at / (a mapped collection).")
+
+    @field_validator("collection_base_path")
+    @classmethod
+    def _absolute_posix(cls, value: str) -> str:
+        if not value.startswith("/") or "\\" in value or any(part == ".." for part in value.split("/")):
+            raise ValueError("must be an absolute POSIX path on the collection, without '..'")
+        return value
 
 
 class BeamlineSite(Site):
@@ -61,6 +70,8 @@ class BeamlineSite(Site):
 class ComputeSite(Site):
     endpoint_id: str = Field(default="local-hpc", description="Globus Compute endpoint UUID, or a local pool name.")
     workers: int = Field(default=1, ge=1, description="Concurrent tasks in the local process pool.")
+    user_endpoint_config: dict[str, Any] = Field(
+        default_factory=dict, description="Sent with every task to the endpoint (its template's variables, e.g. account).")
 
 
 class Functions(_Strict):
@@ -133,10 +144,20 @@ class Watcher(_Strict):
     batch_every_minutes: float = Field(default=0, ge=0)
     flow: str = "reconstruct_and_train"
     experiment: str = "commissioning"
+    inactive_slot: Literal["keep", "free"] = Field(
+        default="keep", description="An INACTIVE run (waiting for a consent) keeps its slot, or frees it for the next scan.")
+    inactive_timeout_minutes: float = Field(
+        default=30, ge=0, description="With inactive_slot = keep: the slot is freed after this long anyway.")
+
+    def inactive_hold_s(self) -> float:
+        """How long an INACTIVE run keeps its slot (0 when the policy frees it at once)."""
+        return self.inactive_timeout_minutes * 60 if self.inactive_slot == "keep" else 0.0
 
 
 class Edge(Site):
     endpoint_id: str = "local-edge"
+    user_endpoint_config: dict[str, Any] = Field(
+        default_factory=dict, description="Sent with every task to the edge endpoint (its template's variables).")
     stream_address: str = Field(default="tcp://127.0.0.1:5555", description="ZeroMQ frame stream to subscribe to.")
     results_address: str = Field(default="tcp://127.0.0.1:5556", description="ZeroMQ results stream to publish.")
     http_host: str = "127.0.0.1"
@@ -235,6 +256,8 @@ path = "hpc"                 # scans/, products/, registry/ (the model registry)
 endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
 workers = 1                  # concurrent tasks in the local pool
 # collection_id = "..."
+# collection_base_path = "/" # `path` as the collection shows it (the full path for a mapped collection rooted at /)
+# user_endpoint_config = { account = "..." }   # sent with every task (the endpoint template's variables)
 
 [edge]                       # the inference box next to the detector
 path = "edge"                # models are activated into <path>/model
@@ -253,6 +276,8 @@ max_wait_ms = 10.0
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
 poll = false                 # true on NFS/GPFS where file events are unreliable
 max_active_runs = 2          # more finished scans wait in a FIFO queue
+inactive_slot = "keep"       # a run waiting for a consent (INACTIVE) keeps its slot ("keep") or frees it ("free")
+inactive_timeout_minutes = 30  # ... but for at most this long
 flow = "reconstruct_and_train"
 experiment = "commissioning"
 

@@ -133,18 +133,14 @@ def run_panel(run: RunInfo) -> Any:
     return Group(*parts)
 
 
-def follow(get_run: Callable[[], RunInfo], interval: float = 0.5) -> RunInfo:
-    """Live view of one run until it finishes."""
+def follow(backend: Any, run_id: str) -> RunInfo:
+    """Live view of one run until it finishes or goes INACTIVE (a person must act), asked at
+    the backend's own pace (a local store often, Globus Flows with a growing interval)."""
     from rich.console import Console
     from rich.live import Live
 
-    run = get_run()
-    with Live(run_panel(run), console=Console(), refresh_per_second=4, transient=False) as live:
-        while not run.status.finished:
-            time.sleep(interval)
-            run = get_run()
-            live.update(run_panel(run))
-    return run
+    with Live(run_panel(backend.get_run(run_id)), console=Console(), refresh_per_second=4, transient=False) as live:
+        return backend.wait_run(run_id, on_update=lambda run: live.update(run_panel(run)))
 
 
 def print_json(value: Any) -> None:

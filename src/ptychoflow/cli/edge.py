@@ -25,7 +25,10 @@ def edge() -> None:
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (edge.batch_size).")
 @click.option("--max-wait-ms", type=float, default=None, help="Longest wait to fill a batch (edge.max_wait_ms).")
 @click.option("--queue-frames", type=int, default=None, help="Frames queued before dropping (edge.queue_frames).")
-@click.option("--providers", default=None, help="Comma-separated ONNX Runtime providers, in preference order.")
+@click.option("--providers", default=None,
+              help="Comma-separated providers in preference order: ONNX Runtime's (TensorrtExecutionProvider, "
+                   "CUDAExecutionProvider, CPUExecutionProvider) or the torch backend's (TorchCUDA, TorchCPU). "
+                   "Default: the best there is, TensorRT -> CUDA -> TorchCUDA -> CPU.")
 @click.option("--threads", "intra_op_threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--pva-channel", default=None,
               help="Also read NTNDArray frames from this pvAccess channel, e.g. 13SIM1:Pva1:Image (edge.pva_channel).")

@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "logout": "ptychoflow.cli.auth:logout",
     "whoami": "ptychoflow.cli.auth:whoami",
     "endpoints": "ptychoflow.cli.endpoints:endpoints",
+    "preflight": "ptychoflow.cli.preflight:preflight",
     "watch": "ptychoflow.cli.watch:watch",
     "models": "ptychoflow.cli.models:models",
     "train": "ptychoflow.cli.train:train",
