@@ -16,16 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptychoflow.errors import PtychoflowError
+from ptychoflow.errors import PtychoflowError, ScanError
 from ptychoflow.function_registry import FunctionRegistry
 from ptychoflow.names import safe_component
+from ptychoflow.scan.registry import choose_reader
 from ptychoflow.site import EDGE_STAGING, PRODUCTS, REGISTRY, RESULTS, SCANS, STAGED, SiteLayout, collection_path
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
 
 FUNCTION_NAMES = ("reconstruct", "validate", "train", "activate")
-RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha")  # the Policy knobs rPIE reads
+RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha", "export_formats")  # the Policy knobs rPIE reads
 
 
 def _collection(site: Any, name: str) -> str:
@@ -64,6 +65,36 @@ def _scan_names(layout: SiteLayout, scan: str | Path, scan_id: str | None) -> tu
     return name, safe_component(scan_id or Path(name).stem, source=scan, field="scan_id")
 
 
+def _scan_files(profile: Profile, layout: SiteLayout, scan: str | Path) -> list[Path]:
+    """The scan file and what its reader needs beside it, relative to the beamline directory."""
+    path = Path(scan) if Path(scan).is_absolute() else layout.beamline_root / scan
+    try:  # a layout that needs files beside the scan says which; the reconstruct function validates the rest
+        reader = choose_reader(path, profile.beamline.scan_format)
+    except ScanError:
+        reader = None
+    extra = reader.companions(path, profile.beamline.read_options()) if reader else []
+    files = []
+    for file in [path, *extra]:
+        relative = Path(file).resolve().relative_to(layout.beamline_root.resolve())
+        files.append(Path(*(safe_component(part, source=path, field="scan file name") for part in relative.parts)))
+    return files
+
+
+def _transfer(profile: Profile, layout: SiteLayout, scan: str | Path) -> list[dict[str, Any]]:
+    """Transfer items beamline -> HPC scans/: the scan file keeps its place relative to the others."""
+    files = _scan_files(profile, layout, scan)
+    base = files[0].parent
+    return [{"source_path": _on(profile.beamline, f.as_posix()), "recursive": False,
+             "destination_path": _on(profile.hpc, SCANS, f.relative_to(base).as_posix())} for f in files]
+
+
+def _reading(profile: Profile) -> dict[str, Any]:
+    beamline = profile.beamline
+    return {"format": beamline.scan_format, "options": {"frame_size": beamline.frame_size,
+                                                        "positions_file": beamline.positions_file,
+                                                        "y_source": beamline.y_source}}
+
+
 def _hpc_scan(profile: Profile, layout: SiteLayout, scan_name: str, scan_id: str) -> dict[str, Any]:
     """Where the scan lands on HPC and where its product goes (collection and disk)."""
     return {
@@ -87,7 +118,9 @@ def reconstruct_and_train_input(profile: Profile, scan: str | Path, *, scan_id: 
     scan_name, scan_id = _scan_names(layout, scan, scan_id)
     return {
         "scan_id": scan_id,
-        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan)},
+        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan),
+                     "transfer": _transfer(profile, layout, scan)},
+        "scan": _reading(profile),
         "hpc": {
             **_hpc_scan(profile, layout, scan_name, scan_id),
             "registry_dir": str(layout.hpc.registry_dir), "staged_path": _on(profile.hpc, REGISTRY, STAGED),
@@ -106,7 +139,8 @@ def reconstruct_input(profile: Profile, scan: str | Path, *, scan_id: str | None
     return {
         "scan_id": scan_id,
         "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan),
-                     "results_path": _on(profile.beamline, RESULTS, scan_id)},
+                     "results_path": _on(profile.beamline, RESULTS, scan_id), "transfer": _transfer(profile, layout, scan)},
+        "scan": _reading(profile),
         "hpc": {**_hpc_scan(profile, layout, scan_name, scan_id), "output_path": _on(profile.hpc, PRODUCTS, scan_id)},
         "functions": _pick(_function_ids(profile), ("reconstruct",)),
         "policy": profile.policy.model_dump(mode="json", include=set(RECONSTRUCT_KNOBS)),

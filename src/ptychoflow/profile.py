@@ -18,6 +18,8 @@ from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.fs import atomic_write_text
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.recon.registry import AUTO, ENGINE_CHOICES, ENGINES
+from ptychoflow.scan.reader import ReadOptions
+from ptychoflow.scan.registry import format_names
 from ptychoflow.site import SiteLayout
 
 PROFILE_FILENAME = "ptychoflow.toml"
@@ -47,6 +49,23 @@ class Site(_Strict):
 class BeamlineSite(Site):
     patterns: list[str] = Field(default_factory=lambda: ["*.h5"], description="Glob patterns of scan files.")
     name: str = "beamline"
+    scan_format: str = Field(default="auto", description="Scan layout: auto (detected) | ptychoflow | eiger | cxi | tike-npz.")
+    frame_size: int | None = Field(default=None, ge=8, description="Crop Eiger/CXI frames to this square about the beam centre.")
+    positions_file: str | None = Field(default=None, description="Eiger: the position file, if not <prefix>_positions.txt.")
+    y_source: Literal["interferometer", "encoder"] = Field(default="interferometer",
+                                                          description="Eiger/Velociprobe position file: which y column.")
+
+    @field_validator("scan_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in format_names():
+            raise ValueError(f"unknown scan format {value!r}; known: {', '.join(format_names())}")
+        return value
+
+    def read_options(self) -> ReadOptions:
+        """What the scan readers are told."""
+        return ReadOptions(frame_size=self.frame_size, y_source=self.y_source,
+                           positions_file=Path(self.positions_file) if self.positions_file else None)
 
 
 class ComputeSite(Site):
@@ -105,6 +124,8 @@ class Policy(_Strict):
     model: Literal["ptychonn", "ptychonn2"] = Field(default="ptychonn2",
                                                    description="ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)")
     patch_size: int = Field(default=64, description="network input/output size (64 or 128)")
+    export_formats: list[Literal["ptychodus", "cxi"]] = Field(
+        default=[], description='also write each product as these, beside it: ["ptychodus", "cxi"]')
 
     @field_validator("patch_size")
     @classmethod
@@ -164,6 +185,14 @@ class Edge(Site):
     batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=10.0, ge=0)
     queue_frames: int = Field(default=4096, ge=1)
+    # pvAccess (EPICS, areaDetector's PVA plugin), as at APS beamlines; needs p4p (extra "pva")
+    pva_channel: str | None = Field(default=None, description="NTNDArray channel to read frames from, e.g. 13SIM1:Pva1:Image.")
+    pva_pixel_size_m: float | None = Field(default=None, gt=0, description="Object pixel size of those frames (m).")
+    pva_position_attributes: tuple[str, str] = Field(default=("PositionY", "PositionX"),
+                                                     description="NDAttributes holding each frame's (y, x) position.")
+    pva_position_scale: float = Field(default=1.0, gt=0, description="Attribute value x scale = metres (1e-6 for um).")
+    pva_output: str | None = Field(default=None, description="PV name to serve the live phase on (NTNDArray).")
+    pva_output_interval_s: float = Field(default=0.5, gt=0, description="Fastest update of that PV.")
 
 
 class Globus(_Strict):
@@ -236,7 +265,11 @@ state_dir = "state"          # run store, watcher journal, registered function i
 
 [beamline]                   # where the detector writes finished scans
 path = "acquisition"
-patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on
+patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on (an Eiger: ["*_master.h5"])
+# scan_format = "auto"       # auto (detected) | ptychoflow | eiger | cxi | tike-npz
+# frame_size = 256           # Eiger/CXI: crop frames to this square about the beam centre
+# positions_file = "..."     # Eiger: the position file, if not <prefix>_positions.txt beside the master
+# y_source = "interferometer"  # Eiger/Velociprobe position file: "interferometer" or "encoder"
 # collection_id = "..."      # Globus collection UUID of the beamline storage
 
 [hpc]                        # where scans are reconstructed and models trained

@@ -29,6 +29,28 @@ def profile_option(command: F) -> F:
                         help=PROFILE_HELP)(command)
 
 
+def scan_options(command: F) -> F:
+    """How to read a scan: ``--format``, ``--positions``, ``--frame-size``, ``--y-source``;
+    passed as ``scan_format`` and ``read_options`` (a ``ptychoflow.scan.ReadOptions``)."""
+    from ptychoflow.scan.reader import ReadOptions
+    from ptychoflow.scan.registry import format_names
+
+    def wrapper(*args: Any, positions: Path | None, frame_size: int | None, y_source: str, **kwargs: Any) -> Any:
+        kwargs["read_options"] = ReadOptions(frame_size=frame_size, positions_file=positions, y_source=y_source)
+        return command(*args, **kwargs)
+
+    wrapper = click.option("--y-source", type=click.Choice(["interferometer", "encoder"]), default="interferometer",
+                           show_default=True, help="Eiger/Velociprobe position file: which y column.")(wrapper)
+    wrapper = click.option("--frame-size", type=click.IntRange(min=8), default=None,
+                           help="Eiger/CXI: crop frames to this square about the beam centre [default: the largest].")(wrapper)
+    wrapper = click.option("--positions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                           help="Eiger: the position file [default: <prefix>_positions.txt beside the master].")(wrapper)
+    wrapper = click.option("--format", "scan_format", type=click.Choice(format_names()), default="auto", show_default=True,
+                           help="Scan layout; auto detects it.")(wrapper)
+    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
 def json_option(command: F) -> F:
     """``--json``: passed as ``as_json``."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)

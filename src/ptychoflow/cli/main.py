@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, str] = {
     "doctor": "ptychoflow.cli.doctor:doctor",
     "beamline": "ptychoflow.cli.beamline:beamline",
     "reconstruct": "ptychoflow.cli.reconstruct:reconstruct",
+    "show": "ptychoflow.cli.products:show",
+    "export": "ptychoflow.cli.products:export",
     "flows": "ptychoflow.cli.flows:flows",
     "runs": "ptychoflow.cli.runs:runs",
     "functions": "ptychoflow.cli.functions:functions",
