@@ -17,7 +17,7 @@ from ptychoflow.artifact import verified_model_bytes
 from ptychoflow.errors import InputError
 from ptychoflow.fs import sha256_file
 from ptychoflow.nn.beam import Beam, beam_distance, fwhm_px, version_beam
-from ptychoflow.nn.continual import continual_train, validate_best
+from ptychoflow.nn.continual import SIMULATOR_TRUTH, continual_train, validate_best
 from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.nn.registry import Registry
 from ptychoflow.scan.format import write_scan
@@ -58,7 +58,8 @@ def test_pretrained_from_a_probe_guess_before_any_scan(pretrained, tmp_path):
     scan = write_scan(tmp_path / "scan_0002.h5", sim.scan)
     save_truth(sim, scan)
     checked = validate_best(registry_dir=root / "registry", scan_path=scan)
-    assert checked["best_version"] == "v0001" and -1 <= checked["ssim"] <= 1
+    assert checked["best_version"] == "v0001" and checked["n_frames"] == sim.scan.n_frames
+    assert np.isfinite(checked["ssim"]) and checked["reference"] == SIMULATOR_TRUTH
 
 
 def test_a_new_experiment_reuses_the_closest_model_and_records_why(pretrained, tmp_path):
