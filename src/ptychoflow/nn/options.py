@@ -21,9 +21,9 @@ from ptychoflow.profile import policy_default
 from ptychoflow.site import HpcLayout, staged_dir
 
 
-PHYSICS_PAIRS = 2048  # see docs/benchmarks.md, "live image ablation"
+PHYSICS_PAIRS = 2048  # not yet backed by `benchmarks/train.py ablation` (docs/benchmarks.md, "The live image")
 REFINE_ITERATIONS = 5  # nn.refine: the gain saturates by 5 to 10
-TRAIN_THROUGH_REFINEMENT = False  # see docs/benchmarks.md, "live image ablation"
+TRAIN_THROUGH_REFINEMENT = False  # as PHYSICS_PAIRS: the ablation has an arm for it, not yet run
 REUSE_MAX_DISTANCE = 0.15  # probe mismatch + relative energy and pixel-size differences (nn.beam)
 
 
