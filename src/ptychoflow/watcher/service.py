@@ -20,6 +20,7 @@ from typing import Callable
 
 from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
+from ptychoflow.names import printable_handler
 from ptychoflow.profile import Profile
 from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
@@ -269,7 +270,7 @@ class _RootAtItsLevel(logging.Handler):
 def _attach_log_file(path: Path) -> list[logging.Handler]:
     """Rotating INFO log in the state dir: days unattended must not fill the disk."""
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=5)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    printable_handler(handler)
     handler.setLevel(logging.INFO)
     handlers = [handler, _RootAtItsLevel()]
     for h in handlers:
