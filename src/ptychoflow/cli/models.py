@@ -86,7 +86,7 @@ def list_cmd(registry: Path | None, profile_path: Path | None, as_json: bool) ->
 
     table = Table("", "version", "parent", "kind", "scans", "val loss", "SSIM", "created")
     for v in versions:
-        table.add_row("*" if v.is_best else "", v.version, v.parent or "-", f"{v.model_kind}/{v.model_config['size']}",
+        table.add_row("*" if v.is_best else "", v.version, v.parent or "-", f"{v.model_kind}/{v.model_config.get('size', '?')}",
                       str(len(v.scans_seen)), _fmt(v.val_loss), _fmt(v.ssim, ".3f"),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created)))
     Console().print(table)
