@@ -27,11 +27,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_nul(value: Path) -> Path:
+    if "\x00" in str(value):
+        raise ValueError("contains a NUL byte")
+    return value
+
+
 class Site(_Strict):
     """A place data lives: a local directory and, for Globus, a collection."""
 
     path: Path = Field(description="Local directory (local backend) or POSIX path on the collection.")
     collection_id: str | None = Field(default=None, description="Globus collection UUID (globus backend).")
+
+    _path_has_no_nul = field_validator("path")(_no_nul)
 
 
 class BeamlineSite(Site):
@@ -147,6 +155,8 @@ class Profile(_Strict):
     functions: dict[str, str] = Field(default_factory=dict, description="function name -> registered id")
     root: Path = Field(default=Path("."), exclude=True)
 
+    _state_dir_has_no_nul = field_validator("state_dir")(_no_nul)
+
     def resolve(self, path: Path) -> Path:
         """Absolute path for a profile-relative path."""
         return path if path.is_absolute() else (self.root / path).resolve()
@@ -162,9 +172,13 @@ def load_profile(path: str | Path) -> Profile:
     if path.is_dir():
         path = path / PROFILE_FILENAME
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ProfileError(path, "(file)", "no such profile; create one with `ptychoflow init DIR`") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(path, "(file)", f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
+    except OSError as exc:
+        raise ProfileError(path, "(file)", f"cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(path, "(toml)", str(exc)) from None
     try:
@@ -172,9 +186,20 @@ def load_profile(path: str | Path) -> Profile:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(root)"
-        raise ProfileError(path, key, first["msg"]) from None
+        raise ProfileError(path, key, first["msg"].removeprefix("Value error, ")) from None
     profile.root = path.resolve().parent
+    _require_directories(path, profile)
     return profile
+
+
+def _require_directories(path: Path, profile: Profile) -> None:
+    """Each site and the state dir is a directory or not there yet, never a file."""
+    places = {"state_dir": profile.state_dir, "beamline.path": profile.beamline.path,
+              "hpc.path": profile.hpc.path, "edge.path": profile.edge.path}
+    for key, place in places.items():
+        resolved = profile.resolve(place)
+        if resolved.exists() and not resolved.is_dir():
+            raise ProfileError(path, key, f"{resolved} is a file, not a directory")
 
 
 def find_profile(explicit: str | Path | None = None) -> Profile:

@@ -21,7 +21,7 @@ from typing import Callable
 from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
 from ptychoflow.names import printable_handler
-from ptychoflow.profile import Profile
+from ptychoflow.profile import PROFILE_FILENAME, Profile
 from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
 from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
@@ -46,6 +46,16 @@ class WatcherOptions:
     max_sleep_s: float = 5.0
     log_file: bool = True
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+
+
+def acquisition_dir(profile: Profile) -> Path:
+    """The directory the watcher watches. It must exist already: an unmounted NFS path must not
+    silently become an empty local directory. Checked before anything is started."""
+    directory = SiteLayout.from_profile(profile).beamline_root
+    if not directory.is_dir():
+        raise InputError(profile.root / PROFILE_FILENAME, "beamline.path",
+                         f"{directory}: no such directory (not mounted yet?)")
+    return directory
 
 
 def default_flow_path(profile: Profile) -> Path:
@@ -91,8 +101,7 @@ class WatcherService:
         previous = _install_signals(self.request_stop) if install_signals else {}
         source: EventSource | None = None
         try:
-            if not self.directory.is_dir():  # an unmounted NFS path must not become a local dir
-                raise InputError(self.directory, "beamline.path", "no such directory (not mounted yet?)")
+            acquisition_dir(self.profile)
             self.journal = Journal.in_state_dir(state)
             flow_path = self.opts.flow_path or default_flow_path(self.profile)
             flow = self.backend.deploy_flow(flow_path)
