@@ -7,6 +7,7 @@ local compute pool loads this file by path and calls the same function, unchange
 
 
 def reconstruct(
+    site_root,
     scan_path,
     output_dir,
     engine=None,
@@ -21,20 +22,28 @@ def reconstruct(
 ):
     """Reconstruct `scan_path` (ptychoflow .h5 or Tike .npz/.npz.bz2) into `output_dir`.
 
+    `site_root` is the HPC site's root as this endpoint sees it (the profile's ``hpc.path``);
+    `scan_path` and `output_dir` are relative to it, and an absolute path or an escape is
+    refused (one InputError) before anything is read or written.
+
     Every option left out (or None) takes the engines' own default: ``RpieOptions`` for the
     rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
     always send the profile's policy.
 
-    Returns a dict: product_path, preview_path, iterations, final_loss, wall_time_s, engine,
+    Returns a dict: product_path, preview_path (relative to `site_root`), iterations, final_loss, wall_time_s, engine,
     engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions.
     Bad input raises ptychoflow's ScanError (one line naming file and field); no product is
     written then.
     """
     import logging
 
+    from pathlib import Path
+
     from ptychoflow.recon import api
     from ptychoflow.recon.base import RpieOptions
+    from ptychoflow.site import site_arguments
 
+    root, paths = site_arguments(site_root, {"scan_path": scan_path, "output_dir": output_dir}, source="reconstruct")
     log = logging.getLogger("ptychoflow.functions.reconstruct")
     given = {"iterations": iterations, "batch_size": batch_size, "alpha": alpha, "probe_refinement": probe_refinement,
              "position_refinement": position_refinement, "device": device, "time_limit_s": time_limit_s, "seed": seed}
@@ -44,5 +53,8 @@ def reconstruct(
         log.info("iteration %d/%d loss %.6g", info.iteration, info.total, info.loss)
 
     choice = {} if engine is None else {"engine": str(engine)}
-    result = api.reconstruct(scan_path, options, progress=progress, **choice)
-    return api.write_reconstruction(result, output_dir).to_json()
+    result = api.reconstruct(paths["scan_path"], options, progress=progress, **choice)
+    summary = api.write_reconstruction(result, paths["output_dir"]).to_json()
+    for key in ("product_path", "preview_path"):  # the next functions take them, relative to the same root
+        summary[key] = str(Path(summary[key]).relative_to(root))
+    return summary
