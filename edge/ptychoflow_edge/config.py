@@ -9,6 +9,7 @@ from typing import Any
 
 from ptychoflow.profile import Edge, default_of
 from ptychoflow.site import EdgeLayout, SiteLayout
+from ptychoflow_edge.receiver import ScanLimits
 
 
 def default_threads() -> int:
@@ -21,7 +22,7 @@ def default_threads() -> int:
 
 
 PROFILE_SETTINGS = ("stream_address", "results_address", "http_host", "http_port", "batch_size", "max_wait_ms",
-                    "queue_frames")  # EdgeConfig fields that the profile's [edge] table sets
+                    "queue_frames", "max_scan_mb", "max_open_scans", "scan_idle_s")  # set by the profile's [edge]
 
 
 @dataclass
@@ -35,6 +36,9 @@ class EdgeConfig:
     batch_size: int = default_of(Edge, "batch_size")
     max_wait_ms: float = default_of(Edge, "max_wait_ms")
     queue_frames: int = default_of(Edge, "queue_frames")
+    max_scan_mb: float = default_of(Edge, "max_scan_mb")
+    max_open_scans: int = default_of(Edge, "max_open_scans")
+    scan_idle_s: float = default_of(Edge, "scan_idle_s")
     # knobs only the service has
     model_poll_s: float = 0.25
     status_interval_s: float = 0.5
@@ -46,6 +50,10 @@ class EdgeConfig:
     # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
     align_offsets: bool = True
     http: bool = True
+
+    @property
+    def scan_limits(self) -> ScanLimits:
+        return ScanLimits(self.max_open_scans, self.scan_idle_s, self.max_scan_mb)
 
     @property
     def layout(self) -> EdgeLayout:

@@ -131,6 +131,12 @@ class Edge(Site):
     batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=10.0, ge=0)
     queue_frames: int = Field(default=4096, ge=1)
+    max_scan_mb: float = Field(default=256.0, gt=0, description="Most mosaic memory one scan may take; frames "
+                               "whose positions would need more are refused (reason position_span).")
+    max_open_scans: int = Field(default=8, ge=1, description="Most scans open at once; a new start closes the "
+                                "longest-idle one, never one still receiving frames.")
+    scan_idle_s: float = Field(default=30.0, gt=0, description="An open scan with no frame for this long may be "
+                               "closed (saved, incomplete) to make room for a new one.")
 
 
 class Globus(_Strict):
@@ -236,6 +242,7 @@ results_address = "tcp://127.0.0.1:5556"   # inferred patches (ZeroMQ PUB)
 http_port = 8765             # live mosaic page, bound to 127.0.0.1
 batch_size = 16
 max_wait_ms = 10.0
+max_scan_mb = 256.0          # mosaic memory per scan; frames placed beyond it are refused
 # collection_id = "..."
 
 [policy]                     # reconstruction and continual learning
