@@ -43,7 +43,8 @@ def reconstruct(
     from ptychoflow.recon.base import RpieOptions
     from ptychoflow.site import site_arguments
 
-    root, paths = site_arguments(site_root, {"scan_path": scan_path, "output_dir": output_dir}, source="reconstruct")
+    root, paths = site_arguments(site_root, {"scan_path": scan_path, "output_dir": output_dir}, source="reconstruct",
+                                 required=("scan_path", "output_dir"))
     log = logging.getLogger("ptychoflow.functions.reconstruct")
     given = {"iterations": iterations, "batch_size": batch_size, "alpha": alpha, "probe_refinement": probe_refinement,
              "position_refinement": position_refinement, "device": device, "time_limit_s": time_limit_s, "seed": seed}

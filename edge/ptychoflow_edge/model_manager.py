@@ -96,7 +96,15 @@ class ModelManager:
         try:
             manifest, blob = verified_model_bytes(self.model_dir)
         except InputError as exc:
-            self._refuse(*self._claims(), str(exc))
+            version, sha256 = self._claims()
+            current = self._pending or self._active
+            if current is not None and sha256 == current.manifest.sha256:
+                # The manifest of the model already serving, over files that no longer match it:
+                # a new model is arriving (its files land before its manifest). Nothing to refuse;
+                # its manifest is the next change.
+                log.info("model files changing under the manifest of %s; waiting for the next manifest", version)
+                return
+            self._refuse(version, sha256, str(exc))
             return
         current = self._pending or self._active
         if current is not None and (current.version, current.manifest.sha256) == (manifest.version, manifest.sha256):

@@ -94,13 +94,15 @@ def site_path(root: Path, relative: object, *, source: str | Path, field: str) -
     return inside(root, relative, source=source, field=field)
 
 
-def site_arguments(root: object, arguments: dict[str, Any], *, source: str) -> tuple[Path, dict[str, Any]]:
+def site_arguments(root: object, arguments: dict[str, Any], *, source: str,
+                   required: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """How a remote function reads its keyword arguments: (the checked site root, `arguments`
-    with every path argument (a name ending in ``_dir`` or ``_path``, not None) resolved
-    inside it). Any absolute path or escape is one InputError naming `source` and the argument."""
+    with every path argument (a name ending in ``_dir`` or ``_path``; None only where optional,
+    i.e. not in `required`) resolved inside it). Any absolute path or escape is one
+    InputError naming `source` and the argument."""
     checked = site_root(root, source=source)
     resolved = {name: site_path(checked, value, source=source, field=name)
-                if name.endswith(("_dir", "_path")) and value is not None else value
+                if name.endswith(("_dir", "_path")) and (value is not None or name in required) else value
                 for name, value in arguments.items()}
     return checked, resolved
 
