@@ -116,6 +116,9 @@ class ModelManager:
         except ModelRejected as exc:
             self._refuse(manifest.version, manifest.sha256, str(exc))
             return
+        except Exception as exc:  # a check that trips on a model nobody foresaw is still a refusal
+            self._refuse(manifest.version, manifest.sha256, f"unusable model: {type(exc).__name__}: {exc}")
+            return
         log.info("model %s loaded and checked in %.2f s; swapping at the next batch", manifest.version,
                  time.perf_counter() - started)
         self._keep_as_last_good(manifest)
