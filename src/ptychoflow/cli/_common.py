@@ -64,6 +64,16 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
+def shown(text: object) -> str:
+    """Text from data (labels, scan ids, errors) as a rich table cell: control characters
+    escaped (``names.printable``) and rich markup taken literally."""
+    from rich.markup import escape
+
+    from ptychoflow.names import printable
+
+    return escape(printable("" if text is None else text))
+
+
 def _clock(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else "-"
 
@@ -94,18 +104,20 @@ def run_panel(run: RunInfo) -> Any:
     from rich.text import Text
 
     style = STATUS_STYLE.get(run.status.value, "")
-    header = Text.assemble(("run ", "bold"), run.run_id, "  ", (run.status.value, f"bold {style}"),
-                           f"  {run.label}" if run.label else "")
+    from ptychoflow.names import printable
+
+    header = Text.assemble(("run ", "bold"), printable(run.run_id), "  ", (run.status.value, f"bold {style}"),
+                           f"  {printable(run.label)}" if run.label else "")
     table = Table(box=None, pad_edge=False)
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
     for record in run.timeline:
-        table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
+        table.add_row(shown(record.name), Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
-                      (record.error or "")[:160])
+                      shown((record.error or "")[:160]))
     parts: list[Any] = [header, table]
     if run.error:
-        parts.append(Text(f"error: {run.error[:400]}", "red"))
+        parts.append(Text(f"error: {printable(run.error[:400])}", "red"))
     if run.web_url:
         parts.append(Text(run.web_url, "blue"))
     return Group(*parts)
