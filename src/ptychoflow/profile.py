@@ -120,6 +120,9 @@ class Watcher(_Strict):
     batch_every_minutes: float = Field(default=0, ge=0)
     flow: str = "reconstruct_and_train"
     experiment: str = "commissioning"
+    give_up_after_s: float = Field(default=3600.0, gt=0, description="A file that stays unchanged but never becomes a "
+                                   "finished scan (not HDF5, incomplete, ...) is given up after this long; a later "
+                                   "change brings it back.")
 
 
 class Edge(Site):
@@ -252,6 +255,7 @@ max_scan_mb = 256.0          # mosaic memory per scan; frames placed beyond it a
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
 poll = false                 # true on NFS/GPFS where file events are unreliable
 max_active_runs = 2          # more finished scans wait in a FIFO queue
+give_up_after_s = 3600       # stop waiting for a file unchanged this long that is not a finished scan
 flow = "reconstruct_and_train"
 experiment = "commissioning"
 

@@ -93,6 +93,13 @@ def counted(before: dict[str, int], after: dict[str, int], reason: str, *, alive
     TALLY["refused"] += 1
 
 
+def refused_with_reason(condition: bool, message: str) -> None:
+    """A service declined an input and recorded why (`condition`), and kept going."""
+    if not condition:
+        raise _fault("silent", message)
+    TALLY["refused"] += 1
+
+
 class Tree:
     """A snapshot of every file below `root` (path -> size, mtime), to see what a case wrote."""
 

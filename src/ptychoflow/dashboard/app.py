@@ -18,7 +18,7 @@ table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 7px;font
 </style></head><body>
 <h1>ptychoflow</h1><p id="updated">loading…</p>
 <h2>Flow runs</h2><table id="runs"><thead><tr><th>run</th><th>label</th><th>status</th><th>state</th><th>timeline</th></tr></thead><tbody></tbody></table>
-<h2>Watcher journal</h2><table id="journal"><thead><tr><th>scan</th><th>state</th><th>run</th><th>detail</th></tr></thead><tbody></tbody></table>
+<h2>Watcher journal</h2><table id="journal"><thead><tr><th>scan</th><th>state</th><th>run</th><th>unchanged for</th><th>detail</th></tr></thead><tbody></tbody></table>
 <h2>Model registry</h2><table id="models"><thead><tr><th>version</th><th>parent</th><th>val loss</th><th>SSIM</th><th>best</th></tr></thead><tbody></tbody></table>
 <h2>Edge</h2><pre id="edge"></pre>
 <script>
@@ -36,7 +36,7 @@ async function refresh() {
   try {
     const data = await (await fetch("api/status")).json();
     rows("runs", data.runs, r => `<tr><td>${esc(r.run_id).slice(0, 8)}</td><td>${esc(r.label)}</td><td class="${esc(r.status)}">${esc(r.status)}</td><td>${esc(r.current_state)}</td><td>${bars(r.timeline)}</td></tr>`);
-    rows("journal", data.journal, j => `<tr><td>${esc(j.scan || j.path)}</td><td>${esc(j.state)}</td><td>${esc(j.run_id).slice(0, 8)}</td><td>${esc(j.reason || j.detail)}</td></tr>`);
+    rows("journal", data.journal, j => `<tr><td>${esc(j.scan || j.path)}</td><td>${esc(j.state)}</td><td>${esc(j.run_id).slice(0, 8)}</td><td>${esc(j.age)}</td><td>${esc(j.reason || j.detail)}</td></tr>`);
     rows("models", data.models, m => `<tr><td>${esc(m.version)}</td><td>${esc(m.parent)}</td><td>${m.val_loss == null ? "" : Number(m.val_loss).toFixed(4)}</td><td>${m.ssim == null ? "" : Number(m.ssim).toFixed(3)}</td><td>${m.best ? "★" : ""}</td></tr>`);
     document.getElementById("edge").textContent = JSON.stringify(data.edge, null, 1);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString() + " · " + (data.runs.length ?? 0) + " runs";

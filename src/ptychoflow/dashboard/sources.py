@@ -7,6 +7,7 @@ either backend and degrades (shows the error) when one part of the system is dow
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -62,16 +63,22 @@ def registry_rows(registry_dir: Path) -> list[dict[str, Any]]:
 
 
 def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
-    """The watcher journal's most recent scans (empty before the watcher first ran)."""
+    """Files the watcher does not start, with why and for how long they have been unchanged,
+    then its most recent scans (empty before the watcher first ran)."""
     from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+    from ptychoflow.watcher.status import age
 
     path = state_dir / JOURNAL_FILENAME
     if not path.exists():
         return []
     journal = Journal(path, readonly=True)
+    now = time.time()
     try:
-        return [{"scan": Path(r.path).name, "state": r.state, "run_id": r.run_key, "reason": r.reason}
-                for r in journal.recent(recent)]
+        rows = journal.not_started(recent) + [r for r in journal.recent(recent) if r.t_since is None]
+        return [{"scan": Path(r.path).name, "state": r.state, "run_id": r.run_key, "reason": r.reason,
+                 "age_s": None if r.t_since is None else round(now - r.t_since, 1),
+                 "age": "" if r.t_since is None else age(now - r.t_since)}
+                for r in rows[:recent]]
     finally:
         journal.close()
 

@@ -184,11 +184,32 @@ def write_scan(path: str | Path, scan: Scan) -> Path:
 
 def scan_is_complete(path: str | Path) -> bool:
     """True once the writer has closed the scan. Never raises: unreadable means not complete."""
+    return incomplete_reason(path) is None
+
+
+def incomplete_reason(path: str | Path) -> str | None:
+    """None once the writer has closed the scan (``/entry@complete`` true), else why the file
+    is not a finished scan, in one line: empty, unreadable, not HDF5, not a scan, or
+    incomplete. Never raises."""
+    try:
+        size = Path(path).stat().st_size
+        if size == 0:
+            return "empty file (0 bytes)"
+        if not h5py.is_hdf5(path):
+            return "not HDF5"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
     try:
         with open_h5(path) as f:
-            return bool(f["entry"].attrs.get("complete", False))
-    except (OSError, RuntimeError, KeyError):
-        return False
+            entry = f.get("entry")
+            if not isinstance(entry, h5py.Group):
+                return "not a scan: no /entry group"
+            complete = entry.attrs.get("complete", False)
+            if np.ndim(complete) != 0:
+                return "not a scan: /entry@complete is not one flag"
+            return None if bool(complete) else "incomplete: /entry@complete is not set"
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        return f"unreadable HDF5 (truncated?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
 def open_h5(path: str | Path) -> h5py.File:

@@ -24,8 +24,9 @@ from ptychoflow.names import printable_handler
 from ptychoflow.profile import PROFILE_FILENAME, Profile
 from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
-from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
+from ptychoflow.watcher.journal import DUPLICATE, FAILED, GAVE_UP, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
+from ptychoflow.watcher.status import age
 from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
 
 log = logging.getLogger("ptychoflow.watcher")
@@ -217,7 +218,10 @@ class WatcherService:
         verdict = check.verdict
         if verdict is Verdict.SETTLED:
             return self._admit(path, check)
-        if verdict is Verdict.GONE:
+        if verdict is Verdict.WAIT:
+            if check.reason:
+                self._waiting(path, check)
+        elif verdict is Verdict.GONE:
             log.info("forgot %s: deleted before it settled", path)
             self.journal.forget(path)
         elif verdict in (Verdict.DANGLING, Verdict.NOT_REGULAR):
@@ -229,6 +233,22 @@ class WatcherService:
             log.warning("failed %s: %s", path, check.reason)
             self.journal.set_final(path, FAILED, check.reason)
         return None
+
+    def _waiting(self, path: str, check: Check) -> None:
+        """A settled file that is not a finished scan: journal why (once per reason), and give
+        up once it has been unchanged for ``watcher.give_up_after_s`` (logged once; a later
+        change to the file brings it back)."""
+        assert self.journal is not None
+        unchanged_for = time.time() - check.since
+        limit = self.profile.watcher.give_up_after_s
+        if unchanged_for >= limit:
+            reason = f"gave up: unchanged for {age(unchanged_for)} (watcher.give_up_after_s {limit:g}): {check.reason}"
+            log.warning("gave up on %s: %s", path, reason)
+            self.journal.set_final(path, GAVE_UP, reason, sig=file_sig(path), since=check.since)
+            self.settler.drop(path)
+        elif check.fresh:
+            log.info("not started %s: %s", path, check.reason)
+            self.journal.note(path, check.reason, since=check.since)
 
     def _admit(self, path: str, check: Check) -> QueueEntry | None:
         assert self.journal is not None
