@@ -233,9 +233,9 @@ class Receiver:
         """Connect here, so a bad address fails the start; the socket then moves to the thread."""
         if self.address is None:
             return
-        # A message part larger than a scan's whole mosaic bound can only be hostile: ZeroMQ
-        # drops the sender's connection before the edge allocates it.
-        subscriber = FrameSubscriber(self.address, max_message_bytes=int(self.limits.max_scan_mb * 2**20))
+        # No ZMQ_MAXMSGSIZE: libzmq drops the connection of a peer that exceeds it and the SUB
+        # socket does not reconnect, so one oversized message would end the stream for good.
+        subscriber = FrameSubscriber(self.address)
         self._thread = threading.Thread(target=self._run, args=(subscriber,), name="edge-receiver", daemon=True)
         self._thread.start()
 

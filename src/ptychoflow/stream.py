@@ -142,12 +142,10 @@ class FramePublisher:
 class FrameSubscriber:
     """Receives stream messages; malformed ones raise MalformedMessage for the caller to count."""
 
-    def __init__(self, address: str, *, hwm: int = 200_000, context: zmq.Context | None = None,
-                 max_message_bytes: int = -1) -> None:
+    def __init__(self, address: str, *, hwm: int = 200_000, context: zmq.Context | None = None) -> None:
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.RCVHWM, hwm)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # -1: no limit
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
         self._sock.connect(address)

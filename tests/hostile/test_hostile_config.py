@@ -61,12 +61,13 @@ def test_broken_profile_is_one_line(tmp_path, spoil, key):
     one_line_error(lambda: load_profile(path), str(path), f": {key}: ")
 
 
-@pytest.mark.parametrize("name", ["non-UTF-8 byte", "NUL in a site path", "state_dir is a file"])
-def test_broken_profile_through_the_console_script(tmp_path, name):
+@pytest.mark.parametrize("name, command", [("non-UTF-8 byte", "watch status"), ("NUL in a site path", "models list"),
+                                           ("state_dir is a file", "runs list")])
+def test_broken_profile_through_the_console_script(tmp_path, name, command):
+    """The reported cases (each a traceback before), as an operator meets them."""
     path = write_local_profile(tmp_path)
     PROFILES[name][0](path)
-    for command in (["watch", "status"], ["models", "list"], ["runs", "list"]):
-        cli_error([*command, "--profile", str(path)], str(path), PROFILES[name][1])
+    cli_error([*command.split(), "--profile", str(path)], str(path), PROFILES[name][1])
 
 
 def test_missing_acquisition_dir_fails_before_an_engine_worker_starts(tmp_path):
@@ -220,18 +221,24 @@ def test_queries_never_create_a_registry(tmp_path):
 
 def test_export_verifies_the_recorded_sha256(tmp_path):
     """The reported case: `models export` copied an arbitrary file as model.onnx."""
+    from ptychoflow.nn.export import stage_version
+
     registry = _registry(tmp_path)
-    write_local_profile(tmp_path)
     (registry.version_dir("v0002") / "model.onnx").write_bytes(b"not the model that was trained")
     out = tmp_path / "hpc" / "registry" / "staged" / "v0002"
-    cli_error(["models", "export", "v0002", str(out), "--profile", str(tmp_path)], "model.onnx", "sha256")
+    one_line_error(lambda: stage_version(registry.get("v0002"), out), "model.onnx", "sha256", "registry recorded")
     not_half_written(not (out / MANIFEST_FILENAME).exists(), "a manifest was staged for an unverified file")
 
 
-def test_export_of_an_unknown_version_is_one_line(tmp_path):
-    _registry(tmp_path)
+@pytest.mark.slow  # the console script's `models export` imports torch (seconds)
+def test_export_through_the_console_script(tmp_path):
+    registry = _registry(tmp_path)
     write_local_profile(tmp_path)
+    (registry.version_dir("v0002") / "model.onnx").write_bytes(b"swapped")
+    out = tmp_path / "hpc" / "registry" / "staged" / "v0002"
+    cli_error(["models", "export", "v0002", str(out), "--profile", str(tmp_path)], "model.onnx", "sha256")
     cli_error(["models", "export", "v0042", str(tmp_path / "out"), "--profile", str(tmp_path)], DB_FILENAME, "version")
+    not_half_written(not (out / MANIFEST_FILENAME).exists(), "a manifest was staged for an unverified file")
 
 
 # -- model manifests ------------------------------------------------------------------------

@@ -103,6 +103,8 @@ RAW_CASES = {
     "frame of a scan never started": (as_parts(frame_header("ghost"), GOOD.tobytes()), "unknown_scan"),
     "end of a scan never started": (as_parts({"type": "end", "scan_id": "ghost"}), "unknown_scan"),
     "frame shape differs from the start": (as_parts(frame_header(shape=[32, 128]), GOOD.tobytes()), "size"),
+    "frame larger than the scan memory bound": (as_parts(frame_header(shape=[1600, 1600]),
+                                                         np.zeros((1600, 1600), np.uint16).tobytes()), "size"),
     "frame dtype differs from the start": (as_parts(frame_header(dtype="<i2"), GOOD.tobytes()), "dtype"),
     "complex frame": (as_parts(frame_header(dtype="<c8", shape=[16, 64]), GOOD.tobytes()), "dtype"),
     "bool frame": (as_parts(frame_header(dtype="|b1", shape=[64, 128]), GOOD.tobytes()), "dtype"),
