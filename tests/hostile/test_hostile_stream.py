@@ -214,7 +214,7 @@ def test_a_model_that_answers_nan_is_counted_and_never_stitched(tmp_path):
 
 def test_start_burst_never_evicts_a_live_scan(tmp_path):
     """The reported case: 70 start messages evicted a scan that was receiving frames."""
-    with running_service(tmp_path, max_open_scans=8, scan_idle_s=30) as (service, publisher):
+    with running_service(tmp_path) as (service, publisher):  # default bounds: 8 open scans, 30 s idle
         publish(service.config.model_dir, constant_model(64, 1.0), "v1")
         wait_for(lambda: service.models.current(), what="model")
         publisher.send_start("live", n_frames=80, shape=SHAPE, dtype="<u2", pixel_size_m=PIXEL)
