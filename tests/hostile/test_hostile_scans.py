@@ -14,7 +14,7 @@ import pytest
 
 from hostile_support import Tree, cli_error, one_line_error
 from ptychoflow.scan.format import Instrument, Scan, write_scan
-from ptychoflow.scan.readers import load_scan
+from ptychoflow.scan import load_scan
 
 N, SIZE = 12, 32
 

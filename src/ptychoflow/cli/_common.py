@@ -28,6 +28,28 @@ def profile_option(command: F) -> F:
                         help=PROFILE_HELP)(command)
 
 
+def scan_options(command: F) -> F:
+    """How to read a scan: ``--format``, ``--positions``, ``--frame-size``, ``--y-source``;
+    passed as ``scan_format`` and ``read_options`` (a ``ptychoflow.scan.ReadOptions``)."""
+    from ptychoflow.scan.reader import ReadOptions
+    from ptychoflow.scan.registry import format_names
+
+    def wrapper(*args: Any, positions: Path | None, frame_size: int | None, y_source: str, **kwargs: Any) -> Any:
+        kwargs["read_options"] = ReadOptions(frame_size=frame_size, positions_file=positions, y_source=y_source)
+        return command(*args, **kwargs)
+
+    wrapper = click.option("--y-source", type=click.Choice(["interferometer", "encoder"]), default="interferometer",
+                           show_default=True, help="Eiger/Velociprobe position file: which y column.")(wrapper)
+    wrapper = click.option("--frame-size", type=click.IntRange(min=8), default=None,
+                           help="Eiger/CXI: crop frames to this square about the beam centre [default: the largest].")(wrapper)
+    wrapper = click.option("--positions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                           help="Eiger: the position file [default: <prefix>_positions.txt beside the master].")(wrapper)
+    wrapper = click.option("--format", "scan_format", type=click.Choice(format_names()), default="auto", show_default=True,
+                           help="Scan layout; auto detects it.")(wrapper)
+    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
 def json_option(command: F) -> F:
     """``--json``: passed as ``as_json``."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)
@@ -123,18 +145,14 @@ def run_panel(run: RunInfo) -> Any:
     return Group(*parts)
 
 
-def follow(get_run: Callable[[], RunInfo], interval: float = 0.5) -> RunInfo:
-    """Live view of one run until it finishes."""
+def follow(backend: Any, run_id: str) -> RunInfo:
+    """Live view of one run until it finishes or goes INACTIVE (a person must act), asked at
+    the backend's own pace (a local store often, Globus Flows with a growing interval)."""
     from rich.console import Console
     from rich.live import Live
 
-    run = get_run()
-    with Live(run_panel(run), console=Console(), refresh_per_second=4, transient=False) as live:
-        while not run.status.finished:
-            time.sleep(interval)
-            run = get_run()
-            live.update(run_panel(run))
-    return run
+    with Live(run_panel(backend.get_run(run_id)), console=Console(), refresh_per_second=4, transient=False) as live:
+        return backend.wait_run(run_id, on_update=lambda run: live.update(run_panel(run)))
 
 
 def print_json(value: Any) -> None:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Iterator
 import click
 
 from ptychoflow.recon.base import IterationInfo, ProgressCallback, RpieOptions
+from ptychoflow.cli._common import scan_options
 from ptychoflow.recon.registry import AUTO, DEVICES, ENGINE_CHOICES, ENGINES
+from ptychoflow.scan.reader import ReadOptions
 
 if TYPE_CHECKING:
     from ptychoflow.recon.api import ReconstructionSummary
@@ -34,20 +36,24 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.time_limit_s,
               help="Stop cleanly between iterations after this many seconds; the product is still written.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@scan_options
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None, batch_size: int, alpha: float,
                 probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
-                seed: int) -> None:
-    """Reconstruct SCAN (ptychoflow .h5, or Tike .npz / .npz.bz2) with rPIE.
+                seed: int, scan_format: str, read_options: ReadOptions) -> None:
+    """Reconstruct SCAN with rPIE: a ptychoflow .h5, an Eiger master (with its data files and
+    position file beside it), a CXI file, or a Tike .npz / .npz.bz2.
 
-    Writes SCAN_ID.recon.h5 (object, probe, positions, loss history, provenance) and a
-    SCAN_ID.recon.png preview (phase | amplitude). Bad input fails before any work, with one
-    line naming the file and field, and writes nothing.
+    Writes SCAN_ID.recon.h5 (object, probe, positions in metres, loss history, provenance) and
+    a SCAN_ID.recon.png preview (phase and amplitude with scale bars, probe, loss). Bad input
+    fails before any work, with one line naming the file and field, and writes nothing.
 
     \b
     Examples:
       ptychoflow reconstruct acquisition/scan_0001.h5
       ptychoflow reconstruct scan_0001.h5 --engine ptychi --iterations 60 --out recon/
       ptychoflow reconstruct siemens-star-small.npz.bz2 --device cpu --time-limit 120
+      ptychoflow reconstruct fly042_master.h5 --frame-size 256          # Eiger + fly042_positions.txt
+      ptychoflow reconstruct run7.cxi
       ptychoflow reconstruct scan_0001.h5 --engine tike --position-refinement   # GPU machine
     """
     from pathlib import Path
@@ -55,12 +61,12 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None,
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
     from ptychoflow.recon.registry import choose_engine
-    from ptychoflow.scan.readers import load_scan
+    from ptychoflow.scan import load_scan
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
                           device=device, time_limit_s=time_limit_s, seed=seed)  # type: ignore[arg-type]
-    loaded = load_scan(scan)
+    loaded = load_scan(scan, read_options, scan_format=scan_format)
     validate_scan(loaded)  # bad input, or an engine that cannot run here: one line before any progress output
     choose_engine(engine, device)
     with _progress_bar(iterations) as progress:

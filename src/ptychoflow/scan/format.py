@@ -26,11 +26,10 @@ import numpy as np
 from ptychoflow.errors import InputError, ScanError
 from ptychoflow.fs import fsync_file
 from ptychoflow.names import safe_component
+from ptychoflow.scan.frames import REAL_KINDS, FrameReader, open_h5, require_real, scalar
 
 FORMAT_VERSION = 1
 PLANCK_EV_M = 1.239841984e-6  # h*c in eV*m
-_VALIDATE_CHUNK = 256
-REAL_KINDS = "uif"  # counts and positions: unsigned, signed or float (never complex, bool, text)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,12 @@ class Scan:
     instrument: Instrument
     dark: np.ndarray | None = None
     probe_guess: np.ndarray | None = None
-    attrs: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)  # the file's own attributes (written again by ScanWriter)
+    # How it was read (never written into a scan file): the reader's name and options, and the
+    # data and position fields as the file spells them (for error messages downstream).
+    read_as: str = "ptychoflow"
+    read_options: dict = field(default_factory=dict)
+    fields: tuple[str, str] = ("/entry/data/data", "/entry/data/positions")
 
     def __post_init__(self) -> None:
         # Every reader's scan id will name files (products, mosaics): refused here if it
@@ -208,37 +212,16 @@ def incomplete_reason(path: str | Path) -> str | None:
             if np.ndim(complete) != 0:
                 return "not a scan: /entry@complete is not one flag"
             return None if bool(complete) else "incomplete: /entry@complete is not set"
+    except ScanError as exc:
+        return f"unreadable HDF5: {exc.problem}"
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
         return f"unreadable HDF5 (truncated?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-
-
-def open_h5(path: str | Path) -> h5py.File:
-    """Open for reading without locks; fall back to SWMR only for a file still being written.
-
-    A plain open comes first because it is the one that detects truncation (SWMR readers skip
-    the end-of-file check, since the file may legitimately grow).
-    """
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        if "truncated" in str(exc).lower():
-            raise
-        try:
-            return h5py.File(path, "r", locking=False, swmr=True)
-        except (OSError, RuntimeError):
-            raise exc from None
 
 
 def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = True) -> Scan:
     """Open and validate a scan; every problem raises ScanError naming the file and field."""
     path = Path(path)
-    if not path.exists():
-        raise ScanError(path, "(file)", "no such file")
-    try:
-        f = open_h5(path)
-    except OSError as exc:
-        raise ScanError(path, "(file)", f"not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-    with f:
+    with open_h5(path) as f:
         return _read_open_file(path, f, require_complete=require_complete, load=load)
 
 
@@ -259,8 +242,8 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
     positions = _dataset(path, f, "/entry/data/positions")
     if data.ndim != 3:
         raise ScanError(path, "/entry/data/data", f"expected shape (N, H, W), got {data.shape}")
-    _require_real(path, "/entry/data/data", data.dtype, "counts")
-    _require_real(path, "/entry/data/positions", positions.dtype, "positions")
+    require_real(path, "/entry/data/data", data.dtype, "counts")
+    require_real(path, "/entry/data/positions", positions.dtype, "positions")
     n = data.shape[0]
     if n == 0:
         raise ScanError(path, "/entry/data/data", "no frames")
@@ -293,11 +276,6 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
     )
 
 
-def _require_real(path: Path, name: str, dtype: np.dtype, what: str) -> None:
-    if dtype.kind not in REAL_KINDS:
-        raise ScanError(path, name, f"{what} must be real numbers (integer or float), got {dtype}")
-
-
 def _scan_id(path: Path, value: object) -> str:
     """``/entry@scan_id`` (else the file stem) as a safe name: it will name product files."""
     if isinstance(value, bytes):
@@ -321,38 +299,15 @@ def _plain_attr(value: object) -> object:
 
 
 def _read_frames(path: Path, data: h5py.Dataset) -> np.ndarray:
-    """Load all frames, checking each chunk for NaN and negative counts as it arrives."""
-    out = np.empty(data.shape, dtype=data.dtype)
-    check_finite = np.issubdtype(data.dtype, np.floating)
-    check_sign = np.issubdtype(data.dtype, np.signedinteger) or check_finite
-    for start in range(0, data.shape[0], _VALIDATE_CHUNK):
-        stop = min(start + _VALIDATE_CHUNK, data.shape[0])
-        try:
-            data.read_direct(out, np.s_[start:stop], np.s_[start:stop])
-        except (OSError, RuntimeError) as exc:
-            raise ScanError(path, "/entry/data/data", f"frames {start}-{stop} unreadable (truncated?): {exc}") from None
-        block = out[start:stop]
-        if check_finite and not np.isfinite(block).all():
-            bad = start + int(np.argmax(~np.isfinite(block).reshape(stop - start, -1).all(axis=1)))
-            raise ScanError(path, "/entry/data/data", f"frame {bad} contains NaN or infinite counts")
-        if check_sign and (block < 0).any():
-            bad = start + int(np.argmax((block < 0).reshape(stop - start, -1).any(axis=1)))
-            raise ScanError(path, "/entry/data/data", f"frame {bad} contains negative counts")
-    return out
+    """Load all frames, checking each block for NaN and negative counts as it arrives."""
+    frames = FrameReader(path, data.shape[0], None, data.dtype, data.shape[1:])
+    frames.take("/entry/data/data", data)
+    return frames.result("/entry/data/data")
 
 
 def _read_instrument(path: Path, f: h5py.File) -> Instrument:
-    values = {}
-    for key in ("energy_keV", "detector_distance_m", "detector_pixel_size_m"):
-        name = f"/entry/instrument/{key}"
-        node = _dataset(path, f, name)
-        if node.dtype.kind not in REAL_KINDS or node.size != 1:
-            raise ScanError(path, name, f"must be one number, got {node.dtype} of shape {node.shape}")
-        value = float(np.asarray(node[()]).reshape(()))
-        if not np.isfinite(value) or value <= 0:
-            raise ScanError(path, name, f"must be a positive number, got {value}")
-        values[key] = value
-    return Instrument(**values)
+    keys = ("energy_keV", "detector_distance_m", "detector_pixel_size_m")
+    return Instrument(**{key: scalar(path, f, f"/entry/instrument/{key}") for key in keys})
 
 
 def _optional(path: Path, f: h5py.File, name: str, *, expect_shape: tuple[int, ...], kinds: str) -> np.ndarray | None:

@@ -8,13 +8,15 @@ from typing import Any
 
 from ptychoflow.names import printable
 from ptychoflow.watcher.journal import (
-    DUPLICATE, FAILED, GAVE_UP, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal, watcher_guard,
+    DUPLICATE, FAILED, GAVE_UP, INACTIVE, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal,
+    watcher_guard,
 )
 
 GROUPS = {
     "pending": (SEEN,),
     "queued": (QUEUED,),
     "running": (TRIGGERING, TRIGGERED),
+    "inactive": (INACTIVE,),
     "done": (SUCCEEDED,),
     "failed": (FAILED,),
     "duplicate": (DUPLICATE,),
@@ -50,6 +52,11 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
              "age_s": None if r.t_since is None else round(time.time() - r.t_since, 1)}
             for r in journal.not_started(recent)
         ],
+        "runs": journal.run_state_counts(),
+        "inactive_runs": [
+            {"run_id": r.run_id, "run_key": r.key, "since": r.t_inactive, "reason": r.error}
+            for r in journal.inactive_runs()
+        ],
         "recent": [
             {
                 "path": r.path,
@@ -82,6 +89,11 @@ def render(info: dict[str, Any]) -> str:
         name = printable(row["path"].rsplit("/", 1)[-1])
         what = "gave up" if row["state"] == GAVE_UP else "waiting"
         lines.append(f"  {name:<28} {what:<8} {age(row['age_s']):>8}  {printable(row['reason'])}")
+    if info["inactive_runs"]:
+        lines.append("INACTIVE runs (waiting for a person; `ptychoflow runs show RUN` has the fix):")
+    for run in info["inactive_runs"]:
+        since = dt.datetime.fromtimestamp(run["since"] or 0).strftime("%m-%d %H:%M")
+        lines.append(f"  {printable(run['run_id'])}  since {since}  {printable(run['reason'])}")
     if info["recent"]:
         lines.append("recent:")
     for row in info["recent"]:
