@@ -52,7 +52,7 @@ def _set(array: np.ndarray, index: tuple, value: object) -> np.ndarray:
 
 
 H5_CASES = {  # edit of a good scan -> field named in the error
-    "no /entry group": (lambda f: f.move("entry", "other"), "/entry"),
+    "no /entry group": (lambda f: f.move("entry", "other"), "unknown scan format"),
     "frames 2-D": (replace("/entry/data/data", np.ones((N, SIZE))), "/entry/data/data"),
     "no frames": (replace("/entry/data/data", np.ones((0, SIZE, SIZE))), "/entry/data/data"),
     "frames missing": (lambda f: f.__delitem__("/entry/data/data"), "/entry/data/data"),

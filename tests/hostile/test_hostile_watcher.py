@@ -83,8 +83,8 @@ WAITING = {  # how the file is made, the reason the watcher must give
     "not HDF5": (not_hdf5, "not HDF5"),
     "empty file": (empty, "empty file (0 bytes)"),
     "incomplete scan": (incomplete, "incomplete: /entry@complete is not set"),
-    "HDF5 but not a scan": (no_entry, "not a scan: no /entry group"),
-    "truncated HDF5": (truncated, "unreadable HDF5"),
+    "HDF5 but not a scan": (no_entry, "not a scan: unknown scan format"),
+    "truncated HDF5": (truncated, "unreadable: not a readable HDF5 file (truncated or corrupt?)"),
 }
 
 

@@ -108,6 +108,13 @@ def incomplete_reason(path: str | Path, scan_format: str = AUTO, options: ReadOp
             return "not HDF5"
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        from ptychoflow.scan.frames import open_h5
+
+        try:  # HDF5 by its signature, yet it will not open: truncated or corrupt
+            open_h5(path).close()
+        except ScanError as exc:
+            return f"unreadable: {exc.problem}"
     try:
         reader = choose_reader(path, scan_format)
     except ScanError as exc:
