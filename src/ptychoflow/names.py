@@ -87,7 +87,7 @@ class PrintableFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def printable_handler(handler: logging.Handler) -> logging.Handler:
+def printable_handler(handler: logging.Handler, fmt: str = LOG_FORMAT) -> logging.Handler:
     """`handler` formatting with ``PrintableFormatter`` (every ptychoflow log handler)."""
-    handler.setFormatter(PrintableFormatter())
+    handler.setFormatter(PrintableFormatter(fmt))
     return handler

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ptychoflow.backends.polling import PollBackoff, poll_until
+from ptychoflow.flowengine.failure import Failure
 from ptychoflow.fs import sha256_text
 
 
@@ -83,6 +84,7 @@ class RunInfo:
     error: str | None = None
     timeline: list[StateRecord] = field(default_factory=list)
     web_url: str | None = None
+    failure: Failure | None = None  # why a FAILED run failed: state, error, one-line reason
 
 
 class Backend(abc.ABC):

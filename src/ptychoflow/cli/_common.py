@@ -13,6 +13,8 @@ import click
 
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
+from ptychoflow.flowengine.failure import Failure, failure_from_text, reason
+from ptychoflow.names import printable
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -91,8 +93,6 @@ def shown(text: object) -> str:
     escaped (``names.printable``) and rich markup taken literally."""
     from rich.markup import escape
 
-    from ptychoflow.names import printable
-
     return escape(printable("" if text is None else text))
 
 
@@ -109,27 +109,51 @@ def _duration(seconds: float | None) -> str:
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "ACTIVE": "yellow", "ENDED": "magenta", "INACTIVE": "dim"}
 
 
+def run_failure(run: RunInfo) -> Failure | None:
+    """Why a failed run failed (state, error, one-line reason); from the run's own record of
+    it (local), else read from its error text (a Globus run)."""
+    if run.status.value != "FAILED":
+        return None
+    return run.failure or (failure_from_text(run.error) if run.error else None)
+
+
 def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    failure = run_failure(run)
     return {
         "run_id": run.run_id, "flow_id": run.flow_id, "status": run.status.value, "label": run.label,
         "tags": run.tags, "created": run.created, "completed": run.completed, "current_state": run.current_state,
+        "failure": None if failure is None else {"state": failure.state, "error": failure.error,
+                                                 "message": failure.message, "cause": failure.cause},
         "error": run.error, "output": run.output, "web_url": run.web_url,
         "timeline": [{"name": s.name, "status": s.status, "started": s.started, "finished": s.finished,
                       "duration": s.duration, "error": s.error} for s in run.timeline],
     }
 
 
+def failure_lines(run: RunInfo) -> list[str]:
+    """The cause first: the failing state, the error type, the one-line reason; then where
+    the run ended when that was a later state (a Fail state after a Catch)."""
+    failure = run_failure(run)
+    if failure is None:
+        return []
+    lines = [f"failed at {failure.line()}"]
+    if run.error and not run.error.startswith(f"{failure.state}: ") and failure.state:
+        lines.append(f"  then ended: {reason(run.error)}")
+    lines.append("  (the whole cause: --json)")
+    return [printable(line) for line in lines]  # an error quotes data: no control characters reach the terminal
+
+
 def run_panel(run: RunInfo) -> Any:
-    """A rich renderable: header line plus the state timeline."""
+    """A rich renderable: header line, why it failed (if it did), then the state timeline."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     style = STATUS_STYLE.get(run.status.value, "")
-    from ptychoflow.names import printable
-
     header = Text.assemble(("run ", "bold"), printable(run.run_id), "  ", (run.status.value, f"bold {style}"),
                            f"  {printable(run.label)}" if run.label else "")
+    cause = [Text(line, "bold red" if i == 0 else "red")
+             for i, line in enumerate(failure_lines(run))]
     table = Table(box=None, pad_edge=False)
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
@@ -137,9 +161,9 @@ def run_panel(run: RunInfo) -> Any:
         table.add_row(shown(record.name), Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
                       shown((record.error or "")[:160]))
-    parts: list[Any] = [header, table]
-    if run.error:
-        parts.append(Text(f"error: {printable(run.error[:400])}", "red"))
+    parts: list[Any] = [header, *cause, table]
+    if run.error and not cause:
+        parts.append(Text(f"error: {printable(reason(run.error))}", "red"))
     if run.web_url:
         parts.append(Text(run.web_url, "blue"))
     return Group(*parts)

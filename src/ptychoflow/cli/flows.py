@@ -106,7 +106,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ptychoflow.flowengine.definition import load_definition, load_schema, successors
+    from ptychoflow.flowengine.definition import action_url, load_definition, load_schema, successors
 
     path = _resolve(flow)
     definition, schema = load_definition(path), load_schema(path)
@@ -117,7 +117,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     console.print(f"[bold]{path.stem}[/bold]  {definition.get('Comment', '')}\n{path}")
     table = Table("state", "type", "action / rule", "next")
     for name, state in definition["States"].items():
-        action = state.get("ActionUrl", "")
+        action = (action_url(state) or "a registered API (Handler)") if state["Type"] == "Action" else ""
         if state["Type"] == "Choice":
             action = "; ".join(json.dumps({k: v for k, v in r.items() if k != "Next"}) for r in state["Choices"])
         marker = " (start)" if name == definition["StartAt"] else ""

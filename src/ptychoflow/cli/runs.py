@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, follow, json_option, print_json, profile_option, run_panel, run_to_dict, shown,
+    STATUS_STYLE, backend_for, failure_lines, follow, json_option, print_json, profile_option, run_panel,
+    run_to_dict, shown,
 )
 
 
@@ -60,7 +61,7 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
 @json_option
 @profile_option
 def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
-    """One run: status and state timeline (name, status, duration).
+    """One run: status, why it failed (if it did: state, error, reason), and its state timeline.
 
     \b
     Example:
@@ -72,7 +73,7 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     if as_json:
         print_json(run_to_dict(info))
     else:
-        Console().print(run_panel(info))
+        Console(soft_wrap=True).print(run_panel(info))  # long reasons stay whole lines (grep)
 
 
 @runs.command()
@@ -80,7 +81,7 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
 @json_option
 @profile_option
 def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
-    """A run's event log, oldest first.
+    """A run's event log, oldest first (a failed run's cause first of all).
 
     \b
     Example:
@@ -90,10 +91,13 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
 
     from ptychoflow.names import printable
 
-    entries = backend_for(profile_path).get_run_log(run_id)
+    backend = backend_for(profile_path)
+    entries = backend.get_run_log(run_id)
     if as_json:
         print_json(entries)
         return
+    for line in failure_lines(backend.get_run(run_id)):  # the cause first
+        click.secho(line, fg="red", err=False)
     for entry in entries:
         try:
             when = datetime.fromisoformat(str(entry.get("time"))).astimezone().strftime("%H:%M:%S.%f")[:-3]
