@@ -5,7 +5,9 @@ Every hostile case ends in one of three accepted outcomes:
 - ``one_line``: exit status != 0 (or a PtychoflowError in process) with one line that names
   the file and the field, and no traceback;
 - ``refused``: counted by reason and refused, with the service still up;
-- ``contained``: nothing written outside its site, nothing half-written under a final name.
+- ``contained``: nothing written outside its site, nothing half-written under a final name,
+  and a name from data printed with its control characters escaped (it stays in its place on
+  the terminal and in the log).
 
 The checks below record what they saw in ``TALLY`` (faults included, before they fail the
 case), and ``tests/conftest.py`` prints the totals at the end of every run that ran hostile
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.errors import PtychoflowError
+from ptychoflow.names import printable
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = REPO / "tests" / "hostile"
@@ -100,6 +103,19 @@ def refused_with_reason(condition: bool, message: str) -> None:
     if not condition:
         raise _fault("silent", message)
     TALLY["refused"] += 1
+
+
+def escaped(shown: str, raw: str) -> None:
+    """A name from data (`raw`, with control characters) was printed escaped: shown whole as
+    ``names.printable`` writes it (rich markup taken literally), none of its control characters
+    reached `shown`, and no line of `shown` begins with one of its lines."""
+    controls = sorted({c for c in raw if not c.isprintable()})
+    leaked = [c for c in controls if c in shown and c != "\n"]
+    forged = [line for line in raw.splitlines()[1:] if any(s.startswith(line) for s in shown.splitlines())]
+    if leaked or forged or printable(raw) not in shown:
+        raise _fault("silent", f"not printed as {printable(raw)!r}: controls {leaked}, forged lines {forged}:\n"
+                               f"{shown[-1000:]}")
+    TALLY["contained"] += 1
 
 
 class Tree:

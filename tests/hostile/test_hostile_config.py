@@ -15,8 +15,9 @@ import pytest
 import zmq
 
 from edge_helpers import constant_model, preprocessing, running_service, wait_for
-from hostile_support import Tree, cli_error, not_half_written, one_line_error, refused_with_reason
+from hostile_support import Tree, cli_error, console, escaped, not_half_written, one_line_error, refused_with_reason
 from ptychoflow.artifact import MANIFEST_FILENAME, ModelManifest, publish_model, read_manifest
+from ptychoflow.backends.local import LocalBackend
 from ptychoflow.flow_inputs import reconstruct_input
 from ptychoflow.fs import sha256_file
 from ptychoflow.nn.registry import DB_FILENAME, Registry
@@ -122,6 +123,31 @@ def test_a_flow_input_that_leaves_its_site_is_refused_at_start(site, tmp_path, c
     tree = Tree(tmp_path)
     cli_error(["flows", "run", "reconstruct", "--input", given, "--profile", str(path)], "reconstruct.json", field)
     tree.contained(tmp_path / "state")
+
+
+FORGED_LABELS = {
+    "label with ANSI escapes": "\x1b[2J\x1b[31mowned",
+    "label with a forged line": "scan_0001\nrun 00000000  SUCCEEDED  forged",
+    "label with rich markup and a bell": "[bold red]scan\x07[/]",
+}
+
+
+def test_runs_list_and_show_print_forged_labels_escaped(site, tmp_path):
+    """The reported case: a scan id with ANSI escapes put escapes into `runs list`."""
+    path, profile = site
+    flow = tmp_path / "pass.json"
+    flow.write_text(json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}))
+    backend = LocalBackend.from_profile(profile)
+    deployed = backend.deploy_flow(flow)
+    runs = {label: backend.start_run(deployed, {}, label=label) for label in FORGED_LABELS.values()}  # listed as started
+    listed = console("runs", "list", "--profile", str(path), env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    for label, run in runs.items():
+        escaped(listed.stdout, label)
+    label, run = next(iter(runs.items()))
+    one = console("runs", "show", run.run_id[:8], "--profile", str(path), env={"COLUMNS": "200"})
+    assert one.returncode == 0, one.stderr
+    escaped(one.stdout, label)
 
 
 BAD_INPUT_TEXT = {
