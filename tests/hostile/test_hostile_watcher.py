@@ -16,7 +16,7 @@ from typing import Iterator
 import h5py
 import pytest
 
-from hostile_support import Tree, console, refused_with_reason
+from hostile_support import Tree, console, escaped, refused_with_reason
 from ptychoflow.dashboard.sources import journal_rows as dashboard_rows
 from ptychoflow.profile import Profile
 from ptychoflow.watcher import WatcherOptions, WatcherService
@@ -166,12 +166,20 @@ def test_a_forged_scan_id_is_refused_without_forging_the_log(tmp_path, scan_id, 
         assert not any(line.startswith("2026-01-01 00:00:00") for line in shown.splitlines()), "a forged log line"
 
 
-def test_a_file_name_the_flow_paths_refuse_is_failed_not_fatal(tmp_path):
+UNSAFE_FILE_NAMES = {  # matches scan_*.h5, but no flow path may carry it
+    "a space": "scan_a b.h5",
+    "ANSI escapes": "scan_\x1b[2J\x1b[31mx.h5",
+}
+
+
+@pytest.mark.parametrize("name", UNSAFE_FILE_NAMES.values(), ids=UNSAFE_FILE_NAMES.keys())
+def test_a_file_name_the_flow_paths_refuse_is_failed_not_fatal(tmp_path, name):
     profile = write_profile(tmp_path)
-    write_scan(acquisition(profile) / "scan_a b.h5", scan_id="ab")  # matches scan_*.h5; a space in a path
+    write_scan(acquisition(profile) / name, scan_id="ab")
     with watching(profile):
-        row = wait_for(lambda: (r := journal_rows(profile).get("scan_a b.h5")) and r["state"] == "failed" and r)
+        row = wait_for(lambda: (r := journal_rows(profile).get(name)) and r["state"] == "failed" and r)
         write_scan(acquisition(profile) / "scan_0002.h5")
         wait_for(lambda: journal_rows(profile).get("scan_0002.h5", {}).get("state") == "triggered", timeout=30)
     refused_with_reason("file name" in row["reason"], f"not refused: {row}")
-
+    escaped(console("watch", "status", "--profile", str(tmp_path)).stdout, name)
+    escaped("\n".join(r["scan"] for r in dashboard_rows(profile.state_path)), name)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.backends.base import Backend, RunInfo
+from ptychoflow.names import printable
 from ptychoflow.site import SiteLayout
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def registry_rows(registry_dir: Path) -> list[dict[str, Any]]:
 
 def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
     """Files the watcher does not start, with why and for how long they have been unchanged,
-    then its most recent scans (empty before the watcher first ran)."""
+    then its most recent scans (empty before the watcher first ran). File names and reasons
+    come with control characters escaped, as `watch status` prints them."""
     from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
     from ptychoflow.watcher.status import age
 
@@ -76,7 +78,8 @@ def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
     now = time.time()
     try:
         rows = journal.not_started(recent) + [r for r in journal.recent(recent) if r.t_since is None]
-        return [{"scan": Path(r.path).name, "state": r.state, "run_id": r.run_key, "reason": r.reason,
+        return [{"scan": printable(Path(r.path).name), "state": r.state, "run_id": r.run_key,
+                 "reason": None if r.reason is None else printable(r.reason),
                  "age_s": None if r.t_since is None else round(now - r.t_since, 1),
                  "age": "" if r.t_since is None else age(now - r.t_since)}
                 for r in rows[:recent]]
