@@ -5,6 +5,7 @@
     PYTHONPATH=src:edge python benchmarks/train.py curve      [--scans 2,4,8] [--epochs 10] [--seconds 90]
     PYTHONPATH=src:edge python benchmarks/train.py curve --full   # GPU: 50 epochs, up to 32 scans
     PYTHONPATH=src:edge python benchmarks/train.py ablation   [--seconds 90]
+    PYTHONPATH=src:edge python benchmarks/train.py pretrain   [--seconds 60]
 
 curve: corpus scans are simulated 256x256 regions (``--step`` 7.2 px: ~750 positions of 64x64
 frames); the simulator's truth stands in for rPIE. The test is region 2 of the
@@ -41,6 +42,7 @@ from ptychoflow.nn.models import build_model, parameter_count
 from ptychoflow.nn.options import ContinualOptions, ModelConfig, TrainConfig
 from ptychoflow.nn.pairs import ReconstructionLike, make_pairs
 from ptychoflow.nn.registry import Registry
+from ptychoflow.nn.start import start_model
 from ptychoflow.nn.split import split_corpus
 from ptychoflow.nn.training import train_model
 from ptychoflow.preprocess import PreprocessConfig
@@ -233,7 +235,7 @@ def ablation(args) -> None:
 
                 guess = Beam.from_file(scans[0][1])
                 np.save(tmp / f"probe{k}.npy", guess.probe)
-                result = continual_train(ContinualOptions(registry_dir=registry, probe_guess=tmp / f"probe{k}.npy",
+                result = start_model(ContinualOptions(registry_dir=registry, probe_guess=tmp / f"probe{k}.npy",
                                                           **common, **changes))
             else:
                 result = continual_train(ContinualOptions(registry_dir=registry, corpus_path=tmp / f"corpus{k}.h5",
@@ -246,9 +248,34 @@ def ablation(args) -> None:
                   f"{np.mean(served):.3f} | {np.mean(network):.3f} | {arm.note}", flush=True)
 
 
+def pretrain(args) -> None:
+    from ptychoflow.demo.scenario import DemoOptions
+    from ptychoflow.simulate.beamline import save_truth
+
+    demo = DemoOptions()
+    print(f"pretraining {args.seconds:.0f} s ({args.threads} threads) on physics pairs, no scan seen; "
+          "SSIM against the truth of the demo's scans 1 / 2")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        scans = []
+        for region in (0, 1):
+            sim = simulate_scan(demo.simulation, scan_id=f"scan_{region + 1:04d}", region=region)
+            scans.append(write_scan(tmp / f"{sim.scan.scan_id}.h5", sim.scan))
+            save_truth(sim, scans[-1])
+        np.save(tmp / "guess.npy", demo.probe_guess())
+        np.save(tmp / "true.npy", (sim.truth_probe).astype(np.complex64))
+        for name in ("guess", "true"):
+            registry = tmp / f"registry-{name}"
+            result = start_model(ContinualOptions(registry_dir=registry, probe_guess=tmp / f"{name}.npy", epochs=10_000,
+                                                      time_limit_s=args.seconds, threads=args.threads, progress=False))
+            scores = [validate_best(registry_dir=registry, scan_path=scan)["ssim"] for scan in scans]
+            print(f"{'optics guess (10 % wide)' if name == 'guess' else 'true probe':<24} {result['epochs_run']} epochs: "
+                  f"{' / '.join(f'{v:.3f}' for v in scores)}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["throughput", "warmstart", "curve", "ablation"])
+    parser.add_argument("what", choices=["throughput", "warmstart", "curve", "ablation", "pretrain"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -260,11 +287,11 @@ def main() -> None:
     args = parser.parse_args()
     STEP_PX[0] = args.step
     if args.seconds is None:
-        args.seconds = {"throughput": 5.0, "ablation": 90.0}.get(args.what, 90.0)
+        args.seconds = {"throughput": 5.0, "ablation": 90.0, "pretrain": 60.0}.get(args.what, 90.0)
     if args.epochs is None:
         args.epochs = 8 if args.what == "warmstart" else 10
     header(f"train.py {args.what}")
-    {"throughput": throughput, "warmstart": warmstart, "curve": curve, "ablation": ablation}[args.what](args)
+    {"throughput": throughput, "warmstart": warmstart, "curve": curve, "ablation": ablation, "pretrain": pretrain}[args.what](args)
 
 
 if __name__ == "__main__":

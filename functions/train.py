@@ -26,10 +26,10 @@ weight) for the edge.
 
 
 def train(site_root, **kwargs):
-    from ptychoflow.nn.continual import continual_train
+    from ptychoflow.nn.start import start_or_train
     from ptychoflow.nn.options import ContinualOptions
     from ptychoflow.site import site_arguments
 
     _, kwargs = site_arguments(site_root, kwargs, source="train")
     kwargs.setdefault("progress", False)
-    return continual_train(ContinualOptions(**kwargs))
+    return start_or_train(ContinualOptions(**kwargs))

@@ -17,9 +17,10 @@ from ptychoflow.artifact import verified_model_bytes
 from ptychoflow.errors import InputError
 from ptychoflow.fs import sha256_file
 from ptychoflow.nn.beam import Beam, beam_distance, fwhm_px, version_beam
-from ptychoflow.nn.continual import SIMULATOR_TRUTH, continual_train, validate_best
+from ptychoflow.nn.continual import SIMULATOR_TRUTH, validate_best
 from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.nn.registry import Registry
+from ptychoflow.nn.start import start_model
 from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import save_truth
 from ptychoflow.simulate.probe import gaussian_probe, make_probe
@@ -38,7 +39,7 @@ def pretrained(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("first")
     sim = small_sim(0, 10.0)
     guess = _guess(root / "guess.npy", sim.truth_probe)
-    result = continual_train(ContinualOptions(registry_dir=root / "registry", probe_guess=guess, **TINY))
+    result = start_model(ContinualOptions(registry_dir=root / "registry", probe_guess=guess, **TINY))
     return root, result
 
 
@@ -66,7 +67,7 @@ def test_a_new_experiment_reuses_the_closest_model_and_records_why(pretrained, t
     root, _ = pretrained
     sim = small_sim(0, 10.0)
     shifted = np.roll(sim.truth_probe, 2, axis=1)  # the same beam, a little off centre
-    result = continual_train(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=_guess(tmp_path / "g.npy", shifted),
+    result = start_model(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=_guess(tmp_path / "g.npy", shifted),
                                               reuse_from=[root / "registry", tmp_path / "missing"], **TINY))
     assert result["origin"] == "reused" and result["best_version"] == "v0001"
     assert result["closest"]["registry"] == str(root / "registry") and result["closest"]["distance"] < 0.01
@@ -82,7 +83,7 @@ def test_a_new_experiment_reuses_the_closest_model_and_records_why(pretrained, t
 def test_a_different_beam_is_pretrained_for_not_reused(pretrained, tmp_path):
     root, _ = pretrained
     other = gaussian_probe(64, diameter_px=12) * 300
-    result = continual_train(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=_guess(tmp_path / "g.npy", other),
+    result = start_model(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=_guess(tmp_path / "g.npy", other),
                                               reuse_from=[root / "registry"], **TINY))
     assert result["origin"] == "pretrained" and result["closest"]["distance"] > ContinualOptions.reuse_max_distance
 
@@ -121,3 +122,12 @@ def test_train_cli_starts_an_experiment_from_a_probe_guess(tmp_path):
     assert json.loads(done.stdout)["origin"] == "pretrained"
     refused = subprocess.run([*base, "--scan", str(guess)], capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert refused.returncode == 2 and "--probe-guess is for before the first scan" in refused.stderr
+
+
+def test_continual_train_sends_a_probe_guess_without_a_scan_to_start(tmp_path):
+    from ptychoflow.nn.continual import continual_train
+
+    guess = _guess(tmp_path / "guess.npy", small_sim(0, 10.0).truth_probe)
+    with pytest.raises(ValueError, match="start_or_train"):
+        continual_train(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=guess, **TINY))
+    assert not (tmp_path / "registry").exists()

@@ -72,7 +72,7 @@ def train(scan_path: str | None, reconstruction_path: str | None, corpus_path: P
       ptychoflow train --registry ./models --scan acq/scan_0001.h5 --epochs 20 --time-limit 300
       ptychoflow train --profile ./site --probe-guess optics/probe.npy --reuse-from /data/2024-06/hpc/registry --time-limit 120
     """
-    from ptychoflow.nn.continual import continual_train
+    from ptychoflow.nn.start import start_or_train
 
     knobs = {}  # unset: the profile's policy when there is a profile, else ContinualOptions' (the code's Policy)
     if registry is None or profile_path is not None:
@@ -90,7 +90,7 @@ def train(scan_path: str | None, reconstruction_path: str | None, corpus_path: P
         raise click.UsageError("--probe-guess is for before the first scan; with --scan, the scan's reconstruction gives the probe")
     if physics_pairs is not None:
         knobs["physics_pairs"] = physics_pairs
-    result = continual_train(ContinualOptions(
+    result = start_or_train(ContinualOptions(
         registry_dir=registry, corpus_path=corpus_path, scan_path=scan_path, reconstruction_path=reconstruction_path,
         warm_start=not scratch, seed=seed, threads=threads, probe_guess=probe_guess,
         reuse_from=list(reuse_from), counts_per_frame=counts_per_frame, **knobs))

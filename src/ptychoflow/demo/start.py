@@ -31,7 +31,7 @@ def first_model(options: DemoOptions, profile: Profile, layout: SiteLayout, back
     """Pretrain (or reuse) a model for the guessed beam and activate it on the edge; None when
     the registry already has one (a resumed demo) or pretraining is off."""
     from ptychoflow.flow_inputs import deploy_model_input
-    from ptychoflow.nn.continual import continual_train
+    from ptychoflow.nn.start import start_model
     from ptychoflow.nn.options import ContinualOptions
     from ptychoflow.nn.registry import Registry
     from ptychoflow.resources import flow_path
@@ -40,7 +40,7 @@ def first_model(options: DemoOptions, profile: Profile, layout: SiteLayout, back
     if options.pretrain_s <= 0 or (Registry(registry).db_path.exists() and Registry(registry).best() is not None):
         return None
     policy = profile.policy
-    result = continual_train(ContinualOptions(
+    result = start_model(ContinualOptions(
         registry_dir=registry, probe_guess=write_probe_guess(options, layout), counts_per_frame=options.simulation.dose,
         model_kind=policy.model, patch_size=policy.patch_size, epochs=10_000, time_limit_s=options.pretrain_s,
         progress=False))

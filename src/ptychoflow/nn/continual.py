@@ -338,13 +338,11 @@ def stage_best(registry: Registry, options: ContinualOptions) -> tuple[ModelVers
 def continual_train(options: ContinualOptions) -> dict[str, Any]:
     """Append a scan (if given), train a candidate, evaluate, register, maybe promote, stage.
 
-    Returns a small JSON-able dict (see ``_summary``) for the flow's Choice state. With a
-    probe guess and no scan, the step starts an experiment instead (``nn.start``).
+    Returns a small JSON-able dict (see ``_summary``) for the flow's Choice state. A probe
+    guess with no scan starts an experiment: ``nn.start.start_or_train``.
     """
     if options.scan_path is None and options.probe_guess is not None:
-        from ptychoflow.nn.start import start_model
-
-        return start_model(options)
+        raise ValueError("a probe guess without a scan starts an experiment: call nn.start.start_or_train")
     started = time.time()
     registry = Registry(options.registry_dir)
     with file_lock(registry.root / TRAIN_LOCK):

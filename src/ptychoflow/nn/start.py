@@ -27,6 +27,7 @@ from ptychoflow.nn.continual import (
     TRAIN_LOCK,
     GrownCorpus,
     _choose_preprocessing,
+    continual_train,
     finish_candidate,
     stage_best,
     train_candidate,
@@ -46,6 +47,14 @@ def guess_beam(options: ContinualOptions) -> Beam:
     elif not beam.counts_per_frame:
         beam.counts_per_frame = float(np.sum(np.abs(beam.probe.astype(np.complex128)) ** 2))
     return beam
+
+
+def start_or_train(options: ContinualOptions) -> dict[str, Any]:
+    """The training step of the CLI and the remote function: with a probe guess and no scan,
+    start an experiment (``start_model``); otherwise ``continual_train``."""
+    if options.scan_path is None and options.probe_guess is not None:
+        return start_model(options)
+    return continual_train(options)
 
 
 def start_model(options: ContinualOptions) -> dict[str, Any]:
