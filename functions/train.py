@@ -16,6 +16,9 @@ escape is refused. ``registry_dir`` is required; the rest default as documented 
     patch_size           64 | 128
     epochs, time_limit_s, batch_size, lr_min, lr_max, promote_margin, val_fraction,
     warm_start, augment, seed, threads, stage_dir
+    probe_guess, reuse_from, counts_per_frame
+                         with no scan_path: start an experiment (nn.start.start_or_train): reuse the
+                         registry version whose beam is closest, else pretrain on physics pairs
 
 Returns: {promoted, version, best_version, parent, val_loss, ssim, best_ssim_before,
 onnx_path, onnx_sha256, onnx_max_abs_diff, manifest_path, model_dir, epochs_run, best_epoch,
