@@ -17,7 +17,7 @@ from conftest import subprocess_env
 
 # Reduced: two scans on a smaller object, a few rPIE iterations and a short training.
 REDUCED = ["--scans", "2", "--iterations", "20", "--epochs", "3", "--train-time-limit", "40", "--object-size", "192",
-           "--ssim-tolerance", "0"]
+           "--ssim-tolerance", "0", "--pretrain-time", "0"]  # no first model: nn.start has its own tests
 
 
 def _demo(out: Path, **kwargs) -> subprocess.Popen:
