@@ -11,7 +11,7 @@ import pytest
 from browser import browser_page, serve_app
 from ptychoflow.backends.base import RunInfo, RunStatus, StateRecord
 from ptychoflow.dashboard.app import create_app
-from ptychoflow.dashboard.sources import DashboardSources, run_to_json
+from ptychoflow.dashboard.sources import DashboardSources
 
 
 def _run(run_id: str, status: RunStatus) -> RunInfo:
@@ -27,7 +27,7 @@ class _Runs:
         self.items = [_run("aaaaaaaa1", RunStatus.SUCCEEDED)]
 
     def __call__(self):
-        return [run_to_json(r) for r in self.items]
+        return [r.to_json() for r in self.items]
 
 
 def _sources(runs) -> DashboardSources:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ptychoflow.clock import iso
 from ptychoflow.fs import sha256_text
 
 
@@ -66,6 +67,10 @@ class StateRecord:
             return None
         return self.finished - self.started
 
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "started": iso(self.started), "finished": iso(self.finished),
+                "duration": self.duration, "error": self.error}
+
 
 @dataclass
 class RunInfo:
@@ -81,6 +86,22 @@ class RunInfo:
     error: str | None = None
     timeline: list[StateRecord] = field(default_factory=list)
     web_url: str | None = None
+
+    @property
+    def failed_state(self) -> StateRecord | None:
+        """The state that failed the run (the last FAILED one), if any: what an operator asks first."""
+        return next((s for s in reversed(self.timeline) if s.status == "FAILED"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as ``--json`` and the dashboard show it: ISO 8601 times, durations in seconds."""
+        failed = self.failed_state
+        return {
+            "run_id": self.run_id, "flow_id": self.flow_id, "status": self.status.value, "label": self.label,
+            "tags": self.tags, "created": iso(self.created), "completed": iso(self.completed),
+            "current_state": self.current_state, "failed_state": failed.name if failed else None,
+            "error": self.error, "output": self.output, "web_url": self.web_url,
+            "timeline": [record.to_json() for record in self.timeline],
+        }
 
 
 class Backend(abc.ABC):

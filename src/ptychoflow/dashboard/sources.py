@@ -7,27 +7,20 @@ either backend and degrades (shows the error) when one part of the system is dow
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ptychoflow.backends.base import Backend, RunInfo
+from ptychoflow.backends.base import Backend
 from ptychoflow.site import SiteLayout
 
 log = logging.getLogger(__name__)
 Source = Callable[[], Any]
 
 
-def run_to_json(run: RunInfo) -> dict[str, Any]:
-    data = asdict(run)
-    data["status"] = run.status.value
-    data["timeline"] = [{**asdict(s), "duration": s.duration} for s in run.timeline]
-    return data
-
-
 def runs_source(backend: Backend, limit: int = 50) -> Source:
     def runs() -> list[dict[str, Any]]:
-        return [run_to_json(run) for run in backend.list_runs(limit=limit)]
+        return [run.to_json() for run in backend.list_runs(limit=limit)]
 
     return runs
 
