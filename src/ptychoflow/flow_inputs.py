@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptychoflow.errors import PtychoflowError
+from ptychoflow.errors import InputError, PtychoflowError
 from ptychoflow.function_registry import FunctionRegistry
 from ptychoflow.names import safe_component
 from ptychoflow.site import EDGE_STAGING, PRODUCTS, REGISTRY, RESULTS, SCANS, STAGED, SiteLayout, collection_path
@@ -42,6 +42,20 @@ def _pick(ids: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     if missing:
         raise PtychoflowError(f"functions not registered: {', '.join(missing)}; run `ptychoflow functions register`")
     return {n: ids[n] for n in names}
+
+
+def scan_in_beamline(profile: Profile, scan: str | Path) -> Path:
+    """A scan file a user names (relative to here, or to the beamline directory) as a path
+    relative to the beamline directory, where the flows transfer it from."""
+    root = SiteLayout.from_profile(profile).beamline_root.resolve()
+    for candidate in (Path(scan), root / scan):
+        if candidate.is_file():
+            try:
+                return candidate.resolve().relative_to(root)
+            except ValueError:
+                raise InputError(scan, "(file)", f"not inside the beamline directory {root}, where the flows "
+                                                 "transfer scans from (copy it there, or set [beamline] path)") from None
+    raise InputError(scan, "(file)", f"no such scan file (looked here and in the beamline directory {root})")
 
 
 def _beamline_path(layout: SiteLayout, scan: str | Path) -> str:

@@ -1,16 +1,19 @@
 """What every command shares: the --profile and --json options, profile and backend loading,
-JSON input parsing and output, run tables and live views."""
+JSON input parsing and output, the console, run tables and live views."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
+from ptychoflow import clock
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
 
@@ -40,6 +43,16 @@ def load(profile_path: Path | None) -> Profile:
     return find_profile(profile_path)
 
 
+def load_if_any(profile_path: Path | None) -> Profile | None:
+    """The profile when one is named (--profile, $PTYCHOFLOW_PROFILE) or lies here
+    (./ptychoflow.toml); None for commands that also work without one."""
+    from ptychoflow.profile import PROFILE_FILENAME
+
+    if profile_path is None and not os.environ.get("PTYCHOFLOW_PROFILE") and not Path(PROFILE_FILENAME).exists():
+        return None
+    return load(profile_path)
+
+
 def backend_for(profile_path: Path | None) -> Any:
     from ptychoflow.backends import get_backend
 
@@ -64,8 +77,18 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
-def _clock(stamp: float | None) -> str:
-    return datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else "-"
+def console(*, stderr: bool = False) -> Any:
+    """A rich console for command output. On a terminal it fits the window; elsewhere (a pipe,
+    a file, a log scraper) lines are never wrapped at 80 columns in the middle of a sentence."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH)
+
+
+UNWRAPPED_WIDTH = 4096  # wider than any line we print
 
 
 def _duration(seconds: float | None) -> str:
@@ -75,16 +98,6 @@ def _duration(seconds: float | None) -> str:
 
 
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "ACTIVE": "yellow", "ENDED": "magenta", "INACTIVE": "dim"}
-
-
-def run_to_dict(run: RunInfo) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id, "flow_id": run.flow_id, "status": run.status.value, "label": run.label,
-        "tags": run.tags, "created": run.created, "completed": run.completed, "current_state": run.current_state,
-        "error": run.error, "output": run.output, "web_url": run.web_url,
-        "timeline": [{"name": s.name, "status": s.status, "started": s.started, "finished": s.finished,
-                      "duration": s.duration, "error": s.error} for s in run.timeline],
-    }
 
 
 def run_panel(run: RunInfo) -> Any:
@@ -100,7 +113,7 @@ def run_panel(run: RunInfo) -> Any:
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
     for record in run.timeline:
-        table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
+        table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), clock.text(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
                       (record.error or "")[:160])
     parts: list[Any] = [header, table]
@@ -111,17 +124,34 @@ def run_panel(run: RunInfo) -> Any:
     return Group(*parts)
 
 
-def follow(get_run: Callable[[], RunInfo], interval: float = 0.5) -> RunInfo:
-    """Live view of one run until it finishes."""
-    from rich.console import Console
+def profile_args(profile_path: Path | None) -> str:
+    """The ``--profile`` part of a command we suggest, when the user named one."""
+    return f" --profile {shlex.quote(str(profile_path))}" if profile_path else ""
+
+
+def follow(get_run: Callable[[], RunInfo], *, profile_path: Path | None = None, stderr: bool = False,
+           interval: float = 0.5) -> RunInfo:
+    """Live view of one run until it finishes (on stderr when stdout carries JSON).
+
+    Ctrl-C stops following, not the run: it says so, prints how to follow or cancel it, and
+    exits 130 (the shell's code for an interrupt).
+    """
     from rich.live import Live
 
     run = get_run()
-    with Live(run_panel(run), console=Console(), refresh_per_second=4, transient=False) as live:
-        while not run.status.finished:
-            time.sleep(interval)
-            run = get_run()
-            live.update(run_panel(run))
+    try:
+        with Live(run_panel(run), console=console(stderr=stderr), refresh_per_second=4, transient=False) as live:
+            while not run.status.finished:
+                time.sleep(interval)
+                run = get_run()
+                live.update(run_panel(run))
+    except KeyboardInterrupt:
+        where = f" at {run.current_state}" if run.current_state else ""
+        extra = profile_args(profile_path)
+        click.echo(f"\nstopped following; run {run.run_id} continues ({run.status.value}{where}).\n"
+                   f"  follow it again: ptychoflow runs watch {run.run_id}{extra}\n"
+                   f"  cancel it:       ptychoflow runs cancel {run.run_id}{extra}", err=True)
+        raise SystemExit(130) from None
     return run
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ptychoflow.cli._common import (
-    backend_for, follow, json_option, load, parse_input, print_json, profile_option, run_to_dict,
+    backend_for, console, follow, json_option, load, parse_input, print_json, profile_args, profile_option,
 )
 
 
@@ -103,7 +104,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     Example:
       ptychoflow flows show reconstruct_and_train
     """
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ptychoflow.flowengine.definition import load_definition, load_schema, successors
@@ -113,53 +114,90 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     if as_json:
         print_json({"path": str(path), "definition": definition, "input_schema": schema})
         return
-    console = Console()
-    console.print(f"[bold]{path.stem}[/bold]  {definition.get('Comment', '')}\n{path}")
+    out = console()
+    out.print(f"[bold]{escape(path.stem)}[/bold]  {escape(definition.get('Comment', ''))}\n{escape(str(path))}")
     table = Table("state", "type", "action / rule", "next")
     for name, state in definition["States"].items():
         action = state.get("ActionUrl", "")
         if state["Type"] == "Choice":
             action = "; ".join(json.dumps({k: v for k, v in r.items() if k != "Next"}) for r in state["Choices"])
         marker = " (start)" if name == definition["StartAt"] else ""
-        table.add_row(name + marker, state["Type"], action, ", ".join(successors(state)) or "(end)")
-    console.print(table)
+        table.add_row(*map(escape, (name + marker, state["Type"], action, ", ".join(successors(state)) or "(end)")))
+    out.print(table)
     required = schema.get("required", [])
-    console.print("input fields: " + ", ".join(f"{k}{'*' if k in required else ''}"
-                                               for k in schema.get("properties", {})) + "   (* required)")
+    out.print(escape("input fields: " + ", ".join(f"{k}{'*' if k in required else ''}"
+                                                  for k in schema.get("properties", {})) + "   (* required)"))
+
+
+def _profile_input(profile: Any, flow: str, scan: str | None, assignments: tuple[str, ...]) -> dict[str, Any]:
+    """The input a bundled flow gets from the profile (as the watcher builds it)."""
+    from ptychoflow.flow_inputs import SCAN_FLOW_INPUTS, deploy_model_input, scan_flow_input, scan_in_beamline
+
+    name = Path(flow).stem
+    if name in SCAN_FLOW_INPUTS:
+        if scan is None:
+            raise click.UsageError(f"{name} runs on one scan: pass --scan FILE (or --input for full control)")
+        return scan_flow_input(profile, name, scan_in_beamline(profile, scan))  # type: ignore[return-value]
+    if scan is not None:
+        raise click.UsageError(f"--scan: {name} does not run on a scan; pass --input JSON|@FILE")
+    if name == "deploy_model":
+        from ptychoflow.cli.models import best_or_set_version, ensure_staged
+
+        version = best_or_set_version(profile, assignments)
+        ensure_staged(profile, version)
+        return deploy_model_input(profile, version)
+    raise click.UsageError(f"{name}: no input can be built from the profile; pass --input JSON|@FILE")
 
 
 @flows.command()
 @click.argument("flow")
-@click.option("--input", "input_text", required=True, metavar="JSON|@FILE", help="Flow input, inline or @file.json.")
+@click.option("--scan", "scan", metavar="FILE", default=None,
+              help="Build the input from the profile for this scan, as the watcher does.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Change one input field, e.g. policy.iterations=20 (repeatable; dotted keys; checked against "
+                   "the flow's input schema).")
+@click.option("--input", "input_text", default=None, metavar="JSON|@FILE",
+              help="The whole input, inline or @file.json (full control; --set still applies).")
 @click.option("--label", default="", help="Run label.")
 @click.option("--tag", "tags", multiple=True, help="Run tag (repeatable).")
-@click.option("--wait", is_flag=True, help="Follow the run live until it finishes.")
+@click.option("--wait", is_flag=True, help="Follow the run live until it finishes (Ctrl-C stops following, not the run).")
 @json_option
 @profile_option
-def run(flow: str, input_text: str, label: str, tags: tuple[str, ...], wait: bool, as_json: bool,
-        profile_path: Path | None) -> None:
+def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: str | None, label: str,
+        tags: tuple[str, ...], wait: bool, as_json: bool, profile_path: Path | None) -> None:
     """Deploy FLOW (if changed) and start a run; prints the run id at once.
 
+    The input comes from the profile (--scan FILE for the scan flows; deploy_model ships the
+    registry's best model unless --set version=V), or from --input. --set changes single
+    fields of either. With --wait it follows the run and exits 1 unless it succeeds; with
+    --json, stdout carries only the run as JSON.
+
     \b
-    Example:
-      ptychoflow flows run reconstruct --input @scan_0001.json --label scan_0001 --wait
+    Examples:
+      ptychoflow flows run reconstruct --scan site/acquisition/scan_0001.h5 --set policy.iterations=5 --wait
+      ptychoflow flows run reconstruct_and_train --scan scan_0002.h5 --label "scan 2" --json
+      ptychoflow flows run deploy_model --set version=v0001     # ship a registry version to the edge
+      ptychoflow flows run reconstruct --input @input.json --label scan_0001
     """
-    from ptychoflow.backends import get_backend
+    from ptychoflow.flow_overrides import apply_overrides
+    from ptychoflow.flowengine.definition import load_schema
+    from ptychoflow.local_site import ensure_engine, prepare_local_site
 
+    if input_text is not None and scan is not None:
+        raise click.UsageError("--scan builds the input from the profile and --input gives all of it: pass one")
     profile = load(profile_path)
-    backend = get_backend(profile)
-    body = parse_input(input_text)
-    deployed = backend.deploy_flow(_resolve(flow))
-    info = backend.start_run(deployed, body, label=label, tags=list(tags))
-    if profile.backend == "local":
-        from ptychoflow.flowengine.worker import ensure_engine_running
-
-        ensure_engine_running(profile)
+    backend = prepare_local_site(profile, start_engine=False)  # local: functions registered (the input names them)
+    path = _resolve(flow)
+    body = parse_input(input_text) if input_text is not None else _profile_input(profile, flow, scan, assignments)
+    body = apply_overrides(body, assignments, load_schema(path))
+    info = backend.start_run(backend.deploy_flow(path), body, label=label, tags=list(tags))
+    ensure_engine(profile)
     if wait:
-        info = follow(lambda: backend.get_run(info.run_id))
+        info = follow(lambda: backend.get_run(info.run_id), profile_path=profile_path, stderr=as_json)
     if as_json:
-        print_json(run_to_dict(info))
+        print_json(info.to_json())
     elif not wait:
-        click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id})")
+        click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id}"
+                   f"{profile_args(profile_path)})")
     if wait and info.status.value != "SUCCEEDED":
         raise SystemExit(1)

@@ -6,14 +6,28 @@ from pathlib import Path
 
 import click
 
+from ptychoflow import clock
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, follow, json_option, load, print_json, profile_option, run_panel, run_to_dict,
+    STATUS_STYLE, backend_for, console, follow, json_option, load, print_json, profile_option, run_panel,
 )
+
+
+def engine_banner(profile_path: Path | None) -> None:
+    """On stderr, when the local engine worker is down or stalled: runs that look ACTIVE are
+    not moving, and nothing else on screen would say so."""
+    from ptychoflow.local_site import engine_health
+
+    health = engine_health(load(profile_path))
+    if health is not None and health.state in ("down", "stalled") and (health.active_runs or health.state == "stalled"):
+        click.secho(f"warning: engine worker {health.summary()}", fg="red", bold=True, err=True)
 
 
 @click.group()
 def runs() -> None:
     """Flow runs: list, show, logs, watch, cancel, resume.
+
+    \b
+    A run is named by its id or any unique prefix of it (`runs list` shows 8 characters).
 
     \b
     Examples:
@@ -29,29 +43,34 @@ def runs() -> None:
 @json_option
 @profile_option
 def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
-    """Recent runs, newest first.
+    """Recent runs, newest first; a failed run shows the state it failed in. A banner on stderr
+    says when the engine worker is down or stalled (its ACTIVE runs are then not moving).
 
     \b
     Example:
       ptychoflow runs list --limit 5
     """
-    from datetime import datetime
-
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     found = backend_for(profile_path).list_runs(limit=limit)
+    engine_banner(profile_path)
     if as_json:
-        print_json([run_to_dict(r) for r in found])
+        print_json([r.to_json() for r in found])
+        return
+    if not found:
+        click.echo("no runs yet (`ptychoflow flows run` or `ptychoflow watch` start them)")
         return
     table = Table("run", "status", "state", "label", "created", "duration")
     for r in found:
         duration = f"{r.completed - r.created:.1f} s" if r.completed and r.created else ""
-        created = datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M:%S") if r.created else ""
-        style = STATUS_STYLE.get(r.status.value, "")
-        table.add_row(r.run_id[:8], f"[{style}]{r.status.value}[/]", r.current_state or "", r.label, created, duration)
-    table.caption = "ids are shortened; any unique prefix works (--json has the full ids)"
-    Console().print(table)
+        failed = r.failed_state
+        state = f"{failed.name} (failed)" if failed else r.current_state or ""
+        table.add_row(r.run_id[:8], Text(r.status.value, STATUS_STYLE.get(r.status.value, "")), Text(state),
+                      Text(r.label), clock.text(r.created, ""), duration)
+    out = console()
+    out.print(table)
+    out.print("ids are shortened; any unique prefix works (--json has the full ids)", style="dim")
 
 
 @runs.command()
@@ -65,13 +84,11 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     Example:
       ptychoflow runs show 3f2a --json
     """
-    from rich.console import Console
-
     info = backend_for(profile_path).get_run(run_id)
     if as_json:
-        print_json(run_to_dict(info))
+        print_json(info.to_json())
     else:
-        Console().print(run_panel(info))
+        console().print(run_panel(info))
 
 
 @runs.command()
@@ -85,41 +102,29 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     Example:
       ptychoflow runs logs 3f2a
     """
-    from datetime import datetime
-
     entries = backend_for(profile_path).get_run_log(run_id)
     if as_json:
         print_json(entries)
         return
     for entry in entries:
-        try:
-            when = datetime.fromisoformat(str(entry.get("time"))).astimezone().strftime("%H:%M:%S.%f")[:-3]
-        except ValueError:
-            when = str(entry.get("time"))
-        click.echo(f"{when}  {entry['code']:<24} {entry['description']}")
+        click.echo(f"{clock.text_from_iso(str(entry.get('time')))}  {entry['code']:<24} {entry['description']}")
 
 
 @runs.command()
 @click.argument("run_id")
 @profile_option
 def watch(run_id: str, profile_path: Path | None) -> None:
-    """Follow a run live until it finishes (exit 1 unless it succeeds).
+    """Follow a run live until it finishes (exit 1 unless it succeeds; Ctrl-C stops following,
+    not the run).
 
     \b
     Example:
       ptychoflow runs watch 3f2a
     """
-    from ptychoflow.backends import get_backend
-
-    profile = load(profile_path)
-    backend = get_backend(profile)
-    if profile.backend == "local" and backend.get_run(run_id).status.value == "ACTIVE":
-        from ptychoflow.flowengine.worker import engine_pid
-
-        if engine_pid(profile.state_path) is None:
-            click.secho(f"note: no engine worker is running for {profile.state_path}; "
-                        f"start one with `ptychoflow runs resume {run_id}`", fg="yellow", err=True)
-    info = follow(lambda: backend.get_run(run_id))
+    backend = backend_for(profile_path)
+    if backend.get_run(run_id).status.value == "ACTIVE":
+        engine_banner(profile_path)
+    info = follow(lambda: backend.get_run(run_id), profile_path=profile_path)
     if info.status.value != "SUCCEEDED":
         raise SystemExit(1)
 

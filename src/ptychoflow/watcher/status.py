@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from pathlib import Path
 from typing import Any
+
+from ptychoflow import clock
 
 from ptychoflow.watcher.journal import (
     DUPLICATE, FAILED, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal, watcher_guard,
@@ -49,10 +51,22 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
                 "scan_id": r.scan_id,
                 "run_key": r.run_key,
                 "reason": r.reason,
-                "updated": r.t_updated,
+                "updated": clock.iso(r.t_updated),
             }
             for r in journal.recent(recent)
         ],
+    }
+
+
+def empty_summary(journal_path: Path) -> dict[str, Any]:
+    """What `summary` says before the watcher ever ran with this state directory."""
+    return {
+        "journal": str(journal_path),
+        "watcher_pid": watcher_guard(journal_path.parent).holder_pid(),
+        "counts": {name: 0 for name in GROUPS},
+        "states": {},
+        "latency_s": {"n": 0, "median": None, "p99": None},
+        "recent": [],
     }
 
 
@@ -62,8 +76,13 @@ def render(info: dict[str, Any]) -> str:
     lat = info["latency_s"]
     fmt = lambda v: "-" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
     pid = info["watcher_pid"]
-    lines = [
-        f"watcher {'running, pid ' + str(pid) if pid else 'not running'}; journal {info['journal']}",
+    lines = [f"watcher {'running, pid ' + str(pid) if pid else 'not running'}; journal {info['journal']}"]
+    if info.get("engine"):
+        engine = info["engine"]
+        oldest = engine["oldest_active_age_s"]
+        waited = f"; oldest active state {oldest:.0f} s" if oldest is not None and engine["active_runs"] else ""
+        lines.append(f"engine worker {engine['summary']}{waited}")
+    lines += [
         counts,
         f"complete -> run start (settle included): median {fmt(lat['median'])}, p99 {fmt(lat['p99'])}"
         f" over {lat['n']} scans",
@@ -71,7 +90,7 @@ def render(info: dict[str, Any]) -> str:
     if info["recent"]:
         lines.append("recent:")
     for row in info["recent"]:
-        when = dt.datetime.fromtimestamp(row["updated"] or 0).strftime("%m-%d %H:%M:%S")
+        when = clock.text_from_iso(row["updated"])
         name = row["path"].rsplit("/", 1)[-1]
         extra = row["reason"] or row["run_key"] or ""
         lines.append(f"  {when}  {row['state']:<10} {name:<28} {extra}")
