@@ -16,6 +16,7 @@ from ptychoflow.profile import Profile
 
 if TYPE_CHECKING:
     from ptychoflow.flowengine.health import EngineHealth
+    from ptychoflow.flowengine.store import Store
     from ptychoflow.flowengine.supervisor import EngineSupervisor
 
 
@@ -65,3 +66,12 @@ def engine_health(profile: Profile) -> EngineHealth | None:
         return store_health(store)
     finally:
         store.close()
+
+
+def run_store(profile: Profile) -> Store | None:
+    """The local run store (the caller closes it); None where flows run on a service (globus)."""
+    if profile.backend != "local":
+        return None
+    from ptychoflow.flowengine.store import Store
+
+    return Store(profile.state_path)

@@ -67,9 +67,32 @@ class StateRecord:
             return None
         return self.finished - self.started
 
+    @property
+    def reason(self) -> str | None:
+        """The error in one sentence: an action's status document is reduced to its description."""
+        return error_summary(self.error)
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "started": iso(self.started), "finished": iso(self.finished),
-                "duration": self.duration, "error": self.error}
+                "duration": self.duration, "error": self.error, "reason": self.reason}
+
+
+def error_summary(error: str | None) -> str | None:
+    """``ActionFailedException: {...status document...}`` -> the description inside it (what
+    the action said went wrong); any other error as it is."""
+    kind, sep, rest = (error or "").partition(": ")
+    if not sep or not rest.startswith("{"):
+        return error
+    try:
+        document = json.loads(rest)
+    except ValueError:
+        return error
+    details = document.get("details") if isinstance(document.get("details"), dict) else {}
+    results = [r for r in details.get("results") or [] if isinstance(r, dict)]
+    for candidate in (*(r.get("error") for r in results), details.get("description"), document.get("description")):
+        if candidate:
+            return str(candidate)
+    return f"{kind}: {json.dumps(details)}" if details else error
 
 
 @dataclass
@@ -89,8 +112,9 @@ class RunInfo:
 
     @property
     def failed_state(self) -> StateRecord | None:
-        """The state that failed the run (the last FAILED one), if any: what an operator asks first."""
-        return next((s for s in reversed(self.timeline) if s.status == "FAILED"), None)
+        """The state whose failure failed the run (the first FAILED one: the Fail state a flow
+        moves to afterwards is a consequence), if any: what an operator asks first."""
+        return next((s for s in self.timeline if s.status == "FAILED"), None)
 
     def to_json(self) -> dict[str, Any]:
         """The run as ``--json`` and the dashboard show it: ISO 8601 times, durations in seconds."""
@@ -99,7 +123,7 @@ class RunInfo:
             "run_id": self.run_id, "flow_id": self.flow_id, "status": self.status.value, "label": self.label,
             "tags": self.tags, "created": iso(self.created), "completed": iso(self.completed),
             "current_state": self.current_state, "failed_state": failed.name if failed else None,
-            "error": self.error, "output": self.output, "web_url": self.web_url,
+            "failure_reason": failed.reason if failed else None, "error": self.error, "output": self.output, "web_url": self.web_url,
             "timeline": [record.to_json() for record in self.timeline],
         }
 

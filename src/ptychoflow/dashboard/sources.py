@@ -1,7 +1,9 @@
 """Where the dashboard's numbers come from.
 
 Each source is a zero-argument callable returning JSON-able data, so the page works with
-either backend and degrades (shows the error) when one part of the system is down.
+either backend and degrades (shows the error) when one part of the system is down. The
+page shows recent runs; ``/metrics`` also reads ``stats``, aggregates over the whole run
+store, so its counters never go down.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.backends.base import Backend
+from ptychoflow.flowengine.store import RunStats
 from ptychoflow.site import SiteLayout
 
 log = logging.getLogger(__name__)
 Source = Callable[[], Any]
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)  # seconds: a Pass state to a long training
 
 
 def runs_source(backend: Backend, limit: int = 50) -> Source:
@@ -31,17 +35,23 @@ class DashboardSources:
     journal: Source = lambda: []
     models: Source = lambda: []
     edge: Source = lambda: {}
+    engine: Source = lambda: None  # EngineHealth.to_json(); None where no local engine runs flows (globus)
+    watcher: Source = lambda: None  # {"up": bool, "scans": {journal state: count}}; None before it first ran
+    stats: Callable[[], RunStats | None] = lambda: None  # whole-store aggregates, for /metrics only
+
+    PAGE_SOURCES = ("runs", "journal", "models", "edge", "engine", "watcher")
+
+    def read(self, name: str) -> Any:
+        """One source's value, or ``{"error": ...}``: one broken subsystem must not blank the page."""
+        try:
+            return getattr(self, name)()
+        except Exception as exc:
+            log.debug("dashboard source %s failed: %s", name, exc)
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything at once; a failing source reports its error instead of failing the page."""
-        out: dict[str, Any] = {}
-        for name in ("runs", "journal", "models", "edge"):
-            try:
-                out[name] = getattr(self, name)()
-            except Exception as exc:  # one broken subsystem must not blank the operator's page
-                log.debug("dashboard source %s failed: %s", name, exc)
-                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        return out
+        """Everything the page shows, at once."""
+        return {name: self.read(name) for name in self.PAGE_SOURCES}
 
 
 def registry_rows(registry_dir: Path) -> list[dict[str, Any]]:
@@ -69,6 +79,20 @@ def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
         journal.close()
 
 
+def watcher_counts(state_dir: Path) -> dict[str, Any] | None:
+    """Is the watcher running, and its journal's scans by state (None before it first ran)."""
+    from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal, watcher_guard
+
+    path = state_dir / JOURNAL_FILENAME
+    if not path.exists():
+        return None
+    journal = Journal(path, readonly=True)
+    try:
+        return {"up": watcher_guard(state_dir).holder_pid() is not None, "scans": journal.state_counts()}
+    finally:
+        journal.close()
+
+
 def edge_status(status_file: Path) -> dict[str, Any]:
     from ptychoflow_edge import running_status
 
@@ -80,10 +104,17 @@ def edge_status(status_file: Path) -> dict[str, Any]:
 
 def profile_sources(profile: Any, backend: Backend) -> DashboardSources:
     """Every source for one deployment, from its profile's site layout."""
+    from ptychoflow.flowengine.health import store_health
+    from ptychoflow.local_site import run_store
+
     layout = SiteLayout.from_profile(profile)
+    store = run_store(profile)  # None: flows run on a service, which keeps the runs (and has no local engine)
     return DashboardSources(
         runs=runs_source(backend),
         journal=lambda: journal_rows(layout.state_dir),
         models=lambda: registry_rows(layout.hpc.registry_dir),
         edge=lambda: edge_status(layout.edge.status_file),
+        engine=(lambda: store_health(store).to_json()) if store is not None else (lambda: None),
+        watcher=lambda: watcher_counts(layout.state_dir),
+        stats=(lambda: store.stats(DURATION_BUCKETS)) if store is not None else (lambda: None),
     )
