@@ -39,7 +39,12 @@ def serve(profile_path: Path | None, wait_for_lock: bool) -> None:
     from ptychoflow.flowengine.worker import serve as serve_engine
     from ptychoflow.flowengine.worker import write_env
 
-    env = EngineEnv.from_profile(load(profile_path))
+    profile = load(profile_path)
+    if profile.backend != "local":  # the engine unit of a globus deployment: nothing to do, not a failure
+        click.echo(f"the {profile.backend} backend runs flows on its service: no local engine worker is needed",
+                   err=True)
+        return
+    env = EngineEnv.from_profile(profile)
     write_env(env)
     click.echo(f"engine worker serving {env.state_dir} (Ctrl-C to stop)", err=True)
     serve_engine(env.state_dir, wait_for_lock=wait_for_lock)
