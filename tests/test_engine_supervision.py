@@ -61,6 +61,16 @@ def _watching(state: Path) -> bool:
     return log.exists() and " watching " in log.read_text()
 
 
+def _kill_group(pid: int) -> None:
+    """What kill -9 of the worker leaves behind (its compute pool, in its session) goes too."""
+    if pid <= 0:  # 0 would be our own process group
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _live_pid(state: Path, other_than: int | None = None) -> int | None:
     pid = engine_pid(state)
     return pid if pid and pid > 0 and pid != other_than else None
@@ -71,6 +81,7 @@ def test_the_watcher_restarts_a_killed_engine_worker_within_30_s(tmp_path):
     profile = load_profile(write_profile(tmp_path))
     state = profile.state_path
     watcher = _start(tmp_path, "watch", "watch", "--profile", str(tmp_path))
+    first = 0
     try:
         _wait_for(lambda: _watching(state), 60, "the watcher to start")
         first = _live_pid(state)
@@ -85,6 +96,7 @@ def test_the_watcher_restarts_a_killed_engine_worker_within_30_s(tmp_path):
     finally:
         assert _stop(watcher) == 0, (tmp_path / "watch.out").read_text()
         stop_engine(state)
+        _kill_group(first)
 
 
 @pytest.mark.timeout(180)
@@ -110,6 +122,7 @@ def test_under_no_engine_a_dead_worker_stays_dead_and_is_reported_everywhere(tmp
 
         os.kill(pid, signal.SIGKILL)
         engine.wait(10)
+        _kill_group(engine.pid)
         status = _wait_for(lambda: (s := _status(tmp_path))["engine"]["state"] == "down" and s, 30, "status: down")
         assert status["engine"]["active_runs"] == 1 and status["engine"]["summary"].startswith("DOWN")
         text = subprocess.run([str(CONSOLE_SCRIPT), "watch", "status", "--profile", str(tmp_path)], capture_output=True,

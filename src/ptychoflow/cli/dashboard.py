@@ -27,7 +27,10 @@ def dashboard(profile_path: Path | None, host: str, port: int, refresh_ms: int, 
     \b
     Examples:
       ptychoflow dashboard --profile site/            # http://127.0.0.1:8780 until Ctrl-C
-      curl -s localhost:8780/metrics | grep ptychoflow_runs
+      ptychoflow dashboard --no-engine --port 8781    # beside the engine's systemd unit
+
+    Prometheus scrapes http://127.0.0.1:8780/metrics (ptychoflow_runs_finished_total,
+    ptychoflow_engine_up, ptychoflow_state_duration_seconds, …).
     """
     import uvicorn
 

@@ -14,11 +14,12 @@ def engine() -> None:
     """The local flow engine worker that executes recorded runs.
 
     \b
-    `flows run`, `runs resume`, `watch` and `demo` start a detached worker when none is
-    alive; run one in the foreground to see its log:
-      ptychoflow engine serve
+    `flows run`, `runs resume`, `watch`, `dashboard` and `demo` start a detached worker
+    when none is alive (and `watch` and `dashboard` restart it if it dies); under systemd,
+    ptychoflow-engine.service runs it. To see its log in a terminal instead:
       ptychoflow engine status
-      ptychoflow engine stop
+      ptychoflow engine stop                      # runs pause at their last committed state
+      ptychoflow engine serve                     # in the foreground; Ctrl-C stops it
     """
 
 

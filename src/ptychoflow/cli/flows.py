@@ -25,12 +25,13 @@ def _resolve(flow: str) -> Path:
 
 @click.group()
 def flows() -> None:
-    """Flow definitions: validate them, show them, run them.
+    """Flow definitions: validate them, show them, build their input, run them.
 
     \b
     Examples:
       ptychoflow flows validate reconstruct_and_train
       ptychoflow flows show reconstruct
+      ptychoflow flows input reconstruct --scan site/acquisition/scan_0001.h5 > input.json   # to edit
       ptychoflow flows run reconstruct --input @input.json --wait
       ptychoflow flows deploy                     # create/update them on the profile's backend
     """
@@ -74,7 +75,9 @@ def validate(flow: tuple[str, ...], profile_path: Path | None) -> None:
     """Check FLOW (a bundled name or a .json path; all bundled flows if omitted) as the service would.
 
     \b
-    Example:
+    Examples:
+      ptychoflow flows validate                   # every bundled flow
+      ptychoflow flows show reconstruct --json | jq .definition > my_flow.json   # a copy to edit
       ptychoflow flows validate my_flow.json
     """
     from ptychoflow.flowengine.definition import load_definition, load_schema
@@ -149,15 +152,55 @@ def _profile_input(profile: Any, flow: str, scan: str | None, assignments: tuple
     raise click.UsageError(f"{name}: no input can be built from the profile; pass --input JSON|@FILE")
 
 
+def _input_options(command: Any) -> Any:
+    """--scan, --set and --input: where a run's input comes from (`flows run`, `flows input`)."""
+    for option in reversed([
+        click.option("--scan", "scan", metavar="FILE", default=None,
+                     help="Build the input from the profile for this scan, as the watcher does."),
+        click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                     help="Change one input field, e.g. policy.iterations=20 (repeatable; dotted keys; checked against "
+                          "the flow's input schema)."),
+        click.option("--input", "input_text", default=None, metavar="JSON|@FILE",
+                     help="The whole input, inline or @file.json (full control; --set still applies)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _build_input(profile: Any, flow: str, path: Path, scan: str | None, assignments: tuple[str, ...],
+                 input_text: str | None) -> dict[str, Any]:
+    from ptychoflow.flow_overrides import apply_overrides
+    from ptychoflow.flowengine.definition import load_schema
+
+    if input_text is not None and scan is not None:
+        raise click.UsageError("--scan builds the input from the profile and --input gives all of it: pass one")
+    body = parse_input(input_text) if input_text is not None else _profile_input(profile, flow, scan, assignments)
+    return apply_overrides(body, assignments, load_schema(path))
+
+
+@flows.command("input")
+@click.argument("flow")
+@_input_options
+@profile_option
+def input_(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: str | None,
+           profile_path: Path | None) -> None:
+    """Print the input `flows run` would send to FLOW, as JSON: to read, or to edit and pass
+    back with --input @FILE.
+
+    \b
+    Example:
+      ptychoflow flows input reconstruct_and_train --scan scan_0002.h5 --set policy.train_epochs=5
+    """
+    from ptychoflow.local_site import prepare_local_site
+
+    profile = load(profile_path)
+    prepare_local_site(profile, start_engine=False)  # local: functions registered (the input names them)
+    print_json(_build_input(profile, flow, _resolve(flow), scan, assignments, input_text))
+
+
 @flows.command()
 @click.argument("flow")
-@click.option("--scan", "scan", metavar="FILE", default=None,
-              help="Build the input from the profile for this scan, as the watcher does.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Change one input field, e.g. policy.iterations=20 (repeatable; dotted keys; checked against "
-                   "the flow's input schema).")
-@click.option("--input", "input_text", default=None, metavar="JSON|@FILE",
-              help="The whole input, inline or @file.json (full control; --set still applies).")
+@_input_options
 @click.option("--label", default="", help="Run label.")
 @click.option("--tag", "tags", multiple=True, help="Run tag (repeatable).")
 @click.option("--wait", is_flag=True, help="Follow the run live until it finishes (Ctrl-C stops following, not the run).")
@@ -169,8 +212,9 @@ def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: s
 
     The input comes from the profile (--scan FILE for the scan flows; deploy_model ships the
     registry's best model unless --set version=V), or from --input. --set changes single
-    fields of either. With --wait it follows the run and exits 1 unless it succeeds; with
-    --json, stdout carries only the run as JSON.
+    fields of either (`flows input` prints the result without running). With --wait it
+    follows the run and exits 1 unless it succeeds; with --json, stdout carries only the
+    run as JSON.
 
     \b
     Examples:
@@ -179,17 +223,12 @@ def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: s
       ptychoflow flows run deploy_model --set version=v0001     # ship a registry version to the edge
       ptychoflow flows run reconstruct --input @input.json --label scan_0001
     """
-    from ptychoflow.flow_overrides import apply_overrides
-    from ptychoflow.flowengine.definition import load_schema
     from ptychoflow.local_site import ensure_engine, prepare_local_site
 
-    if input_text is not None and scan is not None:
-        raise click.UsageError("--scan builds the input from the profile and --input gives all of it: pass one")
     profile = load(profile_path)
     backend = prepare_local_site(profile, start_engine=False)  # local: functions registered (the input names them)
     path = _resolve(flow)
-    body = parse_input(input_text) if input_text is not None else _profile_input(profile, flow, scan, assignments)
-    body = apply_overrides(body, assignments, load_schema(path))
+    body = _build_input(profile, flow, path, scan, assignments, input_text)
     info = backend.start_run(backend.deploy_flow(path), body, label=label, tags=list(tags))
     ensure_engine(profile)
     if wait:

@@ -78,13 +78,14 @@ def cli(verbose: int) -> None:
     \b
     Quick start (local backend, no Globus account, no GPU):
       ptychoflow init ./site                      # write a commented local profile
-      ptychoflow beamline simulate --scans 2 --out ./site/acquisition
-      ptychoflow reconstruct ./site/acquisition/scan_0001.h5
+      ptychoflow beamline simulate --scans 2 --object-size 128 --out ./site/acquisition   # two small scans
+      ptychoflow reconstruct ./site/acquisition/scan_0001.h5 --iterations 20
       ptychoflow watch --profile ./site           # one flow run per finished scan (Ctrl-C to stop)
       ptychoflow runs list --profile ./site
       ptychoflow doctor                           # what is installed and usable here
 
-    Every command takes --help with examples.
+    Every command takes --help with examples. Commands that read a profile take --profile
+    DIR, or find it in $PTYCHOFLOW_PROFILE or ./ptychoflow.toml.
     """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -115,7 +115,7 @@ def models() -> None:
     Examples:
       ptychoflow models list --profile site/
       ptychoflow models show --json             # best, in full
-      ptychoflow models promote v0001           # force best to a version
+      ptychoflow models promote v0002           # force best to a version
       ptychoflow models rollback                # back to the previous best
       ptychoflow models export ./model-out      # best as the edge loads it (model.onnx, manifest.json)
     """
@@ -187,7 +187,7 @@ def promote(version: str, registry: Path | None, profile_path: Path | None, as_j
 
     \b
     Example:
-      ptychoflow models promote v0001
+      ptychoflow models promote v0002
     """
     _open(registry, profile_path).promote(version)
     _best_moved(version, "", registry, profile_path, as_json)

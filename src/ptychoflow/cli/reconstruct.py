@@ -56,8 +56,8 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None
     Examples:
       ptychoflow reconstruct site/acquisition/scan_0001.h5 --iterations 20
       ptychoflow reconstruct site/acquisition/scan_0002.h5 --engine ptychi --iterations 10 --out recon/
-      ptychoflow reconstruct ../shared/data/siemens-star-small.npz.bz2 --device cpu --time-limit 30
-      ptychoflow reconstruct scan_0001.h5 --engine tike --position-refinement   # on a CUDA machine
+      ptychoflow reconstruct ../shared/data/siemens-star-small.npz.bz2 --device cpu --time-limit 20
+      ptychoflow reconstruct site/acquisition/scan_0001.h5 --engine tike --position-refinement   # on a CUDA machine
     """
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
