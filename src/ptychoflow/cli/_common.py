@@ -131,20 +131,28 @@ def profile_args(profile_path: Path | None) -> str:
 
 def follow(get_run: Callable[[], RunInfo], *, profile_path: Path | None = None, stderr: bool = False,
            interval: float = 0.5) -> RunInfo:
-    """Live view of one run until it finishes (on stderr when stdout carries JSON).
+    """Follow one run until it finishes: a live view on a terminal (on stderr when stdout
+    carries JSON); elsewhere (a log, a pipe) its timeline once, when it ends.
 
     Ctrl-C stops following, not the run: it says so, prints how to follow or cancel it, and
     exits 130 (the shell's code for an interrupt).
     """
     from rich.live import Live
 
+    out = console(stderr=stderr)
     run = get_run()
     try:
-        with Live(run_panel(run), console=console(stderr=stderr), refresh_per_second=4, transient=False) as live:
+        if out.is_terminal:
+            with Live(run_panel(run), console=out, refresh_per_second=4, transient=False) as live:
+                while not run.status.finished:
+                    time.sleep(interval)
+                    run = get_run()
+                    live.update(run_panel(run))
+        else:
             while not run.status.finished:
                 time.sleep(interval)
                 run = get_run()
-                live.update(run_panel(run))
+            out.print(run_panel(run))
     except KeyboardInterrupt:
         where = f" at {run.current_state}" if run.current_state else ""
         extra = profile_args(profile_path)

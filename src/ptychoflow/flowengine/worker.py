@@ -32,7 +32,7 @@ from ptychoflow.servicelog import log_path, service_log
 ENV_FILENAME = "engine_env.json"
 IDLE_SLEEP = 0.1  # how soon a newly started run is noticed
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ptychoflow.flowengine.worker")  # also when run as __main__ (spawn_worker)
 
 
 class EngineError(PtychoflowError):
@@ -48,11 +48,13 @@ class Engine:
         self.providers = providers or build_providers(env)
         self.interpreter = Interpreter(self.store, self.providers, username=env.username)
         self._wake: dict[str, float] = {}
+        self._active: set[str] = set()
 
     def tick(self) -> float:
         """Advance every due ACTIVE run once; returns seconds until something is due."""
         now = time.time()
         active = self.store.active_run_ids()
+        self._log_changes(active)
         self._cancel_abandoned(active)
         for run_id in list(self._wake):
             if run_id not in active:
@@ -70,6 +72,16 @@ class Engine:
                     self._wake[run_id] = wake
         upcoming = [w for r, w in self._wake.items() if r in active]
         return max(0.0, min(upcoming, default=now + IDLE_SLEEP) - time.time()) if upcoming else IDLE_SLEEP
+
+    def _log_changes(self, active: set[str]) -> None:
+        """One log line when a run becomes active here and when it stops being active."""
+        for run_id in sorted(active - self._active):
+            log.info("run %s: active", run_id)
+        for run_id in sorted(self._active - active):
+            run = self.store.get_run(run_id)
+            log.info("run %s: %s%s", run_id, run.status if run else "gone",
+                     f" ({run.error})" if run is not None and run.error else "")
+        self._active = active
 
     def _cancel_abandoned(self, active: set[str]) -> None:
         for run_id, (url, key) in list(self.interpreter.in_flight.items()):
