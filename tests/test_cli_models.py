@@ -8,13 +8,13 @@ import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from nn_helpers import small_sim
 
-from conftest import run_cli, subprocess_env
+from conftest import run_cli
+from console_script import CONSOLE_SCRIPT, ptychoflow
 from ptychoflow.flow_inputs import reconstruct_and_train_input
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.profile import load_profile
@@ -23,7 +23,6 @@ from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import save_truth
 from ptychoflow.site import SiteLayout
 
-CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
 FAST = {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1, "time_limit_s": 30}  # speed only, not place
 
 
@@ -37,12 +36,7 @@ def _remote_train():
 
 def _ptychoflow(*args: str) -> subprocess.CompletedProcess:
     """The installed console script where there is one (what users run), else ``python -m``."""
-    if not CONSOLE_SCRIPT.exists():
-        return run_cli(*args)
-    result = subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=120,
-                            env=subprocess_env())
-    assert result.returncode == 0, result.stderr
-    return result
+    return ptychoflow(*args) if CONSOLE_SCRIPT.exists() else run_cli(*args)
 
 
 @pytest.fixture(scope="module")
