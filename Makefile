@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench install browser clean
+.PHONY: demo test test-fast bench install browser clean gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -15,12 +15,17 @@ install: $(STAMP)
 # ptychi is installed without its declared dependencies: they name torchvision (a CUDA
 # build on PyPI that cannot import next to CPU torch) and its own dev tools; its real
 # runtime dependencies come with our [cpu] extra. See README, "torch, Pty-chi and torchvision".
+# ptychodus likewise (tests only: its own readers check ours, its product reader opens our
+# exports): its core dependencies (pydantic-ai, mlflow-skinny, scikit-learn) are not needed by
+# the modules the tests use, which import only numpy, scipy, h5py, scikit-image, pydantic.
+# See docs/formats.md.
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[cpu,dev]" "torch==2.13.0"
 	$(BIN)/python -m pip install -q --no-deps "ptychi==2.2.0"
+	$(BIN)/python -m pip install -q --no-deps "ptychodus==1.7.0"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -41,9 +46,22 @@ demo: $(STAMP)
 
 # Every benchmark prints its figures (about 15 minutes in all on 2 cores); docs/benchmarks.md
 # lists what each measures and the figures we recorded.
-BENCHMARKS = beamline.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
+BENCHMARKS = beamline.py read_formats.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b"; PYTHONPATH=src:edge $(BIN)/python benchmarks/$$b || exit 1; done
 
+# The prepared GPU check (docs/benchmarks.md, "GPU check"): every GPU path measured in one
+# command of at most 8 minutes, writing $(OUT)/gpu_check.json, a table and a few images.
+#   make gpu-wheels          fetch the wheels the GPU machine lacks into .whl/ (needs network)
+#   make gpu-check           run it (on the GPU machine: no venv there, so the system python3)
+#   make gpu-check DRY=1     the CPU dry run on tiny sizes that CI runs, so the check never rots
+OUT ?= gpu-check-output
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(OUT) $(if $(DRY),--dry)
+
+gpu-wheels: $(STAMP)
+	$(BIN)/python benchmarks/gpu_wheels.py
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache build dist
+	rm -rf $(VENV) demo-output gpu-check-output .gpu-check .pytest_cache build dist

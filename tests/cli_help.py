@@ -3,7 +3,8 @@
 The command tree is discovered the way a user discovers it: from the ``Commands:`` section
 of each help page, starting at ``ptychoflow --help``. An example is any line of a page's
 description (above ``Options:``) that runs ``ptychoflow``, optionally after environment
-assignments (``PTYCHOFLOW_CLIENT_ID=... ptychoflow login``); it is run as printed, by bash.
+assignments (``PTYCHOFLOW_CLIENT_ID=... ptychoflow login``) or as another user (``sudo -u
+...``), with its continuation lines (ending in a backslash); it is run as printed, by bash.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import cache
 
 from console_script import ptychoflow
 
-EXAMPLE = re.compile(r"^\s+((?:[A-Z_][A-Z0-9_]*=\S*\s+)*ptychoflow(?:\s.*)?)$")
+EXAMPLE = re.compile(r"^\s+((?:[A-Z_][A-Z0-9_]*=\S*\s+|sudo\s.*?)*ptychoflow(?:\s.*)?)$")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class HelpPage:
 
     @property
     def examples(self) -> list[str]:
-        return [match.group(1).strip() for line in self.description.splitlines() if (match := EXAMPLE.match(line))]
+        joined = re.sub(r"\s*\\\n\s*", " ", self.description)  # continuation lines, joined as bash joins them
+        return [match.group(1).strip() for line in joined.splitlines() if (match := EXAMPLE.match(line))]
 
 
 @cache

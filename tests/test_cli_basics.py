@@ -20,10 +20,11 @@ def test_version_and_help_with_examples():
 def test_doctor_reports_every_component_as_json():
     checks = json.loads(run_cli("doctor", "--json").stdout)
     names = {c["name"] for c in checks}
-    assert {"torch", "ptychi", "tike", "cupy", "gpu", "onnxruntime", "globus credentials"} <= names
+    assert {"torch", "ptychi", "tike", "cupy", "gpu", "onnxruntime", "edge inference", "globus credentials"} <= names
     assert all(c["status"] in {"ok", "warn", "missing"} and c["detail"] for c in checks)
     by_name = {c["name"]: c for c in checks}
     assert by_name["numpy"]["status"] == "ok"
+    assert by_name["edge inference"]["detail"].endswith("CPUExecutionProvider")  # the last resort is always there
     if by_name["gpu"]["status"] == "missing":
         assert "skipped" in by_name["gpu"]["detail"]
     # one row per registered rPIE engine, and what "auto" picks here

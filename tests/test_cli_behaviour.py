@@ -69,8 +69,9 @@ def test_set_is_checked_against_the_flow_schema(site):
     assert built["scan_id"] == "0001" and built["policy"]["alpha"] == 0.5  # a string stays a string
     typo = ptychoflow("flows", "input", "reconstruct", "--scan", "scan_0001.h5", "--set", "policy.iteration=3",
                       env=_env(site), check=False)
-    assert "--set: policy.iteration: no such field in policy (it has: alpha, batch_size, engine, iterations)" in \
-        _error_line(typo)
+    line = _error_line(typo)
+    assert "--set: policy.iteration: no such field in policy (it has: alpha, batch_size, engine, " in line
+    assert "iterations" in line
     wrong = ptychoflow("flows", "input", "reconstruct", "--scan", "scan_0001.h5", "--set", "policy.iterations=many",
                        env=_env(site), check=False)
     assert "'many' is not a valid integer" in _error_line(wrong)
@@ -220,7 +221,8 @@ def test_errors_have_one_style(site):
     assert usage.stderr.strip().splitlines()[-1] == "error: Missing argument 'RUN_ID'."
     assert usage.stderr.startswith("Usage: ptychoflow runs show")
     option = ptychoflow("doctor", "--jsn", check=False)
-    assert option.stderr.strip().splitlines()[-1] == "error: No such option '--jsn'. Did you mean '--json'?"
+    last = option.stderr.strip().splitlines()[-1]  # click's own words (they vary between click releases)
+    assert last.startswith("error: No such option") and "--jsn" in last and "--json" in last
     for result in (usage, option):
         assert "Error:" not in result.stderr and result.returncode == 2
 

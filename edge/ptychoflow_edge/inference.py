@@ -1,9 +1,11 @@
-"""ONNX Runtime inference: the best execution provider there is, and one loaded model.
+"""Inference: the best provider there is, and one loaded model.
 
-Provider preference is TensorRT -> CUDA -> CPU; ONNX Runtime places each node on the first
-provider in the list that supports it, so passing the available ones in that order is the
-whole fallback. Preprocessing runs with CuPy when the model runs on the GPU and CuPy
-imports, with NumPy otherwise (same code: ``ptychoflow.preprocess``).
+Provider preference is TensorRT -> CUDA -> TorchCUDA -> CPU. The first two and the last are
+ONNX Runtime's, which places each node on the first provider in the list that supports it.
+TorchCUDA runs the same ONNX file with torch (``torch_backend``) where onnxruntime has no GPU
+build; a model it cannot run falls back to the ONNX Runtime providers after it. Preprocessing
+runs with CuPy when the model runs on the GPU and CuPy imports, with NumPy otherwise (same
+code: ``ptychoflow.preprocess``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from ptychoflow.artifact import ModelManifest, verified_stitch_weight
 from ptychoflow.errors import InputError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.stitch import probe_weight
+from ptychoflow_edge import torch_backend
 
 log = logging.getLogger("ptychoflow.edge.inference")
-PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-GPU_PROVIDERS = PREFERENCE[:2]
+PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", torch_backend.TORCH_CUDA, "CPUExecutionProvider")
+GPU_PROVIDERS = PREFERENCE[:3]
 INPUT_NAME, OUTPUT_NAME = "diffraction", "phase"
 
 
@@ -34,7 +37,7 @@ def best_providers(requested: list[str] | None = None) -> list[str]:
     """Available providers in preference order (or `requested`, filtered to what exists)."""
     import onnxruntime as ort
 
-    available = set(ort.get_available_providers())
+    available = set(ort.get_available_providers()) | set(torch_backend.available_providers())
     wanted = requested or list(PREFERENCE)
     chosen = [p for p in wanted if p in available]
     return chosen or ["CPUExecutionProvider"]
@@ -52,6 +55,23 @@ def session_options(intra_op_threads: int) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
+
+
+def open_session(blob: bytes, providers: list[str], intra_op_threads: int) -> Any:
+    """A session on the first provider: the torch backend for a Torch* one (falling back to
+    the ONNX Runtime providers after it if torch cannot run the model), else ONNX Runtime."""
+    import onnxruntime as ort
+
+    if providers[0] in torch_backend.PROVIDERS:
+        try:
+            session = torch_backend.TorchSession(blob, providers[0])
+            log.info("torch backend: %s", session.description)
+            return session
+        except Exception as exc:  # UnsupportedModel names the operator; CUDA errors are RuntimeErrors
+            providers = [p for p in providers if p not in torch_backend.PROVIDERS] or ["CPUExecutionProvider"]
+            log.warning("the torch backend cannot run this model (%s); using %s", str(exc).splitlines()[0][:200],
+                        providers[0])
+    return ort.InferenceSession(blob, sess_options=session_options(intra_op_threads), providers=providers)
 
 
 def _array_module(providers: list[str]) -> Any:
@@ -102,9 +122,10 @@ class LoadedModel:
         return self.xp.__name__
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
-        """(B, H, W) raw frames -> (B, 1, h, w) float32 network input (on the host)."""
+        """(B, H, W) raw frames -> (B, 1, h, w) float32 network input (on the host, or on the
+        GPU for a session that takes device arrays)."""
         batch = preprocess(frames, self.config, xp=self.xp)
-        if self.xp is not np:
+        if self.xp is not np and not getattr(self.session, "accepts_device_arrays", False):
             batch = batch.get()
         return batch[:, None]
 
@@ -117,8 +138,6 @@ class LoadedModel:
 def load_model(manifest: ModelManifest, blob: bytes, model_dir: Path, *, providers: list[str],
                intra_op_threads: int) -> LoadedModel:
     """Build a session and check it against the manifest; raise ModelRejected with the reason."""
-    import onnxruntime as ort
-
     try:
         config = PreprocessConfig.from_json(manifest.preprocessing)
     except (TypeError, ValueError) as exc:
@@ -127,7 +146,7 @@ def load_model(manifest: ModelManifest, blob: bytes, model_dir: Path, *, provide
     if list(manifest.input_shape) != [1, size, size]:
         raise ModelRejected(f"manifest input_shape {manifest.input_shape} != [1, {size}, {size}] from its preprocessing")
     try:
-        session = ort.InferenceSession(blob, sess_options=session_options(intra_op_threads), providers=providers)
+        session = open_session(blob, providers, intra_op_threads)
     except Exception as exc:  # ORT raises several exception types for unreadable graphs
         raise ModelRejected(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0][:200]}") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()

@@ -121,6 +121,20 @@ def check_onnxruntime() -> Check:
     return Check("onnxruntime", OK, f"{onnxruntime.__version__}; providers: {', '.join(onnxruntime.get_available_providers())}")
 
 
+def check_edge_inference() -> Check:
+    """The provider the edge service would serve on here (the first of TensorRT -> CUDA -> TorchCUDA -> CPU)."""
+    try:
+        from ptychoflow_edge.inference import best_providers
+
+        providers = best_providers()
+    except Exception as exc:  # no onnxruntime, or a broken one: doctor reports, never crashes
+        return Check("edge inference", WARN, f"cannot tell: {str(exc).splitlines()[0][:120]}")
+    detail = " -> ".join(providers)
+    if providers[0] == "TorchCUDA":
+        detail += " (the model runs with torch on the GPU: no onnxruntime-gpu here)"
+    return Check("edge inference", OK, detail)
+
+
 def check_globus_credentials() -> Check:
     if os.environ.get("PTYCHOFLOW_CLIENT_ID") and os.environ.get("PTYCHOFLOW_CLIENT_SECRET"):
         return Check("globus credentials", OK, "client credentials from PTYCHOFLOW_CLIENT_ID/SECRET (unattended)")
@@ -153,6 +167,7 @@ CHECKS: list[Callable[[], Check]] = [
     *(functools.partial(check_engine, spec) for spec in ENGINES.values()),
     check_auto_engine,
     check_onnxruntime,
+    check_edge_inference,
     lambda: _package("globus_sdk", "globus-sdk", "globus backend"),
     lambda: _package("globus_compute_sdk", "globus-compute-sdk", "globus backend: remote functions"),
     check_globus_credentials,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ptychoflow.backends.base import (
     Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord, flow_checksum,
@@ -20,7 +20,7 @@ from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.functions import record_source
 from ptychoflow.flowengine.store import RunRow, Store
 from ptychoflow.errors import InputError, PtychoflowError
-from ptychoflow.function_registry import FunctionRegistry, register_locally
+from ptychoflow.function_registry import FunctionRegistry, bundled_functions, register_locally
 
 
 class RunNotFoundError(PtychoflowError):
@@ -61,12 +61,22 @@ class LocalBackend(Backend):
         return RegisteredFunction(record.function_id, name, record.source_sha256)
 
     # --- runs -----------------------------------------------------------------------------
-    def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
-                  tags: list[str] | None = None) -> RunInfo:
+    def _deployed(self, flow: DeployedFlow) -> dict[str, Any]:
         stored = self.store.get_flow(flow.flow_id)
         if stored is None:
             raise PtychoflowError(f"flow {flow.flow_id} is not deployed on this profile; deploy it first")
+        return stored
+
+    def validate_run(self, flow: DeployedFlow, body: dict[str, Any]) -> None:
+        """The flow's input schema, applied as the service applies it (no defaults filled in)."""
+        stored = self._deployed(flow)
         _validate_input(body, stored["input_schema"], stored["source"] or flow.title)
+
+    def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
+                  tags: list[str] | None = None, notify_on: Sequence[str] = ()) -> RunInfo:
+        """Record the run for the engine worker (no e-mail service here: ``notify_on`` is ignored)."""
+        self.validate_run(flow, body)
+        stored = self._deployed(flow)
         run_id = self.store.create_run(flow.flow_id, stored["definition"]["StartAt"], body, label=label,
                                        tags=list(tags or []), username=self.env.username)
         return self.get_run(run_id)
@@ -109,12 +119,43 @@ class LocalBackend(Backend):
         self.store.cancel_run(run.run_id)
         return self.get_run(run.run_id)
 
-    def resume_run(self, run_id: str) -> RunInfo:
-        """Make an INACTIVE run ACTIVE again; the engine worker continues from its last committed state."""
+    def resume_run(self, run_id: str, *, check: bool = True) -> RunInfo:
+        """Make an INACTIVE run ACTIVE again; the engine worker continues from its last committed
+        state (nothing to check first: no consents here)."""
         run = self._row(run_id)
         if run.status == "INACTIVE":
             self.store.set_status(run.run_id, "ACTIVE", only_if=("INACTIVE",))
         return self.get_run(run.run_id)
+
+    # --- the worker that executes recorded runs -------------------------------------------
+    def ensure_worker(self) -> int | None:
+        """The profile's engine worker: started (detached) if none is alive; its pid."""
+        if self.profile is None:  # built from an engine env alone (tests): the caller runs the engine
+            return None
+        from ptychoflow.flowengine.worker import ensure_engine_running
+
+        return ensure_engine_running(self.profile)
+
+    def worker_health(self) -> Any:
+        from ptychoflow.flowengine.health import store_health
+
+        return store_health(self.store)
+
+    def supervise_worker(self, *, restart: bool) -> Any:
+        from ptychoflow.flowengine.supervisor import EngineSupervisor
+
+        return EngineSupervisor(self.env.state_dir, restart=restart).start()
+
+    def run_stats(self, bounds: tuple[float, ...]) -> Any:
+        return self.store.stats(bounds)
+
+    def prepare(self, *, start_worker: bool = True) -> None:
+        """Register every bundled function (no-op when unchanged) and start the engine worker,
+        so a fresh profile just works for `watch`, `dashboard` and `flows run`."""
+        for name, path in bundled_functions().items():
+            self.register_function(path, name)
+        if start_worker:
+            self.ensure_worker()
 
 
 def _visible_output(output: Any) -> dict[str, Any] | None:

@@ -31,6 +31,28 @@ def profile_option(command: F) -> F:
                         help=PROFILE_HELP)(command)
 
 
+def scan_options(command: F) -> F:
+    """How to read a scan: ``--format``, ``--positions``, ``--frame-size``, ``--y-source``;
+    passed as ``scan_format`` and ``read_options`` (a ``ptychoflow.scan.ReadOptions``)."""
+    from ptychoflow.scan.reader import ReadOptions
+    from ptychoflow.scan.registry import format_names
+
+    def wrapper(*args: Any, positions: Path | None, frame_size: int | None, y_source: str, **kwargs: Any) -> Any:
+        kwargs["read_options"] = ReadOptions(frame_size=frame_size, positions_file=positions, y_source=y_source)
+        return command(*args, **kwargs)
+
+    wrapper = click.option("--y-source", type=click.Choice(["interferometer", "encoder"]), default="interferometer",
+                           show_default=True, help="Eiger/Velociprobe position file: which y column.")(wrapper)
+    wrapper = click.option("--frame-size", type=click.IntRange(min=8), default=None,
+                           help="Eiger/CXI: crop frames to this square about the beam centre [default: the largest].")(wrapper)
+    wrapper = click.option("--positions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                           help="Eiger: the position file [default: <prefix>_positions.txt beside the master].")(wrapper)
+    wrapper = click.option("--format", "scan_format", type=click.Choice(format_names()), default="auto", show_default=True,
+                           help="Scan layout; auto detects it.")(wrapper)
+    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
 def json_option(command: F) -> F:
     """``--json``: passed as ``as_json``."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)
@@ -129,10 +151,11 @@ def profile_args(profile_path: Path | None) -> str:
     return f" --profile {shlex.quote(str(profile_path))}" if profile_path else ""
 
 
-def follow(get_run: Callable[[], RunInfo], *, profile_path: Path | None = None, stderr: bool = False,
-           interval: float = 0.5) -> RunInfo:
-    """Follow one run until it finishes: a live view on a terminal (on stderr when stdout
-    carries JSON); elsewhere (a log, a pipe) its timeline once, when it ends.
+def follow(backend: Any, run_id: str, *, profile_path: Path | None = None, stderr: bool = False) -> RunInfo:
+    """Follow one run until it finishes or goes INACTIVE (a person must act), asked at the
+    backend's own pace (a local store often, Globus Flows with a growing interval): a live
+    view on a terminal (on stderr when stdout carries JSON); elsewhere (a log, a pipe) its
+    timeline once, at the end.
 
     Ctrl-C stops following, not the run: it says so, prints how to follow or cancel it, and
     exits 130 (the shell's code for an interrupt).
@@ -140,27 +163,21 @@ def follow(get_run: Callable[[], RunInfo], *, profile_path: Path | None = None, 
     from rich.live import Live
 
     out = console(stderr=stderr)
-    run = get_run()
     try:
         if out.is_terminal:
-            with Live(run_panel(run), console=out, refresh_per_second=4, transient=False) as live:
-                while not run.status.finished:
-                    time.sleep(interval)
-                    run = get_run()
-                    live.update(run_panel(run))
-        else:
-            while not run.status.finished:
-                time.sleep(interval)
-                run = get_run()
-            out.print(run_panel(run))
+            with Live(run_panel(backend.get_run(run_id)), console=out, refresh_per_second=4, transient=False) as live:
+                return backend.wait_run(run_id, on_update=lambda run: live.update(run_panel(run)))
+        run = backend.wait_run(run_id)
+        out.print(run_panel(run))
+        return run
     except KeyboardInterrupt:
+        run = backend.get_run(run_id)
         where = f" at {run.current_state}" if run.current_state else ""
         extra = profile_args(profile_path)
         click.echo(f"\nstopped following; run {run.run_id} continues ({run.status.value}{where}).\n"
                    f"  follow it again: ptychoflow runs watch {run.run_id}{extra}\n"
                    f"  cancel it:       ptychoflow runs cancel {run.run_id}{extra}", err=True)
         raise SystemExit(130) from None
-    return run
 
 
 def print_json(value: Any) -> None:

@@ -10,9 +10,10 @@ import click
 import zmq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ptychoflow.cli._common import console, load_if_any, profile_option
+from ptychoflow.cli._common import console, load_if_any, profile_option, scan_options
 from ptychoflow.errors import InputError
 from ptychoflow.scan.format import Scan
+from ptychoflow.scan.reader import ReadOptions
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
 from ptychoflow.simulate.objects import OBJECT_KINDS
 from ptychoflow.stream import FramePublisher
@@ -160,19 +161,25 @@ def simulate(scans: int, out: Path | None, profile_path: Path | None, first: int
 @click.option("--name", default=None, help="Output file name [default: scan_<source>.h5].")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Replay only the first N frames.")
 @stream_options
-def replay(source: Path, out: Path | None, profile_path: Path | None, name: str | None, max_frames: int | None, rate: float, stream: str, no_stream: bool,
-           wait_subscribers: int, wait_timeout: float) -> None:
-    """Replay a recorded scan (a ptychoflow .h5, or a Tike .npz/.npz.bz2) as if it were being measured.
+@scan_options
+def replay(source: Path, out: Path | None, profile_path: Path | None, name: str | None, max_frames: int | None,
+           rate: float, stream: str | None, no_stream: bool, wait_subscribers: int, wait_timeout: float, scan_format: str,
+           read_options: ReadOptions) -> None:
+    """Replay a recorded scan as if it were being measured: written as a ptychoflow .h5 and
+    streamed to the edge. SOURCE is any layout ptychoflow reads (ptychoflow .h5, Eiger master,
+    CXI, Tike .npz/.npz.bz2).
 
     \b
     Examples:
       ptychoflow beamline replay ../shared/data/siemens-star-small.npz.bz2 --out acq --rate 500
       ptychoflow beamline replay ../shared/data/siemens-star-small.npz.bz2 --max-frames 100 --name scan_0100.h5
     """
-    from ptychoflow.scan.readers import load_scan
+    from dataclasses import replace
+
+    from ptychoflow.scan import load_scan
 
     out = _acquisition_dir(out, profile_path)
-    scan = load_scan(source, max_frames=max_frames)
+    scan = load_scan(source, replace(read_options, max_frames=max_frames), scan_format=scan_format)
     out.mkdir(parents=True, exist_ok=True)
     target = out / (name or f"scan_{scan.scan_id}.h5")
     with _publisher(stream, profile_path, no_stream, wait_subscribers, wait_timeout) as publisher, _progress() as progress:

@@ -36,15 +36,15 @@ def dashboard(profile_path: Path | None, host: str, port: int, refresh_ms: int, 
 
     from ptychoflow.dashboard.app import create_app
     from ptychoflow.dashboard.sources import profile_sources
-    from ptychoflow.local_site import prepare_local_site, supervise_engine
+    from ptychoflow.local_site import prepare_local_site
     from ptychoflow.servicelog import service_log
 
     profile = load(profile_path)
     with service_log("dashboard", profile.state_path):
         backend = prepare_local_site(profile, start_engine=not no_engine)
-        supervisor = supervise_engine(profile, restart=not no_engine)
+        supervisor = backend.supervise_worker(restart=not no_engine)  # local: the engine worker
         logging.getLogger("ptychoflow.dashboard").info("dashboard on http://%s:%d (%s backend); Ctrl-C to stop",
-                                                       host, port, profile.backend)
+                                                       host, port, backend.name)
         try:
             uvicorn.run(create_app(profile_sources(profile, backend), refresh_ms=refresh_ms), host=host, port=port,
                         log_level="warning", log_config=None)

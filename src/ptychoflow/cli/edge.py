@@ -31,9 +31,16 @@ def edge() -> None:
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (edge.batch_size).")
 @click.option("--max-wait-ms", type=float, default=None, help="Longest wait to fill a batch (edge.max_wait_ms).")
 @click.option("--queue-frames", type=int, default=None, help="Frames queued before dropping (edge.queue_frames).")
-@click.option("--providers", default=None, help="Comma-separated ONNX Runtime providers, in preference order.")
+@click.option("--providers", default=None,
+              help="Comma-separated providers in preference order: ONNX Runtime's (TensorrtExecutionProvider, "
+                   "CUDAExecutionProvider, CPUExecutionProvider) or the torch backend's (TorchCUDA, TorchCPU). "
+                   "Default: the best there is, TensorRT -> CUDA -> TorchCUDA -> CPU.")
 @click.option("--threads", "intra_op_threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
-@click.option("--pva-channel", default=None, help="Also read NTNDArray frames from this pvAccess channel (pvapy).")
+@click.option("--pva-channel", default=None,
+              help="Also read NTNDArray frames from this pvAccess channel, e.g. 13SIM1:Pva1:Image (edge.pva_channel).")
+@click.option("--pva-pixel-size", "pva_pixel_size_m", type=float, default=None,
+              help="Object pixel size (m) of the pvAccess frames (edge.pva_pixel_size_m).")
+@click.option("--pva-output", default=None, help="Serve the live phase as an NTNDArray on this PV (edge.pva_output).")
 @click.option("--align-offsets/--no-align-offsets", default=None,
               help="Shift each phase patch to agree with the mosaic (phase is known up to a constant).")
 def serve(profile_path: Path | None, providers: str | None, **overrides: object) -> None:
@@ -46,6 +53,7 @@ def serve(profile_path: Path | None, providers: str | None, **overrides: object)
     Example:
       ptychoflow edge serve --profile site/ptychoflow.toml
       # page: http://127.0.0.1:8765/   status: /status   Prometheus: /metrics
+      ptychoflow edge serve --pva-channel 2IDD:Pva1:Image --pva-pixel-size 1e-8 --pva-output 2IDD:Ptycho:Phase
     """
     from ptychoflow.servicelog import service_log
     from ptychoflow_edge.config import EdgeConfig

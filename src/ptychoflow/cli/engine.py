@@ -61,10 +61,10 @@ def status(profile_path: Path | None, as_json: bool) -> None:
     Example:
       ptychoflow engine status --json
     """
-    from ptychoflow.local_site import engine_health
+    from ptychoflow.backends import get_backend
 
     profile = load(profile_path)
-    health = engine_health(profile)
+    health = get_backend(profile).worker_health()
     if health is None:
         emit({"backend": profile.backend, "engine": None}, as_json,
              f"the {profile.backend} backend runs flows on its service: no local engine worker")

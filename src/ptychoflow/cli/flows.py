@@ -38,9 +38,9 @@ def flows() -> None:
 
 
 def _bundled_flow_paths() -> list[Path]:
-    from ptychoflow.resources import flows_dir
+    from ptychoflow.resources import bundled_flows
 
-    return sorted(p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
+    return bundled_flows()
 
 
 @flows.command()
@@ -201,13 +201,17 @@ def input_(flow: str, scan: str | None, assignments: tuple[str, ...], input_text
 @flows.command()
 @click.argument("flow")
 @_input_options
-@click.option("--label", default="", help="Run label.")
+@click.option("--label", default="", help="Run label [default: the scan file, with --scan].")
 @click.option("--tag", "tags", multiple=True, help="Run tag (repeatable).")
-@click.option("--wait", is_flag=True, help="Follow the run live until it finishes (Ctrl-C stops following, not the run).")
+@click.option("--dry-run", is_flag=True,
+              help="Deploy if changed, then ask the backend whether it accepts the input (Globus Flows' validate_run); "
+                   "start nothing.")
+@click.option("--wait", is_flag=True,
+              help="Follow the run live until it finishes or waits for a person (Ctrl-C stops following, not the run).")
 @json_option
 @profile_option
 def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: str | None, label: str,
-        tags: tuple[str, ...], wait: bool, as_json: bool, profile_path: Path | None) -> None:
+        tags: tuple[str, ...], dry_run: bool, wait: bool, as_json: bool, profile_path: Path | None) -> None:
     """Deploy FLOW (if changed) and start a run; prints the run id at once.
 
     The input comes from the profile (--scan FILE for the scan flows; deploy_model ships the
@@ -219,24 +223,34 @@ def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: s
     \b
     Examples:
       ptychoflow flows run reconstruct --scan site/acquisition/scan_0001.h5 --set policy.iterations=5 --wait
+      ptychoflow flows run reconstruct_and_train --scan scan_0002.h5 --dry-run
       ptychoflow flows run reconstruct_and_train --scan scan_0002.h5 --label "scan 2" --json
       ptychoflow flows run deploy_model --set version=v0001     # ship a registry version to the edge
       ptychoflow flows run reconstruct --input @input.json --label scan_0001
     """
-    from ptychoflow.local_site import ensure_engine, prepare_local_site
+    from ptychoflow.local_site import prepare_local_site
 
     profile = load(profile_path)
     backend = prepare_local_site(profile, start_engine=False)  # local: functions registered (the input names them)
     path = _resolve(flow)
     body = _build_input(profile, flow, path, scan, assignments, input_text)
-    info = backend.start_run(backend.deploy_flow(path), body, label=label, tags=list(tags))
-    ensure_engine(profile)
+    deployed = backend.deploy_flow(path)
+    if dry_run:
+        backend.validate_run(deployed, body)
+        click.echo(f"ok: the {backend.name} backend accepts this input for {deployed.title} ({deployed.flow_id}); "
+                   "nothing started")
+        return
+    info = backend.start_run(deployed, body, label=label or (Path(scan).name if scan else ""), tags=list(tags))
+    backend.ensure_worker()  # local: the engine worker that executes it
     if wait:
-        info = follow(lambda: backend.get_run(info.run_id), profile_path=profile_path, stderr=as_json)
+        info = follow(backend, info.run_id, profile_path=profile_path, stderr=as_json)
     if as_json:
         print_json(info.to_json())
     elif not wait:
         click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id}"
                    f"{profile_args(profile_path)})")
     if wait and info.status.value != "SUCCEEDED":
+        failed = info.failed_state
+        why = f" in {failed.name}: {failed.reason}" if failed and failed.reason else f": {info.error}" if info.error else ""
+        click.secho(f"error: run {info.run_id} {info.status.value}{why}", fg="red", err=True)
         raise SystemExit(1)

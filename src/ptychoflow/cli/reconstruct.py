@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Iterator
 
 import click
 
-from ptychoflow.cli._common import console, load_if_any, profile_option
+from ptychoflow.cli._common import console, load_if_any, profile_option, scan_options
 from ptychoflow.fs import writable_dir
 from ptychoflow.recon.base import IterationInfo, ProgressCallback, RpieOptions
 from ptychoflow.recon.registry import AUTO, DEVICES, ENGINE_CHOICES, ENGINES
+from ptychoflow.scan.reader import ReadOptions
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -41,34 +42,38 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
               help="Stop cleanly between iterations after this many seconds; the product is still written.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @profile_option
+@scan_options
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None, batch_size: int, alpha: float,
                 probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
-                seed: int, profile_path: Path | None) -> None:
-    """Reconstruct SCAN (ptychoflow .h5, or Tike .npz / .npz.bz2) with rPIE.
+                seed: int, profile_path: Path | None, scan_format: str, read_options: ReadOptions) -> None:
+    """Reconstruct SCAN with rPIE: a ptychoflow .h5, an Eiger master (with its data files and
+    position file beside it), a CXI file, or a Tike .npz / .npz.bz2.
 
-    Writes SCAN_ID.recon.h5 (object, probe, positions, loss history, provenance) and a
-    SCAN_ID.recon.png preview (phase | amplitude). Bad input, or an output directory that
-    cannot be written, fails before any work, with one line naming the file and field.
-    Ctrl-C (like --time-limit) stops after the current iteration and still writes the
-    product, marked stopped_early; a second Ctrl-C aborts without writing.
+    Writes SCAN_ID.recon.h5 (object, probe, positions in metres, loss history, provenance) and
+    a SCAN_ID.recon.png preview (phase and amplitude with scale bars, probe, loss). Bad input,
+    or an output directory that cannot be written, fails before any work, with one line
+    naming the file and field. Ctrl-C (like --time-limit) stops after the current iteration
+    and still writes the product, marked stopped_early; a second Ctrl-C aborts without writing.
 
     \b
     Examples:
       ptychoflow reconstruct site/acquisition/scan_0001.h5 --iterations 20
       ptychoflow reconstruct site/acquisition/scan_0002.h5 --engine ptychi --iterations 10 --out recon/
       ptychoflow reconstruct ../shared/data/siemens-star-small.npz.bz2 --device cpu --time-limit 20
+      ptychoflow reconstruct fly042_master.h5 --frame-size 128 --iterations 10   # Eiger + fly042_positions.txt
+      ptychoflow reconstruct run7.cxi --iterations 10
       ptychoflow reconstruct site/acquisition/scan_0001.h5 --engine tike --position-refinement   # on a CUDA machine
     """
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
     from ptychoflow.recon.iterations import INTERRUPTED
     from ptychoflow.recon.registry import choose_engine
-    from ptychoflow.scan.readers import load_scan
+    from ptychoflow.scan import load_scan
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
                           device=device, time_limit_s=time_limit_s, seed=seed)  # type: ignore[arg-type]
-    loaded = load_scan(scan)
+    loaded = load_scan(scan, read_options, scan_format=scan_format)
     validate_scan(loaded)  # bad input, or an engine that cannot run here: one line before any progress output
     choose_engine(engine, device)
     out = writable_dir(_output_dir(output_dir, load_if_any(profile_path), loaded.scan_id, scan), field="--out")

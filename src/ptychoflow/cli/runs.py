@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ptychoflow import clock
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, console, follow, json_option, load, print_json, profile_option, run_panel,
+    STATUS_STYLE, backend_for, console, follow, json_option, print_json, profile_option, run_panel,
 )
 
 
-def engine_banner(profile_path: Path | None) -> None:
+def engine_banner(backend: Any) -> None:
     """On stderr, when the local engine worker is down or stalled: runs that look ACTIVE are
     not moving, and nothing else on screen would say so."""
-    from ptychoflow.local_site import engine_health
-
-    health = engine_health(load(profile_path))
+    health = backend.worker_health()
     if health is not None and health.state in ("down", "stalled") and (health.active_runs or health.state == "stalled"):
         click.secho(f"warning: engine worker {health.summary()}", fg="red", bold=True, err=True)
 
@@ -53,8 +52,9 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    found = backend_for(profile_path).list_runs(limit=limit)
-    engine_banner(profile_path)
+    backend = backend_for(profile_path)
+    found = backend.list_runs(limit=limit)
+    engine_banner(backend)
     if as_json:
         print_json([r.to_json() for r in found])
         return
@@ -114,8 +114,8 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
 @click.argument("run_id")
 @profile_option
 def watch(run_id: str, profile_path: Path | None) -> None:
-    """Follow a run live until it finishes (exit 1 unless it succeeds; Ctrl-C stops following,
-    not the run).
+    """Follow a run live until it finishes or goes INACTIVE (exit 1 unless it succeeds; Ctrl-C
+    stops following, not the run).
 
     \b
     Example:
@@ -123,9 +123,11 @@ def watch(run_id: str, profile_path: Path | None) -> None:
     """
     backend = backend_for(profile_path)
     if backend.get_run(run_id).status.value == "ACTIVE":
-        engine_banner(profile_path)
-    info = follow(lambda: backend.get_run(run_id), profile_path=profile_path)
+        backend.ensure_worker()  # a local run needs its engine worker alive to move on
+    info = follow(backend, run_id, profile_path=profile_path)
     if info.status.value != "SUCCEEDED":
+        if info.error:
+            click.secho(info.error, fg="red", err=True)
         raise SystemExit(1)
 
 
@@ -145,29 +147,29 @@ def cancel(run_id: str, profile_path: Path | None) -> None:
 
 @runs.command()
 @click.argument("run_id")
+@click.option("--no-check", is_flag=True,
+              help="Resume without first checking that what the run waits for is granted (after a session update).")
 @profile_option
-def resume(run_id: str, profile_path: Path | None) -> None:
-    """Continue a run from its last committed state (starts the engine worker if needed).
+def resume(run_id: str, no_check: bool, profile_path: Path | None) -> None:
+    """Continue a run from its last committed state.
+
+    An INACTIVE Globus run waits for something only you can give; its details say what (a
+    consent, or a login with a given identity, policy or MFA). A missing consent is checked
+    first: if it is still missing, the exact `ptychoflow login` line is printed and nothing is
+    resumed. A session requirement cannot be checked from here: log in as printed, then resume
+    with --no-check. A local run is picked up by the engine worker, started if needed.
 
     \b
-    Example:
+    Examples:
       ptychoflow runs resume 3f2a
+      ptychoflow runs resume 3f2a --no-check      # after `ptychoflow login --identity ... --force`
     """
-    from ptychoflow.backends import get_backend
-
-    profile = load(profile_path)
-    backend = get_backend(profile)
-    if not hasattr(backend, "resume_run"):
-        from ptychoflow.errors import PtychoflowError
-
-        raise PtychoflowError(f"the {profile.backend} backend resumes runs by itself; nothing to do")
-    info = backend.resume_run(run_id)
-    if info.status.value == "ACTIVE" and profile.backend == "local":  # Globus runs on the service
-        from ptychoflow.flowengine.worker import ensure_engine_running
-
-        pid = ensure_engine_running(profile)
-        click.echo(f"{info.run_id}  ACTIVE at {info.current_state}  (engine worker pid {pid})")
-    elif info.status.value == "ACTIVE":
-        click.echo(f"{info.run_id}  ACTIVE" + (f"  {info.web_url}" if info.web_url else ""))
-    else:
+    backend = backend_for(profile_path)
+    info = backend.resume_run(run_id, check=not no_check)
+    if info.status.value != "ACTIVE":
         click.echo(f"{info.run_id}  {info.status.value}: finished runs cannot resume")
+        return
+    pid = backend.ensure_worker()
+    where = f" at {info.current_state}" if info.current_state else ""
+    click.echo(f"{info.run_id}  ACTIVE{where}" + (f"  (engine worker pid {pid})" if pid else "")
+               + (f"  {info.web_url}" if info.web_url else ""))

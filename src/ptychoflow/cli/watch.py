@@ -12,13 +12,14 @@ from ptychoflow.profile import Profile
 
 
 def _backend_from(profile: Profile, factory: str | None, start_engine: bool):  # noqa: ANN202
-    """The profile's backend, or one made by a `module:callable(profile)` (tests, integration)."""
+    """The profile's backend made ready (``Backend.prepare``), or one made by a
+    `module:callable(profile)` (tests, integration)."""
     if factory:
         module, _, attr = factory.partition(":")
         return getattr(importlib.import_module(module), attr)(profile)
     from ptychoflow.local_site import prepare_local_site
 
-    return prepare_local_site(profile, start_engine=start_engine)  # local: functions registered, engine running
+    return prepare_local_site(profile, start_engine=start_engine)
 
 
 @click.group(invoke_without_command=True)
@@ -50,7 +51,6 @@ def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, po
     ctx.obj["profile_path"] = profile_path
     if ctx.invoked_subcommand is not None:
         return
-    from ptychoflow.local_site import supervise_engine
     from ptychoflow.watcher.service import WatcherOptions, run_watcher
 
     profile = load(profile_path)
@@ -58,7 +58,7 @@ def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, po
         profile = profile.model_copy(update={"backend": backend})
     options = WatcherOptions(flow_path=flow_path, poll=poll)
     watcher_backend = _backend_from(profile, backend_factory, start_engine=not no_engine)
-    supervisor = None if backend_factory else supervise_engine(profile, restart=not no_engine)
+    supervisor = watcher_backend.supervise_worker(restart=not no_engine)  # local: the engine worker
     click.echo(f"watching {profile.resolve(profile.beamline.path)} (journal in {profile.state_path}); "
                "Ctrl-C to stop", err=True)
     try:
@@ -83,7 +83,7 @@ def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent:
       ptychoflow watch status
       ptychoflow watch status --json --recent 3
     """
-    from ptychoflow.local_site import engine_health
+    from ptychoflow.backends import get_backend
     from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
     from ptychoflow.watcher.status import empty_summary, render, summary
 
@@ -97,7 +97,7 @@ def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent:
             journal.close()
     else:
         info = empty_summary(path)
-    health = engine_health(profile)
+    health = get_backend(profile).worker_health()
     info["engine"] = None if health is None else health.to_json()
     if as_json:
         print_json(info)

@@ -14,7 +14,8 @@ status, where runs wait, queue depths, engine and watcher up). A source that fai
   ptychoflow_active_states{flow,state}                 ACTIVE runs by the state they are in
   ptychoflow_engine_up, ptychoflow_engine_heartbeat_age_seconds,
   ptychoflow_oldest_active_state_age_seconds           the local engine worker (local backend)
-  ptychoflow_watcher_up, ptychoflow_watcher_queue_depth, ptychoflow_watcher_scans{state}
+  ptychoflow_watcher_up, ptychoflow_watcher_queue_depth, ptychoflow_watcher_scans{state},
+  ptychoflow_watcher_runs{state}                       the watcher's runs (inactive: waiting for a person)
   ptychoflow_edge_up, ptychoflow_edge_frames_total{outcome}, ptychoflow_edge_fps,
   ptychoflow_edge_queue_depth                          the edge service
 """
@@ -35,6 +36,7 @@ from ptychoflow.flowengine.store import Histogram, RunStats
 
 FINISHED = tuple(s.value for s in RunStatus if s.finished)
 EDGE_OUTCOMES = ("received", "inferred", "dropped", "malformed")
+WATCHER_RUN_STATES = ("triggering", "triggered", "inactive", "succeeded", "failed")
 
 
 def _histogram(name: str, documentation: str, labels: list[str], series: list[Histogram],
@@ -95,6 +97,11 @@ def watcher_metrics(watcher: dict[str, Any]) -> Iterator[Metric]:
     for state, count in sorted(watcher["scans"].items()):
         scans.add_metric([state], count)
     yield scans
+    runs = GaugeMetricFamily("ptychoflow_watcher_runs", "Runs the watcher started, by journal state (inactive: "
+                             "waiting for a person)", labels=["state"])
+    for state in WATCHER_RUN_STATES:
+        runs.add_metric([state], watcher.get("runs", {}).get(state, 0))
+    yield runs
     yield _gauge("ptychoflow_watcher_up", "1 while a watcher runs on this state directory", watcher["up"])
     yield _gauge("ptychoflow_watcher_queue_depth", "Finished scans waiting for a free run slot",
                  watcher["scans"].get(QUEUED, 0))

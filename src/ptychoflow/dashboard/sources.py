@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ptychoflow import clock
 from ptychoflow.backends.base import Backend
 from ptychoflow.flowengine.store import RunStats
 from ptychoflow.site import SiteLayout
@@ -33,13 +34,13 @@ def runs_source(backend: Backend, limit: int = 50) -> Source:
 class DashboardSources:
     runs: Source
     journal: Source = lambda: []
+    watcher: Source = lambda: None  # watcher_summary(): None before the watcher first ran
     models: Source = lambda: []
     edge: Source = lambda: {}
     engine: Source = lambda: None  # EngineHealth.to_json(); None where no local engine runs flows (globus)
-    watcher: Source = lambda: None  # {"up": bool, "scans": {journal state: count}}; None before it first ran
     stats: Callable[[], RunStats | None] = lambda: None  # whole-store aggregates, for /metrics only
 
-    PAGE_SOURCES = ("runs", "journal", "models", "edge", "engine", "watcher")
+    PAGE_SOURCES = ("runs", "journal", "watcher", "models", "edge", "engine")
 
     def read(self, name: str) -> Any:
         """One source's value, or ``{"error": ...}``: one broken subsystem must not blank the page."""
@@ -79,8 +80,9 @@ def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
         journal.close()
 
 
-def watcher_counts(state_dir: Path) -> dict[str, Any] | None:
-    """Is the watcher running, and its journal's scans by state (None before it first ran)."""
+def watcher_summary(state_dir: Path) -> dict[str, Any] | None:
+    """Is the watcher running; its journal's scans and runs by state; the INACTIVE runs with
+    their reasons (None before the watcher first ran here)."""
     from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal, watcher_guard
 
     path = state_dir / JOURNAL_FILENAME
@@ -88,7 +90,9 @@ def watcher_counts(state_dir: Path) -> dict[str, Any] | None:
         return None
     journal = Journal(path, readonly=True)
     try:
-        return {"up": watcher_guard(state_dir).holder_pid() is not None, "scans": journal.state_counts()}
+        return {"up": watcher_guard(state_dir).holder_pid() is not None, "scans": journal.state_counts(),
+                "runs": journal.run_state_counts(),
+                "inactive": [{"run_id": r.run_id, "since": clock.iso(r.t_inactive), "reason": r.error} for r in journal.inactive_runs()]}
     finally:
         journal.close()
 
@@ -104,17 +108,18 @@ def edge_status(status_file: Path) -> dict[str, Any]:
 
 def profile_sources(profile: Any, backend: Backend) -> DashboardSources:
     """Every source for one deployment, from its profile's site layout."""
-    from ptychoflow.flowengine.health import store_health
-    from ptychoflow.local_site import run_store
-
     layout = SiteLayout.from_profile(profile)
-    store = run_store(profile)  # None: flows run on a service, which keeps the runs (and has no local engine)
+
+    def engine() -> dict[str, Any] | None:
+        health = backend.worker_health()  # None: a service runs the flows (no local engine worker)
+        return None if health is None else health.to_json()
+
     return DashboardSources(
         runs=runs_source(backend),
         journal=lambda: journal_rows(layout.state_dir),
+        watcher=lambda: watcher_summary(layout.state_dir),
         models=lambda: registry_rows(layout.hpc.registry_dir),
         edge=lambda: edge_status(layout.edge.status_file),
-        engine=(lambda: store_health(store).to_json()) if store is not None else (lambda: None),
-        watcher=lambda: watcher_counts(layout.state_dir),
-        stats=(lambda: store.stats(DURATION_BUCKETS)) if store is not None else (lambda: None),
+        engine=engine,
+        stats=lambda: backend.run_stats(DURATION_BUCKETS),  # None where the runs live in a service
     )

@@ -52,7 +52,7 @@ def _package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for name in ("tike", "cupy-cuda12x", "cupy", "numpy"):
+    for name in ("tike", "cupy-cuda13x", "cupy-cuda12x", "cupy", "numpy"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -1,10 +1,14 @@
 """The local Globus Compute v3 action provider: registered functions in per-endpoint pools.
 
-Body: ``{"endpoint_id": ..., "tasks": [{"function_id": ..., "args": [...], "kwargs": {...}}]}``
-(the single-task form with top-level ``function_id``/``args``/``kwargs`` is accepted too). Each endpoint
-id gets its own process pool sized from the profile (``hpc.workers``; the edge has 1).
-Result: ``details.results[i].output``; a raising function fails the action with its
-traceback text in ``details.exception``.
+Body, as https://compute.actions.globus.org/v3 takes it: ``endpoint_id`` and ``tasks``
+(``[{"function_id": ..., "args": [...], "kwargs": {...}}]``), optionally ``task_group_id``,
+``user_endpoint_config``, ``resource_specification``, ``create_queue``. Anything else, such
+as the V2 provider's top-level ``function_id``/``args``/``kwargs``, is refused, as the
+service refuses it. ``user_endpoint_config`` must be an object; there is no endpoint
+template here to render it with. Each endpoint id gets its own process pool sized from the
+profile (``hpc.workers``; the edge has 1). Result: ``details.results[i].output`` and
+``details.result[i]`` (the same outputs, the older field); a raising function fails the
+action with its traceback text in ``details.exception``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from ptychoflow.fs import sha256_text
 from ptychoflow.names import is_safe_component, printable
 
 URL = "https://compute.actions.globus.org/v3"
+# The fields the V3 action provider accepts (its input schema: the V3 submit route's, plus endpoint_id).
+BODY_FIELDS = {"endpoint_id", "tasks", "task_group_id", "user_endpoint_config", "resource_specification", "create_queue"}
+TASK_FIELDS = {"function_id", "args", "kwargs"}
 
 
 def task_key(action_id: str, index: int) -> str:
@@ -62,13 +69,20 @@ class ComputeProvider(ActionProvider):
             raise ActionUnableToRun(f"endpoint_id: unknown local compute endpoint {endpoint_id!r} (known: {known})")
         if not is_safe_component(endpoint_id):  # it names a directory; the profile's id could be anything
             raise ActionUnableToRun(f"endpoint_id: {printable(endpoint_id)} is not a safe directory name")
+        unknown = sorted(set(body) - BODY_FIELDS)
+        if unknown:
+            raise ActionUnableToRun(f"request body: {', '.join(unknown)} not accepted by the V3 Compute provider "
+                                    "(functions, args and kwargs go in tasks[])")
+        for field in ("user_endpoint_config", "resource_specification"):
+            if field in body and not isinstance(body[field], dict):
+                raise ActionUnableToRun(f"request body: {field} must be an object")
         tasks = body.get("tasks")
-        if tasks is None and "function_id" in body:
-            tasks = [{"function_id": body["function_id"], "args": body.get("args", []), "kwargs": body.get("kwargs", {})}]
         if not isinstance(tasks, list) or not tasks:
             raise ActionUnableToRun("request body: tasks must be a non-empty list of {function_id, kwargs}")
         resolved = []
         for i, task in enumerate(tasks):
+            if isinstance(task, dict) and (extra := sorted(set(task) - TASK_FIELDS)):
+                raise ActionUnableToRun(f"tasks[{i}]: {', '.join(extra)} not accepted (only function_id, args, kwargs)")
             function_id = task.get("function_id") if isinstance(task, dict) else None
             found = resolve_function(self.env.state_dir, function_id) if isinstance(function_id, str) else None
             if found is None:
@@ -116,7 +130,7 @@ class ComputeProvider(ActionProvider):
                 outcome = {"status": "FAILED", "exception": repr(exc), "error": type(exc).__name__}
             results.append({"task_id": task_key(action_id, i), **outcome})
         failed = [r for r in results if r["status"] != "SUCCESS"]
-        details: dict[str, Any] = {"results": results}
+        details: dict[str, Any] = {"result": [r.get("output") for r in results], "results": results}
         if failed:
             details["exception"] = failed[0]["exception"]
             details["description"] = failed[0].get("error", "task failed")

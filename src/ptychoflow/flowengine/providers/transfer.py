@@ -1,7 +1,8 @@
 """The local Transfer action family: transfer, delete, ls, stat, mkdir on local collections.
 
 Request bodies and result ``details`` follow https://transfer.actions.globus.org/* so a flow
-reads the same fields here and on Globus (``details.status``, ``files_transferred``...).
+reads the same fields here and on Globus (``details.status``, ``files_transferred``...), and
+a request means the same: ``verify_checksum`` and ``sync_level`` as Transfer reads them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any, Iterator
 
 from ptychoflow.flowengine.providers.base import ActionFailed, ActionUnableToRun, ThreadedProvider
 from ptychoflow.flowengine.providers.local_collections import collection_root, resolve
-from ptychoflow.flowengine.providers.copying import CopyError, CopyStats, copy_files, tree_pairs
+from ptychoflow.flowengine.providers.copying import (
+    CopyError, CopyOptions, CopyStats, copy_files, parse_sync_level, tree_pairs,
+)
 from ptychoflow.fs import sha256_text
 
 BASE_URL = "https://transfer.actions.globus.org"
@@ -33,14 +36,26 @@ def _failed(action_id: str, code: str, description: str, **extra: Any) -> Action
                          "description": description, **extra})
 
 
+def _options(body: dict[str, Any]) -> CopyOptions:
+    """``verify_checksum`` (default false) and ``sync_level`` (default none), checked as Transfer does."""
+    verify = body.get("verify_checksum", False)
+    if not isinstance(verify, bool):
+        raise ActionUnableToRun(f"request body: verify_checksum must be true or false, not {verify!r}")
+    try:
+        return CopyOptions(verify_checksum=verify, sync_level=parse_sync_level(body.get("sync_level")))
+    except ValueError as exc:
+        raise ActionUnableToRun(f"request body: {exc}") from None
+
+
 class TransferProvider(ThreadedProvider):
-    """``/transfer``: checksummed copies between local collections."""
+    """``/transfer``: atomic copies between local collections, verified when the request asks."""
 
     url = f"{BASE_URL}/transfer"
 
     def check(self, body: dict[str, Any]) -> None:
         collection_root(self.env, _require(body, "source_endpoint"), "source_endpoint")
         collection_root(self.env, _require(body, "destination_endpoint"), "destination_endpoint")
+        _options(body)
         items = _require(body, "DATA")
         if not isinstance(items, list) or not items:
             raise ActionUnableToRun("request body: DATA must be a non-empty list")
@@ -53,15 +68,17 @@ class TransferProvider(ThreadedProvider):
     def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
         stats = CopyStats()
         tag = sha256_text(action_id)[:12]
+        options = _options(body)
         try:
-            copy_files(self._pairs(body), stats, tag)
+            copy_files(self._pairs(body), stats, tag, options)
         except CopyError as exc:
             raise _failed(action_id, exc.code, str(exc), files_transferred=stats.files_transferred) from None
         return {
             "status": "SUCCEEDED", "task_id": action_id, "label": body.get("label"), "type": "TRANSFER",
             "source_endpoint_id": body["source_endpoint"], "destination_endpoint_id": body["destination_endpoint"],
             "files": stats.files, "files_transferred": stats.files_transferred, "files_skipped": stats.files_skipped,
-            "bytes_transferred": stats.bytes_transferred, "verify_checksum": True,
+            "bytes_transferred": stats.bytes_transferred, "verify_checksum": options.verify_checksum,
+            "sync_level": options.sync_level,
             "checksum_retries": stats.checksum_retries, "nice_status": None, "fatal_error": None,
         }
 
