@@ -46,9 +46,10 @@ def _pick(ids: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {n: ids[n] for n in names}
 
 
-def scan_in_beamline(profile: Profile, scan: str | Path) -> Path:
+def scan_in_beamline(profile: Profile, scan: str | Path, *, must_exist: bool = True) -> Path:
     """A scan file a user names (relative to here, or to the beamline directory) as a path
-    relative to the beamline directory, where the flows transfer it from."""
+    relative to the beamline directory, where the flows transfer it from. Without
+    `must_exist`, a relative name that is nowhere yet is taken as relative to that directory."""
     root = SiteLayout.from_profile(profile).beamline_root.resolve()
     for candidate in (Path(scan), root / scan):
         if candidate.is_file():
@@ -57,6 +58,8 @@ def scan_in_beamline(profile: Profile, scan: str | Path) -> Path:
             except ValueError:
                 raise InputError(scan, "(file)", f"not inside the beamline directory {root}, where the flows "
                                                  "transfer scans from (copy it there, or set [beamline] path)") from None
+    if not must_exist and not Path(scan).is_absolute():
+        return Path(scan)
     raise InputError(scan, "(file)", f"no such scan file (looked here and in the beamline directory {root})")
 
 

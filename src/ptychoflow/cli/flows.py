@@ -132,15 +132,18 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
                                                   for k in schema.get("properties", {})) + "   (* required)"))
 
 
-def _profile_input(profile: Any, flow: str, scan: str | None, assignments: tuple[str, ...]) -> dict[str, Any]:
-    """The input a bundled flow gets from the profile (as the watcher builds it)."""
+def _profile_input(profile: Any, flow: str, scan: str | None, assignments: tuple[str, ...], *,
+                   scan_must_exist: bool = True) -> dict[str, Any]:
+    """The input a bundled flow gets from the profile (as the watcher builds it). A dry run
+    may name a scan that is not there yet: only the input's shape is checked."""
     from ptychoflow.flow_inputs import SCAN_FLOW_INPUTS, deploy_model_input, scan_flow_input, scan_in_beamline
 
     name = Path(flow).stem
     if name in SCAN_FLOW_INPUTS:
         if scan is None:
             raise click.UsageError(f"{name} runs on one scan: pass --scan FILE (or --input for full control)")
-        return scan_flow_input(profile, name, scan_in_beamline(profile, scan))  # type: ignore[return-value]
+        where = scan_in_beamline(profile, scan, must_exist=scan_must_exist)
+        return scan_flow_input(profile, name, where)  # type: ignore[return-value]
     if scan is not None:
         raise click.UsageError(f"--scan: {name} does not run on a scan; pass --input JSON|@FILE")
     if name == "deploy_model":
@@ -168,13 +171,14 @@ def _input_options(command: Any) -> Any:
 
 
 def _build_input(profile: Any, flow: str, path: Path, scan: str | None, assignments: tuple[str, ...],
-                 input_text: str | None) -> dict[str, Any]:
+                 input_text: str | None, *, scan_must_exist: bool = True) -> dict[str, Any]:
     from ptychoflow.flow_overrides import apply_overrides
     from ptychoflow.flowengine.definition import load_schema
 
     if input_text is not None and scan is not None:
         raise click.UsageError("--scan builds the input from the profile and --input gives all of it: pass one")
-    body = parse_input(input_text) if input_text is not None else _profile_input(profile, flow, scan, assignments)
+    body = (parse_input(input_text) if input_text is not None
+            else _profile_input(profile, flow, scan, assignments, scan_must_exist=scan_must_exist))
     return apply_overrides(body, assignments, load_schema(path))
 
 
@@ -191,10 +195,10 @@ def input_(flow: str, scan: str | None, assignments: tuple[str, ...], input_text
     Example:
       ptychoflow flows input reconstruct_and_train --scan scan_0002.h5 --set policy.train_epochs=5
     """
-    from ptychoflow.local_site import prepare_local_site
+    from ptychoflow.backends import get_backend
 
     profile = load(profile_path)
-    prepare_local_site(profile, start_engine=False)  # local: functions registered (the input names them)
+    get_backend(profile).prepare(start_worker=False)  # local: functions registered (the input names them)
     print_json(_build_input(profile, flow, _resolve(flow), scan, assignments, input_text))
 
 
@@ -228,12 +232,13 @@ def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: s
       ptychoflow flows run deploy_model --set version=v0001     # ship a registry version to the edge
       ptychoflow flows run reconstruct --input @input.json --label scan_0001
     """
-    from ptychoflow.local_site import prepare_local_site
+    from ptychoflow.backends import get_backend
 
     profile = load(profile_path)
-    backend = prepare_local_site(profile, start_engine=False)  # local: functions registered (the input names them)
+    backend = get_backend(profile)
+    backend.prepare(start_worker=False)  # local: functions registered (the input names them)
     path = _resolve(flow)
-    body = _build_input(profile, flow, path, scan, assignments, input_text)
+    body = _build_input(profile, flow, path, scan, assignments, input_text, scan_must_exist=not dry_run)
     deployed = backend.deploy_flow(path)
     if dry_run:
         backend.validate_run(deployed, body)
