@@ -61,8 +61,8 @@ def test_a_failed_run_shows_its_failing_state_and_reason_in_the_browser(tmp_path
                  ("Done", {"Type": "Pass", "End": True}),
                  ("Failed", {"Type": "Fail", "Error": "PtychoflowFlowFailed", "Cause": "a state failed"}))
     failed, backend = run_flow(tmp_path, flow, label="scan_0007")
-    assert failed.status == RunStatus.FAILED and failed.failed_state.name == "TransferScan"
-    reason = failed.failed_state.reason
+    assert failed.status == RunStatus.FAILED and failed.cause().state == "TransferScan"
+    reason = failed.cause().message
     assert reason and "scan_0007.h5" in reason and "{" not in reason  # the provider's sentence, not its JSON
     sources = DashboardSources(runs=lambda: [r.to_json() for r in backend.list_runs()],
                                engine=lambda: {"state": "down", "up": False, "active_runs": 1, "pid": None,

@@ -176,15 +176,100 @@ def test_mkdir_ls_stat_delete(tmp_path: Path) -> None:
         ("Stat", {"Type": "Action", "ActionUrl": f"{T}/stat", "ResultPath": "$.stat",
                   "Parameters": {"endpoint_id": "edge", "path": "/models/v1"}}),
         ("Del", {"Type": "Action", "ActionUrl": f"{T}/delete", "ResultPath": "$.del",
-                 "Parameters": {"endpoint_id": "edge", "recursive": True, "DATA": [{"path": "/models"}]}}),
-        ("Gone", {"Type": "Action", "ActionUrl": f"{T}/stat", "ResultPath": "$.gone", "ExceptionOnActionFailure": False,
+                 "Parameters": {"endpoint": "edge", "recursive": True, "DATA": [{"path": "/models"}]}}),
+        ("Gone", {"Type": "Action", "ActionUrl": f"{T}/stat", "ResultPath": "$.gone",
                   "Parameters": {"endpoint_id": "edge", "path": "/models"}}),
     )
     run, _ = run_flow(tmp_path, flow)
     assert run.status.value == "SUCCEEDED", run.error
-    assert [e["name"] for e in run.output["ls"]["details"]["DATA"]] == ["v1"]
-    assert run.output["stat"]["details"]["type"] == "dir"
+    listing = run.output["ls"]["details"]
+    assert [e["name"] for e in listing["DATA"]] == ["v1"] and listing["total"] == listing["length"] == 1
+    assert listing["DATA_TYPE"] == "file_list" and listing["DATA"][0]["DATA_TYPE"] == "file"
+    stat = run.output["stat"]["details"]
+    assert stat["type"] == "dir" and len(stat["permissions"]) == 4 and stat["user"]
     assert run.output["del"]["details"]["files_deleted"] == 1
-    assert run.output["gone"]["status"] == "FAILED"
-    assert run.output["gone"]["details"]["nice_status"] == "FILE_NOT_FOUND"
+    # a missing path is a successful stat that says NotFound (the Globus move example reads it so)
+    assert run.output["gone"]["status"] == "SUCCEEDED" and run.output["gone"]["details"]["code"] == "NotFound"
     assert not (tmp_path / "edge" / "models").exists()
+
+
+def test_ls_pages_with_limit_and_offset(tmp_path: Path) -> None:
+    for name in "abcde":
+        (tmp_path / "edge").mkdir(exist_ok=True)
+        (tmp_path / "edge" / name).write_text(name)
+    flow = chain(("Ls", {"Type": "Action", "ActionUrl": f"{T}/ls", "ResultPath": "$.ls",
+                         "Parameters": {"endpoint_id": "edge", "path": "/", "limit": 2, "offset": 1}}))
+    run, _ = run_flow(tmp_path, flow)
+    details = run.output["ls"]["details"]
+    assert [e["name"] for e in details["DATA"]] == ["b", "c"] and details["length"] == 2 and details["total"] == 5
+
+
+def test_delete_takes_endpoint_as_the_delete_action_does(tmp_path: Path) -> None:
+    flow = chain(("Del", {"Type": "Action", "ActionUrl": f"{T}/delete", "ResultPath": "$.del",
+                          "Parameters": {"endpoint_id": "edge", "DATA": [{"path": "/x"}]}}))
+    run, _ = run_flow(tmp_path, flow)
+    assert run.status.value == "FAILED"
+    assert "Del: ActionUnableToRun: request body: the Delete action takes the collection as 'endpoint'" in run.error
+
+
+def test_a_cancelled_transfer_stops_at_a_file_boundary(tmp_path: Path, monkeypatch) -> None:
+    """The copy asks before each file; once cancelled it stops there: complete files stay,
+    no partial file exists under a final name, and no hidden temporary is left behind."""
+    from ptychoflow.flowengine.providers.transfer import TransferProvider
+
+    source = tmp_path / "beamline" / "many"
+    source.mkdir(parents=True)
+    for i in range(6):
+        (source / f"f{i}.bin").write_bytes(os.urandom(50_000))
+    env = make_env(tmp_path)
+    provider = TransferProvider(env)
+    copy = copying.copy_hashing
+    written: list[Path] = []
+
+    def copy_then_cancel_after_two(source_file: Path, temporary: Path) -> str:
+        digest = copy(source_file, temporary)
+        written.append(temporary)
+        if len(written) == 2:
+            provider.cancel("a.1")
+        return digest
+
+    monkeypatch.setattr(copying, "copy_hashing", copy_then_cancel_after_two)
+    body = {"source_endpoint": "beamline", "destination_endpoint": "hpc",
+            "DATA": [{"source_path": "/many", "destination_path": "/many", "recursive": True}]}
+    try:
+        provider.run("a.1", body)
+        deadline = time.monotonic() + 20
+        while provider.status("a.1")["status"] == "ACTIVE" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status = provider.status("a.1")
+    finally:
+        provider.close()
+    assert status["status"] == "FAILED" and status["details"]["nice_status"] == "CANCELED"
+    copied = sorted(p.name for p in (tmp_path / "hpc" / "many").iterdir())
+    assert copied == ["f0.bin", "f1.bin"]  # the two files begun before the cancel are complete
+    for name in copied:
+        assert (tmp_path / "hpc" / "many" / name).read_bytes() == (source / name).read_bytes()
+    assert leftovers(tmp_path / "hpc") == []
+
+
+def test_finished_actions_are_recalled_not_repeated_after_a_restart(tmp_path: Path) -> None:
+    """A new provider (a restarted engine) returns the stored outcome of a finished action."""
+    from ptychoflow.flowengine.providers.transfer import MkdirProvider
+
+    env = make_env(tmp_path)
+    body = {"endpoint_id": "edge", "path": "/d"}
+    first = MkdirProvider(env)
+    first.run("r.1", body)
+    deadline = time.monotonic() + 10
+    while first.status("r.1")["status"] == "ACTIVE" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.close()
+    (tmp_path / "edge" / "d").rmdir()  # if the action ran again, it would make the directory again
+    second = MkdirProvider(env)
+    try:
+        assert second.run("r.1", body)["status"] == "SUCCEEDED"
+        assert not (tmp_path / "edge" / "d").exists()
+        second.release("r.1")  # the engine committed the outcome: the record goes
+        assert not list((env.state_dir / "actions").iterdir())
+    finally:
+        second.close()

@@ -130,7 +130,12 @@ def test_real_siemens_star_through_the_whole_local_pipeline(tmp_path, real_scan_
         assert run["status"] == "SUCCEEDED", (run["error"], [(s["name"], s["status"], s["error"]) for s in run["timeline"]])
         assert run["output"]["outcome"]["outcome"] == "model promoted and activated on the edge"
         mosaic = _poll(lambda: next((site / "edge" / "mosaics").glob("*.h5"), None), 300, "the live mosaic")
-        status = json.loads((site / "edge" / "edge-status.json").read_text())
+        # The mosaic is saved at end-of-scan, after its frames; the status file is refreshed
+        # every half second, so wait for it to catch up rather than read it once.
+        status_file = site / "edge" / "edge-status.json"
+        _poll(lambda: json.loads(status_file.read_text())["counters"]["inferred"] >= 516 or None, 30,
+              "the edge status to count every frame")
+        status = json.loads(status_file.read_text())
     finally:
         for service in (watcher, edge):
             if service is not None and service.poll() is None:

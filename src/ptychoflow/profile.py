@@ -14,6 +14,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
+from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.fs import atomic_write_text
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.recon.registry import AUTO, ENGINE_CHOICES, ENGINES
@@ -75,8 +76,27 @@ class BeamlineSite(Site):
 class ComputeSite(Site):
     endpoint_id: str = Field(default="local-hpc", description="Globus Compute endpoint UUID, or a local pool name.")
     workers: int = Field(default=1, ge=1, description="Concurrent tasks in the local process pool.")
+    retries_on_worker_loss: int = Field(
+        default=0, ge=0, description="local pool: reruns of a task whose process died mid-call (the engine was "
+                                     "killed); 0 = at most once (Globus Compute's max_retries_on_system_failure)")
     user_endpoint_config: dict[str, Any] = Field(
         default_factory=dict, description="Sent with every task to the endpoint (its template's variables, e.g. account).")
+
+
+class EngineLimits(_Strict):
+    """Bounds of each run on the local engine; each one breached fails the run with a
+    States.* error (flows/README.md). The defaults are ``RunLimits``'s."""
+
+    max_transitions: int = Field(default=RunLimits.max_transitions, ge=1, description="states entered per run")
+    max_state_bytes: int = Field(default=RunLimits.max_state_bytes, ge=1,
+                                 description="JSON bytes of the run input, its state and an action's request body")
+    expression_cpu_seconds: float = Field(default=RunLimits.expression_cpu_seconds, gt=0,
+                                          description="thread CPU time of one .= expression")
+    expression_max_size: int = Field(default=RunLimits.expression_max_size, ge=1,
+                                     description="characters or items of the largest value an expression builds")
+
+    def run_limits(self) -> RunLimits:
+        return RunLimits(**self.model_dump())
 
 
 class Functions(_Strict):
@@ -131,10 +151,10 @@ def policy_default(name: str) -> Any:
     return default_of(Policy, name)
 
 
-def _policy_toml() -> str:
-    """The template's [policy] lines: every knob at its default, with its description."""
+def _section_toml(section: type[BaseModel]) -> str:
+    """A template section's lines: every setting at its default, with its description."""
     lines = []
-    for name, info in Policy.model_fields.items():
+    for name, info in section.model_fields.items():
         assignment = tomli_w.dumps({name: info.default}).strip()
         lines.append(f"{assignment:<28} # {info.description}")
     return "\n".join(lines)
@@ -200,6 +220,7 @@ class Profile(_Strict):
     edge: Edge
     policy: Policy = Field(default_factory=Policy)
     watcher: Watcher = Field(default_factory=Watcher)
+    engine: EngineLimits = Field(default_factory=EngineLimits)
     globus: Globus = Field(default_factory=Globus)
     functions: dict[str, str] = Field(default_factory=dict, description="function name -> registered id")
     root: Path = Field(default=Path("."), exclude=True)
@@ -266,6 +287,7 @@ patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on (an Eiger: 
 path = "hpc"                 # scans/, products/, registry/ (the model registry), corpus/
 endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
 workers = 1                  # concurrent tasks in the local pool
+retries_on_worker_loss = 0   # reruns of a task cut short by a killed engine (0: at most once)
 # collection_id = "..."
 # collection_base_path = "/" # `path` as the collection shows it (the full path for a mapped collection rooted at /)
 # user_endpoint_config = { account = "..." }   # sent with every task (the endpoint template's variables)
@@ -292,10 +314,13 @@ inactive_timeout_minutes = 30  # ... but for at most this long
 flow = "reconstruct_and_train"
 experiment = "commissioning"
 
+[engine]                     # the local engine's bounds per run (flows/README.md, "Limits")
+{engine}
+
 [globus]
 # flow_id = "..."            # pin a deployed flow instead of deploying by checksum
 # group_id = "..."           # Globus group allowed to view/start the flow
-""".replace("{policy}", _policy_toml())
+""".replace("{policy}", _section_toml(Policy)).replace("{engine}", _section_toml(EngineLimits))
 
 
 def make_site_dirs(profile: Profile) -> Profile:

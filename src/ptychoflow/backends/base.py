@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from ptychoflow.backends.polling import PollBackoff, poll_until
 from ptychoflow.clock import iso
+from ptychoflow.flowengine.failure import Failure, failure_from_text
 from ptychoflow.fs import sha256_text
 
 
@@ -69,32 +70,9 @@ class StateRecord:
             return None
         return self.finished - self.started
 
-    @property
-    def reason(self) -> str | None:
-        """The error in one sentence: an action's status document is reduced to its description."""
-        return error_summary(self.error)
-
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "started": iso(self.started), "finished": iso(self.finished),
-                "duration": self.duration, "error": self.error, "reason": self.reason}
-
-
-def error_summary(error: str | None) -> str | None:
-    """``ActionFailedException: {...status document...}`` -> the description inside it (what
-    the action said went wrong); any other error as it is."""
-    kind, sep, rest = (error or "").partition(": ")
-    if not sep or not rest.startswith("{"):
-        return error
-    try:
-        document = json.loads(rest)
-    except ValueError:
-        return error
-    details = document.get("details") if isinstance(document.get("details"), dict) else {}
-    results = [r for r in details.get("results") or [] if isinstance(r, dict)]
-    for candidate in (*(r.get("error") for r in results), details.get("description"), document.get("description")):
-        if candidate:
-            return str(candidate)
-    return f"{kind}: {json.dumps(details)}" if details else error
+                "duration": self.duration, "error": self.error}
 
 
 @dataclass
@@ -111,22 +89,26 @@ class RunInfo:
     error: str | None = None
     timeline: list[StateRecord] = field(default_factory=list)
     web_url: str | None = None
+    failure: Failure | None = None  # why a FAILED run failed: state, error, one-line reason
 
-    @property
-    def failed_state(self) -> StateRecord | None:
-        """The state whose failure failed the run (the first FAILED one: the Fail state a flow
-        moves to afterwards is a consequence), if any: what an operator asks first."""
-        return next((s for s in self.timeline if s.status == "FAILED"), None)
+    def cause(self) -> Failure | None:
+        """Why a FAILED run failed (state, error, one-line reason): its own record of it
+        (local), else read from its error text (a Globus run)."""
+        if self.status is not RunStatus.FAILED:
+            return None
+        return self.failure or (failure_from_text(self.error) if self.error else None)
 
     def to_json(self) -> dict[str, Any]:
-        """The run as ``--json`` and the dashboard show it: ISO 8601 times, durations in seconds."""
-        failed = self.failed_state
+        """The run as ``--json`` and the dashboard show it: the cause first, ISO 8601 times,
+        durations in seconds."""
+        failure = self.cause()
         return {
             "run_id": self.run_id, "flow_id": self.flow_id, "status": self.status.value, "label": self.label,
             "tags": self.tags, "created": iso(self.created), "completed": iso(self.completed),
-            "current_state": self.current_state, "failed_state": failed.name if failed else None,
-            "failure_reason": failed.reason if failed else None, "error": self.error, "output": self.output,
-            "web_url": self.web_url,
+            "current_state": self.current_state,
+            "failure": None if failure is None else {"state": failure.state, "error": failure.error,
+                                                     "message": failure.message, "cause": failure.cause},
+            "error": self.error, "output": self.output, "web_url": self.web_url,
             "timeline": [record.to_json() for record in self.timeline],
         }
 

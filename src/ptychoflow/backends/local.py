@@ -14,7 +14,9 @@ from typing import Any, Sequence
 from ptychoflow.backends.base import (
     Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord, flow_checksum,
 )
-from ptychoflow.flowengine.definition import load_definition, load_schema
+from ptychoflow.flowengine.definition import check_runs_locally, load_definition, load_schema
+from ptychoflow.flowengine.failure import root_cause
+from ptychoflow.flowengine.limits import json_size
 from ptychoflow.flowengine.parameters import hide_private_state
 from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.functions import record_source
@@ -47,6 +49,7 @@ class LocalBackend(Backend):
     def deploy_flow(self, definition_path: Path) -> DeployedFlow:
         definition_path = Path(definition_path)
         definition = load_definition(definition_path)
+        check_runs_locally(definition, str(definition_path))
         schema = load_schema(definition_path)
         checksum = flow_checksum(definition, schema)
         flow_id = self.store.put_flow(definition_path.stem, checksum, definition, schema, str(definition_path))
@@ -68,9 +71,15 @@ class LocalBackend(Backend):
         return stored
 
     def validate_run(self, flow: DeployedFlow, body: dict[str, Any]) -> None:
-        """The flow's input schema, applied as the service applies it (no defaults filled in)."""
+        """The flow's input schema, applied as the service applies it (no defaults filled in),
+        and the size a run's input may have (``[engine] max_state_bytes``)."""
         stored = self._deployed(flow)
-        _validate_input(body, stored["input_schema"], stored["source"] or flow.title)
+        source = stored["source"] or flow.title
+        _validate_input(body, stored["input_schema"], source)
+        size = json_size(body)
+        if size > self.env.limits.max_state_bytes:  # refused before anything is stored
+            raise InputError(f"{source} input", "(input)", f"{size / 1024:.1f} KiB of JSON; a run's input and state may "
+                             f"hold {self.env.limits.max_state_bytes / 1024:.1f} KiB (profile [engine] max_state_bytes)")
 
     def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
                   tags: list[str] | None = None, notify_on: Sequence[str] = ()) -> RunInfo:
@@ -103,6 +112,7 @@ class LocalBackend(Backend):
             created=run.created, completed=run.completed, current_state=run.current_state,
             output=_visible_output(run.output),
             error=run.error, timeline=timeline,
+            failure=root_cause(self.store.events(run.run_id)) if run.status == "FAILED" else None,
         )
 
     def get_run_log(self, run_id: str) -> list[dict[str, Any]]:

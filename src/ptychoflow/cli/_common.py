@@ -16,6 +16,7 @@ import click
 from ptychoflow import clock
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
+from ptychoflow.flowengine.failure import reason
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -122,8 +123,21 @@ def _duration(seconds: float | None) -> str:
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "ACTIVE": "yellow", "ENDED": "magenta", "INACTIVE": "dim"}
 
 
+def failure_lines(run: RunInfo) -> list[str]:
+    """The cause first: the failing state, the error type, the one-line reason; then where
+    the run ended when that was a later state (a Fail state after a Catch)."""
+    failure = run.cause()
+    if failure is None:
+        return []
+    lines = [f"failed at {failure.line()}"]
+    if run.error and not run.error.startswith(f"{failure.state}: ") and failure.state:
+        lines.append(f"  then ended: {reason(run.error)}")
+    lines.append("  (the whole cause: --json)")
+    return lines
+
+
 def run_panel(run: RunInfo) -> Any:
-    """A rich renderable: header line plus the state timeline."""
+    """A rich renderable: header line, why it failed (if it did), then the state timeline."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -131,6 +145,8 @@ def run_panel(run: RunInfo) -> Any:
     style = STATUS_STYLE.get(run.status.value, "")
     header = Text.assemble(("run ", "bold"), run.run_id, "  ", (run.status.value, f"bold {style}"),
                            f"  {run.label}" if run.label else "")
+    cause = [Text(line, "bold red" if i == 0 else "red")
+             for i, line in enumerate(failure_lines(run))]
     table = Table(box=None, pad_edge=False)
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
@@ -138,9 +154,9 @@ def run_panel(run: RunInfo) -> Any:
         table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), clock.text(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
                       (record.error or "")[:160])
-    parts: list[Any] = [header, table]
-    if run.error:
-        parts.append(Text(f"error: {run.error[:400]}", "red"))
+    parts: list[Any] = [header, *cause, table]
+    if run.error and not cause:
+        parts.append(Text(f"error: {reason(run.error)}", "red"))
     if run.web_url:
         parts.append(Text(run.web_url, "blue"))
     return Group(*parts)

@@ -110,7 +110,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ptychoflow.flowengine.definition import load_definition, load_schema, successors
+    from ptychoflow.flowengine.definition import action_url, load_definition, load_schema, successors
 
     path = _resolve(flow)
     definition, schema = load_definition(path), load_schema(path)
@@ -121,7 +121,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     out.print(f"[bold]{escape(path.stem)}[/bold]  {escape(definition.get('Comment', ''))}\n{escape(str(path))}")
     table = Table("state", "type", "action / rule", "next")
     for name, state in definition["States"].items():
-        action = state.get("ActionUrl", "")
+        action = (action_url(state) or "a registered API (Handler)") if state["Type"] == "Action" else ""
         if state["Type"] == "Choice":
             action = "; ".join(json.dumps({k: v for k, v in r.items() if k != "Next"}) for r in state["Choices"])
         marker = " (start)" if name == definition["StartAt"] else ""
@@ -255,7 +255,7 @@ def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: s
         click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id}"
                    f"{profile_args(profile_path)})")
     if wait and info.status.value != "SUCCEEDED":
-        failed = info.failed_state
-        why = f" in {failed.name}: {failed.reason}" if failed and failed.reason else f": {info.error}" if info.error else ""
+        failure = info.cause()
+        why = f" at {failure.line()}" if failure else f": {info.error}" if info.error else ""
         click.secho(f"error: run {info.run_id} {info.status.value}{why}", fg="red", err=True)
         raise SystemExit(1)

@@ -9,7 +9,7 @@ import click
 
 from ptychoflow import clock
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, console, follow, json_option, print_json, profile_option, run_panel,
+    STATUS_STYLE, backend_for, console, failure_lines, follow, json_option, print_json, profile_option, run_panel,
 )
 
 
@@ -64,8 +64,8 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
     table = Table("run", "status", "state", "label", "created", "duration")
     for r in found:
         duration = f"{r.completed - r.created:.1f} s" if r.completed and r.created else ""
-        failed = r.failed_state
-        state = f"{failed.name} (failed)" if failed else r.current_state or ""
+        failure = r.cause()
+        state = f"{failure.state} (failed)" if failure and failure.state else r.current_state or ""
         table.add_row(r.run_id[:8], Text(r.status.value, STATUS_STYLE.get(r.status.value, "")), Text(state),
                       Text(r.label), clock.text(r.created, ""), duration)
     out = console()
@@ -78,7 +78,7 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
 @json_option
 @profile_option
 def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
-    """One run: status and state timeline (name, status, duration).
+    """One run: status, why it failed (if it did: state, error, reason), and its state timeline.
 
     \b
     Example:
@@ -88,7 +88,7 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     if as_json:
         print_json(info.to_json())
     else:
-        console().print(run_panel(info))
+        console().print(run_panel(info))  # off a terminal never wrapped: long reasons stay whole lines (grep)
 
 
 @runs.command()
@@ -96,16 +96,19 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
 @json_option
 @profile_option
 def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
-    """A run's event log, oldest first.
+    """A run's event log, oldest first (a failed run's cause first of all).
 
     \b
     Example:
       ptychoflow runs logs 3f2a
     """
-    entries = backend_for(profile_path).get_run_log(run_id)
+    backend = backend_for(profile_path)
+    entries = backend.get_run_log(run_id)
     if as_json:
         print_json(entries)
         return
+    for line in failure_lines(backend.get_run(run_id)):  # the cause first
+        click.secho(line, fg="red", err=False)
     for entry in entries:
         click.echo(f"{clock.text_from_iso(str(entry.get('time')))}  {entry['code']:<24} {entry['description']}")
 
@@ -126,8 +129,9 @@ def watch(run_id: str, profile_path: Path | None) -> None:
         backend.ensure_worker()  # a local run needs its engine worker alive to move on
     info = follow(backend, run_id, profile_path=profile_path)
     if info.status.value != "SUCCEEDED":
-        if info.error:
-            click.secho(info.error, fg="red", err=True)
+        failure = info.cause()
+        why = f" at {failure.line()}" if failure else f": {info.error}" if info.error else ""
+        click.secho(f"error: run {info.run_id} {info.status.value}{why}", fg="red", err=True)
         raise SystemExit(1)
 
 

@@ -51,8 +51,10 @@ function timeline(states) {  // one labelled bar per state: name, duration; widt
 }
 function status(r) {
   if (r.status !== "FAILED") return `<td class="${esc(r.status)}">${esc(r.status)}</td>`;
-  const where = r.failed_state ? ` in ${esc(r.failed_state)}` : "";
-  return `<td class="FAILED"><b>FAILED${where}</b><div class="reason">${esc(r.failure_reason || r.error)}</div></td>`;
+  const f = r.failure || {};
+  const where = f.state ? ` in ${esc(f.state)}` : "";
+  const why = [f.error, f.message].filter(Boolean).join(": ") || r.error;
+  return `<td class="FAILED"><b>FAILED${where}</b><div class="reason">${esc(why)}</div></td>`;
 }
 function engine(e) {
   const box = document.getElementById("engine");

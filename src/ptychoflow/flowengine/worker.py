@@ -22,11 +22,13 @@ from typing import Any
 
 from ptychoflow.errors import PtychoflowError
 from ptychoflow.flowengine.interpreter import Interpreter
+from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.registry import Providers, build_providers
 from ptychoflow.flowengine.store import Store
 from ptychoflow.flowengine.health import HEARTBEAT_INTERVAL_S, beat, engine_guard, engine_pid
 from ptychoflow.fs import atomic_write_text
+from ptychoflow.processes import package_environment
 from ptychoflow.servicelog import log_path, service_log
 
 ENV_FILENAME = "engine_env.json"
@@ -46,7 +48,7 @@ class Engine:
         self.env = env
         self.store = store or Store(env.state_dir)
         self.providers = providers or build_providers(env)
-        self.interpreter = Interpreter(self.store, self.providers, username=env.username)
+        self.interpreter = Interpreter(self.store, self.providers, username=env.username, limits=env.limits)
         self._wake: dict[str, float] = {}
         self._active: set[str] = set()
 
@@ -126,6 +128,7 @@ def write_env(env: EngineEnv) -> bool:
     text = json.dumps({
         "state_dir": str(env.state_dir), "username": env.username, "endpoints": env.endpoints,
         "collections": {k: str(v) for k, v in env.collections.items()},
+        "retries_on_worker_loss": env.retries_on_worker_loss, "limits": env.limits.as_dict(),
     }, indent=2)
     if target.exists() and target.read_text() == text:
         return False
@@ -139,7 +142,8 @@ def read_env(state_dir: Path) -> EngineEnv:
     except FileNotFoundError:
         raise EngineError(f"{state_dir / ENV_FILENAME}: missing; start the engine with `ptychoflow engine serve`") from None
     return EngineEnv(Path(raw["state_dir"]), {k: Path(v) for k, v in raw["collections"].items()},
-                     raw["endpoints"], raw.get("username", "local"))
+                     raw["endpoints"], raw.get("username", "local"), raw.get("retries_on_worker_loss", {}),
+                     RunLimits.from_mapping(raw.get("limits", {})))
 
 
 def serve(state_dir: Path, *, wait_for_lock: bool = False, stderr: bool = True) -> None:
@@ -177,13 +181,10 @@ def serve(state_dir: Path, *, wait_for_lock: bool = False, stderr: bool = True) 
 def spawn_worker(state_dir: Path) -> subprocess.Popen:
     """Start a detached worker process (own session). It logs to engine.log; its stdout and
     stderr go there too, so even a crash before logging starts leaves its traceback there."""
-    package_root = str(Path(__file__).resolve().parents[2])  # the dir holding ``ptychoflow``
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, environment.get("PYTHONPATH")) if p)
     with open(log_path(state_dir, "engine"), "ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "ptychoflow.flowengine.worker", str(state_dir)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=environment,
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=package_environment(),
             start_new_session=True, close_fds=True,
         )
 

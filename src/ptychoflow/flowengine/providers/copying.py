@@ -110,12 +110,15 @@ def _finish(source: Path, destination: Path, temporary: Path, expected: str, sta
     )
 
 
-def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str, options: CopyOptions = CopyOptions()) -> None:
+def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str, options: CopyOptions = CopyOptions(),
+               stop: Callable[[], bool] = lambda: False) -> None:
     """Copy (source, destination) pairs safely, as ``options`` ask (see module docstring).
 
     Pipelined on two threads: while file i is verified, fsynced and renamed, file i+1 is
     copied, so disk write-back and hashing overlap. Any failure removes every temporary
     file; files already renamed are complete and verified, so a retry resumes after them.
+    ``stop`` is asked before each file: once it is true the copy ends there (CANCELED), with
+    the files before it complete and nothing partial under a final name.
     """
     temporaries: list[Path] = []
     futures: list[Future] = []
@@ -124,6 +127,11 @@ def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str, o
             for source, destination in pairs:
                 if any(f.done() and f.exception() for f in futures):
                     break
+                if stop():
+                    for future in futures:
+                        future.result()  # the files already started are finished (or fail)
+                    raise CopyError("CANCELED", f"stopped on request after {stats.files_transferred} file(s) "
+                                                f"(before {source.name}); no partial file was left")
                 if not _needs_copy(source, destination, stats, options.sync_level):
                     continue
                 destination.parent.mkdir(parents=True, exist_ok=True)
