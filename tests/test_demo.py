@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import subprocess_env
+from console_script import ptychoflow
 
 # Reduced: two scans on a smaller object, a few rPIE iterations and a short training.
 REDUCED = ["--scans", "2", "--iterations", "20", "--epochs", "3", "--train-time-limit", "40", "--object-size", "192",
@@ -117,12 +118,8 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def _installed_cli(*args: str) -> str:
-    """The console script users run (python -m where none is installed); its stdout."""
-    script = Path(sys.executable).parent / "ptychoflow"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "ptychoflow"]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=subprocess_env())
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """The console script users run; its stdout."""
+    return ptychoflow(*args).stdout
 
 
 @pytest.mark.slow
