@@ -80,6 +80,7 @@ def test_a_failed_run_shows_its_failing_state_and_reason_in_the_browser(tmp_path
         banner = page.inner_text("#engine")
         assert "DOWN" in banner and "1 active run(s) not advancing" in banner
         assert "bad" in page.get_attribute("#engine", "class")
+        assert page.inner_text("#edge").startswith("no edge status")  # not an empty {}
         page.screenshot(path=str(tmp_path / "dashboard-failed-run.png"), full_page=True)
 
 

@@ -74,8 +74,9 @@ async function refresh() {
       waiting.map(w => `<div><code>${esc(w.run_id)}</code> ${esc(w.reason)}</div>`).join("") : "";
     rows("journal", data.journal, j => `<tr><td>${esc(j.scan || j.path)}</td><td class="${esc(j.state)}">${esc(j.state)}</td><td>${esc(j.run_id).slice(0, 8)}</td><td>${esc(j.reason || j.detail)}</td></tr>`, "no scans journalled yet (the watcher has not seen any)");
     rows("models", data.models, m => `<tr><td>${esc(m.version)}</td><td>${esc(m.parent)}</td><td>${m.val_loss == null ? "" : Number(m.val_loss).toFixed(4)}</td><td>${m.ssim == null ? "" : Number(m.ssim).toFixed(3)}</td><td>${m.best ? "★" : ""}</td></tr>`, "no models yet");
-    document.getElementById("edge").textContent = JSON.stringify(data.edge, null, 1);
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString() + " · " + (data.runs.length ?? 0) + " runs";
+    document.getElementById("edge").textContent = data.edge && Object.keys(data.edge).length ? JSON.stringify(data.edge, null, 1)
+      : "no edge status (the edge service, ptychoflow edge serve, has not reported here)";
+    document.getElementById("updated").textContent = "updated " + new Date().toTimeString().slice(0, 8) + " · " + (data.runs.length ?? 0) + " runs";
   } catch (e) { document.getElementById("updated").textContent = "dashboard API unreachable: " + e; }
 }
 refresh(); setInterval(refresh, REFRESH_MS);
