@@ -7,6 +7,7 @@ local compute pool loads this file by path and calls the same function, unchange
 
 
 def reconstruct(
+    site_root,
     scan_path,
     output_dir,
     engine=None,
@@ -25,6 +26,11 @@ def reconstruct(
     """Reconstruct `scan_path` (any layout ptychoflow reads: ptychoflow .h5, Eiger master with
     its data and position files beside it, CXI, Tike .npz/.npz.bz2) into `output_dir`.
 
+    `site_root` is the HPC site's root as this endpoint sees it (the profile's ``hpc.path``);
+    `scan_path`, `output_dir` and a position file are relative to it (the position file to the
+    scan's folder), and an absolute path or an escape is refused (one InputError) before
+    anything is read or written.
+
     `scan_format` and `scan_options` (frame_size, positions_file, y_source) say how to read it
     (the profile's [beamline] settings); `export_formats` (e.g. ["ptychodus"]) also writes the
     product in those formats beside it (None: the profile policy's default, none).
@@ -33,9 +39,9 @@ def reconstruct(
     rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
     always send the profile's policy.
 
-    Returns a dict: product_path, preview_path, iterations, final_loss, wall_time_s, engine,
+    Returns a dict: product_path, preview_path (relative to `site_root`), iterations, final_loss, wall_time_s, engine,
     engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions,
-    exports (format -> path).
+    exports (format -> path, relative to `site_root`).
     Bad input raises ptychoflow's ScanError (one line naming file and field); no product is
     written then.
     """
@@ -48,7 +54,10 @@ def reconstruct(
     from ptychoflow.recon import api
     from ptychoflow.recon.base import RpieOptions
     from ptychoflow.scan.reader import ReadOptions
+    from ptychoflow.site import site_arguments, site_path
 
+    root, paths = site_arguments(site_root, {"scan_path": scan_path, "output_dir": output_dir}, source="reconstruct",
+                                 required=("scan_path", "output_dir"))
     log = logging.getLogger("ptychoflow.functions.reconstruct")
     given = {"iterations": iterations, "batch_size": batch_size, "alpha": alpha, "probe_refinement": probe_refinement,
              "position_refinement": position_refinement, "device": device, "time_limit_s": time_limit_s, "seed": seed}
@@ -59,14 +68,18 @@ def reconstruct(
 
     choice = {} if engine is None else {"engine": str(engine)}
     reading = dict(scan_options or {})
-    if reading.get("positions_file"):
-        reading["positions_file"] = Path(reading["positions_file"])
-    result = api.reconstruct(scan_path, options, progress=progress, read_options=ReadOptions(**reading),
+    if reading.get("positions_file"):  # relative to the scan's folder, and inside the site like the rest
+        beside = (Path(str(scan_path)).parent / str(reading["positions_file"])).as_posix()
+        reading["positions_file"] = site_path(root, beside, source="reconstruct", field="scan_options.positions_file")
+    result = api.reconstruct(paths["scan_path"], options, progress=progress, read_options=ReadOptions(**reading),
                              scan_format=scan_format or "auto", **choice)
-    summary = api.write_reconstruction(result, output_dir).to_json()
+    summary = api.write_reconstruction(result, paths["output_dir"]).to_json()
     export_formats = policy_default("export_formats") if export_formats is None else export_formats
     product = read_product(summary["product_path"]) if export_formats else None
-    summary["exports"] = {fmt: str(export_product(product, fmt, export_path(summary["product_path"], fmt),
-                                                  product.instrument()))
-                          for fmt in export_formats}
+    exports = {fmt: export_product(product, fmt, export_path(summary["product_path"], fmt), product.instrument())
+               for fmt in export_formats}
+    # the next functions (and the flow's transfers) take these relative to the same root
+    summary["exports"] = {fmt: str(Path(path).relative_to(root)) for fmt, path in exports.items()}
+    for key in ("product_path", "preview_path"):
+        summary[key] = str(Path(summary[key]).relative_to(root))
     return summary

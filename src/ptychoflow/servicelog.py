@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ptychoflow.names import PrintableFormatter
+
 SERVICES = ("engine", "watcher", "edge", "dashboard")
 MAX_BYTES = 5 * 2**20
 BACKUPS = 5
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # the CLI's one timestamp style (ptychoflow.clock)
 
 
 def log_path(state_dir: str | Path, service: str) -> Path:
@@ -40,7 +40,7 @@ def service_log(service: str, state_dir: str | Path, *, stderr: bool = True) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ptychoflow")
     level = min(logging.INFO, logging.getLogger().getEffectiveLevel())
-    formatter = logging.Formatter(FORMAT, DATE_FORMAT)
+    formatter = PrintableFormatter()  # names from data cannot forge a line or repaint a terminal
     handlers: list[logging.Handler] = [logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)]
     if stderr:
         handlers.append(logging.StreamHandler(sys.stderr))

@@ -17,6 +17,7 @@ from ptychoflow import clock
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
 from ptychoflow.flowengine.failure import reason
+from ptychoflow.names import printable
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -114,6 +115,14 @@ def console(*, stderr: bool = False) -> Any:
 UNWRAPPED_WIDTH = 4096  # wider than any line we print
 
 
+def shown(text: object) -> str:
+    """Text from data (labels, scan ids, errors) as a rich table cell: control characters
+    escaped (``names.printable``) and rich markup taken literally."""
+    from rich.markup import escape
+
+    return escape(printable("" if text is None else text))
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "…"
@@ -133,7 +142,7 @@ def failure_lines(run: RunInfo) -> list[str]:
     if run.error and not run.error.startswith(f"{failure.state}: ") and failure.state:
         lines.append(f"  then ended: {reason(run.error)}")
     lines.append("  (the whole cause: --json)")
-    return lines
+    return [printable(line) for line in lines]  # an error quotes data: no control characters reach the terminal
 
 
 def run_panel(run: RunInfo) -> Any:
@@ -143,20 +152,20 @@ def run_panel(run: RunInfo) -> Any:
     from rich.text import Text
 
     style = STATUS_STYLE.get(run.status.value, "")
-    header = Text.assemble(("run ", "bold"), run.run_id, "  ", (run.status.value, f"bold {style}"),
-                           f"  {run.label}" if run.label else "")
+    header = Text.assemble(("run ", "bold"), printable(run.run_id), "  ", (run.status.value, f"bold {style}"),
+                           f"  {printable(run.label)}" if run.label else "")
     cause = [Text(line, "bold red" if i == 0 else "red")
              for i, line in enumerate(failure_lines(run))]
     table = Table(box=None, pad_edge=False)
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
     for record in run.timeline:
-        table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), clock.text(record.started),
+        table.add_row(shown(record.name), Text(record.status, STATUS_STYLE.get(record.status, "")), clock.text(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
-                      (record.error or "")[:160])
+                      shown((record.error or "")[:160]))
     parts: list[Any] = [header, *cause, table]
     if run.error and not cause:
-        parts.append(Text(f"error: {reason(run.error)}", "red"))
+        parts.append(Text(f"error: {printable(reason(run.error))}", "red"))
     if run.web_url:
         parts.append(Text(run.web_url, "blue"))
     return Group(*parts)

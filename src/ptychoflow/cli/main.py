@@ -16,6 +16,7 @@ import click
 
 from ptychoflow import __version__
 from ptychoflow.errors import PtychoflowError
+from ptychoflow.names import printable, printable_handler
 
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
@@ -91,12 +92,13 @@ def cli(verbose: int) -> None:
     DIR, or find it in $PTYCHOFLOW_PROFILE or ./ptychoflow.toml.
     """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, handlers=[printable_handler(logging.StreamHandler())])
 
 
 def error_line(message: str) -> None:
-    """The one style of every error the CLI prints: ``error: ...`` on stderr, red on a terminal."""
-    click.secho(f"error: {message}", fg="red", err=True)
+    """The one style of every error the CLI prints: ``error: ...`` on stderr, red on a terminal;
+    one line, whatever control characters the message quotes from data (``names.printable``)."""
+    click.secho(f"error: {printable(message)}", fg="red", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

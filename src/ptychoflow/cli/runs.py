@@ -11,6 +11,7 @@ from ptychoflow import clock
 from ptychoflow.cli._common import (
     STATUS_STYLE, backend_for, console, failure_lines, follow, json_option, print_json, profile_option, run_panel,
 )
+from ptychoflow.names import printable
 
 
 def engine_banner(backend: Any) -> None:
@@ -66,8 +67,8 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
         duration = f"{r.completed - r.created:.1f} s" if r.completed and r.created else ""
         failure = r.cause()
         state = f"{failure.state} (failed)" if failure and failure.state else r.current_state or ""
-        table.add_row(r.run_id[:8], Text(r.status.value, STATUS_STYLE.get(r.status.value, "")), Text(state),
-                      Text(r.label), clock.text(r.created, ""), duration)
+        table.add_row(printable(r.run_id[:8]), Text(r.status.value, STATUS_STYLE.get(r.status.value, "")),
+                      Text(printable(state)), Text(printable(r.label or "")), clock.text(r.created, ""), duration)
     out = console()
     out.print(table)
     out.print("ids are shortened; any unique prefix works (--json has the full ids)", style="dim")
@@ -110,7 +111,7 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     for line in failure_lines(backend.get_run(run_id)):  # the cause first
         click.secho(line, fg="red", err=False)
     for entry in entries:
-        click.echo(f"{clock.text_from_iso(str(entry.get('time')))}  {entry['code']:<24} {entry['description']}")
+        click.echo(f"{clock.text_from_iso(str(entry.get('time')))}  {entry['code']:<24} {printable(entry['description'])}")
 
 
 @runs.command()

@@ -51,11 +51,12 @@ def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, po
     ctx.obj["profile_path"] = profile_path
     if ctx.invoked_subcommand is not None:
         return
-    from ptychoflow.watcher.service import WatcherOptions, run_watcher
+    from ptychoflow.watcher.service import WatcherOptions, acquisition_dir, run_watcher
 
     profile = load(profile_path)
     if backend:
         profile = profile.model_copy(update={"backend": backend})
+    acquisition_dir(profile)  # before any engine worker is started for it
     options = WatcherOptions(flow_path=flow_path, poll=poll)
     watcher_backend = _backend_from(profile, backend_factory, start_engine=not no_engine)
     supervisor = watcher_backend.supervise_worker(restart=not no_engine)  # local: the engine worker
