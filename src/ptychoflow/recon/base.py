@@ -18,7 +18,7 @@ import numpy as np
 
 from ptychoflow.errors import ScanError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
-from ptychoflow.scan.format import Scan
+from ptychoflow.scan.format import Scan, refuse_non_counts
 
 MIN_POSITIONS = 10
 OBJECT_PADDING_PX = 8  # margin around the scanned area so edge patches never touch the border
@@ -125,6 +125,7 @@ def validate_scan(scan: Scan) -> None:
     path = scan.path or Path(f"<scan {scan.scan_id}>")
     data_field, pos_field = _fields(scan)
     data = np.asarray(scan.data)
+    refuse_non_counts(path, data_field, data.dtype)
     if data.ndim != 3 or data.shape[1] != data.shape[2]:
         raise ScanError(path, data_field, f"expected square frames (N, n, n), got shape {data.shape}")
     n = scan.n_frames

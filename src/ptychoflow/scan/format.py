@@ -225,6 +225,23 @@ def _dataset(path: Path, f: h5py.File, name: str) -> h5py.Dataset:
     return node
 
 
+def refuse_non_counts(path: str | Path, field: str, dtype: np.dtype) -> None:
+    """Frames are measured intensities: real integer or float counts, nothing else.
+
+    Complex data are a field or an amplitude, not what a detector counts (taking the real part
+    would silently reconstruct something else); boolean data are a mask. Both are refused
+    before any work, naming the dataset.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise ScanError(path, field, f"complex data ({dtype}): frames must be measured intensities (real counts), "
+                                     "not a complex field")
+    if dtype.kind == "b":
+        raise ScanError(path, field, "boolean data: frames must be photon counts, not a mask")
+    if dtype.kind not in "iuf":
+        raise ScanError(path, field, f"unsupported data type {dtype}: frames must be integer or float counts")
+
+
 def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: bool) -> Scan:
     entry = f.get("/entry")
     if not isinstance(entry, h5py.Group):
@@ -235,6 +252,7 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
     positions = _dataset(path, f, "/entry/data/positions")
     if data.ndim != 3:
         raise ScanError(path, "/entry/data/data", f"expected shape (N, H, W), got {data.shape}")
+    refuse_non_counts(path, "/entry/data/data", data.dtype)
     n = data.shape[0]
     if n == 0:
         raise ScanError(path, "/entry/data/data", "no frames")

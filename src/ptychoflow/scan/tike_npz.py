@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ptychoflow.errors import ScanError
-from ptychoflow.scan.format import Instrument, Scan
+from ptychoflow.scan.format import Instrument, Scan, refuse_non_counts
 
 # Nominal Velociprobe-like geometry: 8.8 keV, 1.92 m, 75 um pixels.
 NOMINAL_INSTRUMENT = Instrument(energy_keV=8.8, detector_distance_m=1.92, detector_pixel_size_m=75e-6)
@@ -38,6 +38,7 @@ def read_tike_npz(path: str | Path, *, max_frames: int | None = None) -> Scan:
         if key not in arrays:
             raise ScanError(path, key, "missing array")
     data = np.asarray(arrays["data"])
+    refuse_non_counts(path, "data", data.dtype)
     scan = np.asarray(arrays["scan"], dtype=np.float64)
     data = data.reshape(-1, *data.shape[-2:])  # (1, N, H, W) -> (N, H, W)
     scan = scan.reshape(-1, 2)
