@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.recon import ProgressCallback, RpieOptions, prepare_scan, reconstruct_prepared
+from ptychoflow.recon import ProgressCallback, RpieOptions, reconstruct_scan
 from ptychoflow.errors import ScanError
 from ptychoflow.product import from_result, write_product
 from ptychoflow.scan.format import Scan, read_scan
@@ -68,8 +68,7 @@ def run_reconstruction(
     start = time.perf_counter()
     options = options or RpieOptions()
     scan = scan if scan is not None else load_scan(scan_path)
-    prepared = prepare_scan(scan)
-    result = reconstruct_prepared(prepared, options, engine, progress)
+    result = reconstruct_scan(scan, options, engine, progress)
     result.wall_time_s = time.perf_counter() - start
     product = from_result(result, scan_id=scan.scan_id, source=str(scan_path))
     product.parameters = {**product.parameters, "engine_requested": engine, "scan_attrs": _plain(scan.attrs)}

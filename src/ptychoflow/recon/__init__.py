@@ -103,10 +103,19 @@ def reconstruct_scan(
     engine: str = "auto",
     progress: ProgressCallback | None = None,
 ) -> ReconstructionResult:
-    """Validate `scan` (ScanError before any work), then reconstruct it with rPIE."""
+    """Validate `scan` (ScanError before any work), choose the probe start, reconstruct with rPIE.
+
+    With ``options.probe_start == "auto"`` candidate probes are tried on the data first and the
+    choice is recorded in ``result.parameters["probe_start"]``.
+    """
+    from ptychoflow.recon.probe_start import choose_start, given_start
+
     options = options or RpieOptions()
     start = time.perf_counter()
     prepared = prepare_scan(scan)
+    chosen = choose_start(prepared, options, engine) if options.probe_start == "auto" else given_start(prepared)
+    prepared.probe = chosen.probe
     result = reconstruct_prepared(prepared, options, engine, progress)
+    result.parameters["probe_start"] = chosen.to_json()
     result.wall_time_s = time.perf_counter() - start
     return result
