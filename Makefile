@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench install browser clean
+.PHONY: demo test test-fast bench install browser clean gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -45,5 +45,18 @@ BENCHMARKS = beamline.py reconstruct.py flows.py "train.py throughput" "train.py
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b"; PYTHONPATH=src:edge $(BIN)/python benchmarks/$$b || exit 1; done
 
+# The prepared GPU check (docs/benchmarks.md, "GPU check"): every GPU path measured in one
+# command of at most 8 minutes, writing $(OUT)/gpu_check.json, a table and a few images.
+#   make gpu-wheels          fetch the wheels the GPU machine lacks into .whl/ (needs network)
+#   make gpu-check           run it (on the GPU machine: no venv there, so the system python3)
+#   make gpu-check DRY=1     the CPU dry run on tiny sizes that CI runs, so the check never rots
+OUT ?= gpu-check-output
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(OUT) $(if $(DRY),--dry)
+
+gpu-wheels: $(STAMP)
+	$(BIN)/python benchmarks/gpu_wheels.py
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache build dist
+	rm -rf $(VENV) demo-output gpu-check-output .gpu-check .pytest_cache build dist

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model
+from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
 from ptychoflow.stream import FramePublisher
@@ -71,7 +72,7 @@ def install(model_dir: Path, blob: bytes, size: int) -> None:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staged.write_bytes(blob)
     config = PreprocessConfig(crop=size, transform="sqrt", scale=10.0)
-    publish_model(model_dir, staged, ModelManifest(f"bench-{size}", file_sha256(staged), [1, size, size],
+    publish_model(model_dir, staged, ModelManifest(f"bench-{size}", sha256_file(staged), [1, size, size],
                                                    config.to_json()))
 
 

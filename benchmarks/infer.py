@@ -18,7 +18,8 @@ import torch
 
 from ptychoflow.nn.export import export_and_check
 from ptychoflow.nn.infer import ort_session
-from ptychoflow.nn.models import ModelConfig, build_model, parameter_count
+from ptychoflow.nn.models import build_model, parameter_count
+from ptychoflow.nn.options import ModelConfig
 
 
 def rate(fn, batch: int, seconds: float) -> float:

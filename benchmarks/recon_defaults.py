@@ -37,10 +37,11 @@ os.environ.setdefault("PTYCHOFLOW_TORCH_THREADS", "1")
 from recon_scenarios import TUNING, Scenario, by_name  # noqa: E402
 
 from ptychoflow import metrics  # noqa: E402
-from ptychoflow.recon import RpieOptions, prepare_scan  # noqa: E402
 from ptychoflow.recon import ptychi_engine  # noqa: E402
+from ptychoflow.recon.api import engine_run  # noqa: E402
+from ptychoflow.recon.base import RpieOptions, prepare_scan  # noqa: E402
 from ptychoflow.recon.probe_start import choose_start  # noqa: E402
-from ptychoflow.reconstruct import load_scan  # noqa: E402
+from ptychoflow.scan.readers import load_scan  # noqa: E402
 
 CHECKPOINTS = (15, 30, 60, 100)
 ALPHAS = (0.1, 0.3, 0.6, 1.0)
@@ -75,7 +76,7 @@ def prepare(scenario: Scenario, base: RpieOptions) -> Prepared:
         path, truth = scenario.make(Path(tmp))
         scan = load_scan(path)
     prepared = prepare_scan(scan)
-    prepared.probe = choose_start(prepared, base, "ptychi").probe
+    prepared.probe = choose_start(prepared, base, engine_run("ptychi", "cpu")[1]).probe
     return Prepared(scenario.name, prepared, truth, truth.mask())
 
 

@@ -9,8 +9,9 @@ Every scenario is a scan file from one of two independent forward models:
   objects, scans in metres and plain-h5py writer.
 
 Each file is reconstructed twice in the same run, with the same iteration count:
-- ``ptychoflow``: ``run_reconstruction`` on the file, exactly what ``ptychoflow reconstruct
-  --engine ptychi`` does (defaults, robust probe start, product written and read back);
+- ``ptychoflow``: ``recon.api.reconstruct`` on the file then ``write_reconstruction``, exactly
+  what ``ptychoflow reconstruct --engine ptychi`` does (defaults, robust probe start, product
+  written and read back);
 - ``plain``: Pty-chi's rPIE called directly with its default options, a Gaussian probe guess
   of the true probe's width (90 % power diameter) scaled with ``ptychi.utils.rescale_probe``.
 
@@ -58,13 +59,14 @@ class Outcome:
 
 
 def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path) -> Outcome:
-    """The user's path: the scan file through run_reconstruction, the product read back."""
+    """The user's path: the scan file through reconstruct and write_reconstruction, the product read back."""
     from ptychoflow.product import read_product
-    from ptychoflow.recon import RpieOptions
-    from ptychoflow.reconstruct import run_reconstruction
+    from ptychoflow.recon.api import reconstruct, write_reconstruction
+    from ptychoflow.recon.base import RpieOptions
 
     start = time.perf_counter()
-    summary = run_reconstruction(path, workdir, RpieOptions(iterations=iterations, device="cpu"), engine="ptychi")
+    result = reconstruct(path, RpieOptions(iterations=iterations, device="cpu"), engine="ptychi")
+    summary = write_reconstruction(result, workdir)
     seconds = time.perf_counter() - start
     product = read_product(summary.product_path)
     placed = metrics.place_on_grid(product.object, product.object_origin_px - truth.origin_px, truth.object.shape)
@@ -159,14 +161,15 @@ def siemens_star(path: Path, iterations: int) -> list[str]:
     """Halves FRC (1/2 bit) and the smallest radius where the spokes resolve, as printable lines."""
     from ptychoflow import siemens_star as star
     from ptychoflow.product import illumination_map
-    from ptychoflow.recon import RpieOptions, reconstruct_scan
-    from ptychoflow.reconstruct import load_scan
+    from ptychoflow.recon.api import reconstruct
+    from ptychoflow.recon.base import RpieOptions
+    from ptychoflow.scan.readers import load_scan
 
     scan = load_scan(path)
     options = RpieOptions(iterations=iterations, device="cpu")
     started = time.perf_counter()
-    full = reconstruct_scan(scan, options, engine="ptychi")
-    halves = [reconstruct_scan(_subscan(scan, np.arange(k, scan.n_frames, 2), f"half{k}"), options, engine="ptychi")
+    full = reconstruct(scan, options, engine="ptychi")
+    halves = [reconstruct(_subscan(scan, np.arange(k, scan.n_frames, 2), f"half{k}"), options, engine="ptychi")
               for k in (0, 1)]
     seconds = time.perf_counter() - started
     origin, shape = full.object_origin_px, full.object.shape

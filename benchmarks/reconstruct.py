@@ -20,8 +20,10 @@ import time
 import numpy as np
 import torch
 
-from ptychoflow.recon import RpieOptions, choose_engine, prepare_scan, reconstruct_prepared, reconstruct_scan
 from ptychoflow.recon import ptychi_engine, tike_engine
+from ptychoflow.recon.api import reconstruct
+from ptychoflow.recon.base import RpieOptions, prepare_scan
+from ptychoflow.recon.registry import choose_engine
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
 
 CASES = {
@@ -34,7 +36,6 @@ CASES = {
 
 def updates_per_second(sim, engine: str, device: str, iterations: int) -> tuple[float, float]:
     """(position-updates/s over the timed iterations, seconds per iteration); one warm-up iteration excluded."""
-    prepared = prepare_scan(sim.scan)
     times: list[float] = []
     last = [time.perf_counter()]
 
@@ -45,9 +46,9 @@ def updates_per_second(sim, engine: str, device: str, iterations: int) -> tuple[
 
     options = RpieOptions(iterations=iterations + 1, batch_size=32, device=device)  # type: ignore[arg-type]
     last[0] = time.perf_counter()
-    reconstruct_prepared(prepared, options, engine, progress)
+    reconstruct(sim.scan, options, engine=engine, progress=progress)
     per_iteration = statistics.median(times[1:])
-    return prepared.intensities.shape[0] / per_iteration, per_iteration
+    return sim.scan.n_frames / per_iteration, per_iteration
 
 
 def direct_ptychi(prepared, options: RpieOptions) -> float:
@@ -107,7 +108,7 @@ def overhead(sim, iterations: int, repeats: int) -> tuple[float, float, float]:
 
     def run_wrapper() -> float:
         start = time.perf_counter()
-        reconstruct_scan(sim.scan, options, engine="ptychi")
+        reconstruct(sim.scan, options, engine="ptychi")
         return time.perf_counter() - start
 
     def run_direct() -> float:
@@ -129,8 +130,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--overhead-iterations", type=int, default=10)
     args = parser.parse_args()
+    auto = choose_engine()
     print(f"torch {torch.__version__}; rPIE CPU threads {ptychi_engine.cpu_threads()} "
-          f"(${ptychi_engine.THREADS_ENV}); engine auto -> {choose_engine()}")
+          f"(${ptychi_engine.THREADS_ENV}); engine auto -> {auto.engine} on {auto.device} ({auto.reason})")
     print(f"{'case':<22}{'positions':>10}{'s/iter':>10}{'pos-updates/s':>16}")
     sims = {}
     for name in ("64", "128"):

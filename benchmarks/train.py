@@ -23,10 +23,12 @@ import torch
 from ptychoflow.nn.corpus import append_scan, load_corpus
 from ptychoflow.nn.evaluate import stitched_ssim
 from ptychoflow.nn.infer import predict_torch
-from ptychoflow.nn.models import ModelConfig, build_model, parameter_count
+from ptychoflow.nn.models import build_model, parameter_count
+from ptychoflow.nn.options import ModelConfig
 from ptychoflow.nn.pairs import ReconstructionLike, make_pairs
 from ptychoflow.nn.split import split_corpus
-from ptychoflow.nn.training import TrainConfig, train_model
+from ptychoflow.nn.options import TrainConfig
+from ptychoflow.nn.training import train_model
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
 

@@ -6,34 +6,29 @@ arguments and result are small JSON values.
 
 
 def activate(staged_model_dir: str, edge_model_dir: str, wait_s: float = 15.0) -> dict:
-    """Verify the staged model.onnx + manifest.json (sha256), publish them atomically into
-    `edge_model_dir` (manifest last: the commit point), then wait up to `wait_s` for a running
-    service (found by <edge path>/edge-status.json beside the model dir) to serve it.
+    """Verify the staged model.onnx + manifest.json (and the stitching weight it names: sha256,
+    shape), publish them atomically into `edge_model_dir` (manifest last: the commit point),
+    then wait up to `wait_s` for a running service (found by its status file, beside the
+    model dir in the edge site's layout) to serve it.
 
     Returns {version, sha256, activated_at, serving_version[, refused]}; serving_version is
-    None when no service is running. Raises InputError if the staged model fails its sha256.
+    None when no service is running. Raises InputError if a staged file fails its checks.
     """
-    import shutil
     import time
     from datetime import datetime, timezone
     from pathlib import Path
 
-    from ptychoflow.artifact import MODEL_FILENAME, publish_model, verified_model_bytes
-    from ptychoflow_edge.atomic import atomic_write
-    from ptychoflow_edge.config import STATUS_FILENAME
+    from ptychoflow.artifact import MODEL_FILENAME, publish_model, stitch_weight_file, verified_model_bytes
+    from ptychoflow.site import EdgeLayout
     from ptychoflow_edge.statusfile import fetch_http_status, running_status
 
     staged, target = Path(staged_model_dir), Path(edge_model_dir)
     manifest, _ = verified_model_bytes(staged)
-    target.mkdir(parents=True, exist_ok=True)
-    probe = manifest.probe_weight_path
-    if probe and not Path(probe).is_absolute() and (staged / probe).exists():  # before the manifest commits
-        atomic_write(target / probe, lambda tmp: shutil.copyfile(staged / probe, tmp))
     published = time.time()
-    publish_model(target, staged / MODEL_FILENAME, manifest)
+    publish_model(target, staged / MODEL_FILENAME, manifest, stitch_weight_file(staged, manifest))
     activated_at = datetime.now(timezone.utc).isoformat()
 
-    status_path = target.parent / STATUS_FILENAME
+    status_path = EdgeLayout(target.parent).status_file
     serving, refused = None, None
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

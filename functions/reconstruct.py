@@ -9,17 +9,21 @@ local compute pool loads this file by path and calls the same function, unchange
 def reconstruct(
     scan_path,
     output_dir,
-    engine="auto",
-    iterations=100,
-    batch_size=8,
-    alpha=0.1,
-    probe_refinement=True,
-    position_refinement=False,
-    device="auto",
+    engine=None,
+    iterations=None,
+    batch_size=None,
+    alpha=None,
+    probe_refinement=None,
+    position_refinement=None,
+    device=None,
     time_limit_s=None,
-    seed=0,
+    seed=None,
 ):
     """Reconstruct `scan_path` (ptychoflow .h5 or Tike .npz/.npz.bz2) into `output_dir`.
+
+    Every option left out (or None) takes the engines' own default: ``RpieOptions`` for the
+    rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
+    always send the profile's policy.
 
     Returns a dict: product_path, preview_path, iterations, final_loss, wall_time_s, engine,
     engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions.
@@ -28,23 +32,17 @@ def reconstruct(
     """
     import logging
 
-    from ptychoflow.recon import RpieOptions
-    from ptychoflow.reconstruct import run_reconstruction
+    from ptychoflow.recon import api
+    from ptychoflow.recon.base import RpieOptions
 
     log = logging.getLogger("ptychoflow.functions.reconstruct")
-    options = RpieOptions(
-        iterations=int(iterations),
-        batch_size=int(batch_size),
-        alpha=float(alpha),
-        probe_refinement=bool(probe_refinement),
-        position_refinement=bool(position_refinement),
-        device=str(device),
-        time_limit_s=None if time_limit_s is None else float(time_limit_s),
-        seed=int(seed),
-    )
+    given = {"iterations": iterations, "batch_size": batch_size, "alpha": alpha, "probe_refinement": probe_refinement,
+             "position_refinement": position_refinement, "device": device, "time_limit_s": time_limit_s, "seed": seed}
+    options = RpieOptions(**{name: value for name, value in given.items() if value is not None})
 
     def progress(info):
         log.info("iteration %d/%d loss %.6g", info.iteration, info.total, info.loss)
 
-    summary = run_reconstruction(scan_path, output_dir, options, engine=str(engine), progress=progress)
-    return summary.to_json()
+    choice = {} if engine is None else {"engine": str(engine)}
+    result = api.reconstruct(scan_path, options, progress=progress, **choice)
+    return api.write_reconstruction(result, output_dir).to_json()

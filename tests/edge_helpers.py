@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import zmq
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model
+from ptychoflow.artifact import ModelManifest, publish_model, read_manifest
+from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.stream import FramePublisher
 from ptychoflow_edge.config import EdgeConfig
@@ -74,16 +75,15 @@ def preprocessing(size: int = 64, **overrides: Any) -> PreprocessConfig:
 
 
 def publish(model_dir: Path, blob: bytes, version: str, *, config: PreprocessConfig | None = None,
-            probe_weight_path: str | None = None) -> ModelManifest:
+            stitch_weight: Path | None = None) -> ModelManifest:
     """Stage `blob` and activate it in `model_dir` the way the flow does (publish_model)."""
     config = config or preprocessing()
     staged = model_dir.parent / f"staged-{version}.onnx"
     staged.parent.mkdir(parents=True, exist_ok=True)
     staged.write_bytes(blob)
-    manifest = ModelManifest(version, file_sha256(staged), [1, config.output_size, config.output_size],
-                             config.to_json(), probe_weight_path=probe_weight_path)
-    publish_model(model_dir, staged, manifest)
-    return manifest
+    manifest = ModelManifest(version, sha256_file(staged), [1, config.output_size, config.output_size], config.to_json())
+    publish_model(model_dir, staged, manifest, stitch_weight)
+    return read_manifest(model_dir)
 
 
 def publish_wrong_sha(model_dir: Path, blob: bytes, version: str) -> None:
@@ -162,7 +162,7 @@ class ResultsCollector:
 
 
 def reference_mosaic(patches: np.ndarray, centres_px: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Independent |P|^2-weighted stitch on a canvas sized up front: (image, origin)."""
+    """Independent weighted stitch on a canvas sized up front: (image, origin)."""
     n = patches.shape[-1]
     corners = np.rint(np.asarray(centres_px) - n / 2).astype(int)
     origin = corners.min(axis=0)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.backends.local import LocalBackend
-from ptychoflow.flowengine.providers.base import EngineEnv, FunctionProvider, register_provider
+from ptychoflow.flowengine.providers.base import EngineEnv, FunctionProvider
+from ptychoflow.flowengine.providers.registry import register_provider
 from ptychoflow.flowengine.worker import Engine
 
 TEST_URL = "https://test.example.org/echo"

@@ -1,12 +1,15 @@
-"""The edge model artifact: atomic publish, sha256-verified load."""
+"""The edge model artifact: atomic publish, sha256-verified load, one stitching-weight field."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model, read_manifest, verified_model_bytes
+from ptychoflow.artifact import (STITCH_WEIGHT_FILENAME, ModelManifest, StitchWeight, publish_model, read_manifest,
+                                 stitch_weight_file, verified_model_bytes, verified_stitch_weight)
+from ptychoflow.fs import sha256_file
 from ptychoflow.errors import InputError
 
 
@@ -17,7 +20,7 @@ def _manifest(sha: str) -> ModelManifest:
 def test_publish_then_verify(tmp_path):
     model = tmp_path / "candidate.onnx"
     model.write_bytes(b"onnx-bytes")
-    publish_model(tmp_path / "edge", model, _manifest(file_sha256(model)))
+    publish_model(tmp_path / "edge", model, _manifest(sha256_file(model)))
     manifest, blob = verified_model_bytes(tmp_path / "edge")
     assert blob == b"onnx-bytes" and manifest.version == "v1"
     assert not [p for p in (tmp_path / "edge").iterdir() if p.name.startswith(".")]  # no temp files left
@@ -34,7 +37,7 @@ def test_publish_refuses_a_hash_mismatch_and_changes_nothing(tmp_path):
 def test_tampered_model_is_refused(tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"good")
-    publish_model(tmp_path / "edge", model, _manifest(file_sha256(model)))
+    publish_model(tmp_path / "edge", model, _manifest(sha256_file(model)))
     (tmp_path / "edge" / "model.onnx").write_bytes(b"evil")
     with pytest.raises(InputError, match="model.onnx: sha256"):
         verified_model_bytes(tmp_path / "edge")
@@ -46,4 +49,69 @@ def test_corrupt_or_incomplete_manifest(tmp_path):
         read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"version": "v"}))
     with pytest.raises(InputError, match="manifest.json: sha256: missing field"):
+        read_manifest(tmp_path)
+
+
+def _weight(tmp_path, shape=(64, 64), name="w.npy"):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    weight = np.exp(-((y - 30.0) ** 2 + (x - 34.0) ** 2) / 300).astype(np.float32)
+    np.save(tmp_path / name, weight)
+    return tmp_path / name, weight
+
+
+def test_publish_commits_the_stitch_weight_with_its_sha256(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx-bytes")
+    weight_file, weight = _weight(tmp_path)
+    publish_model(tmp_path / "staged", model, _manifest(sha256_file(model)), weight_file)
+    staged = read_manifest(tmp_path / "staged")
+    assert staged.stitch_weight == StitchWeight(STITCH_WEIGHT_FILENAME, sha256_file(weight_file))
+    assert json.loads((tmp_path / "staged" / "manifest.json").read_text())["stitch_weight"] == {
+        "file": "stitch_weight.npy", "sha256": sha256_file(weight_file)}
+    np.testing.assert_array_equal(verified_stitch_weight(tmp_path / "staged", staged), weight)
+    # staged -> edge, as activate does: the recorded weight travels with the manifest
+    publish_model(tmp_path / "edge", tmp_path / "staged" / "model.onnx", staged, stitch_weight_file(tmp_path / "staged", staged))
+    edge = read_manifest(tmp_path / "edge")
+    assert edge.stitch_weight == staged.stitch_weight
+    np.testing.assert_array_equal(verified_stitch_weight(tmp_path / "edge", edge), weight)
+    assert sorted(p.name for p in (tmp_path / "edge").iterdir()) == ["manifest.json", "model.onnx", "stitch_weight.npy"]
+
+
+@pytest.mark.parametrize("shape, values, field", [((32, 32), None, "shape"), ((64, 64), np.nan, "values"),
+                                                  ((64, 64), -1.0, "values")])
+def test_publish_refuses_a_bad_weight_and_writes_nothing(tmp_path, shape, values, field):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    weight_file, weight = _weight(tmp_path, shape)
+    if values is not None:
+        weight[3, 3] = values
+        np.save(weight_file, weight)
+    with pytest.raises(InputError, match=f"w.npy: {field}: "):
+        publish_model(tmp_path / "edge", model, _manifest(sha256_file(model)), weight_file)
+    assert not (tmp_path / "edge").exists() or not list((tmp_path / "edge").iterdir())
+
+
+def test_a_weight_other_than_the_recorded_one_is_refused(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    weight_file, _ = _weight(tmp_path)
+    manifest = _manifest(sha256_file(model))
+    manifest.stitch_weight = StitchWeight(STITCH_WEIGHT_FILENAME, "0" * 64)
+    with pytest.raises(InputError, match="w.npy: sha256"):
+        publish_model(tmp_path / "edge", model, manifest, weight_file)
+    with pytest.raises(InputError, match="stitch_weight: the manifest records stitch_weight.npy, but no file was given"):
+        publish_model(tmp_path / "edge", model, manifest)
+    assert not (tmp_path / "edge" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("stitch_weight", {"file": "../../etc/passwd", "sha256": "0"}, r"stitch_weight.file: "),
+    ("stitch_weight", "stitch_weight.npy", r"stitch_weight: expected"),
+    ("probe_weight_path", "probe_weight.npy", r"probe_weight_path: retired field \(now stitch_weight\)"),
+])
+def test_manifest_weight_fields_are_checked(tmp_path, field, value, message):
+    document = _manifest("0" * 64).to_json()
+    document[field] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match="manifest.json: " + message):
         read_manifest(tmp_path)

@@ -83,3 +83,26 @@ def test_profile_sources_read_a_real_deployment(tmp_path):
     snapshot = profile_sources(profile, get_backend(profile)).snapshot()
     assert snapshot["runs"] == [] and snapshot["journal"] == [] and snapshot["models"] == []
     assert "edge service not running" in snapshot["edge"]["error"]
+
+
+def test_profile_sources_read_the_registry_the_flows_write(tmp_path):
+    """The flows train into <hpc>/registry; the dashboard shows that registry."""
+    from ptychoflow.backends import get_backend
+    from ptychoflow.dashboard.sources import profile_sources
+    from ptychoflow.flow_inputs import reconstruct_and_train_input
+    from ptychoflow.nn.registry import Registry
+    from ptychoflow.profile import load_profile, write_local_profile
+
+    write_local_profile(tmp_path)
+    profile = load_profile(tmp_path)
+    profile.functions.update({name: "id" for name in ("reconstruct", "validate", "train", "activate")})
+
+    registry = Registry(reconstruct_and_train_input(profile, "scan_0001.h5")["hpc"]["registry_dir"])
+    checkpoint = registry.version_dir("v0001") / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"not read here")
+    registry.register("v0001", parent=None, model_config={"kind": "ptychonn2", "size": 64}, preprocessing={},
+                      scans_seen=["scan_0001"], val_loss=0.1, ssim=0.7, checkpoint_path=checkpoint)
+    registry.promote("v0001")
+    models = profile_sources(profile, get_backend(profile)).snapshot()["models"]
+    assert [(m["version"], m["best"]) for m in models] == [("v0001", True)]

@@ -76,6 +76,10 @@ def test_reduced_demo_runs_end_to_end(tmp_path):
     # A model was promoted and activated on the edge.
     manifest = json.loads((out / "edge" / "model" / "manifest.json").read_text())
     assert manifest["version"] == "v0001"
+    # ...with the stitching weight it was trained with, byte for byte (one field, training to edge)
+    trained = out / "hpc" / "registry" / "versions" / "v0001" / "stitch_weight.npy"
+    assert manifest["stitch_weight"]["file"] == "stitch_weight.npy"
+    assert (out / "edge" / "model" / "stitch_weight.npy").read_bytes() == trained.read_bytes()
     # The edge served live images for the scan after the first promotion, with that model.
     import h5py
 
@@ -86,6 +90,22 @@ def test_reduced_demo_runs_end_to_end(tmp_path):
         assert f'id="{section}"' in report
     assert report.count("data:image/png;base64") >= 5  # truth, rPIE, live for scan 2; truth, rPIE for scan 1
     assert _engine_gone(out), _ptychoflow_processes_under(out)
+    # `ptychoflow models list --profile <demo profile>` lists the models the demo's flow runs trained
+    trained = sorted(run["output"]["TrainModel"]["details"]["results"][0]["output"]["version"]
+                     for run in json.loads(_installed_cli("runs", "list", "--profile", str(out), "--json"))
+                     if "TrainModel" in (run["output"] or {}))
+    listed = json.loads(_installed_cli("models", "list", "--profile", str(out), "--json"))
+    assert trained and [model["version"] for model in listed] == trained
+    assert [model["version"] for model in listed if model["is_best"]] == [manifest["version"]]
+
+
+def _installed_cli(*args: str) -> str:
+    """The console script users run (python -m where none is installed); its stdout."""
+    script = Path(sys.executable).parent / "ptychoflow"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "ptychoflow"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ status file, stopped by SIGTERM; and the flow's `activate` function against it."
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,8 @@ import numpy as np
 import pytest
 
 from edge_helpers import affine_model, constant_model, preprocessing
-from ptychoflow.artifact import ModelManifest, file_sha256
+from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.fs import sha256_file
 from ptychoflow.errors import InputError
 from ptychoflow.stitch import probe_weight
 from ptychoflow_edge.statusfile import fetch_http_status, read_status, wait_until_ready
@@ -48,14 +48,16 @@ def _profile(tmp_path: Path) -> Path:
 
 
 def _stage(directory: Path, blob: bytes, version: str, weight: np.ndarray | None = None) -> Path:
-    """What the trainer stages: model.onnx, probe_weight.npy (optional), manifest.json last."""
-    directory.mkdir(parents=True)
-    (directory / "model.onnx").write_bytes(blob)
+    """What the trainer stages: stitch_weight.npy (optional), model.onnx, manifest.json last."""
+    sources = directory.with_name(directory.name + "-sources")
+    sources.mkdir(parents=True)
+    (sources / "model.onnx").write_bytes(blob)
+    weight_file = None
     if weight is not None:
-        np.save(directory / "probe_weight.npy", weight)
-    manifest = ModelManifest(version, file_sha256(directory / "model.onnx"), [1, 64, 64], preprocessing().to_json(),
-                             probe_weight_path="probe_weight.npy" if weight is not None else None)
-    (directory / "manifest.json").write_text(json.dumps(manifest.to_json()))
+        weight_file = sources / "weight.npy"
+        np.save(weight_file, weight)
+    manifest = ModelManifest(version, sha256_file(sources / "model.onnx"), [1, 64, 64], preprocessing().to_json())
+    publish_model(directory, sources / "model.onnx", manifest, weight_file)
     return directory
 
 
@@ -82,7 +84,7 @@ def test_serve_subprocess_status_activate_and_sigterm(served):
     good = _stage(tmp_path / "staged-v7", constant_model(64, 0.5), "v7")
     result = activate(str(good), str(tmp_path / "edge" / "model"), wait_s=30)
     assert result["version"] == "v7" and result["serving_version"] == "v7"
-    assert result["sha256"] == file_sha256(good / "model.onnx") and "refused" not in result
+    assert result["sha256"] == sha256_file(good / "model.onnx") and "refused" not in result
 
     bad = _stage(tmp_path / "staged-v8", b"garbage, not onnx", "v8")
     result = activate(str(bad), str(tmp_path / "edge" / "model"), wait_s=30)
@@ -106,9 +108,15 @@ def test_activate_without_service_and_bad_sha(tmp_path):
     staged = _stage(tmp_path / "staged", affine_model(64), "v1", weight)
     result = activate(str(staged), str(tmp_path / "edge" / "model"), wait_s=1)
     assert result["serving_version"] is None and (tmp_path / "edge" / "model" / "manifest.json").exists()
-    np.testing.assert_array_equal(np.load(tmp_path / "edge" / "model" / "probe_weight.npy"), weight)
+    np.testing.assert_array_equal(np.load(tmp_path / "edge" / "model" / "stitch_weight.npy"), weight)
 
+    np.save(staged / "stitch_weight.npy", weight * 0.5)  # a weight that is not the one staged
+    with pytest.raises(InputError, match="stitch_weight.npy: sha256"):
+        activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
+    (staged / "stitch_weight.npy").unlink()
+    with pytest.raises(InputError, match="stitch_weight: .*stitch_weight.npy is missing"):
+        activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
     (staged / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(InputError, match="sha256"):
         activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
-    assert not (tmp_path / "edge2" / "model" / "manifest.json").exists()
+    assert not (tmp_path / "edge2" / "model").exists() or not list((tmp_path / "edge2" / "model").iterdir())

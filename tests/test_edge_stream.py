@@ -60,13 +60,14 @@ def test_stream_inferred_and_stitched_exactly(tmp_path, sim):
     assert not list((tmp_path / "edge" / "mosaics").glob(".*tmp*")), "temporary files left behind"
 
 
-def test_probe_weight_file_from_manifest(tmp_path, sim):
-    """A manifest naming a probe file stitches with that |P|^2, not the Gaussian default."""
-    model_dir = tmp_path / "edge" / "model"
-    model_dir.mkdir(parents=True)
-    np.save(model_dir / "probe.npy", sim.truth_probe)
+def test_stitch_weight_from_manifest_is_used_as_is(tmp_path, sim):
+    """A manifest naming a stitching weight stitches with exactly that array (no sqrt, no
+    square, no renormalising), not the Gaussian default."""
+    weight = probe_weight(sim.truth_probe, 64) ** 1.5  # any valid weight: not a Gaussian, not |P|^2
+    weight_file = tmp_path / "trained_weight.npy"
+    np.save(weight_file, weight)
     with running_service(tmp_path) as (service, _):
-        publish(model_dir, affine_model(64), "v1", probe_weight_path="probe.npy")
-        model = wait_for(lambda: service.models.current(), what="model with probe weights")
-    np.testing.assert_allclose(model.weight, probe_weight(sim.truth_probe, 64))
+        publish(service.config.model_dir, affine_model(64), "v1", stitch_weight=weight_file)
+        model = wait_for(lambda: service.models.current(), what="model with its stitching weight")
+    np.testing.assert_array_equal(model.weight, weight)
     assert not np.allclose(model.weight, probe_weight(None, 64))

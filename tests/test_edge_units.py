@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edge_helpers import affine_model, preprocessing, publish, running_service, torch_convnet, wait_for
-from ptychoflow.artifact import ModelManifest, file_sha256
+from ptychoflow.artifact import ModelManifest, StitchWeight
+from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import preprocess
 from ptychoflow_edge.batcher import Batcher
 from ptychoflow_edge.frames import ControlItem, FrameItem, FrameQueue
@@ -26,7 +27,7 @@ def _item(scan: str = "s", index: int = 0, shape=(4, 4)) -> FrameItem:
 
 def _manifest(blob: bytes, tmp_path, size: int = 64) -> ModelManifest:
     (tmp_path / "m.onnx").write_bytes(blob)
-    return ModelManifest("t", file_sha256(tmp_path / "m.onnx"), [1, size, size], preprocessing(size).to_json())
+    return ModelManifest("t", sha256_file(tmp_path / "m.onnx"), [1, size, size], preprocessing(size).to_json())
 
 
 def _ort_available() -> list[str]:
@@ -89,17 +90,28 @@ def test_torch_exported_convnet_loads_with_dynamic_batch(tmp_path):
 
 
 @pytest.mark.parametrize("case, reason", [
-    ("shape", "input_shape"), ("preprocessing", "preprocessing is invalid"), ("probe", "probe_weight_path"),
+    ("shape", "input_shape"), ("preprocessing", "preprocessing is invalid"),
+    ("weight missing", "manifest.json: stitch_weight: .*stitch_weight.npy is missing"),
+    ("weight shape", r"stitch_weight.npy: shape: stitching weight is \[32, 32\], the model's patches are \[64, 64\]"),
+    ("weight altered", "stitch_weight.npy: sha256"),
+    ("weight negative", "stitch_weight.npy: values"),
 ])
 def test_manifest_checks(tmp_path, case, reason):
     blob = affine_model(64)
     manifest = _manifest(blob, tmp_path)
+    weight = np.ones((32, 32) if case == "weight shape" else (64, 64), np.float32)
+    if case == "weight negative":
+        weight[0, 0] = -1
+    np.save(tmp_path / "stitch_weight.npy", weight)
+    manifest.stitch_weight = StitchWeight("stitch_weight.npy", sha256_file(tmp_path / "stitch_weight.npy"))
     if case == "shape":
         manifest.input_shape = [1, 32, 32]
     elif case == "preprocessing":
         manifest.preprocessing = {"crop": 64, "no_such_option": 1}
-    else:
-        manifest.probe_weight_path = "missing.npy"
+    elif case == "weight missing":
+        (tmp_path / "stitch_weight.npy").unlink()
+    elif case == "weight altered":
+        np.save(tmp_path / "stitch_weight.npy", weight * 2)
     with pytest.raises(ModelRejected, match=reason):
         load_model(manifest, blob, tmp_path, providers=["CPUExecutionProvider"], intra_op_threads=1)
 

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from engine_helpers import FAIL_URL, TEST_URL, chain, make_env, run_flow
-from ptychoflow.flowengine.providers.base import FunctionProvider, register_provider, unregister_provider
+from ptychoflow.flowengine.providers.base import FunctionProvider
+from ptychoflow.flowengine.providers.registry import register_provider, unregister_provider
 
 SLOW_URL = "https://test.example.org/slow"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from process_helpers import run_in_processes
 from ptychoflow.errors import InputError
 from ptychoflow.fs import (
     AlreadyRunning,
@@ -58,6 +58,14 @@ def test_sha256_file_streams_large_files(tmp_path: Path) -> None:
     assert sha256_file(tmp_path / "x") == hashlib.sha256(blob).hexdigest()
 
 
+def test_sha256_bytes_is_the_file_digest_of_the_same_bytes(tmp_path: Path) -> None:
+    from ptychoflow.fs import sha256_bytes
+
+    blob = bytes(range(256)) * 5000
+    (tmp_path / "x").write_bytes(blob)
+    assert sha256_bytes(blob) == sha256_file(tmp_path / "x") == hashlib.sha256(blob).hexdigest()
+
+
 def test_json_state_missing_is_empty_corrupt_is_named(tmp_path: Path) -> None:
     state = JsonStateFile(tmp_path / "functions.json", "function registry")
     assert state.load() == {}
@@ -84,12 +92,7 @@ def _bump(path: str, n: int) -> None:
 
 def test_json_state_updates_from_processes_are_not_lost(tmp_path: Path) -> None:
     path = str(tmp_path / "counter.json")
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_bump, args=(path, 25)) for _ in range(3)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
+    assert run_in_processes(_bump, (path, 25)) == [0, 0, 0]
     assert JsonStateFile(path, "counter").load() == {"n": 75}
 
 
@@ -125,3 +128,25 @@ def test_single_instance_reports_holder_and_frees_on_kill(tmp_path: Path) -> Non
     with guard:
         assert SingleInstance(guard_path, "engine worker").holder_pid() == os.getpid()
     assert SingleInstance(guard_path, "engine worker").holder_pid() is None
+
+
+def test_single_instance_start_waits_out_a_probe_but_not_a_holder(tmp_path: Path) -> None:
+    """A holder_pid probe (a shared lock held for an instant) must not look like a holder."""
+    import fcntl
+    import threading
+
+    guard_path = tmp_path / "watcher.lock"
+    guard_path.touch()
+    with open(guard_path) as prober:  # another process's probe, caught in the middle
+        fcntl.flock(prober, fcntl.LOCK_SH)
+        threading.Timer(0.2, lambda: fcntl.flock(prober, fcntl.LOCK_UN)).start()
+        guard = SingleInstance(guard_path, "watcher")
+        assert guard.try_acquire()
+    try:
+        assert guard_path.read_text().strip() == str(os.getpid())
+        started = time.monotonic()
+        assert not SingleInstance(guard_path, "watcher").try_acquire()  # a real holder: refused at once
+        assert time.monotonic() - started < 0.5
+    finally:
+        guard.release()
+    assert guard_path.read_text() == ""  # released: no stale pid for the next prober to read

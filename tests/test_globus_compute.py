@@ -12,7 +12,8 @@ from globus_sdk.testing import RegisteredResponse, get_response_set, load_respon
 from globus_support import EDGE_ENDPOINT, GROUP_ID, HPC_ENDPOINT, last_json, make_backend, make_profile, mocked_http  # noqa: F401
 from ptychoflow.backends.globus.compute import python_mismatch
 from ptychoflow.errors import InputError
-from ptychoflow.function_registry import FunctionRegistry, source_sha256
+from ptychoflow.fs import sha256_file
+from ptychoflow.function_registry import FunctionRegistry
 
 REGISTER = get_response_set(globus_sdk.ComputeClientV3.register_function)
 FUNCTION_ID = REGISTER.metadata["function_id"]
@@ -33,7 +34,7 @@ def test_registration_payload_and_registry(tmp_path, function_file):
     registered = backend.register_function(function_file, "reconstruct")
 
     sent = last_json()
-    sha = source_sha256(function_file)
+    sha = sha256_file(function_file)
     assert sent["function_name"] == "reconstruct"
     assert sent["function_code"] == SOURCE
     assert sent["serialized"] is False

@@ -12,7 +12,8 @@ import responses
 from globus_sdk.testing import RegisteredResponse, get_response_set, load_response
 
 from globus_support import FLOW_FILE, GROUP_ID, last_json, make_backend, make_profile, mocked_http  # noqa: F401
-from ptychoflow.backends.globus.flows import CHECKSUM_KEYWORD, flow_checksum, load_flow_source
+from ptychoflow.backends.base import flow_checksum
+from ptychoflow.backends.globus.flows import CHECKSUM_KEYWORD, load_flow_source
 from ptychoflow.errors import FlowDefinitionError
 
 CREATED = get_response_set(globus_sdk.FlowsClient.create_flow).lookup("default")

@@ -221,7 +221,7 @@ def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch
     profile = make_profile(tmp_path)
     backend = make_backend(profile, [resume.metadata["flow_id"]])
     monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
-    monkeypatch.setattr("ptychoflow.cli._common.load", lambda _path: profile)
+    monkeypatch.setattr("ptychoflow.cli.runs.load", lambda _path: profile)
     started = []
     monkeypatch.setattr(ptychoflow.flowengine.worker, "ensure_engine_running", lambda p: started.append(p) or 1)
     result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"]])

@@ -3,12 +3,14 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from nn_helpers import small_sim
 
-from ptychoflow.artifact import verified_model_bytes
+from ptychoflow.artifact import verified_model_bytes, verified_stitch_weight
 from ptychoflow.nn import continual
+from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.nn.registry import Registry
 from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import save_truth
@@ -47,6 +49,10 @@ def test_validate_then_train_then_warm_start(tmp_path, scans):
     assert r1["onnx_max_abs_diff"] <= 1e-4 and r1["reference"] == "simulator-truth"
     manifest, _ = verified_model_bytes(Path(r1["manifest_path"]).parent)
     assert manifest.version == "v0001" and manifest.preprocessing["crop"] == 64
+    # one stitching weight from training to the edge: the staged file is the registry's, unchanged
+    trained_weight = np.load(Registry(reg).get("v0001").stitch_weight_path)
+    assert trained_weight.shape == (64, 64) and trained_weight.max() == 1.0
+    np.testing.assert_array_equal(verified_stitch_weight(Path(r1["model_dir"]), manifest), trained_weight)
 
     checked = validate(registry_dir=str(reg), scan_path=str(scans[1]), tolerance=0.99)
     assert checked["best_version"] == "v0001" and checked["needs_training"] and -1 <= checked["ssim"] <= 1
@@ -85,7 +91,7 @@ def test_missing_reconstruction_is_a_clear_error(tmp_path):
     sim = small_sim(0, 10.0)
     path = write_scan(tmp_path / "scan.h5", sim.scan)  # no truth beside it, no product given
     with pytest.raises(continual.InputError, match="scan.h5: reconstruction: no reconstruction given"):
-        continual.continual_train(registry_dir=tmp_path / "m", scan_path=path, **TINY)
+        continual.continual_train(ContinualOptions(registry_dir=tmp_path / "m", scan_path=path, **TINY))
 
 
 def test_cli_train_by_hand(tmp_path, scans):
@@ -103,5 +109,10 @@ def test_cli_train_by_hand(tmp_path, scans):
     assert result["promoted"] and Path(result["manifest_path"]).exists()
     listed = CliRunner().invoke(cli, ["models", "list", "--registry", str(reg), "--json"])
     assert json.loads(listed.output)[0]["version"] == "v0001"
+    exported = CliRunner().invoke(cli, ["models", "export", "v0001", str(tmp_path / "out"), "--registry", str(reg)])
+    assert exported.exit_code == 0, exported.output
+    manifest, _ = verified_model_bytes(tmp_path / "out")
+    np.testing.assert_array_equal(verified_stitch_weight(tmp_path / "out", manifest),
+                                  np.load(Registry(reg).get("v0001").stitch_weight_path))
     missing = CliRunner().invoke(cli, ["models", "list", "--registry", str(tmp_path / "typo")])
     assert missing.exit_code != 0 and not (tmp_path / "typo").exists()

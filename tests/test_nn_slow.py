@@ -15,13 +15,14 @@ import pytest
 from edge_helpers import running_service, wait_for
 from ptychoflow import metrics
 from ptychoflow.demo.collect import OVERLAP_FRACTION, place
-from ptychoflow.recon import RpieOptions
+from ptychoflow.recon.api import reconstruct, write_reconstruction
+from ptychoflow.recon.base import RpieOptions
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.nn.continual import continual_train, scan_pairs, validate_best
 from ptychoflow.nn.corpus import append_scan
+from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.preprocess import PreprocessConfig
 from ptychoflow.product import read_product
-from ptychoflow.reconstruct import run_reconstruction
 from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_scan
 
@@ -44,15 +45,18 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
     for region in range(3):
         sim = simulate_scan(OPTIONS, scan_id=f"scan_{region + 1:04d}", region=region)
         scans.append(write_scan(tmp_path / f"{sim.scan.scan_id}.h5", sim.scan))
-        summary = run_reconstruction(scans[-1], tmp_path / "products", RpieOptions(iterations=60), engine="ptychi")
+        result = reconstruct(scans[-1], RpieOptions(iterations=60), engine="ptychi")
+        summary = write_reconstruction(result, tmp_path / "products")
         products.append(summary.product_path)
     registry = tmp_path / "models"
     preprocessing = PreprocessConfig(crop=64)
     scan_id, pairs, reference = scan_pairs(scans[0], products[0], preprocessing)
     assert reference != "simulator-truth"
-    append_scan(registry / "corpus.h5", scan_id, pairs, preprocessing.to_json())
-    trained = continual_train(registry_dir=registry, scan_path=scans[1], reconstruction_path=products[1], epochs=50,
-                              time_limit_s=TRAIN_SECONDS, threads=THREADS, seed=0)
+    corpus = tmp_path / "corpus.h5"
+    append_scan(corpus, scan_id, pairs, preprocessing.to_json())
+    trained = continual_train(ContinualOptions(registry_dir=registry, corpus_path=corpus, scan_path=scans[1],
+                                               reconstruction_path=products[1], epochs=50, time_limit_s=TRAIN_SECONDS,
+                                               threads=THREADS, seed=0))
     assert trained["promoted"] and trained["corpus_pairs"] > 1400
     validated = validate_best(registry_dir=registry, scan_path=scans[2], reconstruction_path=products[2])
 

@@ -140,7 +140,7 @@ def test_tike_npz_with_nan(tmp_path):
 
 def test_complex_frames_in_memory_scan_are_refused_before_any_work():
     """A Scan built in memory (not from a file) meets the same check in validation."""
-    from ptychoflow.recon import validate_scan
+    from ptychoflow.recon.base import validate_scan
 
     scan = tiny_scan().scan
     scan.data = scan.data.astype(np.complex64)

@@ -81,3 +81,11 @@ def test_reader_rejects_non_products(tmp_path):
         pass
     with pytest.raises(InputError, match="/reconstruction"):
         read_product(tmp_path / "empty.h5")
+
+
+@pytest.mark.parametrize("scan_id", ["../escape", "/abs", "a/b", ".hidden", ""])
+def test_scan_id_from_data_never_chooses_a_path(tmp_path, scan_id):
+    out = tmp_path / "products"
+    with pytest.raises(InputError, match="scan_id"):
+        write_product(_product(scan_id), out)
+    assert not any(tmp_path.rglob("*.recon.*"))

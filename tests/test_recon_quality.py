@@ -10,7 +10,8 @@ import pytest
 from scipy import ndimage
 
 from _recon_helpers import lit_mask_on_truth
-from ptychoflow.recon import RpieOptions, reconstruct_scan
+from ptychoflow.recon.api import reconstruct
+from ptychoflow.recon.base import RpieOptions
 from ptychoflow.metrics import phase_rmse, phase_ssim
 from ptychoflow.product import read_product
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
@@ -34,7 +35,7 @@ def test_simulated_scan_phase_matches_truth():
     options = SimulationOptions()  # 64x64 probe, ~378 positions, 72% overlap, 1e6 photons/frame
     sim = simulate_scan(options, scan_id="quality")
     assert sim.scan.n_frames >= 300 and options.overlap >= 0.70
-    result = reconstruct_scan(sim.scan, RpieOptions(iterations=90, batch_size=8, device="cpu"), engine="ptychi")
+    result = reconstruct(sim.scan, RpieOptions(iterations=90, batch_size=8, device="cpu"), engine="ptychi")
     recon = _in_truth_frame(result, sim.truth_object.shape)
     mask = lit_mask_on_truth(sim)
     rmse = phase_rmse(np.angle(recon), np.angle(sim.truth_object), mask)

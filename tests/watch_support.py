@@ -245,19 +245,19 @@ def run_with_denied_reads(profile_path: str, flow: str, marker: str, factory: st
     """Child-process target: the watcher, with reads of files named *marker* denied (EACCES).
 
     Tests run as root, which chmod cannot deny, so the narrowest seam is patched instead:
-    ``detect._open_binary``, the one place the watcher opens scan bytes.
+    ``detect.sha256_file``, the first read of a scan's bytes (``ptychoflow.fs.sha256_file``).
     """
     from ptychoflow.watcher import detect
     from ptychoflow.watcher.service import WatcherOptions, run_watcher
 
-    real = detect._open_binary
+    real = detect.sha256_file
 
-    def deny(path: str):  # noqa: ANN202
+    def deny(path: str) -> str:
         if marker in os.path.basename(path):
             raise PermissionError(13, "Permission denied", path)
         return real(path)
 
-    detect._open_binary = deny
+    detect.sha256_file = deny
     profile = load_profile(profile_path)
     backend = BackendUnderTest(factory).open(profile)
     sys.exit(run_watcher(profile, backend, WatcherOptions(flow_path=Path(flow))))

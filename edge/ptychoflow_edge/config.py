@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUS_FILENAME = "edge-status.json"
+from ptychoflow.profile import Edge, default_of
+from ptychoflow.site import EdgeLayout, SiteLayout
 
 
 def default_threads() -> int:
@@ -19,16 +20,22 @@ def default_threads() -> int:
     return max(1, min(cores, 4))
 
 
+PROFILE_SETTINGS = ("stream_address", "results_address", "http_host", "http_port", "batch_size", "max_wait_ms",
+                    "queue_frames")  # EdgeConfig fields that the profile's [edge] table sets
+
+
 @dataclass
 class EdgeConfig:
-    path: Path  # <edge.path>: model/ and mosaics/ live under it
-    stream_address: str = "tcp://127.0.0.1:5555"
-    results_address: str = "tcp://127.0.0.1:5556"
-    http_host: str = "127.0.0.1"
-    http_port: int = 8765  # 0 picks a free port (reported in the status file)
-    batch_size: int = 16
-    max_wait_ms: float = 10.0
-    queue_frames: int = 4096
+    path: Path  # <edge.path>: the edge site (layout: ptychoflow.site.EdgeLayout)
+    # the profile's [edge] settings, with the profile's defaults
+    stream_address: str = default_of(Edge, "stream_address")
+    results_address: str = default_of(Edge, "results_address")
+    http_host: str = default_of(Edge, "http_host")
+    http_port: int = default_of(Edge, "http_port")  # 0 picks a free port (reported in the status file)
+    batch_size: int = default_of(Edge, "batch_size")
+    max_wait_ms: float = default_of(Edge, "max_wait_ms")
+    queue_frames: int = default_of(Edge, "queue_frames")
+    # knobs only the service has
     model_poll_s: float = 0.25
     status_interval_s: float = 0.5
     drain_timeout_s: float = 10.0  # on shutdown, finish queued frames for at most this long
@@ -41,30 +48,25 @@ class EdgeConfig:
     http: bool = True
 
     @property
+    def layout(self) -> EdgeLayout:
+        return EdgeLayout(self.path)
+
+    @property
     def model_dir(self) -> Path:
-        return self.path / "model"
+        return self.layout.model_dir
 
     @property
     def mosaics_dir(self) -> Path:
-        return self.path / "mosaics"
+        return self.layout.mosaics_dir
 
     @property
     def status_file(self) -> Path:
-        return self.path / STATUS_FILENAME
+        return self.layout.status_file
 
     @classmethod
     def from_profile(cls, profile: Any, **overrides: Any) -> "EdgeConfig":
         """Settings from a loaded ``ptychoflow.profile.Profile`` (relative paths resolved)."""
-        edge = profile.edge
-        values = dict(
-            path=profile.resolve(edge.path),
-            stream_address=edge.stream_address,
-            results_address=edge.results_address,
-            http_host=edge.http_host,
-            http_port=edge.http_port,
-            batch_size=edge.batch_size,
-            max_wait_ms=edge.max_wait_ms,
-            queue_frames=edge.queue_frames,
-        )
+        values = {name: getattr(profile.edge, name) for name in PROFILE_SETTINGS}
+        values["path"] = SiteLayout.from_profile(profile).edge.root
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -1,9 +1,11 @@
-"""ONNX Runtime inference: the best execution provider there is, and one loaded model.
+"""Inference: the best provider there is, and one loaded model.
 
-Provider preference is TensorRT -> CUDA -> CPU; ONNX Runtime places each node on the first
-provider in the list that supports it, so passing the available ones in that order is the
-whole fallback. Preprocessing runs with CuPy when the model runs on the GPU and CuPy
-imports, with NumPy otherwise (same code: ``ptychoflow.preprocess``).
+Provider preference is TensorRT -> CUDA -> TorchCUDA -> CPU. The first two and the last are
+ONNX Runtime's, which places each node on the first provider in the list that supports it.
+TorchCUDA runs the same ONNX file with torch (``torch_backend``) where onnxruntime has no GPU
+build; a model it cannot run falls back to the ONNX Runtime providers after it. Preprocessing
+runs with CuPy when the model runs on the GPU and CuPy imports, with NumPy otherwise (same
+code: ``ptychoflow.preprocess``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ptychoflow.artifact import ModelManifest
+from ptychoflow.artifact import ModelManifest, verified_stitch_weight
+from ptychoflow.errors import InputError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.stitch import probe_weight
+from ptychoflow_edge import torch_backend
 
 log = logging.getLogger("ptychoflow.edge.inference")
-PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-GPU_PROVIDERS = PREFERENCE[:2]
+PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", torch_backend.TORCH_CUDA, "CPUExecutionProvider")
+GPU_PROVIDERS = PREFERENCE[:3]
 INPUT_NAME, OUTPUT_NAME = "diffraction", "phase"
 
 
@@ -33,7 +37,7 @@ def best_providers(requested: list[str] | None = None) -> list[str]:
     """Available providers in preference order (or `requested`, filtered to what exists)."""
     import onnxruntime as ort
 
-    available = set(ort.get_available_providers())
+    available = set(ort.get_available_providers()) | set(torch_backend.available_providers())
     wanted = requested or list(PREFERENCE)
     chosen = [p for p in wanted if p in available]
     return chosen or ["CPUExecutionProvider"]
@@ -53,6 +57,23 @@ def session_options(intra_op_threads: int) -> Any:
     return options
 
 
+def open_session(blob: bytes, providers: list[str], intra_op_threads: int) -> Any:
+    """A session on the first provider: the torch backend for a Torch* one (falling back to
+    the ONNX Runtime providers after it if torch cannot run the model), else ONNX Runtime."""
+    import onnxruntime as ort
+
+    if providers[0] in torch_backend.PROVIDERS:
+        try:
+            session = torch_backend.TorchSession(blob, providers[0])
+            log.info("torch backend: %s", session.description)
+            return session
+        except Exception as exc:  # UnsupportedModel names the operator; CUDA errors are RuntimeErrors
+            providers = [p for p in providers if p not in torch_backend.PROVIDERS] or ["CPUExecutionProvider"]
+            log.warning("the torch backend cannot run this model (%s); using %s", str(exc).splitlines()[0][:200],
+                        providers[0])
+    return ort.InferenceSession(blob, sess_options=session_options(intra_op_threads), providers=providers)
+
+
 def _array_module(providers: list[str]) -> Any:
     if providers[0] in GPU_PROVIDERS:
         try:
@@ -66,19 +87,13 @@ def _array_module(providers: list[str]) -> Any:
 
 
 def load_weight(manifest: ModelManifest, model_dir: Path, size: int) -> np.ndarray:
-    """|P|^2 stitching weights: the manifest's probe file if it names one, else the Gaussian default."""
-    if not manifest.probe_weight_path:
-        return probe_weight(None, size)
-    path = Path(manifest.probe_weight_path)
-    path = path if path.is_absolute() else model_dir / path
+    """The model's stitching weight (the manifest's ``stitch_weight``, sha256-checked), used
+    as is; the default Gaussian when the manifest names none."""
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise ModelRejected(f"probe_weight_path {path}: {exc}") from None
-    if data.ndim != 2 or data.shape[0] != data.shape[1] or not np.all(np.isfinite(data)):
-        raise ModelRejected(f"probe_weight_path {path}: need a finite square 2-D array, got shape {data.shape}")
-    amplitude = data if np.iscomplexobj(data) else np.sqrt(np.clip(data, 0, None))  # file holds P or |P|^2
-    return probe_weight(amplitude, size)
+        weight = verified_stitch_weight(model_dir, manifest)
+    except InputError as exc:
+        raise ModelRejected(str(exc)) from None
+    return probe_weight(None, size) if weight is None else weight
 
 
 @dataclass
@@ -107,9 +122,10 @@ class LoadedModel:
         return self.xp.__name__
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
-        """(B, H, W) raw frames -> (B, 1, h, w) float32 network input (on the host)."""
+        """(B, H, W) raw frames -> (B, 1, h, w) float32 network input (on the host, or on the
+        GPU for a session that takes device arrays)."""
         batch = preprocess(frames, self.config, xp=self.xp)
-        if self.xp is not np:
+        if self.xp is not np and not getattr(self.session, "accepts_device_arrays", False):
             batch = batch.get()
         return batch[:, None]
 
@@ -122,8 +138,6 @@ class LoadedModel:
 def load_model(manifest: ModelManifest, blob: bytes, model_dir: Path, *, providers: list[str],
                intra_op_threads: int) -> LoadedModel:
     """Build a session and check it against the manifest; raise ModelRejected with the reason."""
-    import onnxruntime as ort
-
     try:
         config = PreprocessConfig.from_json(manifest.preprocessing)
     except (TypeError, ValueError) as exc:
@@ -132,7 +146,7 @@ def load_model(manifest: ModelManifest, blob: bytes, model_dir: Path, *, provide
     if list(manifest.input_shape) != [1, size, size]:
         raise ModelRejected(f"manifest input_shape {manifest.input_shape} != [1, {size}, {size}] from its preprocessing")
     try:
-        session = ort.InferenceSession(blob, sess_options=session_options(intra_op_threads), providers=providers)
+        session = open_session(blob, providers, intra_op_threads)
     except Exception as exc:  # ORT raises several exception types for unreadable graphs
         raise ModelRejected(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0][:200]}") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()

@@ -1,4 +1,5 @@
-"""One live mosaic per scan (the shared |P|^2-weighted ``Mosaic``), rendered and saved.
+"""One live mosaic per scan (the shared ``Mosaic``, weighted by the model's stitching weight),
+rendered and saved.
 
 Positions arrive in metres; the start message's ``pixel_size_m`` turns them into object
 pixels. The worker thread adds patches while the web thread renders, hence a lock per scan.
@@ -20,8 +21,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ptychoflow.fs import atomic_write, atomic_write_bytes
 from ptychoflow.stitch import Mosaic
-from ptychoflow_edge.atomic import atomic_write
 
 log = logging.getLogger("ptychoflow.edge.mosaic")
 KEPT_SCANS = 16  # finished scans kept in memory for the page; all are on disk
@@ -47,7 +48,7 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 class ScanMosaic:
-    """A scan's live mosaic. Its patch size and |P|^2 weights are fixed by the first model that
+    """A scan's live mosaic. Its patch size and stitching weight are fixed by the first model that
     serves the scan (one ``Mosaic`` has one weight); later models' patches are resampled to fit."""
 
     def __init__(self, scan_id: str, start: dict[str, Any], *, align_offsets: bool = False) -> None:
@@ -119,8 +120,7 @@ class ScanMosaic:
                                n_frames=self.count, models=self.models, complete=complete, saved_at=time.time())
 
         atomic_write(h5_path, write_h5)
-        png = render_png(image)
-        atomic_write(png_path, lambda tmp: tmp.write_bytes(png))
+        atomic_write_bytes(png_path, render_png(image))
         self.files = {"h5": str(h5_path), "png": str(png_path)}
         return self.files
 

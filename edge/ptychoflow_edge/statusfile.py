@@ -7,21 +7,19 @@ it (then, for fresh numbers, the HTTP ``/status`` it points to).
 
 from __future__ import annotations
 
-from ptychoflow.processes import pid_alive
-
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from ptychoflow_edge.atomic import atomic_write
+from ptychoflow.fs import atomic_write_text
+from ptychoflow.processes import pid_alive
 
 STALE_AFTER_S = 5.0
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
-    text = json.dumps(status, indent=1, default=str)
-    atomic_write(path, lambda tmp: tmp.write_text(text), fsync=False)  # rewritten every 0.5 s
+    atomic_write_text(path, json.dumps(status, indent=1, default=str), durable=False)  # rewritten every 0.5 s
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

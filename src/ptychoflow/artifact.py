@@ -1,25 +1,45 @@
-"""The model artifact at the edge: ``model.onnx`` + ``manifest.json`` (DESIGN.md contract).
+"""The model artifact at the edge: ``model.onnx`` + ``manifest.json`` (DESIGN.md contract),
+and optionally ``stitch_weight.npy``, the model's stitching weight.
 
-Publishing writes each file under a temporary name, fsyncs, and renames it into place;
-``model.onnx`` first, ``manifest.json`` last, so the manifest is the commit point: whoever
-sees a new manifest finds its model already in place (and checks the sha256 to be sure).
+``publish_model`` is the one way files enter a model directory (staging on HPC, activation on
+the edge). Each file is written under a temporary name, fsynced and renamed into place in
+this order: the stitching weight, then ``model.onnx``, then ``manifest.json``. The manifest
+is the commit point: whoever sees a new manifest finds its files already in place, and
+checks their sha256 (recorded in the manifest) to be sure.
+
+The stitching weight is the per-pixel weight each predicted patch is multiplied by when it is
+added to the mosaic (``ptychoflow.stitch.Mosaic``): an (H, W) float array, H and W those of
+``input_shape``. Training sets it to |P|^2 / sigma^2 (``nn.evaluate.error_weighted``); a
+manifest without one is stitched with the default Gaussian (``stitch.probe_weight``).
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ptychoflow.errors import InputError
+from ptychoflow.fs import atomic_copy, atomic_write_text, sha256_bytes, sha256_file
+from ptychoflow.names import safe_component
 
 MODEL_FILENAME = "model.onnx"
 MANIFEST_FILENAME = "manifest.json"
+STITCH_WEIGHT_FILENAME = "stitch_weight.npy"
+RETIRED_FIELDS = {"probe_weight_path": "stitch_weight"}  # old name -> what replaced it
+
+
+@dataclass(frozen=True)
+class StitchWeight:
+    """The manifest's record of the stitching weight file beside the model."""
+
+    file: str  # a file name in the model directory, never a path
+    sha256: str
 
 
 @dataclass
@@ -32,46 +52,59 @@ class ModelManifest:
     outputs: list[str] = field(default_factory=lambda: ["phase"])
     parent: str | None = None
     created: float = field(default_factory=time.time)
-    probe_weight_path: str | None = None  # optional |P|^2 weights (.npy) beside the model
+    stitch_weight: StitchWeight | None = None  # filled in by publish_model
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def read_stitch_weight(path: str | Path, input_shape: list[int], *, source: str | Path) -> tuple[np.ndarray, str]:
+    """(weight, sha256 of the file) from the .npy file `path`, read once. Refused with an
+    InputError (naming `source`, the manifest or file that asked for it, when the file is
+    missing) unless it is a finite, non-negative, not all-zero float (H, W) array matching
+    `input_shape`."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(source, "stitch_weight", f"{path} is missing") from None
+    try:
+        weight = np.load(io.BytesIO(blob), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(path, "(file)", f"unreadable stitching weight: {exc}") from None
+    expected = tuple(input_shape[-2:])
+    if weight.shape != expected:
+        raise InputError(path, "shape", f"stitching weight is {list(weight.shape)}, the model's patches are {list(expected)}")
+    if not np.issubdtype(weight.dtype, np.floating) or not np.all(np.isfinite(weight)) or weight.min() < 0 or weight.max() <= 0:
+        raise InputError(path, "values", "stitching weight must be finite, non-negative floats, not all zero")
+    return weight.astype(np.float32, copy=False), sha256_bytes(blob)
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.copyfile(source, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+def publish_model(model_dir: str | Path, onnx_path: str | Path, manifest: ModelManifest,
+                  stitch_weight: str | Path | None = None) -> Path:
+    """Place a model (and its stitching weight file, if any) into `model_dir` atomically,
+    manifest last; returns the manifest's path.
 
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-
-
-def publish_model(model_dir: str | Path, onnx_path: str | Path, manifest: ModelManifest) -> Path:
-    """Place a model into `model_dir` atomically; the manifest's sha256 must match the file."""
+    The model's sha256 must match ``manifest.sha256``. A weight file is checked, copied first
+    and recorded in the manifest with its sha256; if the manifest already records one (it was
+    staged before), the file must be that one.
+    """
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    actual = file_sha256(onnx_path)
+    actual = sha256_file(onnx_path)
     if actual != manifest.sha256:
         raise InputError(onnx_path, "sha256", f"file hash {actual[:12]}… does not match manifest {manifest.sha256[:12]}…")
-    _atomic_copy(Path(onnx_path), model_dir / MODEL_FILENAME)
-    _atomic_write_text(model_dir / MANIFEST_FILENAME, json.dumps(manifest.to_json(), indent=2))
+    if stitch_weight is None and manifest.stitch_weight is not None:
+        raise InputError(onnx_path, "stitch_weight", f"the manifest records {manifest.stitch_weight.file}, but no file was given")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if stitch_weight is not None:
+        _, digest = read_stitch_weight(stitch_weight, manifest.input_shape, source=stitch_weight)
+        record = StitchWeight(STITCH_WEIGHT_FILENAME, digest)
+        if manifest.stitch_weight is not None and manifest.stitch_weight.sha256 != record.sha256:
+            raise InputError(stitch_weight, "sha256", f"is {record.sha256[:12]}…, manifest says {manifest.stitch_weight.sha256[:12]}…")
+        atomic_copy(stitch_weight, model_dir / record.file)
+        manifest = replace(manifest, stitch_weight=record)
+    atomic_copy(onnx_path, model_dir / MODEL_FILENAME)
+    atomic_write_text(model_dir / MANIFEST_FILENAME, json.dumps(manifest.to_json(), indent=2))
     return model_dir / MANIFEST_FILENAME
 
 
@@ -83,11 +116,44 @@ def read_manifest(model_dir: str | Path) -> ModelManifest:
         raise InputError(path, "(file)", "no manifest: no model has been activated here") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, "(json)", f"corrupt manifest: {exc}") from None
-    known = set(ModelManifest.__dataclass_fields__)
+    if not isinstance(data, dict):
+        raise InputError(path, "(json)", f"expected an object, got {type(data).__name__}")
     missing = [k for k in ("version", "sha256", "input_shape", "preprocessing") if k not in data]
     if missing:
         raise InputError(path, missing[0], "missing field")
-    return ModelManifest(**{k: v for k, v in data.items() if k in known})
+    for old, new in RETIRED_FIELDS.items():
+        if old in data:
+            raise InputError(path, old, f"retired field (now {new}); stage the model again (`ptychoflow models export`)")
+    known = set(ModelManifest.__dataclass_fields__)
+    values = {k: v for k, v in data.items() if k in known}
+    values["stitch_weight"] = _stitch_weight_record(path, data.get("stitch_weight"))
+    return ModelManifest(**values)
+
+
+def _stitch_weight_record(path: Path, value: Any) -> StitchWeight | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"file", "sha256"}:
+        raise InputError(path, "stitch_weight", 'expected {"file": NAME, "sha256": HEX} or null')
+    name = safe_component(value["file"], source=path, field="stitch_weight.file")
+    return StitchWeight(name, str(value["sha256"]))
+
+
+def stitch_weight_file(model_dir: str | Path, manifest: ModelManifest) -> Path | None:
+    """The stitching weight file the manifest names, in `model_dir` (None when it names none)."""
+    return None if manifest.stitch_weight is None else Path(model_dir) / manifest.stitch_weight.file
+
+
+def verified_stitch_weight(model_dir: str | Path, manifest: ModelManifest) -> np.ndarray | None:
+    """The manifest's stitching weight, checked against its sha256, shape and values; None
+    when the manifest names none (the edge then stitches with the default Gaussian)."""
+    path = stitch_weight_file(model_dir, manifest)
+    if path is None or manifest.stitch_weight is None:
+        return None
+    weight, digest = read_stitch_weight(path, manifest.input_shape, source=Path(model_dir) / MANIFEST_FILENAME)
+    if digest != manifest.stitch_weight.sha256:
+        raise InputError(path, "sha256", f"is {digest[:12]}…, manifest says {manifest.stitch_weight.sha256[:12]}…")
+    return weight
 
 
 def verified_model_bytes(model_dir: str | Path) -> tuple[ModelManifest, bytes]:
@@ -98,7 +164,7 @@ def verified_model_bytes(model_dir: str | Path) -> tuple[ModelManifest, bytes]:
         blob = model_path.read_bytes()
     except FileNotFoundError:
         raise InputError(model_path, "(file)", "manifest present but model file missing") from None
-    digest = hashlib.sha256(blob).hexdigest()
+    digest = sha256_bytes(blob)  # of the bytes that will be served, not of a second read
     if digest != manifest.sha256:
         raise InputError(model_path, "sha256", f"is {digest[:12]}…, manifest says {manifest.sha256[:12]}…")
     return manifest, blob

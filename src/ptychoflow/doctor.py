@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -10,6 +11,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Callable
+
+from ptychoflow.recon.registry import AUTO, ENGINES, EngineSpec, EngineUnavailable, choose_engine
 
 OK, WARN, MISSING = "ok", "warn", "missing"
 
@@ -43,6 +46,12 @@ def check_python() -> Check:
     return Check("python", OK, sys.version.split()[0])
 
 
+def check_ptychoflow() -> Check:
+    if _version("ptychoflow") is None:
+        return Check("ptychoflow", WARN, "running from a source tree (not pip-installed)")
+    return _package("ptychoflow", "ptychoflow", "this package")
+
+
 def check_torch() -> Check:
     check = _package("torch", "torch", "needed for PtychoNN training and Pty-chi: pip install 'ptychoflow[cpu]'")
     if check.status != OK:
@@ -64,6 +73,28 @@ def check_ptychi() -> Check:
     except Exception as exc:
         return Check("ptychi", WARN, f"{version} installed but import fails: {str(exc).splitlines()[0][:120]}")
     return Check("ptychi", OK, f"{version} (torchvision: {source})")
+
+
+def check_engine(spec: EngineSpec) -> Check:
+    """One registered rPIE engine: can it run here, and on which devices."""
+    name = f"rpie {spec.name}"
+    try:
+        ok, reason = spec.available()
+        ready = spec.ready_devices() if ok else ()
+    except Exception as exc:  # a broken install must be reported, not crash doctor
+        return Check(name, WARN, f"{spec.summary}; check failed: {str(exc).splitlines()[0][:120]}")
+    if not (ok and ready):
+        return Check(name, MISSING, f"{spec.summary}; unusable here: {reason}")
+    return Check(name, OK, f"{spec.summary}; runs here on {', '.join(ready)} ({reason})")
+
+
+def check_auto_engine() -> Check:
+    """What `--engine auto` picks on this machine, and why."""
+    try:
+        choice = choose_engine(AUTO)
+    except EngineUnavailable as exc:
+        return Check(f"rpie {AUTO}", MISSING, exc.reason)
+    return Check(f"rpie {AUTO}", OK, f"{choice.engine} on {choice.device}: {choice.reason}")
 
 
 def check_gpu() -> Check:
@@ -90,6 +121,20 @@ def check_onnxruntime() -> Check:
     return Check("onnxruntime", OK, f"{onnxruntime.__version__}; providers: {', '.join(onnxruntime.get_available_providers())}")
 
 
+def check_edge_inference() -> Check:
+    """The provider the edge service would serve on here (the first of TensorRT -> CUDA -> TorchCUDA -> CPU)."""
+    try:
+        from ptychoflow_edge.inference import best_providers
+
+        providers = best_providers()
+    except Exception as exc:  # no onnxruntime, or a broken one: doctor reports, never crashes
+        return Check("edge inference", WARN, f"cannot tell: {str(exc).splitlines()[0][:120]}")
+    detail = " -> ".join(providers)
+    if providers[0] == "TorchCUDA":
+        detail += " (the model runs with torch on the GPU: no onnxruntime-gpu here)"
+    return Check("edge inference", OK, detail)
+
+
 def check_globus_credentials() -> Check:
     if os.environ.get("PTYCHOFLOW_CLIENT_ID") and os.environ.get("PTYCHOFLOW_CLIENT_SECRET"):
         return Check("globus credentials", OK, "client credentials from PTYCHOFLOW_CLIENT_ID/SECRET (unattended)")
@@ -110,8 +155,7 @@ def check_chromium() -> Check:
 
 CHECKS: list[Callable[[], Check]] = [
     check_python,
-    lambda: _package("ptychoflow", "ptychoflow", "this package") if _version("ptychoflow") else Check(
-        "ptychoflow", WARN, "running from a source tree (not pip-installed)"),
+    check_ptychoflow,
     lambda: _package("numpy", "numpy", "core"),
     lambda: _package("h5py", "h5py", "scan files"),
     lambda: _package("zmq", "pyzmq", "frame stream"),
@@ -120,7 +164,10 @@ CHECKS: list[Callable[[], Check]] = [
     lambda: _package("tike", "tike", "GPU rPIE: pip install 'ptychoflow[gpu]' on a CUDA machine"),
     lambda: _package("cupy", "cupy-cuda12x", "GPU preprocessing: pip install 'ptychoflow[gpu]'"),
     check_gpu,
+    *(functools.partial(check_engine, spec) for spec in ENGINES.values()),
+    check_auto_engine,
     check_onnxruntime,
+    check_edge_inference,
     lambda: _package("globus_sdk", "globus-sdk", "globus backend"),
     lambda: _package("globus_compute_sdk", "globus-compute-sdk", "globus backend: remote functions"),
     check_globus_credentials,

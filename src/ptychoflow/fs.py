@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import IO, Any
 from ptychoflow.errors import InputError, PtychoflowError
 
 _CHUNK = 1 << 20
+_PROBE_WAIT_S = 1.0  # how long a start waits out other processes' holder_pid probes
 
 
 def temporary_name(target: Path) -> Path:
@@ -54,6 +56,22 @@ def fsync_file(path: str | Path) -> None:
         os.fsync(handle.fileno())
 
 
+def commit_file(temporary: str | Path, target: str | Path, *, durable: bool = True) -> Path:
+    """Rename a finished `temporary` file (same directory) onto `target`, durably.
+
+    The one rename step of every atomic write; called on its own where the file is written
+    and checked apart from its rename (the Transfer provider verifies a copy's checksum
+    before it may take its final name).
+    """
+    target = Path(target)
+    if durable:
+        fsync_file(temporary)
+    os.replace(temporary, target)
+    if durable:
+        fsync_dir(target.parent)
+    return target
+
+
 def atomic_write(target: str | Path, write: Callable[[Path], None], *, durable: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary name beside `target`, then rename it into place.
 
@@ -65,14 +83,9 @@ def atomic_write(target: str | Path, write: Callable[[Path], None], *, durable: 
     tmp = temporary_name(target)
     try:
         write(tmp)
-        if durable:
-            fsync_file(tmp)
-        os.replace(tmp, target)
+        return commit_file(tmp, target, durable=durable)
     finally:
         tmp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(target.parent)
-    return target
 
 
 def atomic_write_bytes(target: str | Path, data: bytes, *, durable: bool = True) -> Path:
@@ -100,8 +113,29 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def copy_hashing(source: str | Path, target: str | Path) -> str:
+    """Copy `source` to `target` and return the sha256 of the bytes read, in one pass.
+
+    The digest is of what was read, not of what landed: comparing it with ``sha256_file``
+    of the copy detects corruption in flight without reading the source twice.
+    """
+    digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while size := src.readinto(buffer):
+            digest.update(view[:size])
+            dst.write(view[:size])
+    return digest.hexdigest()
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Of bytes already in memory: the very bytes about to be used, not a second read."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @contextmanager
@@ -153,6 +187,17 @@ class JsonStateFile:
             atomic_write_json(self.path, document)
 
 
+def _try_flock(handle: IO[str], operation: int) -> bool:
+    """Non-blocking flock: True if taken, False if another holder conflicts."""
+    try:
+        fcntl.flock(handle, operation | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
 class AlreadyRunning(PtychoflowError):
     """Another process holds this single-instance guard."""
 
@@ -176,14 +221,24 @@ class SingleInstance:
             raise AlreadyRunning(f"{self.path.parent}: another {self.service} is running (pid {pid or '?'}); stop it first")
 
     def try_acquire(self) -> bool:
+        """Take the guard if no other process holds it; False at once if one does.
+
+        ``holder_pid`` probes with a shared lock for a few microseconds; a start that
+        collides with a probe waits for it (briefly) instead of reporting a false holder.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            deadline = time.monotonic() + _PROBE_WAIT_S
+            while not _try_flock(handle, fcntl.LOCK_EX):
+                # Shared succeeds only when no exclusive holder exists: the conflict was a probe.
+                if not _try_flock(handle, fcntl.LOCK_SH) or time.monotonic() > deadline:
+                    handle.close()
+                    return False
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                time.sleep(0.002)
+        except BaseException:
             handle.close()
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return False
             raise
         handle.seek(0)
         handle.truncate()
@@ -193,7 +248,10 @@ class SingleInstance:
         return True
 
     def release(self) -> None:
+        """Let go; the pid is erased first, so no prober reads ours as a later holder's."""
         if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
             self._handle.close()
             self._handle = None
 
@@ -204,9 +262,7 @@ class SingleInstance:
         except FileNotFoundError:
             return None
         with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
+            if not _try_flock(handle, fcntl.LOCK_SH):
                 text = handle.read().strip()
                 return int(text) if text.isdigit() else -1
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,14 +12,12 @@ source sha256 changes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ptychoflow.fs import JsonStateFile, sha256_file
 from ptychoflow.resources import functions_dir
 
 REGISTRY_FILENAME = "functions.json"
@@ -33,10 +31,6 @@ class FunctionRecord:
     registered: float
 
 
-def source_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def local_function_id(name: str, sha256: str) -> str:
     """Deterministic id: the same source always gets the same id on every machine."""
     return str(uuid.uuid5(_LOCAL_NAMESPACE, f"{name}:{sha256}"))
@@ -48,43 +42,25 @@ def bundled_functions() -> dict[str, Path]:
 
 
 class FunctionRegistry:
-    """The on-disk registry; writes go through a temporary file and an atomic rename."""
+    """The on-disk registry (a JSON state file: locked, atomic updates)."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / REGISTRY_FILENAME
-
-    def _load(self) -> dict[str, dict[str, dict]]:
-        if not self.path.exists():
-            return {}
-        try:
-            return json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            from ptychoflow.errors import InputError
-
-            raise InputError(self.path, "(json)", f"corrupt function registry: {exc}") from None
+        self.state = JsonStateFile(Path(state_dir) / REGISTRY_FILENAME, "function registry")
 
     def get(self, backend: str, name: str) -> FunctionRecord | None:
-        entry = self._load().get(backend, {}).get(name)
+        entry = self.state.load().get(backend, {}).get(name)
         return FunctionRecord(**entry) if entry else None
 
     def all(self, backend: str) -> dict[str, FunctionRecord]:
-        return {name: FunctionRecord(**entry) for name, entry in self._load().get(backend, {}).items()}
+        return {name: FunctionRecord(**entry) for name, entry in self.state.load().get(backend, {}).items()}
 
     def put(self, backend: str, name: str, record: FunctionRecord) -> None:
-        data = self._load()
-        data.setdefault(backend, {})[name] = asdict(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
-
-    def needs_registration(self, backend: str, name: str, sha256: str) -> bool:
-        current = self.get(backend, name)
-        return current is None or current.source_sha256 != sha256
+        with self.state.updating() as registry:
+            registry.setdefault(backend, {})[name] = asdict(record)
 
 
 def register_locally(registry: FunctionRegistry, name: str, path: Path) -> FunctionRecord:
-    sha = source_sha256(path)
+    sha = sha256_file(path)
     existing = registry.get("local", name)
     if existing and existing.source_sha256 == sha:
         return existing

@@ -22,7 +22,6 @@ the product's appearance means the whole result is there, and a failure leaves n
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,8 @@ import h5py
 import numpy as np
 
 from ptychoflow.errors import InputError
+from ptychoflow.fs import atomic_write
+from ptychoflow.names import safe_component
 
 FORMAT_VERSION = 1
 GROUP = "reconstruction"
@@ -108,19 +109,8 @@ def illumination_map(probe: np.ndarray, positions_in_object: np.ndarray, shape: 
 
 def product_paths(output_dir: str | Path, scan_id: str) -> tuple[Path, Path]:
     output_dir = Path(output_dir)
-    return output_dir / f"{scan_id}{PRODUCT_SUFFIX}", output_dir / f"{scan_id}{PREVIEW_SUFFIX}"
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    name = safe_component(scan_id, source=output_dir, field="scan_id")
+    return output_dir / f"{name}{PRODUCT_SUFFIX}", output_dir / f"{name}{PREVIEW_SUFFIX}"
 
 
 def _write_h5(path: Path, product: ReconstructionProduct) -> None:
@@ -168,17 +158,14 @@ def write_product(product: ReconstructionProduct, output_dir: str | Path) -> tup
     output_dir.mkdir(parents=True, exist_ok=True)
     target, preview = product_paths(output_dir, product.scan_id)
     product.created = product.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp_h5, tmp_png = _tmp(target), _tmp(preview)
-    try:
+
+    def write_h5_then_preview(tmp_h5: Path) -> None:
+        # The preview takes its name while the product is still temporary, so a product in
+        # place always has its preview; a failure in either leaves no product.
         _write_h5(tmp_h5, product)
-        _fsync(tmp_h5)
-        write_preview(tmp_png, product)
-        tmp_png.replace(preview)
-        tmp_h5.replace(target)
-    except BaseException:
-        for leftover in (tmp_h5, tmp_png):
-            leftover.unlink(missing_ok=True)
-        raise
+        atomic_write(preview, lambda tmp_png: write_preview(tmp_png, product))
+
+    atomic_write(target, write_h5_then_preview)
     product.path = target
     return target, preview
 

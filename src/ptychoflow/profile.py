@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import tomli_w
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
+from ptychoflow.fs import atomic_write_text
+from ptychoflow.recon.base import RpieOptions
+from ptychoflow.recon.registry import AUTO, ENGINE_CHOICES, ENGINES
+from ptychoflow.site import SiteLayout
 
 PROFILE_FILENAME = "ptychoflow.toml"
 
@@ -44,19 +50,30 @@ class Functions(_Strict):
     model_config = ConfigDict(extra="allow")
 
 
-class Policy(_Strict):
-    """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning)."""
+# The engine names come from the rPIE engine registry: "auto | tike (GPU) | ptychi (GPU or CPU)".
+ENGINE_HELP = " | ".join([AUTO, *(f"{spec.name} ({' or '.join(d.upper() for d in spec.devices)})" for spec in ENGINES.values())])
 
-    engine: Literal["auto", "tike", "ptychi"] = "auto"
-    iterations: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=8, ge=1, description="rPIE positions per update (8 suits CPUs; raise on GPUs).")
-    alpha: float = Field(default=0.1, gt=0, le=1)
-    ssim_tolerance: float = Field(default=0.5, ge=0, le=1, description="Skip retraining when SSIM vs rPIE ≥ this.")
-    promote_margin: float = Field(default=0.005, ge=0, description="A candidate must beat best by this.")
-    train_epochs: int = Field(default=50, ge=1)
-    train_time_limit_s: float = Field(default=3600, gt=0)
-    model: Literal["ptychonn", "ptychonn2"] = "ptychonn2"
-    patch_size: int = Field(default=64, description="Network input/output size (64 or 128).")
+
+class Policy(_Strict):
+    """Reconstruction and continual-learning knobs (see DESIGN.md, continual learning).
+
+    The code's one default for each knob: the flows' inputs always carry every knob
+    (``flow_inputs``), and functions that take one default to ``policy_default(name)``.
+    rPIE's knobs default to ``RpieOptions``, the engines' own settings.
+    """
+
+    engine: Literal[ENGINE_CHOICES] = Field(default=AUTO, description=ENGINE_HELP)  # type: ignore[valid-type]
+    iterations: int = Field(default=RpieOptions.iterations, ge=1, description="rPIE iterations per scan")
+    batch_size: int = Field(default=RpieOptions.batch_size, ge=1, description="rPIE positions per update (raise on GPUs)")
+    alpha: float = Field(default=RpieOptions.alpha, gt=0, le=1, description="rPIE object step")
+    ssim_tolerance: float = Field(default=0.5, ge=0, le=1,
+                                  description="skip retraining when the best model scores at least this vs rPIE")
+    promote_margin: float = Field(default=0.005, ge=0, description="a new model must beat the best by this much to be promoted")
+    train_epochs: int = Field(default=50, ge=1, description="most epochs per training")
+    train_time_limit_s: float = Field(default=3600, gt=0, description="most seconds per training")
+    model: Literal["ptychonn", "ptychonn2"] = Field(default="ptychonn2",
+                                                   description="ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)")
+    patch_size: int = Field(default=64, description="network input/output size (64 or 128)")
 
     @field_validator("patch_size")
     @classmethod
@@ -64,6 +81,26 @@ class Policy(_Strict):
         if value not in (64, 128):
             raise ValueError("must be 64 or 128")
         return value
+
+
+def default_of(section: type[BaseModel], name: str) -> Any:
+    """The code's default of setting `name` of a profile section, for code outside the
+    profile that needs the same default (one place per default)."""
+    return section.model_fields[name].default
+
+
+def policy_default(name: str) -> Any:
+    """The default of policy knob `name`."""
+    return default_of(Policy, name)
+
+
+def _policy_toml() -> str:
+    """The template's [policy] lines: every knob at its default, with its description."""
+    lines = []
+    for name, info in Policy.model_fields.items():
+        assignment = tomli_w.dumps({name: info.default}).strip()
+        lines.append(f"{assignment:<28} # {info.description}")
+    return "\n".join(lines)
 
 
 class Watcher(_Strict):
@@ -99,7 +136,8 @@ class Profile(_Strict):
     """The whole deployment. `root` is where the profile file lives; relative paths hang off it."""
 
     backend: Literal["local", "globus"] = "local"
-    state_dir: Path = Field(default=Path("state"), description="SQLite databases, logs, registries.")
+    state_dir: Path = Field(default=Path("state"),
+                            description="Run store, watcher journal, function registry, logs (the model registry lives at <hpc.path>/registry).")
     beamline: BeamlineSite
     hpc: ComputeSite
     edge: Edge
@@ -152,7 +190,7 @@ LOCAL_PROFILE_TEMPLATE = """\
 # Relative paths are relative to this file. Switching to the real Globus services
 # changes `backend` and the *_id fields below, never the flow JSON.
 backend = "local"            # "local" (embedded engine) or "globus" (Globus Flows + Compute)
-state_dir = "state"          # SQLite run store, watcher journal, model registry, logs
+state_dir = "state"          # run store, watcher journal, registered function ids, logs
 
 [beamline]                   # where the detector writes finished scans
 path = "acquisition"
@@ -160,7 +198,7 @@ patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on
 # collection_id = "..."      # Globus collection UUID of the beamline storage
 
 [hpc]                        # where scans are reconstructed and models trained
-path = "hpc"
+path = "hpc"                 # scans/, products/, registry/ (the model registry), corpus/
 endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
 workers = 1                  # concurrent tasks in the local pool
 # collection_id = "..."
@@ -176,15 +214,7 @@ max_wait_ms = 10.0
 # collection_id = "..."
 
 [policy]                     # reconstruction and continual learning
-engine = "auto"              # auto | tike (GPU) | ptychi (CPU or GPU)
-iterations = 100
-batch_size = 8               # rPIE positions per update (raise on GPUs)
-alpha = 0.1                  # rPIE object step
-ssim_tolerance = 0.5         # skip retraining when the best model scores at least this vs rPIE
-promote_margin = 0.005       # a new model must beat the best by this much to be promoted
-train_epochs = 50
-model = "ptychonn2"          # ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)
-patch_size = 64
+{policy}
 
 [watcher]
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
@@ -196,7 +226,15 @@ experiment = "commissioning"
 [globus]
 # flow_id = "..."            # pin a deployed flow instead of deploying by checksum
 # group_id = "..."           # Globus group allowed to view/start the flow
-"""
+""".replace("{policy}", _policy_toml())
+
+
+def make_site_dirs(profile: Profile) -> Profile:
+    """Create a local deployment's beamline, HPC, edge and state directories; returns `profile`."""
+    layout = SiteLayout.from_profile(profile)
+    for directory in (layout.beamline_root, layout.hpc.root, layout.edge.root, layout.state_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    return profile
 
 
 def write_local_profile(directory: str | Path, *, force: bool = False) -> Path:
@@ -205,8 +243,7 @@ def write_local_profile(directory: str | Path, *, force: bool = False) -> Path:
     target = directory / PROFILE_FILENAME
     if target.exists() and not force:
         raise ProfileError(target, "(file)", "already exists; pass --force to overwrite")
-    for sub in ("acquisition", "hpc", "edge", "state"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    target.write_text(LOCAL_PROFILE_TEMPLATE)
-    load_profile(target)  # the template must always validate
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, LOCAL_PROFILE_TEMPLATE)
+    make_site_dirs(load_profile(target))  # the template must always validate
     return target

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ptychoflow.backends.base import RunInfo
+from ptychoflow.fs import atomic_write_text
 
 SECTIONS = ("Summary", "Scans", "Flow runs", "Edge", "Models")
 
@@ -158,7 +159,4 @@ def render_report(report: DemoReport, path: str | Path) -> Path:
                    f"<td>{html.escape(', '.join(map(str, m.get('scans', []))))}</td><td>{_fmt(m.get('val_loss'), '.4f')}</td>"
                    f"<td>{_fmt(m.get('ssim'))}</td><td>{'★' if m.get('best') else ''}</td></tr>")
     out.append("</table></section></body></html>")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(out))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, "".join(out))

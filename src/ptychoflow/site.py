@@ -5,6 +5,7 @@ path is written here once: the flows' inputs, the remote functions' defaults, th
 demo, the dashboard and the edge service all ask this module. Paths below a site are the same
 on disk (local backend) and on its Globus collection (``collection_path``).
 
+  beamline: <scan file>   results/<scan id>/ (products sent back by the reconstruct flow)
   hpc:   scans/<scan file>   products/<scan id>/   registry/ (+ registry/staged/<version>/)
          corpus/corpus.h5
   edge:  staging/<version>/  model/  mosaics/  edge-status.json
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ptychoflow.profile import Profile
 
 # Paths relative to a site root: the same on disk and on the site's collection.
+RESULTS = "results"  # on the beamline: reconstruction products sent back
 SCANS = "scans"
 PRODUCTS = "products"
 REGISTRY = "registry"

@@ -1,8 +1,10 @@
-"""Stitch per-position patches into a mosaic, weighted by the probe intensity |P|^2.
+"""Stitch per-position patches into a mosaic, each weighted per pixel by a stitching weight.
 
 Only the lit centre of a patch is predictable from its diffraction pattern, so each pixel is
-the |P|^2-weighted average of every patch covering it. Pixels no patch lights stay NaN
-(no zero-weight division). The canvas grows as positions arrive, so the edge can stitch a
+the weighted average of every patch covering it. The weight is the probe intensity |P|^2
+(``probe_weight``), or a model's trained stitching weight (the manifest's ``stitch_weight``,
+see ``ptychoflow.artifact``), which ``Mosaic`` multiplies in as is. Pixels no patch lights
+stay NaN (no zero-weight division). The canvas grows as positions arrive, so the edge can stitch a
 scan live without knowing its extent in advance.
 
 Network phase patches are predicted up to a constant (a pattern is blind to the exit wave's

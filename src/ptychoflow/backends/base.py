@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import abc
 import enum
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ptychoflow.fs import sha256_text
 
 
 class RunStatus(str, enum.Enum):
@@ -25,11 +28,19 @@ class RunStatus(str, enum.Enum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ENDED)
 
 
+def flow_checksum(definition: dict[str, Any], input_schema: dict[str, Any]) -> str:
+    """A flow's deployment key on both backends: sha256 of the canonical JSON of definition
+    and input schema (key order and spacing ignored)."""
+    canonical = json.dumps({"definition": definition, "input_schema": input_schema}, sort_keys=True,
+                           separators=(",", ":"))
+    return sha256_text(canonical)
+
+
 @dataclass(frozen=True)
 class DeployedFlow:
     flow_id: str
     title: str
-    checksum: str
+    checksum: str  # flow_checksum of what was deployed
 
 
 @dataclass(frozen=True)

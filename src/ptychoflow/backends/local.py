@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.backends.base import Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord
+from ptychoflow.backends.base import (
+    Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord, flow_checksum,
+)
 from ptychoflow.flowengine.definition import load_definition, load_schema
 from ptychoflow.flowengine.parameters import hide_private_state
 from ptychoflow.flowengine.providers.base import EngineEnv
@@ -24,12 +25,6 @@ from ptychoflow.function_registry import FunctionRegistry, register_locally
 
 class RunNotFoundError(PtychoflowError):
     """No run with that id (or id prefix) in this profile's store."""
-
-
-def flow_checksum(definition: dict[str, Any], schema: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of definition + schema (the deployment key)."""
-    canonical = json.dumps({"definition": definition, "schema": schema}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class LocalBackend(Backend):

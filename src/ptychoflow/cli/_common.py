@@ -1,4 +1,5 @@
-"""Shared CLI pieces: the --profile option, JSON input parsing, run tables and live views."""
+"""What every command shares: the --profile and --json options, profile and backend loading,
+JSON input parsing and output, run tables and live views."""
 
 from __future__ import annotations
 
@@ -6,27 +7,40 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
 
-profile_option = click.option(
-    "--profile", "profile_path", default=None, metavar="PATH",
-    help="Profile TOML (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+if TYPE_CHECKING:
+    from ptychoflow.profile import Profile
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PROFILE_HELP = "Profile TOML or its directory (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml)."
 
 
-def load(profile_path: str | None) -> Any:
+def profile_option(command: F) -> F:
+    """``--profile PATH`` for every command that takes a profile: passed as ``profile_path``."""
+    return click.option("--profile", "profile_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
+                        help=PROFILE_HELP)(command)
+
+
+def json_option(command: F) -> F:
+    """``--json``: passed as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)
+
+
+def load(profile_path: Path | None) -> Profile:
+    """The profile from --profile, else $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml."""
     from ptychoflow.profile import find_profile
 
     return find_profile(profile_path)
 
 
-def backend_for(profile_path: str | None) -> Any:
+def backend_for(profile_path: Path | None) -> Any:
     from ptychoflow.backends import get_backend
 
     return get_backend(load(profile_path))
@@ -113,3 +127,11 @@ def follow(get_run: Callable[[], RunInfo], interval: float = 0.5) -> RunInfo:
 
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    """`data` as JSON with --json, else the human-readable `text`."""
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(text)

@@ -5,33 +5,13 @@ Output never contains a token or a client secret, in text or ``--json``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 import click
 
+from ptychoflow.cli._common import emit, json_option, load, profile_option
 from ptychoflow.errors import CredentialsError
-from ptychoflow.profile import Profile, find_profile
-
-
-def profile_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--profile PATH`` (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml)."""
-    return click.option(
-        "--profile",
-        "profile_path",
-        type=click.Path(dir_okay=True),
-        default=None,
-        help="Profile TOML or its directory (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml).",
-    )(command)
-
-
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(command)
-
-
-def emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
+from ptychoflow.profile import Profile
 
 
 def _globus():
@@ -55,7 +35,7 @@ def _known_flows(profile: Profile) -> list[str]:
               help="Grant data_access on this GCS mapped collection to the flows (repeatable). Not for guest collections.")
 @click.option("--force", is_flag=True, help="Log in again even if stored tokens look valid (to add consents).")
 @json_option
-def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
+def login(profile_path: Path | None, flow_ids: tuple[str, ...], collection_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Log in to Globus once; tokens are kept in a file only you can read (0600).
 
     \b
@@ -65,7 +45,7 @@ def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: t
       PTYCHOFLOW_CLIENT_ID=... PTYCHOFLOW_CLIENT_SECRET=... ptychoflow login   # check the watcher's client
     """
     auth, errors = _globus()
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     flows = list(flow_ids) or _known_flows(profile)
     if collection_ids and not flows:
         raise click.UsageError("--collection consents are granted to a flow: pass --flow FLOW_ID (or deploy the flow first)")
@@ -83,7 +63,7 @@ def login(profile_path: str | None, flow_ids: tuple[str, ...], collection_ids: t
 @click.command()
 @profile_option
 @json_option
-def logout(profile_path: str | None, as_json: bool) -> None:
+def logout(profile_path: Path | None, as_json: bool) -> None:
     """Revoke and forget the stored Globus tokens.
 
     \b
@@ -91,7 +71,7 @@ def logout(profile_path: str | None, as_json: bool) -> None:
       ptychoflow logout
     """
     auth, errors = _globus()
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     identity = auth.resolve_identity(profile)
     if identity.kind == "client":
         emit({"kind": "client", "revoked": False}, as_json, "Service client credentials come from the environment; unset them to log out.")
@@ -104,7 +84,7 @@ def logout(profile_path: str | None, as_json: bool) -> None:
 @click.command()
 @profile_option
 @json_option
-def whoami(profile_path: str | None, as_json: bool) -> None:
+def whoami(profile_path: Path | None, as_json: bool) -> None:
     """Show which Globus identity ptychoflow acts as.
 
     \b
@@ -115,7 +95,7 @@ def whoami(profile_path: str | None, as_json: bool) -> None:
     import globus_sdk
 
     auth, errors = _globus()
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     identity = auth.resolve_identity(profile)
     with errors.explained(profile, action="whoami"):
         app = auth.build_app(profile)

@@ -9,7 +9,7 @@ from typing import Iterator
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ptychoflow.scan.format import Scan, read_scan
+from ptychoflow.scan.format import Scan
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
 from ptychoflow.simulate.objects import OBJECT_KINDS
 from ptychoflow.stream import FramePublisher
@@ -114,7 +114,7 @@ def simulate(scans: int, out: Path, first: int, frame_size: str, object_size: in
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Acquisition directory.")
 @click.option("--name", default=None, help="Output file name [default: scan_<source>.h5].")
-@click.option("--max-frames", type=int, default=None, help="Replay only the first N frames.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Replay only the first N frames.")
 @stream_options
 def replay(source: Path, out: Path, name: str | None, max_frames: int | None, rate: float, stream: str, no_stream: bool,
            wait_subscribers: int, wait_timeout: float) -> None:
@@ -124,14 +124,9 @@ def replay(source: Path, out: Path, name: str | None, max_frames: int | None, ra
     Examples:
       ptychoflow beamline replay ../shared/data/siemens-star-small.npz.bz2 --out acq --rate 500
     """
-    if source.name.endswith((".npz", ".npz.bz2")):
-        from ptychoflow.scan.tike_npz import read_tike_npz
+    from ptychoflow.scan.readers import load_scan
 
-        scan = read_tike_npz(source, max_frames=max_frames)
-    else:
-        scan = read_scan(source)
-        if max_frames:
-            scan.data, scan.positions_m = scan.data[:max_frames], scan.positions_m[:max_frames]
+    scan = load_scan(source, max_frames=max_frames)
     out.mkdir(parents=True, exist_ok=True)
     target = out / (name or f"scan_{scan.scan_id}.h5")
     with _publisher(None if no_stream else stream, wait_subscribers, wait_timeout) as publisher, _progress() as progress:

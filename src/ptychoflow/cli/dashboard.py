@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from ptychoflow.cli._common import load, profile_option
+
 
 @click.command()
-@click.option("--profile", "profile_path", type=click.Path(path_type=Path), help="Profile TOML (or its directory).")
+@profile_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (localhost only by default).")
 @click.option("--port", type=int, default=8780, show_default=True)
 @click.option("--refresh-ms", type=int, default=2000, show_default=True, help="How often the page refreshes itself.")
@@ -27,9 +29,8 @@ def dashboard(profile_path: Path | None, host: str, port: int, refresh_ms: int, 
     from ptychoflow.dashboard.app import create_app
     from ptychoflow.dashboard.sources import profile_sources
     from ptychoflow.local_site import prepare_local_site
-    from ptychoflow.profile import find_profile
 
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     backend = prepare_local_site(profile, start_engine=not no_engine)
     click.echo(f"dashboard on http://{host}:{port} ({profile.backend} backend); Ctrl-C to stop", err=True)
     uvicorn.run(create_app(profile_sources(profile, backend), refresh_ms=refresh_ms), host=host, port=port,

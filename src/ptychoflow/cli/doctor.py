@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ptychoflow.cli._common import json_option, print_json
 from ptychoflow.doctor import MISSING, OK, run_checks
 
 _STYLE = {OK: "green", MISSING: "yellow"}
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def doctor(as_json: bool) -> None:
     """Report what is installed and usable: torch, ptychi, tike, cupy, GPU, ONNX Runtime
     providers, Globus SDKs and credentials, a browser for the page tests.
@@ -27,12 +28,12 @@ def doctor(as_json: bool) -> None:
     """
     checks = run_checks()
     if as_json:
-        click.echo(json.dumps([asdict(c) for c in checks], indent=2))
+        print_json([asdict(c) for c in checks])
         return
     table = Table(show_header=True, header_style="bold")
     table.add_column("component")
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for check in checks:
-        table.add_row(check.name, f"[{_STYLE.get(check.status, 'red')}]{check.status}[/]", check.detail)
+        table.add_row(check.name, f"[{_STYLE.get(check.status, 'red')}]{check.status}[/]", escape(check.detail))
     Console().print(table)

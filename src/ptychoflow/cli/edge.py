@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 
 import click
 
-profile_option = click.option(
-    "--profile", "profile_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
-    help="Profile TOML or its directory (default: $PTYCHOFLOW_PROFILE, else ./ptychoflow.toml).",
-)
+from ptychoflow.cli._common import json_option, load, print_json, profile_option
 
 
 @click.group()
@@ -29,7 +25,10 @@ def edge() -> None:
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (edge.batch_size).")
 @click.option("--max-wait-ms", type=float, default=None, help="Longest wait to fill a batch (edge.max_wait_ms).")
 @click.option("--queue-frames", type=int, default=None, help="Frames queued before dropping (edge.queue_frames).")
-@click.option("--providers", default=None, help="Comma-separated ONNX Runtime providers, in preference order.")
+@click.option("--providers", default=None,
+              help="Comma-separated providers in preference order: ONNX Runtime's (TensorrtExecutionProvider, "
+                   "CUDAExecutionProvider, CPUExecutionProvider) or the torch backend's (TorchCUDA, TorchCPU). "
+                   "Default: the best there is, TensorRT -> CUDA -> TorchCUDA -> CPU.")
 @click.option("--threads", "intra_op_threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--pva-channel", default=None, help="Also read NTNDArray frames from this pvAccess channel (pvapy).")
 @click.option("--align-offsets/--no-align-offsets", default=None,
@@ -44,7 +43,6 @@ def serve(profile_path: Path | None, providers: str | None, **overrides: object)
       ptychoflow edge serve --profile site/ptychoflow.toml
       # page: http://127.0.0.1:8765/   status: /status   Prometheus: /metrics
     """
-    from ptychoflow.profile import find_profile
     from ptychoflow_edge.config import EdgeConfig
     from ptychoflow_edge.service import EdgeService
 
@@ -52,21 +50,20 @@ def serve(profile_path: Path | None, providers: str | None, **overrides: object)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = EdgeConfig.from_profile(
-        find_profile(profile_path), providers=providers.split(",") if providers else None, **overrides
+        load(profile_path), providers=providers.split(",") if providers else None, **overrides
     )
     EdgeService(config).serve_forever()
 
 
 @edge.command()
 @profile_option
-@click.option("--json", "as_json", is_flag=True, help="Print the full status JSON.")
+@json_option
 def status(profile_path: Path | None, as_json: bool) -> None:
     """Show the running service's model, rates and counters (exit 1 if none is running)."""
-    from ptychoflow.profile import find_profile
     from ptychoflow_edge.config import EdgeConfig
     from ptychoflow_edge.statusfile import fetch_http_status, read_status, running_status
 
-    path = EdgeConfig.from_profile(find_profile(profile_path)).status_file
+    path = EdgeConfig.from_profile(load(profile_path)).status_file
     live = running_status(path)
     current = (fetch_http_status(live["http_url"]) if live and live.get("http_url") else None) or live
     if current is None:
@@ -74,7 +71,7 @@ def status(profile_path: Path | None, as_json: bool) -> None:
         click.echo(f"no edge service running ({path}: {'last state ' + last['state'] if last else 'no status file'})")
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps(current, indent=2))
+        print_json(current)
         return
     model = current["model"]
     c = current["counters"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import click
 
-from ptychoflow.cli.auth import emit, json_option, profile_option
-from ptychoflow.profile import Profile, find_profile
+from ptychoflow.cli._common import emit, json_option, load, profile_option
+from ptychoflow.profile import Profile
 
 
 @dataclass
@@ -78,21 +79,21 @@ def endpoints() -> None:
 @endpoints.command("list")
 @profile_option
 @json_option
-def list_endpoints(profile_path: str | None, as_json: bool) -> None:
+def list_endpoints(profile_path: Path | None, as_json: bool) -> None:
     """List the profile's Compute endpoints and collections (no network).
 
     \b
     Example:
       ptychoflow endpoints list --profile site/ptychoflow.toml
     """
-    rows = profile_endpoints(find_profile(profile_path))
+    rows = profile_endpoints(load(profile_path))
     emit([asdict(row) for row in rows], as_json, _render(rows, with_status=False))
 
 
 @endpoints.command("status")
 @profile_option
 @json_option
-def status(profile_path: str | None, as_json: bool) -> None:
+def status(profile_path: Path | None, as_json: bool) -> None:
     """Ask Globus Compute and Transfer whether each endpoint and collection is up.
 
     \b
@@ -101,7 +102,7 @@ def status(profile_path: str | None, as_json: bool) -> None:
     """
     from ptychoflow.backends.globus import GlobusBackend
 
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     rows = profile_endpoints(profile)
     backend = GlobusBackend(profile)
     for row in rows:

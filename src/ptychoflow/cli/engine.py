@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from ptychoflow.cli._common import profile_option
+from ptychoflow.cli._common import load, profile_option
 
 
 @click.group()
@@ -22,7 +24,7 @@ def engine() -> None:
 
 @engine.command()
 @profile_option
-def serve(profile_path: str | None) -> None:
+def serve(profile_path: Path | None) -> None:
     """Run the engine worker in the foreground until Ctrl-C / SIGTERM.
 
     \b
@@ -31,7 +33,6 @@ def serve(profile_path: str | None) -> None:
     """
     import logging
 
-    from ptychoflow.cli._common import load
     from ptychoflow.flowengine.providers.base import EngineEnv
     from ptychoflow.flowengine.worker import serve as serve_engine
     from ptychoflow.flowengine.worker import write_env
@@ -45,14 +46,13 @@ def serve(profile_path: str | None) -> None:
 
 @engine.command()
 @profile_option
-def status(profile_path: str | None) -> None:
+def status(profile_path: Path | None) -> None:
     """Is a worker alive for this profile, and how many runs are active?
 
     \b
     Example:
       ptychoflow engine status
     """
-    from ptychoflow.cli._common import load
     from ptychoflow.flowengine.store import Store
     from ptychoflow.flowengine.worker import engine_pid
 
@@ -64,14 +64,13 @@ def status(profile_path: str | None) -> None:
 
 @engine.command()
 @profile_option
-def stop(profile_path: str | None) -> None:
+def stop(profile_path: Path | None) -> None:
     """Stop the worker gracefully (active runs resume when a worker starts again).
 
     \b
     Example:
       ptychoflow engine stop
     """
-    from ptychoflow.cli._common import load
     from ptychoflow.flowengine.worker import stop_engine
 
     pid = stop_engine(load(profile_path).state_path)

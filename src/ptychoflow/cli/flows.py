@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from ptychoflow.cli._common import follow, json_option, parse_input, print_json, profile_option, run_to_dict
+from ptychoflow.cli._common import (
+    backend_for, follow, json_option, load, parse_input, print_json, profile_option, run_to_dict,
+)
 
 
 def _resolve(flow: str) -> Path:
@@ -33,10 +35,6 @@ def flows() -> None:
     """
 
 
-_profile_unused = click.option("--profile", "profile_path", default=None, metavar="PATH",
-                               help="Accepted for uniformity; validating and showing need no profile.")
-
-
 def _bundled_flow_paths() -> list[Path]:
     from ptychoflow.resources import flows_dir
 
@@ -47,7 +45,7 @@ def _bundled_flow_paths() -> list[Path]:
 @click.argument("flow", nargs=-1, required=False)
 @json_option
 @profile_option
-def deploy(flow: tuple[str, ...], as_json: bool, profile_path: str | None) -> None:
+def deploy(flow: tuple[str, ...], as_json: bool, profile_path: Path | None) -> None:
     """Create or update FLOW (all bundled flows if omitted) on the profile's backend.
 
     Idempotent: a flow whose definition and input schema are unchanged is left alone; on
@@ -59,8 +57,6 @@ def deploy(flow: tuple[str, ...], as_json: bool, profile_path: str | None) -> No
       ptychoflow flows deploy                          # every bundled flow
       ptychoflow flows deploy reconstruct_and_train --profile site/
     """
-    from ptychoflow.cli._common import backend_for
-
     backend = backend_for(profile_path)
     deployed = [backend.deploy_flow(path) for path in ([_resolve(name) for name in flow] or _bundled_flow_paths())]
     if as_json:
@@ -72,8 +68,8 @@ def deploy(flow: tuple[str, ...], as_json: bool, profile_path: str | None) -> No
 
 @flows.command()
 @click.argument("flow", nargs=-1, required=False)
-@_profile_unused
-def validate(flow: tuple[str, ...], profile_path: str | None) -> None:
+@profile_option
+def validate(flow: tuple[str, ...], profile_path: Path | None) -> None:
     """Check FLOW (a bundled name or a .json path; all bundled flows if omitted) as the service would.
 
     \b
@@ -99,8 +95,8 @@ def validate(flow: tuple[str, ...], profile_path: str | None) -> None:
 @flows.command()
 @click.argument("flow")
 @json_option
-@_profile_unused
-def show(flow: str, as_json: bool, profile_path: str | None) -> None:
+@profile_option
+def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     """Print FLOW's states (type, action, next) and its input fields.
 
     \b
@@ -141,7 +137,7 @@ def show(flow: str, as_json: bool, profile_path: str | None) -> None:
 @json_option
 @profile_option
 def run(flow: str, input_text: str, label: str, tags: tuple[str, ...], wait: bool, as_json: bool,
-        profile_path: str | None) -> None:
+        profile_path: Path | None) -> None:
     """Deploy FLOW (if changed) and start a run; prints the run id at once.
 
     \b
@@ -149,7 +145,6 @@ def run(flow: str, input_text: str, label: str, tags: tuple[str, ...], wait: boo
       ptychoflow flows run reconstruct --input @scan_0001.json --label scan_0001 --wait
     """
     from ptychoflow.backends import get_backend
-    from ptychoflow.cli._common import load
 
     profile = load(profile_path)
     backend = get_backend(profile)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ptychoflow.cli._common import json_option, print_json, profile_option
+from ptychoflow.cli._common import json_option, load, print_json, profile_option
 
 
 @click.group()
@@ -27,7 +27,7 @@ def functions() -> None:
               help="Also register every NAME.py in this directory (function NAME inside).")
 @json_option
 @profile_option
-def register(backend_name: str | None, extra_dir: Path | None, as_json: bool, profile_path: str | None) -> None:
+def register(backend_name: str | None, extra_dir: Path | None, as_json: bool, profile_path: Path | None) -> None:
     """Register every bundled function (re-registers only changed sources); prints name -> id.
 
     \b
@@ -35,7 +35,6 @@ def register(backend_name: str | None, extra_dir: Path | None, as_json: bool, pr
       ptychoflow functions register --backend local
     """
     from ptychoflow.backends import get_backend
-    from ptychoflow.cli._common import load
     from ptychoflow.function_registry import bundled_functions
 
     profile = load(profile_path)

@@ -1,7 +1,9 @@
 """Root of the ``ptychoflow`` CLI.
 
-Subcommands are imported lazily so ``ptychoflow --help`` stays fast and a broken optional
-dependency (torch, tike) only affects the commands that need it.
+Each subcommand lives in its own module, imported when it is used. Command modules import
+optional dependencies (torch, tike, globus) inside their functions, so a missing one only
+affects the commands that need it. A module listed here that cannot be imported is a broken
+installation: it fails loudly, naming the command and the module, never silently disappears.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ SUBCOMMANDS: dict[str, str] = {
     "edge": "ptychoflow.cli.edge:edge",
     "demo": "ptychoflow.cli.demo:demo",
     "dashboard": "ptychoflow.cli.dashboard:dashboard",
-    "report": "ptychoflow.cli.report:report",
 }
 
 
@@ -47,23 +48,20 @@ class LazyGroup(click.Group):
         self._lazy = lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in self._lazy if self._spec_exists(name))
+        return sorted(self._lazy)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self._lazy:
-            return None
+            return None  # click answers "No such command" with the list
         module_name, attr = self._lazy[name].split(":")
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None
-            raise
-        return getattr(module, attr)
-
-    def _spec_exists(self, name: str) -> bool:
-        module_name = self._lazy[name].split(":")[0]
-        return importlib.util.find_spec(module_name) is not None
+            command = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PtychoflowError(f"command {name!r} is broken: cannot load {module_name}:{attr} ({exc}); "
+                                  "reinstall ptychoflow") from exc
+        if not isinstance(command, click.Command):
+            raise PtychoflowError(f"command {name!r} is broken: {module_name}:{attr} is not a click command")
+        return command
 
 
 @click.group(
@@ -81,7 +79,8 @@ def cli(verbose: int) -> None:
       ptychoflow init ./site                      # write a commented local profile
       ptychoflow beamline simulate --scans 2 --out ./site/acquisition
       ptychoflow reconstruct ./site/acquisition/scan_0001.h5
-      ptychoflow flows run reconstruct_and_train --input '{"scan": "scan_0001.h5"}' --wait
+      ptychoflow watch --profile ./site           # one flow run per finished scan (Ctrl-C to stop)
+      ptychoflow runs list --profile ./site
       ptychoflow doctor                           # what is installed and usable here
 
     Every command takes --help with examples.

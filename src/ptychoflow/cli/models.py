@@ -2,39 +2,54 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import click
 
-REGISTRY_SUBDIR = "models"
+from ptychoflow.cli._common import emit, json_option, load, print_json, profile_option
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def registry_dir(registry: str | None, profile: str | None) -> Path:
-    """--registry DIR wins; else <profile state_dir>/models (profile from --profile, env or cwd)."""
-    if registry:
-        return Path(registry)
-    from ptychoflow.profile import find_profile
+def registry_dir(registry: Path | None, profile_path: Path | None) -> Path:
+    """--registry DIR wins; else the profile's <hpc>/registry, where the flows train and promote."""
+    if registry is not None:
+        return registry
+    from ptychoflow.site import SiteLayout
 
-    return find_profile(profile).state_path / REGISTRY_SUBDIR
-
-
-def registry_options(func):
-    func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
-    func = click.option("--profile", "profile", default=None, help="Profile file or directory (registry under its state_dir).")(func)
-    return click.option("--registry", "registry", default=None, type=click.Path(file_okay=False), help="Registry directory.")(func)
+    return SiteLayout.from_profile(load(profile_path)).hpc.registry_dir
 
 
-def _open(registry: str | None, profile: str | None):
+def registry_option(command: F) -> F:
+    """``--registry DIR``: passed as ``registry``."""
+    return click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Registry directory [default: the profile's <hpc>/registry].")(command)
+
+
+def registry_options(command: F) -> F:
+    """Where the registry is (--registry, else --profile) and --json: what every `models` command takes."""
+    return registry_option(profile_option(json_option(command)))
+
+
+def _open(registry: Path | None, profile_path: Path | None) -> Any:
     """An existing registry (a typo in --registry must not create an empty one)."""
     from ptychoflow.errors import InputError
     from ptychoflow.nn.registry import DB_FILENAME, Registry
 
-    root = registry_dir(registry, profile)
+    root = registry_dir(registry, profile_path)
     if not (root / DB_FILENAME).exists():
         raise InputError(root, DB_FILENAME, "no model registry here (train a model first: `ptychoflow train`)")
     return Registry(root)
+
+
+def _version_or_best(registry: Any, version: str | None) -> Any:
+    """VERSION (InputError naming the known ones if absent), or best when omitted."""
+    found = registry.get(version) if version else registry.best()
+    if found is None:
+        raise click.ClickException("no best model yet")
+    return found
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -48,7 +63,7 @@ def models() -> None:
     \b
     Examples:
       ptychoflow models list --profile ./site
-      ptychoflow models show v0003 --registry ./site/state/models --json
+      ptychoflow models show v0003 --registry ./site/hpc/registry --json
       ptychoflow models promote v0003           # force best to a version
       ptychoflow models rollback                # back to the previous best
       ptychoflow models export v0003 ./edge/model
@@ -57,11 +72,11 @@ def models() -> None:
 
 @models.command("list")
 @registry_options
-def list_cmd(registry: str | None, profile: str | None, as_json: bool) -> None:
+def list_cmd(registry: Path | None, profile_path: Path | None, as_json: bool) -> None:
     """All versions, oldest first; * marks best."""
-    versions = _open(registry, profile).list()
+    versions = _open(registry, profile_path).list()
     if as_json:
-        click.echo(json.dumps([_summary(v) for v in versions], indent=2))
+        print_json([_summary(v) for v in versions])
         return
     if not versions:
         click.echo("no models yet")
@@ -86,15 +101,11 @@ def _summary(v) -> dict:
 @models.command("show")
 @click.argument("version", required=False)
 @registry_options
-def show(version: str | None, registry: str | None, profile: str | None, as_json: bool) -> None:
+def show(version: str | None, registry: Path | None, profile_path: Path | None, as_json: bool) -> None:
     """One version in full (default: best)."""
-    reg = _open(registry, profile)
-    v = reg.get(version) if version else reg.best()
-    if v is None:
-        raise click.ClickException("no best model yet")
-    data = v.to_json()
+    data = _version_or_best(_open(registry, profile_path), version).to_json()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        print_json(data)
         return
     history = data["extra"].pop("history", [])
     for key, value in data.items():
@@ -106,37 +117,30 @@ def show(version: str | None, registry: str | None, profile: str | None, as_json
 @models.command("promote")
 @click.argument("version")
 @registry_options
-def promote(version: str, registry: str | None, profile: str | None, as_json: bool) -> None:
+def promote(version: str, registry: Path | None, profile_path: Path | None, as_json: bool) -> None:
     """Make VERSION best regardless of scores (logged as manual)."""
-    _open(registry, profile).promote(version)
-    click.echo(json.dumps({"best_version": version}) if as_json else f"best -> {version}")
+    _open(registry, profile_path).promote(version)
+    emit({"best_version": version}, as_json, f"best -> {version}")
 
 
 @models.command("rollback")
 @click.argument("version", required=False)
 @registry_options
-def rollback(version: str | None, registry: str | None, profile: str | None, as_json: bool) -> None:
+def rollback(version: str | None, registry: Path | None, profile_path: Path | None, as_json: bool) -> None:
     """Point best at VERSION, or at the best before the current one."""
-    target = _open(registry, profile).rollback(version)
-    click.echo(json.dumps({"best_version": target}) if as_json else f"best -> {target} (rolled back)")
+    target = _open(registry, profile_path).rollback(version)
+    emit({"best_version": target}, as_json, f"best -> {target} (rolled back)")
 
 
 @models.command("export")
 @click.argument("version", required=False)
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @registry_options
-def export(version: str | None, out_dir: str, registry: str | None, profile: str | None, as_json: bool) -> None:
-    """Stage VERSION (default best) as model.onnx + manifest.json in OUT_DIR (edge format)."""
-    from ptychoflow.errors import InputError
-    from ptychoflow.nn.export import stage_artifact
-    from ptychoflow.nn.models import ModelConfig
+def export(version: str | None, out_dir: str, registry: Path | None, profile_path: Path | None, as_json: bool) -> None:
+    """Stage VERSION (default best) as model.onnx + manifest.json + its stitching weight in
+    OUT_DIR (edge format)."""
+    from ptychoflow.nn.export import stage_version
 
-    reg = _open(registry, profile)
-    v = reg.get(version) if version else reg.best()
-    if v is None:
-        raise click.ClickException("no best model yet")
-    if not v.onnx_path or not Path(v.onnx_path).exists():
-        raise InputError(v.onnx_path or reg.version_dir(v.version), "onnx_path", "ONNX file missing")
-    manifest = stage_artifact(out_dir, v.onnx_path, version=v.version, config=ModelConfig.from_json(v.model_config),
-                              preprocessing=v.preprocessing, parent=v.parent)
-    click.echo(json.dumps({"manifest_path": str(manifest)}) if as_json else f"staged {v.version} -> {manifest}")
+    chosen = _version_or_best(_open(registry, profile_path), version)
+    manifest = stage_version(chosen, out_dir)
+    emit({"manifest_path": str(manifest)}, as_json, f"staged {chosen.version} -> {manifest}")

@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import TYPE_CHECKING, Iterator
+
 import click
+
+from ptychoflow.recon.base import IterationInfo, ProgressCallback, RpieOptions
+from ptychoflow.recon.registry import AUTO, DEVICES, ENGINE_CHOICES, ENGINES
+
+if TYPE_CHECKING:
+    from ptychoflow.recon.api import ReconstructionSummary
+
+DEFAULTS = RpieOptions()
+ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs here (`ptychoflow doctor` lists them)"]
+                        + [f"{spec.name}: {spec.summary}" for spec in ENGINES.values()]) + "."
 
 
 @click.command("reconstruct")
 @click.argument("scan", type=click.Path(dir_okay=False))
-@click.option("--engine", type=click.Choice(["auto", "tike", "ptychi"]), default="auto", show_default=True,
-              help="auto: Tike when a GPU and tike exist, else Pty-chi on the best device.")
-@click.option("--iterations", "-n", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default=AUTO, show_default=True, help=ENGINE_HELP)
+@click.option("--iterations", "-n", type=click.IntRange(min=1), default=DEFAULTS.iterations, show_default=True)
 @click.option("--out", "output_dir", type=click.Path(file_okay=False), default=None,
               help="Output directory [default: the scan's directory].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True,
               help="Positions per rPIE update; raise it on GPUs.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=DEFAULTS.alpha, show_default=True,
               help="rPIE regularisation.")
-@click.option("--probe-refinement/--no-probe-refinement", default=True, show_default=True)
-@click.option("--position-refinement/--no-position-refinement", default=False, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--probe-refinement/--no-probe-refinement", default=DEFAULTS.probe_refinement, show_default=True)
+@click.option("--position-refinement/--no-position-refinement", default=DEFAULTS.position_refinement, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True)
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.time_limit_s,
               help="Stop cleanly between iterations after this many seconds; the product is still written.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None, batch_size: int, alpha: float,
                 probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
                 seed: int) -> None:
@@ -40,30 +52,45 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None,
     """
     from pathlib import Path
 
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from ptychoflow.recon import IterationInfo, RpieOptions, validate_scan
-    from ptychoflow.reconstruct import load_scan, run_reconstruction
+    from ptychoflow.recon import api
+    from ptychoflow.recon.base import validate_scan
+    from ptychoflow.recon.registry import choose_engine
+    from ptychoflow.scan.readers import load_scan
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
                           device=device, time_limit_s=time_limit_s, seed=seed)  # type: ignore[arg-type]
-    out = output_dir or str(Path(scan).resolve().parent)
     loaded = load_scan(scan)
-    validate_scan(loaded)  # fail with one line before any progress output
-    console = Console(stderr=True)
+    validate_scan(loaded)  # bad input, or an engine that cannot run here: one line before any progress output
+    choose_engine(engine, device)
+    with _progress_bar(iterations) as progress:
+        result = api.reconstruct(loaded, options, engine=engine, progress=progress)
+    summary = api.write_reconstruction(result, output_dir or Path(scan).resolve().parent)
+    _print_summary(summary)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int) -> Iterator[ProgressCallback]:
+    """A rich progress bar on stderr; yields the callback that advances it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("rPIE"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task("rPIE", total=iterations, loss="-")
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("rPIE", total=total, loss="-")
 
         def progress(info: IterationInfo) -> None:
             bar.update(task, completed=info.iteration, loss=f"{info.loss:.4g}")
 
-        summary = run_reconstruction(scan, out, options, engine=engine, progress=progress, scan=loaded)
-    table = Table(title=f"Reconstruction of {summary.scan_id}", show_header=False)
+        yield progress
+
+
+def _print_summary(summary: ReconstructionSummary) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"Reconstruction of {escape(summary.scan_id)}", show_header=False)
     rows = [
         ("engine", f"{summary.engine} on {summary.device}"),
         ("why", summary.engine_reason),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, follow, json_option, print_json, profile_option, run_panel, run_to_dict,
+    STATUS_STYLE, backend_for, follow, json_option, load, print_json, profile_option, run_panel, run_to_dict,
 )
 
 
@@ -26,7 +28,7 @@ def runs() -> None:
 @click.option("--limit", default=20, show_default=True, help="How many recent runs.")
 @json_option
 @profile_option
-def list_(limit: int, as_json: bool, profile_path: str | None) -> None:
+def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
     """Recent runs, newest first.
 
     \b
@@ -56,7 +58,7 @@ def list_(limit: int, as_json: bool, profile_path: str | None) -> None:
 @click.argument("run_id")
 @json_option
 @profile_option
-def show(run_id: str, as_json: bool, profile_path: str | None) -> None:
+def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     """One run: status and state timeline (name, status, duration).
 
     \b
@@ -76,7 +78,7 @@ def show(run_id: str, as_json: bool, profile_path: str | None) -> None:
 @click.argument("run_id")
 @json_option
 @profile_option
-def logs(run_id: str, as_json: bool, profile_path: str | None) -> None:
+def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     """A run's event log, oldest first.
 
     \b
@@ -100,7 +102,7 @@ def logs(run_id: str, as_json: bool, profile_path: str | None) -> None:
 @runs.command()
 @click.argument("run_id")
 @profile_option
-def watch(run_id: str, profile_path: str | None) -> None:
+def watch(run_id: str, profile_path: Path | None) -> None:
     """Follow a run live until it finishes (exit 1 unless it succeeds).
 
     \b
@@ -108,7 +110,6 @@ def watch(run_id: str, profile_path: str | None) -> None:
       ptychoflow runs watch 3f2a
     """
     from ptychoflow.backends import get_backend
-    from ptychoflow.cli._common import load
 
     profile = load(profile_path)
     backend = get_backend(profile)
@@ -126,7 +127,7 @@ def watch(run_id: str, profile_path: str | None) -> None:
 @runs.command()
 @click.argument("run_id")
 @profile_option
-def cancel(run_id: str, profile_path: str | None) -> None:
+def cancel(run_id: str, profile_path: Path | None) -> None:
     """Cancel an active run.
 
     \b
@@ -140,14 +141,13 @@ def cancel(run_id: str, profile_path: str | None) -> None:
 @runs.command()
 @click.argument("run_id")
 @profile_option
-def resume(run_id: str, profile_path: str | None) -> None:
+def resume(run_id: str, profile_path: Path | None) -> None:
     """Continue a run from its last committed state (starts the engine worker if needed).
 
     \b
     Example:
       ptychoflow runs resume 3f2a
     """
-    from ptychoflow.cli._common import load
     from ptychoflow.backends import get_backend
 
     profile = load(profile_path)

@@ -2,60 +2,75 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
+from typing import get_args
 
 import click
 
-from ptychoflow.cli.models import registry_dir
+from ptychoflow.cli._common import json_option, load, print_json, profile_option
+from ptychoflow.cli.models import registry_option
+from ptychoflow.profile import Policy, policy_default
+from ptychoflow.site import SiteLayout
+
+
+def _default(knob: str) -> str:
+    return f"the profile's policy.{knob}, else {policy_default(knob)}"
 
 
 @click.command()
 @click.option("--scan", "scan_path", type=click.Path(exists=True, dir_okay=False), help="New scan whose pairs are appended first.")
 @click.option("--reconstruction", "reconstruction_path", type=click.Path(exists=True, dir_okay=False),
-              help="Its rPIE product (default: the simulator truth beside a simulated scan).")
-@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), help="Corpus HDF5 (default: <registry>/corpus.h5).")
-@click.option("--registry", default=None, type=click.Path(file_okay=False), help="Registry directory.")
-@click.option("--profile", default=None, help="Profile (registry under its state_dir; policy gives the defaults).")
-@click.option("--model", "model_kind", type=click.Choice(["ptychonn", "ptychonn2"]), default=None)
-@click.option("--patch-size", type=click.Choice(["64", "128"]), default=None)
-@click.option("--epochs", type=int, default=None, help="Maximum epochs (default 50 or the profile's).")
-@click.option("--time-limit", "time_limit_s", type=float, default=None, help="Seconds (default 3600 or the profile's).")
-@click.option("--margin", "promote_margin", type=float, default=None, help="SSIM margin to promote.")
+              help="Its rPIE product [default: the simulator truth beside a simulated scan].")
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Corpus HDF5 [default: the site's, beside the registry: <hpc>/corpus/corpus.h5].")
+@registry_option
+@profile_option
+@click.option("--model", "model_kind", type=click.Choice(get_args(Policy.model_fields["model"].annotation)), default=None,
+              help=f"Network [default: {_default('model')}].")
+@click.option("--patch-size", type=click.Choice(["64", "128"]), default=None,
+              help=f"Network input size [default: {_default('patch_size')}].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Maximum epochs [default: {_default('train_epochs')}].")
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Seconds [default: {_default('train_time_limit_s')}].")
+@click.option("--margin", "promote_margin", type=click.FloatRange(min=0), default=None,
+              help=f"SSIM margin a candidate must beat best by [default: {_default('promote_margin')}].")
 @click.option("--scratch", is_flag=True, help="Do not warm-start from the best model.")
-@click.option("--seed", type=int, default=0)
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
-@click.option("--json", "as_json", is_flag=True)
-def train(scan_path, reconstruction_path, corpus_path, registry, profile, model_kind, patch_size, epochs,
-          time_limit_s, promote_margin, scratch, seed, threads, as_json) -> None:
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@json_option
+def train(scan_path: str | None, reconstruction_path: str | None, corpus_path: Path | None, registry: Path | None,
+          profile_path: Path | None, model_kind: str | None, patch_size: str | None, epochs: int | None,
+          time_limit_s: float | None, promote_margin: float | None, scratch: bool, seed: int, threads: int | None,
+          as_json: bool) -> None:
     """Append a scan to the corpus, train a candidate (warm start), register it, and promote
     it if it beats the best by the margin; stage model.onnx + manifest.json for the edge.
 
+    Without --registry it trains where the flows do: the profile's <hpc>/registry and
+    <hpc>/corpus/corpus.h5, with the profile's policy as the defaults.
+
     \b
-    Example:
+    Examples:
+      ptychoflow train --profile ./site --scan site/hpc/scans/scan_0001.h5 --reconstruction site/hpc/products/scan_0001/scan_0001.recon.h5
       ptychoflow train --registry ./models --scan acq/scan_0001.h5 --epochs 20 --time-limit 300
     """
     from ptychoflow.nn.continual import continual_train
+    from ptychoflow.nn.options import ContinualOptions
 
-    policy = None
-    if registry is None:
-        from ptychoflow.profile import find_profile
-
-        policy = find_profile(profile).policy
-    defaults = {
-        "model_kind": policy.model if policy else "ptychonn2",
-        "patch_size": policy.patch_size if policy else 64,
-        "epochs": policy.train_epochs if policy else 50,
-        "time_limit_s": policy.train_time_limit_s if policy else 3600.0,
-        "promote_margin": policy.promote_margin if policy else 0.005,
-    }
+    knobs = {}  # unset: the profile's policy when there is a profile, else ContinualOptions' (the code's Policy)
+    if registry is None or profile_path is not None:
+        profile = load(profile_path)
+        registry = registry or SiteLayout.from_profile(profile).hpc.registry_dir
+        policy = profile.policy
+        knobs = {"model_kind": policy.model, "patch_size": policy.patch_size, "epochs": policy.train_epochs,
+                 "time_limit_s": policy.train_time_limit_s, "promote_margin": policy.promote_margin}
     given = {"model_kind": model_kind, "patch_size": int(patch_size) if patch_size else None, "epochs": epochs,
              "time_limit_s": time_limit_s, "promote_margin": promote_margin}
-    args = {k: (given[k] if given[k] is not None else defaults[k]) for k in defaults}
-    result = continual_train(registry_dir=registry_dir(registry, profile), corpus_path=corpus_path, scan_path=scan_path,
-                             reconstruction_path=reconstruction_path, warm_start=not scratch, seed=seed,
-                             threads=threads, **args)
+    knobs.update({name: value for name, value in given.items() if value is not None})
+    result = continual_train(ContinualOptions(
+        registry_dir=registry, corpus_path=corpus_path, scan_path=scan_path, reconstruction_path=reconstruction_path,
+        warm_start=not scratch, seed=seed, threads=threads, **knobs))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        print_json(result)
         return
     verdict = "promoted" if result["promoted"] else f"not promoted (best stays {result['best_version']})"
     click.echo(f"{result['version']}: val loss {result['val_loss']:.4f}, SSIM {result['ssim']}, "

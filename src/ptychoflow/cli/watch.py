@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
 import click
 
-from ptychoflow.profile import Profile, find_profile
+from ptychoflow.cli._common import json_option, load, print_json, profile_option
+from ptychoflow.profile import Profile
 
 
 def _backend_from(profile: Profile, factory: str | None):  # noqa: ANN202
@@ -22,7 +22,7 @@ def _backend_from(profile: Profile, factory: str | None):  # noqa: ANN202
 
 
 @click.group(invoke_without_command=True)
-@click.option("--profile", "profile_path", type=click.Path(path_type=Path), help="Profile TOML (or its directory).")
+@profile_option
 @click.option("--backend", type=click.Choice(["local", "globus"]), help="Override the profile's backend.")
 @click.option("--poll/--events", default=None, help="Poll the directory (NFS/GPFS) instead of file events.")
 @click.option("--flow", "flow_path", type=click.Path(path_type=Path), help="Flow JSON to deploy (default: profile).")
@@ -44,7 +44,7 @@ def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, po
         return
     from ptychoflow.watcher.service import WatcherOptions, run_watcher
 
-    profile = find_profile(profile_path)
+    profile = load(profile_path)
     if backend:
         profile = profile.model_copy(update={"backend": backend})
     options = WatcherOptions(flow_path=flow_path, poll=poll)
@@ -54,8 +54,8 @@ def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, po
 
 
 @watch.command("status")
-@click.option("--profile", "profile_path", type=click.Path(path_type=Path), help="Profile TOML (or its directory).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@profile_option
+@json_option
 @click.option("--recent", default=10, show_default=True, help="How many recent scans to list.")
 @click.pass_context
 def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent: int) -> None:
@@ -63,7 +63,7 @@ def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent:
     from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
     from ptychoflow.watcher.status import render, summary
 
-    profile = find_profile(profile_path or ctx.obj.get("profile_path"))
+    profile = load(profile_path or ctx.obj.get("profile_path"))
     path = profile.state_path / JOURNAL_FILENAME
     if not path.exists():
         raise click.ClickException(f"{path}: no watcher journal yet; start `ptychoflow watch` first")
@@ -72,4 +72,7 @@ def status(ctx: click.Context, profile_path: Path | None, as_json: bool, recent:
         info = summary(journal, recent=recent)
     finally:
         journal.close()
-    click.echo(json.dumps(info, indent=2) if as_json else render(info))
+    if as_json:
+        print_json(info)
+    else:
+        click.echo(render(info))

@@ -6,14 +6,13 @@ either backend and degrades (shows the error) when one part of the system is dow
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.backends.base import Backend, RunInfo
+from ptychoflow.site import SiteLayout
 
 log = logging.getLogger(__name__)
 Source = Callable[[], Any]
@@ -31,16 +30,6 @@ def runs_source(backend: Backend, limit: int = 50) -> Source:
         return [run_to_json(run) for run in backend.list_runs(limit=limit)]
 
     return runs
-
-
-def http_json_source(url: str, timeout_s: float = 1.0) -> Source:
-    """JSON from a local service (the edge's /status)."""
-
-    def fetch() -> Any:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (local URL from the profile)
-            return json.loads(response.read())
-
-    return fetch
 
 
 @dataclass
@@ -97,10 +86,11 @@ def edge_status(status_file: Path) -> dict[str, Any]:
 
 
 def profile_sources(profile: Any, backend: Backend) -> DashboardSources:
-    """Every source for one deployment, from its profile."""
+    """Every source for one deployment, from its profile's site layout."""
+    layout = SiteLayout.from_profile(profile)
     return DashboardSources(
         runs=runs_source(backend),
-        journal=lambda: journal_rows(profile.state_path),
-        models=lambda: registry_rows(profile.resolve(profile.hpc.path) / "registry"),
-        edge=lambda: edge_status(profile.resolve(profile.edge.path) / "edge-status.json"),
+        journal=lambda: journal_rows(layout.state_dir),
+        models=lambda: registry_rows(layout.hpc.registry_dir),
+        edge=lambda: edge_status(layout.edge.status_file),
     )

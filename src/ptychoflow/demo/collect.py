@@ -18,6 +18,7 @@ from ptychoflow import metrics
 from ptychoflow.backends.base import Backend, RunInfo
 from ptychoflow.report import EdgeSection, ScanSection
 from ptychoflow.simulate.beamline import load_truth
+from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
 
 log = logging.getLogger(__name__)
@@ -80,15 +81,15 @@ def decision(run: RunInfo | None) -> str:
     return f"retrained ({why}): {outcome}"
 
 
-def scan_section(scan_path: Path, profile: Any, backend: Backend, timings: dict[str, dict[str, float]]) -> ScanSection:
+def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings: dict[str, dict[str, float]]) -> ScanSection:
     from ptychoflow.product import read_product
 
     scan_id = scan_path.stem
     section = ScanSection(scan_id)
-    section.run = run_for(profile.state_path, scan_path, backend)
+    section.run = run_for(layout.state_dir, scan_path, backend)
     section.decision = decision(section.run)
-    product_path = next((profile.resolve(profile.hpc.path) / "products" / scan_id).glob("*.recon.h5"), None)
-    mosaic_path = profile.resolve(profile.edge.path) / "mosaics" / f"{scan_id}.h5"
+    product_path = next(layout.hpc.products_dir(scan_id).glob("*.recon.h5"), None)
+    mosaic_path = layout.edge.mosaics_dir / f"{scan_id}.h5"
     scan_end = timings.get(scan_id, {}).get("scan_end")
     if product_path is None:
         return section

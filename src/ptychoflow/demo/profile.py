@@ -9,7 +9,8 @@ from typing import Any
 
 import tomli_w
 
-from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, PROFILE_FILENAME, Profile, load_profile
+from ptychoflow.fs import atomic_write_text
+from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, PROFILE_FILENAME, Profile, load_profile, make_site_dirs
 
 HEADER = "# ptychoflow demo profile (written by `ptychoflow demo`; edit freely, it is reused on resume)\n"
 
@@ -34,8 +35,7 @@ def ensure_demo_profile(directory: Path, policy: dict[str, Any], watcher: dict[s
     path = directory / PROFILE_FILENAME
     if path.exists():
         return load_profile(path), False
-    for sub in ("acquisition", "hpc", "edge", "state"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     data = tomllib.loads(LOCAL_PROFILE_TEMPLATE)
     _merge(data, {
         "policy": policy,
@@ -43,5 +43,5 @@ def ensure_demo_profile(directory: Path, policy: dict[str, Any], watcher: dict[s
         "edge": {"stream_address": f"tcp://127.0.0.1:{free_port()}", "results_address": f"tcp://127.0.0.1:{free_port()}",
                  "http_port": free_port()},
     })
-    path.write_text(HEADER + tomli_w.dumps(data))
-    return load_profile(path), True
+    atomic_write_text(path, HEADER + tomli_w.dumps(data))
+    return make_site_dirs(load_profile(path)), True

@@ -15,6 +15,7 @@ from ptychoflow.demo.services import ServiceProcess, ServiceRegistry
 from ptychoflow.local_site import prepare_local_site
 from ptychoflow.report import DemoReport, render_report
 from ptychoflow.simulate.beamline import scan_filename
+from ptychoflow.site import SiteLayout
 from ptychoflow.stream import FramePublisher
 
 REPORT_FILENAME = "report.html"
@@ -26,7 +27,8 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     profile, created = ensure_demo_profile(out.resolve(), options.policy, {"settle_seconds": 0.5, "max_active_runs": 1})
-    state = profile.state_path
+    layout = SiteLayout.from_profile(profile)
+    state = layout.state_dir
     state.mkdir(parents=True, exist_ok=True)
     registry = ServiceRegistry(state)
     leftovers = registry.stop_leftovers()
@@ -39,14 +41,13 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
     watcher = ServiceProcess("watcher", ["watch", "--profile", str(profile.root)], logs / "watcher.log").start()
     registry.record([edge, watcher])
     publisher = FramePublisher(profile.edge.stream_address)
-    acquisition = profile.resolve(profile.beamline.path)
+    acquisition = layout.beamline_root
     timings = Timings(state)
     edge_status: dict | None = None
     try:
         from ptychoflow_edge import read_status, wait_until_ready
 
-        status_file = profile.resolve(profile.edge.path) / "edge-status.json"
-        ready = wait_until_ready(status_file, pid=edge.pid, timeout_s=60)
+        ready = wait_until_ready(layout.edge.status_file, pid=edge.pid, timeout_s=60)
         console.print(f"  edge service up: live page {ready.get('http_url', '?')}")
         if not publisher.wait_for_subscribers(1, 30):
             console.print("  [yellow]warning: the edge has not subscribed; live images may be missing[/]")
@@ -66,7 +67,7 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
                                          heartbeat=lambda s: spinner.update(f"{scan_path.stem}: journal says {s}"))
             decided = decision(run_for(state, scan_path, backend))
             console.print(f"  {scan_path.stem}: run {result}; {decided}")
-        edge_status = read_status(status_file)
+        edge_status = read_status(layout.edge.status_file)
     finally:
         publisher.close()
         watcher.stop()
@@ -75,12 +76,13 @@ def run_demo(out: Path, options: DemoOptions, console: Console | None = None) ->
 
         stop_engine(state)
         registry.clear()
-    sections = [scan_section(acquisition / scan_filename(n), profile, backend, timings.data) for n in range(1, options.scans + 1)]
+    recorded = timings.data
+    sections = [scan_section(acquisition / scan_filename(n), layout, backend, recorded) for n in range(1, options.scans + 1)]
     report = DemoReport(
         title="ptychoflow demo: beamline -> rPIE -> PtychoNN -> edge",
         scans=sections,
         edge=edge_section(edge_status),
-        models=registry_rows(profile.resolve(profile.hpc.path) / "registry"),
+        models=registry_rows(layout.hpc.registry_dir),
         wall_time_s=time.monotonic() - started,
         notes=[f"{options.scans} simulated scans ({options.frame_size}x{options.frame_size} frames) of one sample, "
                f"different regions; rPIE {options.iterations} iterations; training up to {options.train_epochs} epochs; "

@@ -5,12 +5,13 @@ not re-triggered (watcher journal), finished runs are not re-run (engine store).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ptychoflow.fs import JsonStateFile
+from ptychoflow.profile import policy_default
 from ptychoflow.scan.format import scan_is_complete
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
 from ptychoflow.stream import FramePublisher
@@ -31,7 +32,7 @@ class DemoOptions:
     iterations: int = 60
     train_epochs: int = 25
     train_time_limit_s: float = 150.0
-    ssim_tolerance: float = 0.5
+    ssim_tolerance: float = policy_default("ssim_tolerance")
     run_timeout_s: float = 900.0
     extra_policy: dict = field(default_factory=dict)
 
@@ -42,7 +43,7 @@ class DemoOptions:
 
     @property
     def policy(self) -> dict:
-        return {"iterations": self.iterations, "train_epochs": self.train_epochs, "engine": "auto",
+        return {"iterations": self.iterations, "train_epochs": self.train_epochs,
                 "train_time_limit_s": self.train_time_limit_s, "ssim_tolerance": self.ssim_tolerance,
                 "patch_size": self.frame_size, **self.extra_policy}
 
@@ -51,14 +52,15 @@ class Timings:
     """When each scan's last frame left the detector (for the users' wait time), on disk."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / TIMINGS_FILENAME
-        self.data: dict[str, dict[str, float]] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self._file = JsonStateFile(state_dir / TIMINGS_FILENAME, "demo timings")
+
+    @property
+    def data(self) -> dict[str, dict[str, float]]:
+        return self._file.load()
 
     def record(self, scan_id: str, **values: float) -> None:
-        self.data.setdefault(scan_id, {}).update(values)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        with self._file.updating() as data:
+            data.setdefault(scan_id, {}).update(values)
 
 
 def acquire(options: DemoOptions, number: int, acquisition: Path, publisher: FramePublisher | None,

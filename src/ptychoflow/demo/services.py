@@ -6,7 +6,6 @@ stops what the previous one left behind instead of tripping over its ports and l
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ptychoflow.fs import JsonStateFile
 from ptychoflow.processes import pid_alive
 
 PIDS_FILENAME = "demo-services.json"
@@ -77,22 +77,22 @@ class ServiceRegistry:
     """The pid file of the services one demo directory runs."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / PIDS_FILENAME
+        self._file = JsonStateFile(state_dir / PIDS_FILENAME, "demo service pids")
 
     def record(self, services: list[ServiceProcess]) -> None:
-        self.path.write_text(json.dumps({s.name: s.pid for s in services}))
+        with self._file.updating() as pids:
+            pids.clear()
+            pids.update({s.name: s.pid for s in services})
 
     def stop_leftovers(self) -> list[str]:
         """Stop services a previous (killed) demo left running; returns their names."""
-        if not self.path.exists():
-            return []
         stopped = []
-        for name, pid in json.loads(self.path.read_text()).items():
+        for name, pid in self._file.load().items():
             if pid_alive(pid) and "ptychoflow" in _cmdline(pid):
                 terminate(pid)
                 stopped.append(name)
-        self.path.unlink()
+        self.clear()
         return stopped
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self._file.path.unlink(missing_ok=True)

@@ -7,7 +7,8 @@ Modules, one job each:
   parameters  - render ``Parameters`` templates (``.$`` paths, ``.=`` expressions, literals)
   choice      - Choice-rule comparison operators
   store       - SQLite store of flows, runs, state steps and events (WAL, durable commits)
-  providers   - pluggable ActionUrl -> provider registry, local transfer and compute
+  providers   - the provider contract (base), the ActionUrl -> provider registry (registry),
+                local transfer and compute
   interpreter - executes states of one run, committing each transition
-  worker      - the engine worker process loop, pid/lock file, ``ensure_engine_running``
+  worker      - the engine worker process loop, single-instance guard, ``ensure_engine_running``
 """

@@ -21,7 +21,8 @@ from ptychoflow.flowengine.choice import choose, parse_timestamp
 from ptychoflow.flowengine.errors import StateError, runtime_error
 from ptychoflow.flowengine.parameters import redact, render, scope_with_context
 from ptychoflow.flowengine.paths import get_path, set_path
-from ptychoflow.flowengine.providers.base import ActionUnableToRun, Providers
+from ptychoflow.flowengine.providers.base import ActionUnableToRun
+from ptychoflow.flowengine.providers.registry import Providers
 from ptychoflow.flowengine.store import RunRow, StepRow, Store
 
 DEFAULT_WAIT_TIME = 300  # seconds, the service's default Action WaitTime

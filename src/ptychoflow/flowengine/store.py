@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ptychoflow import sqlite
+
 STORE_FILENAME = "runs.sqlite"
 
 _SCHEMA = """
@@ -88,32 +90,23 @@ def _loads(text: str | None) -> Any:
 class Store:
     """Thin, typed access to ``<state_dir>/runs.sqlite``; safe to share between threads."""
 
-    def __init__(self, state_dir: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, state_dir: str | Path) -> None:
         self.path = Path(state_dir) / STORE_FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsynced, so a committed transition survives even a power loss
-        # (NORMAL would survive kill -9 only); it costs ~2 ms per state (benchmarks/flows.py).
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        # synchronous=FULL (sqlite.connect's default): every commit is fsynced, so a committed
+        # transition survives even a power loss (NORMAL would survive kill -9 only); it costs
+        # ~2 ms per state (benchmarks/flows.py).
+        self._db = sqlite.connect(self.path, schema=_SCHEMA, shared_between_threads=True)
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, committed unit of work (BEGIN IMMEDIATE to avoid writer upgrades)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """One atomic, committed unit of work; the lock keeps this process's threads apart."""
+        with self._lock, sqlite.transaction(self._db) as db:
+            yield db
 
     # --- flows ---------------------------------------------------------------------------
     def put_flow(self, title: str, checksum: str, definition: dict, schema: dict, source: str) -> str:
@@ -264,10 +257,6 @@ class Store:
             " WHERE run_id=? AND seq=?",
             (status, _dumps(output), time.time(), error, _dumps(action_status), run_id, seq),
         )
-
-    def update_action_status(self, db: sqlite3.Connection, run_id: str, seq: int, action_status: Any) -> None:
-        db.execute("UPDATE steps SET action_status=? WHERE run_id=? AND seq=?",
-                   (_dumps(action_status), run_id, seq))
 
     def get_step(self, run_id: str, seq: int) -> StepRow | None:
         with self._lock:

@@ -1,15 +1,14 @@
 """The engine worker: one process per state_dir that executes ACTIVE runs.
 
-``serve`` holds an exclusive ``flock`` on ``<state_dir>/engine.lock`` for its lifetime (the
-kernel drops it when the process dies, even by ``kill -9``, so there is never a stale lock)
-and writes its pid to ``engine.pid``. ``ensure_engine_running`` starts a detached worker
-when the lock is free. The worker learns the deployment from ``engine_env.json``, written
-by whoever starts it, so it needs no profile file of its own.
+``serve`` holds the single-instance guard ``<state_dir>/engine.lock`` for its lifetime (an
+exclusive ``flock`` the kernel drops when the process dies, even by ``kill -9``, so there is
+never a stale lock; the holder's pid is written inside it). ``ensure_engine_running`` starts
+a detached worker when the guard is free. The worker learns the deployment from
+``engine_env.json``, written by whoever starts it, so it needs no profile file of its own.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -21,13 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.flowengine.interpreter import Interpreter
-from ptychoflow.flowengine.providers.base import EngineEnv, Providers, build_providers
-from ptychoflow.flowengine.store import Store
 from ptychoflow.errors import PtychoflowError
+from ptychoflow.flowengine.interpreter import Interpreter
+from ptychoflow.flowengine.providers.base import EngineEnv
+from ptychoflow.flowengine.providers.registry import Providers, build_providers
+from ptychoflow.flowengine.store import Store
+from ptychoflow.fs import SingleInstance, atomic_write_text
 
 LOCK_FILENAME = "engine.lock"
-PID_FILENAME = "engine.pid"
 ENV_FILENAME = "engine_env.json"
 LOG_FILENAME = "engine.log"
 IDLE_SLEEP = 0.1  # how soon a newly started run is noticed
@@ -115,9 +115,7 @@ def write_env(env: EngineEnv) -> bool:
     }, indent=2)
     if target.exists() and target.read_text() == text:
         return False
-    temporary = target.with_suffix(".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, target)
+    atomic_write_text(target, text)
     return True
 
 
@@ -130,48 +128,34 @@ def read_env(state_dir: Path) -> EngineEnv:
                      raw["endpoints"], raw.get("username", "local"))
 
 
-def _try_lock(state_dir: Path) -> Any | None:
-    """The lock file handle if we got the lock, else None (a live worker holds it)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(state_dir / LOCK_FILENAME, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
+def engine_guard(state_dir: Path) -> SingleInstance:
+    """The single-instance guard of the worker for ``state_dir``."""
+    return SingleInstance(Path(state_dir) / LOCK_FILENAME, "engine worker")
 
 
 def engine_pid(state_dir: Path) -> int | None:
-    """Pid of the live worker for ``state_dir``, or None."""
-    handle = _try_lock(state_dir)
-    if handle is not None:
-        handle.close()
-        return None
-    try:
-        return int((state_dir / PID_FILENAME).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return -1  # locked, pid not written yet
+    """Pid of the live worker for ``state_dir``, None when none runs, -1 while it starts."""
+    return engine_guard(state_dir).holder_pid()
 
 
 def serve(state_dir: Path) -> None:
     """Run the worker in this process until SIGTERM/SIGINT."""
     state_dir = Path(state_dir).resolve()
-    lock = _try_lock(state_dir)
-    if lock is None:
-        raise EngineError(f"{state_dir}: an engine worker is already running (pid {engine_pid(state_dir)})")
-    (state_dir / PID_FILENAME).write_text(str(os.getpid()))
+    guard = engine_guard(state_dir)
+    if not guard.try_acquire():
+        raise EngineError(f"{state_dir}: an engine worker is already running (pid {guard.holder_pid() or '?'})")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    engine = Engine(read_env(state_dir))
-    log.info("engine worker %s serving %s", os.getpid(), state_dir)
     try:
-        engine.serve(stop)
+        engine = Engine(read_env(state_dir))
+        log.info("engine worker %s serving %s", os.getpid(), state_dir)
+        try:
+            engine.serve(stop)
+        finally:
+            engine.close()
     finally:
-        engine.close()
-        (state_dir / PID_FILENAME).unlink(missing_ok=True)
-        lock.close()
+        guard.release()
 
 
 def spawn_worker(state_dir: Path) -> subprocess.Popen:

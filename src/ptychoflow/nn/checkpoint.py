@@ -4,14 +4,15 @@ back with one clear error naming the file and the field."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ptychoflow.errors import InputError
-from ptychoflow.nn.models import ModelConfig, PtychoNN2, build_model
+from ptychoflow.fs import atomic_write
+from ptychoflow.nn.models import PtychoNN2, build_model
+from ptychoflow.nn.options import ModelConfig
 
 CHECKPOINT_FORMAT = 1
 REQUIRED = ("format", "model_config", "preprocessing", "state_dict")
@@ -27,16 +28,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, config: ModelConfi
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": meta,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

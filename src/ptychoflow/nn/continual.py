@@ -2,29 +2,46 @@
 register, promote only when measurably better, export ONNX and stage the edge artifact.
 
 This is what ``functions/train.py``, ``functions/validate.py`` and ``ptychoflow train``
-call. Order of writes on training: checkpoint (atomic) -> ONNX (atomic) -> staged artifact
-(manifest last) -> registry row and ``best`` pointer (one SQLite transaction, last). An
-interruption at any point leaves ``best`` and its files untouched.
+call. ``continual_train`` runs one step per function below, each doing one thing:
+``grow_corpus`` -> ``warm_start`` -> ``train_candidate`` -> ``score_candidate`` ->
+``save_candidate`` -> ``register_and_promote`` -> ``stage_best``.
+
+Order of writes: checkpoint (atomic) -> stitching weight and ONNX (atomic) -> registry row
+(one SQLite transaction) -> ``best`` pointer (another) -> the best version's staged edge
+artifact (``artifact.publish_model``, manifest last). An interruption before the pointer
+moves leaves ``best`` and its files untouched.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ptychoflow.artifact import MODEL_FILENAME, STITCH_WEIGHT_FILENAME, read_stitch_weight
 from ptychoflow.errors import InputError
+from ptychoflow.fs import file_lock
+from ptychoflow.nn.options import ContinualOptions, ModelConfig
 from ptychoflow.nn.pairs import Pairs, ReconstructionLike, make_pairs
+from ptychoflow.nn.registry import ModelVersion, Registry
 from ptychoflow.preprocess import PreprocessConfig
+from ptychoflow.profile import policy_default
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ptychoflow.nn.corpus import CorpusData
+    from ptychoflow.nn.split import Split
+    from ptychoflow.nn.training import TrainResult
 
 log = logging.getLogger(__name__)
-STAGED_DIRNAME = "staged"
 SYMMETRY_FOR_AUGMENT = 0.95  # nn.pairs.probe_symmetry needed to train with flips/transposes
+CHECKPOINT_FILENAME = "checkpoint.pt"  # in a version's directory, beside model.onnx and the stitching weight
+TRAIN_LOCK = ".train.lock"  # in the registry: one training per registry at a time, versions in order
 
 
 def _reconstruction_for(scan_path: Path, reconstruction_path: str | Path | None) -> tuple[ReconstructionLike, str]:
@@ -51,19 +68,7 @@ def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, pr
     return scan.scan_id, make_pairs(np.asarray(scan.data), recon, preprocessing, dark=scan.dark), reference
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One training per registry at a time (a second waits): versions are numbered in order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: np.ndarray,
+def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: CorpusData, rows: np.ndarray,
                  weight: np.ndarray | None = None) -> float | None:
     """Row-weighted mean over scans of the stitched-phase SSIM vs the scan's reference, on
     the held-out rows only (a corner block or whole scans). `weight`: the model's stitching
@@ -85,133 +90,194 @@ def heldout_ssim(predict: Callable[[np.ndarray], np.ndarray], data: Any, rows: n
     return float(np.average(scores, weights=counts)) if scores else None
 
 
-def stitch_weight_of(version: Any) -> np.ndarray | None:
-    """The stitching weight saved with a registry version (None: use the scan's |P|^2)."""
-    path = (version.extra or {}).get("stitch_weight")
-    if not path:
+def stitch_weight_of(version: ModelVersion) -> np.ndarray | None:
+    """The stitching weight trained with a registry version (None: stitch with the scan's |P|^2)."""
+    path = version.stitch_weight_path
+    if path is None:
         return None
-    full = Path(version.checkpoint_path).parent / path
-    try:
-        return np.load(full)
-    except (OSError, ValueError) as exc:
-        raise InputError(full, "(file)", f"unreadable stitching weight: {exc}") from None
+    size = version.model_config["size"]
+    return read_stitch_weight(path, [1, size, size], source=version.checkpoint_path)[0]
 
 
-def continual_train(
-    *,
-    registry_dir: str | Path,
-    corpus_path: str | Path | None = None,
-    scan_path: str | Path | None = None,
-    reconstruction_path: str | Path | None = None,
-    model_kind: str = "ptychonn2",
-    patch_size: int = 64,
-    width: int = 32,
-    preprocessing: dict | None = None,
-    epochs: int = 50,
-    time_limit_s: float = 3600.0,
-    batch_size: int = 32,
-    lr_min: float = 1e-4,
-    lr_max: float = 1e-3,
-    promote_margin: float = 0.005,
-    val_fraction: float = 0.1,
-    warm_start: bool = True,
-    augment: bool | None = None,
-    seed: int = 0,
-    threads: int | None = None,
-    progress: bool | None = None,
-    stage_dir: str | Path | None = None,
-) -> dict[str, Any]:
+@dataclass
+class GrownCorpus:
+    """The corpus after this step's scan was appended, and its train/validation split."""
+
+    data: CorpusData
+    split: Split
+    base_weight: np.ndarray  # mean |P|^2 of the corpus's scans: the L1 weight and the stitching weight's base
+    pairs_added: int = 0
+    scan_id: str | None = None
+    reference: str | None = None  # what the new scan's targets came from
+
+    def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.data.diffraction[index], self.data.phase[index], self.data.amplitude[index]
+
+
+@dataclass
+class Candidate:
+    """A trained, not yet registered version."""
+
+    version: str
+    directory: Path
+    parent: str | None
+    augment: bool
+    model: nn.Module
+    result: TrainResult
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / CHECKPOINT_FILENAME
+
+
+@dataclass
+class Scores:
+    """Candidate and best scored on the same held-out rows, each with its own stitching weight."""
+
+    ssim: float | None
+    best_ssim: float | None  # None: no best, or one trained on other sizes or preprocessing
+    stitch_weight: np.ndarray  # the candidate's: |P|^2 / sigma^2 of its held-out error
+
+
+def grow_corpus(options: ContinualOptions, best: ModelVersion | None) -> GrownCorpus:
+    """Append the new scan's pairs (if any), load the whole corpus, split it."""
+    from ptychoflow.nn.corpus import append_scan, load_corpus
+    from ptychoflow.nn.split import split_corpus
+
+    corpus_path = options.corpus
+    added, scan_id, reference = 0, None, None
+    if options.scan_path is not None:
+        pre = _choose_preprocessing(options.preprocessing, corpus_path, best, options.patch_size)
+        scan_id, pairs, reference = scan_pairs(options.scan_path, options.reconstruction_path, pre)
+        added = append_scan(corpus_path, scan_id, pairs, pre.to_json())
+    data = load_corpus(corpus_path)
+    if data.phase.shape[-1] != options.patch_size:
+        raise InputError(corpus_path, "/phase", f"patches are {data.phase.shape[-1]} px, model wants {options.patch_size}")
+    split = split_corpus(data, fraction=options.val_fraction, seed=options.seed)
+    if len(split.train) < 2:
+        raise InputError(corpus_path, "/phase", f"only {len(split.train)} training pairs after the split")
+    base_weight = np.mean([s.weight for s in data.scans], axis=0)
+    return GrownCorpus(data, split, base_weight, added, scan_id, reference)
+
+
+def warm_start(options: ContinualOptions, best: ModelVersion | None, preprocessing: dict) -> tuple[dict | None, str | None]:
+    """(initial weights, parent version): the best model's when it has the same network and
+    preprocessing, else none (training from scratch)."""
+    if not options.warm_start or best is None:
+        return None, None
+    if best.model_config != options.model.to_json() or best.preprocessing != preprocessing:
+        log.warning("best %s is a different model or preprocessing; training from scratch", best.version)
+        return None, None
+    from ptychoflow.nn.checkpoint import load_model
+
+    return load_model(best.checkpoint_path)[2]["state_dict"], best.version
+
+
+def train_candidate(options: ContinualOptions, corpus: GrownCorpus, version: str, directory: Path,
+                    init_state: dict | None, parent: str | None) -> Candidate:
+    """Train version `version` (best-validation checkpoint in `directory`) and load it back."""
+    from ptychoflow.nn import training
+    from ptychoflow.nn.checkpoint import load_model
+
+    augment = options.augment
+    if augment is None:  # flips are physics only when every scan's probe is symmetric
+        scans = corpus.data.scans
+        augment = bool(scans) and min(s.probe_symmetry for s in scans) >= SYMMETRY_FOR_AUGMENT
+    checkpoint = directory / CHECKPOINT_FILENAME
+    result = training.train_model(
+        options.model, corpus.rows(corpus.split.train), corpus.rows(corpus.split.val), checkpoint_path=checkpoint,
+        preprocessing=corpus.data.preprocessing, settings=options.training(augment=augment), init_state=init_state,
+        weight=corpus.base_weight,  # |P|^2-weighted L1
+        meta={"version": version, "parent": parent, "scans_seen": [s.scan_id for s in corpus.data.scans]},
+    )
+    return Candidate(version, directory, parent, augment, load_model(checkpoint)[0], result)
+
+
+def score_candidate(candidate: Candidate, corpus: GrownCorpus, best: ModelVersion | None) -> Scores:
+    """The candidate's stitching weight, then candidate and best scored on the held-out rows."""
+    from ptychoflow.nn.checkpoint import load_model
+    from ptychoflow.nn.evaluate import error_weighted
+    from ptychoflow.nn.infer import predict_torch
+
+    data, val = corpus.data, corpus.split.val
+    weight = error_weighted(corpus.base_weight, predict_torch(candidate.model, data.diffraction[val]), data.phase[val])
+    ssim = heldout_ssim(lambda x: predict_torch(candidate.model, x), data, val, weight)
+    best_ssim = None
+    if best is not None and best.model_config["size"] == data.phase.shape[-1] and best.preprocessing == data.preprocessing:
+        best_model = load_model(best.checkpoint_path)[0]
+        best_ssim = heldout_ssim(lambda x: predict_torch(best_model, x), data, val, stitch_weight_of(best))
+    return Scores(ssim, best_ssim, weight)
+
+
+def save_candidate(candidate: Candidate, corpus: GrownCorpus, scores: Scores, model: ModelConfig) -> dict[str, Any]:
+    """Write the candidate's stitching weight and its checked ONNX export beside its checkpoint."""
+    from ptychoflow.nn.export import atomic_write_npy, export_and_check
+
+    atomic_write_npy(candidate.directory / STITCH_WEIGHT_FILENAME, scores.stitch_weight)
+    return export_and_check(candidate.model, model, candidate.directory / MODEL_FILENAME,
+                            corpus.data.diffraction[corpus.split.val[:16]])
+
+
+def register_and_promote(registry: Registry, options: ContinualOptions, candidate: Candidate, corpus: GrownCorpus,
+                         scores: Scores, exported: dict[str, Any], best: ModelVersion | None) -> bool:
+    """Record the candidate (files already in place), then move ``best`` to it if it beats
+    the current best by the promotion margin; True when promoted."""
+    result = candidate.result
+    registry.register(
+        candidate.version, parent=candidate.parent, model_config=options.model.to_json(),
+        preprocessing=corpus.data.preprocessing, scans_seen=[s.scan_id for s in corpus.data.scans],
+        val_loss=result.best_val_loss, ssim=scores.ssim, checkpoint_path=candidate.checkpoint,
+        onnx_path=exported["onnx_path"], onnx_sha256=exported["sha256"],
+        extra={"best_when_trained": best.version if best else None, "augment": candidate.augment,
+               "stitch_weight": STITCH_WEIGHT_FILENAME, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+               "stopped_by": result.stopped_by, "split": corpus.split.mode, "seconds": result.seconds,
+               "best_ssim_same_data": scores.best_ssim, "history": result.history},
+    )
+    ssim = scores.ssim if scores.ssim is not None else -1.0
+    return registry.promote_if_better(candidate.version, ssim, scores.best_ssim, options.promote_margin)
+
+
+def stage_best(registry: Registry, options: ContinualOptions) -> tuple[ModelVersion, Path]:
+    """Stage the best version (new or not) for the edge; (best, its manifest path)."""
+    from ptychoflow.nn.export import stage_version
+
+    current = registry.best()
+    if current is None:  # register_and_promote always leaves a best
+        raise InputError(registry.db_path, "best", "no best version after training")
+    return current, stage_version(current, options.staged(current.version))
+
+
+def continual_train(options: ContinualOptions) -> dict[str, Any]:
     """Append a scan (if given), train a candidate, evaluate, register, maybe promote, stage.
 
-    Returns a small JSON-able dict (see the keys at the end) for the flow's Choice state.
+    Returns a small JSON-able dict (see ``_summary``) for the flow's Choice state.
     """
-    from ptychoflow.nn.checkpoint import load_model
-    from ptychoflow.nn.corpus import append_scan, load_corpus
-    from ptychoflow.nn.evaluate import error_weighted
-    from ptychoflow.nn.export import export_and_check, stage_artifact
-    from ptychoflow.nn.infer import predict_torch
-    from ptychoflow.nn.models import ModelConfig
-    from ptychoflow.nn.registry import Registry
-    from ptychoflow.nn.split import split_corpus
-    from ptychoflow.nn.training import TrainConfig, train_model
-
     started = time.time()
-    registry = Registry(registry_dir)
-    corpus_path = Path(corpus_path) if corpus_path else registry.root / "corpus.h5"
-    with _exclusive(registry.root / ".train.lock"):
+    registry = Registry(options.registry_dir)
+    with file_lock(registry.root / TRAIN_LOCK):
         best = registry.best()
-        config = ModelConfig(kind=model_kind, size=patch_size, width=width)
-        added, scan_id, reference = 0, None, None
-        if scan_path is not None:
-            pre = _choose_preprocessing(preprocessing, corpus_path, best, patch_size)
-            scan_id, pairs, reference = scan_pairs(scan_path, reconstruction_path, pre)
-            added = append_scan(corpus_path, scan_id, pairs, pre.to_json())
-        data = load_corpus(corpus_path)
-        if data.phase.shape[-1] != patch_size:
-            raise InputError(corpus_path, "/phase", f"patches are {data.phase.shape[-1]} px, model wants {patch_size}")
-        split = split_corpus(data, fraction=val_fraction, seed=seed)
-        if len(split.train) < 2:
-            raise InputError(corpus_path, "/phase", f"only {len(split.train)} training pairs after the split")
-
-        init_state, parent = None, None
-        if warm_start and best is not None:
-            if best.model_config == config.to_json() and best.preprocessing == data.preprocessing:
-                init_state = load_model(best.checkpoint_path)[2]["state_dict"]
-                parent = best.version
-            else:
-                log.warning("best %s is a different model or preprocessing; training from scratch", best.version)
-
+        corpus = grow_corpus(options, best)
+        init_state, parent = warm_start(options, best, corpus.data.preprocessing)
         version = registry.next_version()
-        vdir = registry.version_dir(version)
-        checkpoint = vdir / "checkpoint.pt"
-        scans_seen = [s.scan_id for s in data.scans]
-        if augment is None:  # flips are physics only when every scan's probe is symmetric
-            augment = bool(data.scans) and min(s.probe_symmetry for s in data.scans) >= SYMMETRY_FOR_AUGMENT
-        settings = TrainConfig(augment=augment, epochs=epochs, time_limit_s=time_limit_s, batch_size=batch_size,
-                               lr_min=lr_min, lr_max=lr_max, seed=seed, threads=threads, progress=progress)
-        rows = lambda idx: (data.diffraction[idx], data.phase[idx], data.amplitude[idx])  # noqa: E731
-        result = train_model(config, rows(split.train), rows(split.val), checkpoint_path=checkpoint,
-                             preprocessing=data.preprocessing, settings=settings, init_state=init_state,
-                             weight=np.mean([s.weight for s in data.scans], axis=0),  # |P|^2-weighted L1
-                             meta={"version": version, "parent": parent, "scans_seen": scans_seen})
+        candidate = train_candidate(options, corpus, version, registry.version_dir(version), init_state, parent)
+        scores = score_candidate(candidate, corpus, best)
+        exported = save_candidate(candidate, corpus, scores, options.model)
+        promoted = register_and_promote(registry, options, candidate, corpus, scores, exported, best)
+        current, staged = stage_best(registry, options)
+    return _summary(candidate, corpus, scores, exported, promoted, current, staged, time.time() - started)
 
-        candidate = load_model(checkpoint)[0]
-        base_weight = np.mean([s.weight for s in data.scans], axis=0)
-        val_pred = predict_torch(candidate, data.diffraction[split.val])
-        stitch_weight = error_weighted(base_weight, val_pred, data.phase[split.val])
-        np.save(vdir / "stitch_weight.npy", stitch_weight)
-        ssim = heldout_ssim(lambda x: predict_torch(candidate, x), data, split.val, stitch_weight)
-        best_ssim = None
-        if best is not None and best.model_config["size"] == patch_size and best.preprocessing == data.preprocessing:
-            best_model = load_model(best.checkpoint_path)[0]
-            best_ssim = heldout_ssim(lambda x: predict_torch(best_model, x), data, split.val, stitch_weight_of(best))
-        exported = export_and_check(candidate, config, vdir / "model.onnx", data.diffraction[split.val[:16]])
 
-        registry.register(
-            version, parent=parent, model_config=config.to_json(),
-            preprocessing=data.preprocessing, scans_seen=scans_seen, val_loss=result.best_val_loss, ssim=ssim,
-            checkpoint_path=checkpoint, onnx_path=exported["onnx_path"], onnx_sha256=exported["sha256"],
-            extra={"best_when_trained": best.version if best else None, "augment": augment,
-                   "stitch_weight": "stitch_weight.npy",
-                   "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_by": result.stopped_by, "split": split.mode, "seconds": result.seconds,
-                   "best_ssim_same_data": best_ssim, "history": result.history},
-        )
-        promoted = registry.promote_if_better(version, ssim if ssim is not None else -1.0, best_ssim, promote_margin)
-        current = registry.best()
-        assert current is not None
-        weight = stitch_weight_of(current)
-        staged = stage_artifact(Path(stage_dir or registry.root / STAGED_DIRNAME) / current.version,
-                                current.onnx_path, version=current.version,
-                                config=ModelConfig.from_json(current.model_config),
-                                preprocessing=current.preprocessing, parent=current.parent, weight=weight)
+def _summary(candidate: Candidate, corpus: GrownCorpus, scores: Scores, exported: dict[str, Any], promoted: bool,
+             current: ModelVersion, staged: Path, seconds: float) -> dict[str, Any]:
+    result = candidate.result
     return {
         "promoted": promoted,
-        "version": version,
+        "version": candidate.version,
         "best_version": current.version,
-        "parent": parent,
+        "parent": candidate.parent,
         "val_loss": result.best_val_loss,
-        "ssim": ssim,
-        "best_ssim_before": best_ssim,
+        "ssim": scores.ssim,
+        "best_ssim_before": scores.best_ssim,
         "onnx_path": exported["onnx_path"],
         "onnx_sha256": exported["sha256"],
         "onnx_max_abs_diff": exported["max_abs_diff"],
@@ -220,20 +286,20 @@ def continual_train(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "stopped_by": result.stopped_by,
-        "scan_id": scan_id,
-        "pairs_added": added,
-        "corpus_pairs": len(data),
-        "train_pairs": int(len(split.train)),
-        "val_pairs": int(len(split.val)),
-        "split": split.mode,
-        "augment": augment,
-        "reference": reference,
+        "scan_id": corpus.scan_id,
+        "pairs_added": corpus.pairs_added,
+        "corpus_pairs": len(corpus.data),
+        "train_pairs": int(len(corpus.split.train)),
+        "val_pairs": int(len(corpus.split.val)),
+        "split": corpus.split.mode,
+        "augment": candidate.augment,
+        "reference": corpus.reference,
         "samples_per_s": result.samples_per_s,
-        "seconds": time.time() - started,
+        "seconds": seconds,
     }
 
 
-def _choose_preprocessing(explicit: dict | None, corpus_path: Path, best: Any, patch_size: int) -> PreprocessConfig:
+def _choose_preprocessing(explicit: dict | None, corpus_path: Path, best: ModelVersion | None, patch_size: int) -> PreprocessConfig:
     """Explicit > the corpus's own (a corpus has one preprocessing) > the best model's > a
     centred crop of the network size."""
     if explicit:
@@ -252,14 +318,14 @@ def validate_best(
     registry_dir: str | Path,
     scan_path: str | Path,
     reconstruction_path: str | Path | None = None,
-    tolerance: float = 0.5,
+    tolerance: float = policy_default("ssim_tolerance"),
     batch: int = 64,
 ) -> dict[str, Any]:
-    """Run the best model (its ONNX, as the edge would) on a new scan, stitch with |P|^2
-    weights and score against the scan's reconstruction on the lit region."""
+    """Run the best model (its ONNX, as the edge would) on a new scan, stitch with its
+    stitching weight (the scan's |P|^2 for a model without one) and score against the scan's
+    reconstruction on the lit region; retraining is needed below `tolerance`."""
     from ptychoflow.nn.evaluate import stitched_ssim
     from ptychoflow.nn.infer import ort_session, predict_onnx
-    from ptychoflow.nn.registry import Registry
 
     best = Registry(registry_dir).best()
     if best is None:

@@ -19,19 +19,16 @@ previous corpus intact; an exclusive lock serialises concurrent appenders.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
 
 from ptychoflow.errors import InputError
+from ptychoflow.fs import atomic_write, file_lock
 from ptychoflow.nn.pairs import Pairs
 
 FORMAT_VERSION = 1
@@ -69,17 +66,6 @@ class CorpusData:
         return len(self.phase)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    lock = path.with_name(f".{path.name}.lock")
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _open(path: Path, mode: str = "r") -> h5py.File:
     try:
         return h5py.File(path, mode, locking=False)
@@ -113,29 +99,26 @@ def append_scan(path: str | Path, scan_id: str, pairs: Pairs, preprocessing: dic
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     size = pairs.phase.shape[-1]
-    with _locked(path):
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            if path.exists():
-                with _open(path) as f:
-                    _check_layout(path, f)
-                    if scan_id in _scan_ids(f):
-                        return 0
-                    stored = json.loads(f.attrs["preprocessing"])
-                if stored != json.loads(json.dumps(preprocessing, sort_keys=True)):
-                    raise InputError(path, "@preprocessing", f"corpus was built with {stored}, not {preprocessing}")
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        exists = path.exists()
+        if exists:
+            with _open(path) as f:
+                _check_layout(path, f)
+                if scan_id in _scan_ids(f):
+                    return 0
+                stored = json.loads(f.attrs["preprocessing"])
+            if stored != json.loads(json.dumps(preprocessing, sort_keys=True)):
+                raise InputError(path, "@preprocessing", f"corpus was built with {stored}, not {preprocessing}")
+
+        def write(tmp: Path) -> None:
+            if exists:
                 shutil.copyfile(path, tmp)
-                f = h5py.File(tmp, "a", locking=False)
-            else:
-                f = h5py.File(tmp, "w", locking=False)
-                _create_layout(f, size, preprocessing)
-            with f:
+            with h5py.File(tmp, "a" if exists else "w", locking=False) as f:
+                if not exists:
+                    _create_layout(f, size, preprocessing)
                 _append_rows(f, scan_id, pairs)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+        atomic_write(path, write)
     return len(pairs.phase)
 
 

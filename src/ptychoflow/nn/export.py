@@ -7,16 +7,18 @@ The graph takes ``diffraction`` (B,1,H,W) float32 with a dynamic batch axis and 
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ptychoflow.artifact import ModelManifest, file_sha256, publish_model
+from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.errors import InputError
+from ptychoflow.fs import atomic_write, sha256_file
 from ptychoflow.nn.infer import ort_session
-from ptychoflow.nn.models import ModelConfig
+from ptychoflow.nn.options import ModelConfig
+from ptychoflow.nn.registry import ModelVersion
 
 ONNX_OPSET = 17
 TOLERANCE = 1e-4
@@ -26,6 +28,16 @@ class ExportMismatch(RuntimeError):
     """ONNX Runtime disagrees with PyTorch beyond the tolerance."""
 
 
+def atomic_write_npy(path: str | Path, array: np.ndarray) -> Path:
+    """Save an array as .npy atomically (through a handle: np.save would append .npy to a bare name)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+    return atomic_write(path, write)
+
+
 def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -> Path:
     """Write the model as ONNX (temporary name, then atomic rename)."""
     path = Path(path)
@@ -33,8 +45,8 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -
     model = model.eval().to("cpu", memory_format=torch.contiguous_format)
     example = torch.zeros(1, 1, config.size, config.size)
     outputs = config.outputs
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
@@ -42,12 +54,8 @@ def export_onnx(model: torch.nn.Module, config: ModelConfig, path: str | Path) -
                 dynamic_axes={name: {0: "batch"} for name in ["diffraction", *outputs]},
                 opset_version=ONNX_OPSET, dynamo=False,
             )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, write)
 
 
 def check_onnx(model: torch.nn.Module, onnx_path: str | Path, inputs: np.ndarray, *, tolerance: float = TOLERANCE) -> float:
@@ -78,7 +86,7 @@ def export_and_check(model: torch.nn.Module, config: ModelConfig, path: str | Pa
     diff = check_onnx(model, path, random)
     if real_inputs is not None and len(real_inputs):
         diff = max(diff, check_onnx(model, path, real_inputs[:16]))
-    return {"onnx_path": str(path), "sha256": file_sha256(path), "max_abs_diff": diff}
+    return {"onnx_path": str(path), "sha256": sha256_file(path), "max_abs_diff": diff}
 
 
 def stage_artifact(
@@ -89,21 +97,20 @@ def stage_artifact(
     config: ModelConfig,
     preprocessing: dict,
     parent: str | None = None,
-    weight: np.ndarray | None = None,
+    stitch_weight: str | Path | None = None,
 ) -> Path:
-    """A directory with ``model.onnx`` + ``manifest.json`` (+ ``probe_weight.npy``), ready to
-    transfer to the edge; the manifest is written last (artifact.publish_model)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weight_name = None
-    if weight is not None:
-        weight_name = "probe_weight.npy"
-        tmp = out_dir / f".{weight_name}.tmp-{os.getpid()}.npy"
-        np.save(tmp, np.asarray(weight, np.float32))
-        os.replace(tmp, out_dir / weight_name)
+    """A directory with ``model.onnx`` + ``manifest.json`` (+ the stitching weight file),
+    ready to transfer to the edge; written by ``artifact.publish_model`` (manifest last)."""
     manifest = ModelManifest(
-        version=version, sha256=file_sha256(onnx_path), input_shape=[1, config.size, config.size],
+        version=version, sha256=sha256_file(onnx_path), input_shape=[1, config.size, config.size],
         preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
-        probe_weight_path=weight_name,
     )
-    return publish_model(out_dir, onnx_path, manifest)
+    return publish_model(out_dir, onnx_path, manifest, stitch_weight)
+
+
+def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
+    """Stage a registry version (its ONNX file and stitching weight) as an edge artifact."""
+    if not version.onnx_path or not Path(version.onnx_path).exists():
+        raise InputError(version.onnx_path or version.checkpoint_path, "onnx_path", f"{version.version}: ONNX file missing")
+    return stage_artifact(out_dir, version.onnx_path, version=version.version, config=ModelConfig.from_json(version.model_config),
+                          preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path)

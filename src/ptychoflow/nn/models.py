@@ -12,34 +12,16 @@ costs CPU training time (~1.3-1.5x) but folds into the convs in ONNX: free at th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
+from ptychoflow.nn.options import ModelConfig
+
 ModelKind = Literal["ptychonn", "ptychonn2"]
 MODEL_KINDS: tuple[str, ...] = ("ptychonn", "ptychonn2")
 SUPPORTED_SIZES = (64, 128)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    kind: str = "ptychonn2"
-    size: int = 64  # input and output patch size (H = W)
-    width: int = 32  # channels of the first stage; doubles per stage
-    batchnorm: bool = True  # without it the stack collapsed to a constant even with He init
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
-        return cls(**{k: data[k] for k in ("kind", "size", "width", "batchnorm") if k in data})
-
-    @property
-    def outputs(self) -> list[str]:
-        return ["phase", "amplitude"] if self.kind == "ptychonn" else ["phase"]
 
 
 def _conv(cin: int, cout: int, batchnorm: bool) -> list[nn.Module]:

@@ -132,7 +132,7 @@ class Pairs:
     phase: np.ndarray  # (N, h, w) float32, de-meaned
     amplitude: np.ndarray  # (N, h, w) float32
     positions_px: np.ndarray  # (N, 2)
-    weight: np.ndarray  # (h, w) |P|^2 stitching weight
+    weight: np.ndarray  # (h, w) probe intensity |P|^2: the base of the model's stitching weight
     reference_phase: np.ndarray  # the reconstruction's phase over the scanned area
     reference_origin_px: tuple[float, float]
     probe_symmetry: float = 0.0

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ptychoflow import sqlite
 from ptychoflow.errors import InputError
 
 DB_FILENAME = "registry.sqlite"
@@ -65,6 +66,13 @@ class ModelVersion:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def stitch_weight_path(self) -> Path | None:
+        """The stitching weight trained with this version (``extra["stitch_weight"]``, a file
+        name in its version directory); None for versions trained without one."""
+        name = (self.extra or {}).get("stitch_weight")
+        return Path(self.checkpoint_path).parent / name if name else None
+
 
 class Registry:
     """A registry directory: ``registry.sqlite`` plus ``versions/<v>/`` files."""
@@ -78,17 +86,8 @@ class Registry:
     def _db(self) -> Iterator[sqlite3.Connection]:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            with closing(conn):
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            with closing(sqlite.connect(self.db_path, schema=_SCHEMA)) as conn, sqlite.transaction(conn):
+                yield conn
         except sqlite3.DatabaseError as exc:
             raise InputError(self.db_path, "(sqlite)", f"unreadable registry: {exc}") from None
 
@@ -183,10 +182,6 @@ class Registry:
             conn.execute("INSERT INTO events (time, kind, version, detail) VALUES (?,?,?,?)",
                          (time.time(), "register", version, json.dumps({"ssim": ssim, "val_loss": val_loss})))
         return self.get(version)
-
-    def update_ssim(self, version: str, ssim: float) -> None:
-        with self._db() as conn:
-            conn.execute("UPDATE versions SET ssim=? WHERE version=?", (ssim, version))
 
     def _move_best(self, conn: sqlite3.Connection, version: str, kind: str, detail: dict) -> None:
         if conn.execute("SELECT 1 FROM versions WHERE version=?", (version,)).fetchone() is None:

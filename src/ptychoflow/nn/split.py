@@ -10,12 +10,12 @@ positions closer than ``guard_px`` to any validation position are dropped from b
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ptychoflow.fs import sha256_text
 from ptychoflow.nn.corpus import CorpusData
 
 
@@ -28,7 +28,7 @@ class Split:
 
 
 def _scan_rank(scan_id: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{scan_id}".encode()).hexdigest()
+    return sha256_text(f"{seed}:{scan_id}")
 
 
 def corner_block(positions: np.ndarray, fraction: float, corner: int = 0) -> np.ndarray:

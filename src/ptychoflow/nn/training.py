@@ -19,24 +19,8 @@ import torch
 from torch import nn
 
 from ptychoflow.nn.checkpoint import save_checkpoint
-from ptychoflow.nn.models import ModelConfig, build_model, predict_outputs
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 50
-    time_limit_s: float = 3600.0
-    batch_size: int = 32
-    lr_min: float = 1e-4
-    lr_max: float = 1e-3
-    half_cycle_epochs: float = 2.0  # triangular2: LR climbs for this many epochs, then falls
-    seed: int = 0
-    threads: int | None = None  # torch CPU threads (None: leave torch's default)
-    amp: bool | None = None  # None: on CUDA only
-    progress: bool | None = None  # None: only when stderr is a terminal
-    device: str | None = None  # None: cuda if available, else cpu
-    loss_weight_power: float = 0.5  # L1 weighted by (|P|^2)^power; 0: plain L1 (see _loss)
-    augment: bool = False  # random flips/transposes; valid only for a centro-symmetric probe (see augment_batch)
+from ptychoflow.nn.models import build_model, predict_outputs
+from ptychoflow.nn.options import ModelConfig, TrainConfig
 
 
 @dataclass
@@ -123,7 +107,7 @@ def train_model(
 ) -> TrainResult:
     """Train on (diffraction, phase, amplitude) arrays; best-val checkpoint at `checkpoint_path`.
 
-    `weight` is the patches' |P|^2 stitching weight (h, w); the L1 is weighted by it to
+    `weight` is the patches' probe intensity |P|^2 (h, w); the L1 is weighted by it to
     `settings.loss_weight_power`.
     """
     s = settings or TrainConfig()

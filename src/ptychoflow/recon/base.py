@@ -9,7 +9,7 @@ object array's [0, 0], and a probe whose ortho FFT gives the measured intensitie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -18,14 +18,13 @@ import numpy as np
 from ptychoflow.errors import ScanError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.recon import probes
+from ptychoflow.recon.registry import DEVICES, Device
 from ptychoflow.scan.format import Scan, refuse_non_counts
 
 MIN_POSITIONS = 10
 OBJECT_PADDING_PX = 8  # margin around the scanned area so edge patches never touch the border
 MAX_OBJECT_PX = 16384  # a larger frame almost always means positions in the wrong unit
 DEFAULT_DIAMETER_IN_STEPS = 3.0  # typical designed overlap: diameter ~ 3 steps (67 %)
-
-Device = Literal["auto", "cpu", "gpu"]
 ProbeStartMode = Literal["auto", "given"]
 PROBE_START_MODES = ("auto", "given")
 
@@ -54,8 +53,8 @@ class RpieOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"device must be auto, cpu or gpu, got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.probe_start not in PROBE_START_MODES:
             raise ValueError(f"probe_start must be one of {', '.join(PROBE_START_MODES)}, got {self.probe_start!r}")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
@@ -104,6 +103,9 @@ class PreparedScan:
 
 @dataclass
 class ReconstructionResult:
+    """What an engine returns, in ptychoflow's conventions; ``reconstruct`` fills in the rest
+    (scan id, source, why this engine, total wall time) before anyone sees it."""
+
     object: np.ndarray  # (H, W) complex64
     probe: np.ndarray  # (n, n) complex64 (first mode), ortho-FFT convention
     positions_px: np.ndarray  # (N, 2) refined probe centres (y, x), scan frame
@@ -118,7 +120,12 @@ class ReconstructionResult:
     stop_reason: str = "completed"
     engine_reason: str = ""
     wall_time_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    scan_id: str = ""
+    source: str = ""
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.loss_history[-1]) if len(self.loss_history) else float("nan")
 
 
 def _fields(scan: Scan) -> tuple[str, str]:

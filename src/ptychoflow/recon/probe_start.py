@@ -19,14 +19,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ptychoflow.recon import probes
-from ptychoflow.recon.base import DEFAULT_DIAMETER_IN_STEPS, PreparedScan, RpieOptions, object_frame
+from ptychoflow.recon.base import DEFAULT_DIAMETER_IN_STEPS, PreparedScan, ReconstructionResult, RpieOptions, object_frame
 
 log = logging.getLogger(__name__)
+EngineRun = Callable[..., ReconstructionResult]  # (prepared, options[, progress]) -> result: the engine on its device
 
 TRIAL_ITERATIONS = 4
 TRIAL_POSITIONS = 64  # a compact cluster at the scan's centre: overlapping, so the loss means something
@@ -120,10 +121,11 @@ def _subset_scan(prepared: PreparedScan, indices: np.ndarray, probe: np.ndarray)
                    object_shape=shape, object_origin_px=origin)
 
 
-def choose_start(prepared: PreparedScan, options: RpieOptions, engine: str = "auto") -> ProbeStart:
-    """Fit every candidate for TRIAL_ITERATIONS on the central cluster; the best held-out prediction wins."""
-    from ptychoflow.recon import reconstruct_prepared
+def choose_start(prepared: PreparedScan, options: RpieOptions, run: EngineRun) -> ProbeStart:
+    """Fit every candidate for TRIAL_ITERATIONS on the central cluster; the best held-out prediction wins.
 
+    `run(prepared, options)` is the chosen engine on its device, as the reconstruction uses it.
+    """
     start = time.perf_counter()
     found = candidates(prepared.intensities, prepared.positions_px, prepared.probe_guess)
     fitted, held_out = trial_cluster(prepared.positions_px)
@@ -132,7 +134,7 @@ def choose_start(prepared: PreparedScan, options: RpieOptions, engine: str = "au
     losses: dict[str, float] = {}
     for candidate in found:
         try:
-            result = reconstruct_prepared(_subset_scan(prepared, fitted, candidate.probe), trial, engine)
+            result = run(_subset_scan(prepared, fitted, candidate.probe), trial)
         except FloatingPointError:
             losses[candidate.name] = float("inf")
             continue

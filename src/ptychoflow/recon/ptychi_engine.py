@@ -13,18 +13,18 @@ Conventions bridged here (read from Pty-chi's sources):
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import logging
 import math
 import time
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from ptychoflow.recon.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.base import PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.iterations import engine_result, run_iterations
 
-log = logging.getLogger(__name__)
 THREADS_ENV = "PTYCHOFLOW_TORCH_THREADS"
 # One CPU thread by default: rPIE on CPU is many small tensor ops, and on a shared machine
 # OpenMP workers that wait for each other at every op made 2 threads 5-10x *slower* than 1
@@ -38,7 +38,7 @@ def available() -> tuple[bool, str]:
 
     for name in ("torch", "ptychi"):
         if importlib.util.find_spec(name) is None:
-            return False, f"{name} is not installed (pip install 'ptychoflow[cpu]')"
+            return False, f"{name} is not installed"
     return True, "ptychi and torch are installed"
 
 
@@ -48,6 +48,11 @@ def gpu_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def ready_devices() -> tuple[str, ...]:
+    """The GPU first where torch sees CUDA, then the CPU."""
+    return ("gpu", "cpu") if gpu_available() else ("cpu",)
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,46 +157,32 @@ def reconstruct(
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+        with _quiet_grad_warning():
             task = build_task(prepared, options, device)
-        losses: list[float] = []
-        stop_reason = "completed"
-        for iteration in range(1, options.iterations + 1):
-            with warnings.catch_warnings():  # Pty-chi's loss display converts a grad tensor: harmless noise
-                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+
+        def step() -> float:
+            with _quiet_grad_warning():
                 task.run(n_epochs=1)
-            losses.append(_epoch_loss(task))
-            elapsed = time.perf_counter() - start
-            log.info("ptychi rPIE iteration %d/%d loss %.6g (%.1f s)", iteration, options.iterations, losses[-1], elapsed)
-            if progress is not None:
-                progress(IterationInfo(iteration, options.iterations, losses[-1], elapsed))
-            if not np.isfinite(losses[-1]):
-                raise FloatingPointError(f"rPIE diverged at iteration {iteration} (loss {losses[-1]})")
-            if options.time_limit_s is not None and elapsed >= options.time_limit_s and iteration < options.iterations:
-                stop_reason = f"time limit {options.time_limit_s:g} s reached after {iteration} iterations"
-                log.warning("stopping early: %s", stop_reason)
-                break
+            return _epoch_loss(task)
+
+        run = run_iterations(step, options, engine="ptychi", started=start, progress=progress)
         n = prepared.frame_size
-        obj = task.get_data_to_cpu("object", as_numpy=True)[0].astype(np.complex64)
+        obj = task.get_data_to_cpu("object", as_numpy=True)[0]
         probe = task.get_data_to_cpu("probe", as_numpy=True)[0, 0] * math.sqrt(n * n)
-        pos = task.get_data_to_cpu("probe_positions", as_numpy=True).astype(np.float64)
+        positions = task.get_data_to_cpu("probe_positions", as_numpy=True)
     finally:
         torch.set_default_device(previous_device)
         torch.set_default_dtype(previous_dtype)
         torch.set_num_threads(previous_threads)
-    return ReconstructionResult(
-        object=obj,
-        probe=probe.astype(np.complex64),
-        positions_px=pos,
-        pixel_size_m=prepared.pixel_size_m,
-        loss_history=np.asarray(losses, np.float64),
-        engine="ptychi",
-        versions=versions(),
+    return engine_result(
+        prepared, run, engine="ptychi", obj=obj, probe=probe, positions_px=positions, versions=versions(),
         parameters={**options.to_json(), "device": device, "torch_threads": cpu_threads() if device == "cpu" else None},
-        object_origin_px=prepared.object_origin_px.copy(),
-        iterations_run=len(losses),
-        stopped_early=stop_reason != "completed",
-        stop_reason=stop_reason,
-        wall_time_s=time.perf_counter() - start,
     )
+
+
+@contextlib.contextmanager
+def _quiet_grad_warning() -> Iterator[None]:
+    """Pty-chi's loss display converts a tensor that requires grad: harmless noise, silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+        yield

@@ -13,24 +13,24 @@ Nothing here is imported until a GPU run is asked for, so CPU-only installs neve
 
 from __future__ import annotations
 
-import importlib.util
 import functools
-import logging
+import importlib.util
 import time
 from typing import Any
 
 import numpy as np
 
-from ptychoflow.recon.base import IterationInfo, PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.base import PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions
+from ptychoflow.recon.iterations import engine_result, run_iterations
+from ptychoflow.recon.registry import EngineUnavailable
 
-log = logging.getLogger(__name__)
 
 
 def available() -> tuple[bool, str]:
     """(usable, reason): needs tike, cupy and a visible CUDA device."""
     for name in ("tike", "cupy"):
         if importlib.util.find_spec(name) is None:
-            return False, f"{name} is not installed (pip install 'ptychoflow[gpu]' on a CUDA 12 machine)"
+            return False, f"{name} is not installed"
     try:
         import cupy
 
@@ -42,12 +42,17 @@ def available() -> tuple[bool, str]:
     return True, f"tike and cupy with {count} CUDA device(s)"
 
 
+def ready_devices() -> tuple[str, ...]:
+    """Tike runs on the GPU only: ("gpu",) where ``available()``, else nothing."""
+    return ("gpu",) if available()[0] else ()
+
+
 @functools.lru_cache(maxsize=1)
 def _package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for name in ("tike", "cupy-cuda12x", "cupy", "numpy"):
+    for name in ("tike", "cupy-cuda13x", "cupy-cuda12x", "cupy", "numpy"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -75,7 +80,7 @@ def reconstruct(
     """Run Tike's rPIE one iteration at a time inside one Reconstruction context."""
     ok, reason = available()
     if not ok:
-        raise RuntimeError(f"tike engine unavailable: {reason}")
+        raise EngineUnavailable("tike", reason)
     import tike.ptycho
 
     start = time.perf_counter()
@@ -98,36 +103,19 @@ def reconstruct(
         ),
         position_options=tike.ptycho.PositionOptions(scan) if options.position_refinement else None,
     )
-    losses: list[float] = []
-    stop_reason = "completed"
     with tike.ptycho.Reconstruction(data=data, parameters=parameters, num_gpu=1) as context:
-        for iteration in range(1, options.iterations + 1):
+
+        def step() -> float:
             context.iterate(1)
-            losses.append(_last_cost(context))
-            elapsed = time.perf_counter() - start
-            log.info("tike rPIE iteration %d/%d cost %.6g (%.1f s)", iteration, options.iterations, losses[-1], elapsed)
-            if progress is not None:
-                progress(IterationInfo(iteration, options.iterations, losses[-1], elapsed))
-            if options.time_limit_s is not None and elapsed >= options.time_limit_s and iteration < options.iterations:
-                stop_reason = f"time limit {options.time_limit_s:g} s reached after {iteration} iterations"
-                break
+            return _last_cost(context)
+
+        run = run_iterations(step, options, engine="tike", started=start, progress=progress)
     result = context.get_result()  # joined across workers; valid once the context is closed
     psi_out = np.asarray(result.psi)
-    obj = psi_out.reshape(-1, *psi_out.shape[-2:])[0]
-    probe = np.asarray(result.probe).reshape(-1, n, n)[0]
-    positions = np.asarray(result.scan, np.float64) + n / 2 + prepared.object_origin_px
-    return ReconstructionResult(
-        object=obj.astype(np.complex64),
-        probe=probe.astype(np.complex64),
-        positions_px=positions,
-        pixel_size_m=prepared.pixel_size_m,
-        loss_history=np.asarray(losses, np.float64),
-        engine="tike",
-        versions=versions(),
-        parameters={**options.to_json(), "device": device},
-        object_origin_px=prepared.object_origin_px.copy(),
-        iterations_run=len(losses),
-        stopped_early=stop_reason != "completed",
-        stop_reason=stop_reason,
-        wall_time_s=time.perf_counter() - start,
+    return engine_result(
+        prepared, run, engine="tike",
+        obj=psi_out.reshape(-1, *psi_out.shape[-2:])[0],
+        probe=np.asarray(result.probe).reshape(-1, n, n)[0],
+        positions_px=np.asarray(result.scan, np.float64) + n / 2 + prepared.object_origin_px,
+        versions=versions(), parameters={**options.to_json(), "device": device},
     )

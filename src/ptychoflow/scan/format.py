@@ -15,7 +15,6 @@ only when the writer closes, so a reader never mistakes a growing file for a fin
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +24,7 @@ import h5py
 import numpy as np
 
 from ptychoflow.errors import ScanError
+from ptychoflow.fs import fsync_file
 
 FORMAT_VERSION = 1
 PLANCK_EV_M = 1.239841984e-6  # h*c in eV*m
@@ -151,11 +151,7 @@ class ScanWriter:
         self._file.flush()
         self._file.close()
         if complete:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(self.path)  # a scan marked complete is on disk before anyone acts on it
 
     @classmethod
     def for_scan(cls, path: str | Path, scan: Scan, *, expected_frames: int | None = None) -> "ScanWriter":

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ptychoflow.fs import atomic_write
 from ptychoflow.scan.format import Instrument, Scan, ScanWriter
 from ptychoflow.simulate import forward, objects, positions, probe
 from ptychoflow.stream import FramePublisher
@@ -89,17 +90,14 @@ def simulate_scan(options: SimulationOptions, *, scan_id: str, region: int = 0) 
 
 def save_truth(sim: SimulatedScan, scan_path: Path) -> Path:
     target = scan_path.with_name(scan_path.name.removesuffix(".h5") + TRUTH_SUFFIX)
-    tmp = target.with_name(target.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        object=sim.truth_object,
-        probe=sim.truth_probe,
-        positions_px=sim.positions_px,
-        pixel_size_m=sim.scan.pixel_size_m,
-        options=str(asdict(sim.options)),
-    )
-    tmp.replace(target)
-    return target
+    arrays = {"object": sim.truth_object, "probe": sim.truth_probe, "positions_px": sim.positions_px,
+              "pixel_size_m": sim.scan.pixel_size_m, "options": str(asdict(sim.options))}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to the name
+            np.savez(handle, **arrays)
+
+    return atomic_write(target, write)
 
 
 def load_truth(scan_path: str | Path) -> dict[str, np.ndarray] | None:

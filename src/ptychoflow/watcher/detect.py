@@ -9,17 +9,16 @@ clock. Only files still undecided are held in memory; decided ones live in the j
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
 from ptychoflow.errors import ScanError
+from ptychoflow.fs import sha256_file
 from ptychoflow.scan.format import read_scan, scan_is_complete
 
 MARKER_SUFFIX = ".complete"
-_HASH_BLOCK = 1 << 20
 
 
 def marker_path(path: str | Path) -> Path:
@@ -174,18 +173,6 @@ class Changed(Exception):
 class Admitted:
     checksum: str
     scan_id: str
-
-
-def _open_binary(path: str):  # noqa: ANN202 - the narrowest seam tests patch for EACCES
-    return open(path, "rb")
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with _open_binary(path) as f:
-        while block := f.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def admit(path: str, check: Check) -> Admitted:

@@ -13,11 +13,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
+
+from ptychoflow import sqlite
+from ptychoflow.fs import SingleInstance
 
 JOURNAL_FILENAME = "watcher.sqlite"
+GUARD_FILENAME = "watcher.lock"
 
 # Scan states. seen -> queued -> triggering -> triggered -> succeeded | failed;
 # side exits: failed (malformed, unreadable), duplicate (same checksum), skipped (not a scan file).
@@ -67,6 +72,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 """
+
+
+def watcher_guard(state_dir: str | Path) -> SingleInstance:
+    """One watcher per state dir: two would race on the same queue and journal."""
+    return SingleInstance(Path(state_dir) / GUARD_FILENAME, "watcher")
 
 
 @dataclass(frozen=True)
@@ -140,18 +150,12 @@ class Journal:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if not readonly:
+        if not readonly:  # readonly: `watch status` for operators who may not own the state dir
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            f"file:{self.path}?mode=ro" if readonly else self.path, timeout=30, isolation_level=None, uri=readonly
-        )
+        # synchronous=FULL: a commit survives power loss too, so "triggering" is on disk
+        # before start_run.
+        self._db = sqlite.connect(self.path, schema=_SCHEMA, synchronous="FULL", readonly=readonly)
         self._db.row_factory = sqlite3.Row
-        if readonly:  # `watch status` for operators who may not own the state dir
-            return
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit survives power loss too, so "triggering" is on disk before start_run.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
 
     @classmethod
     def in_state_dir(cls, state_dir: str | Path) -> "Journal":
@@ -160,8 +164,8 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def _tx(self) -> "_Transaction":
-        return _Transaction(self._db)
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.transaction(self._db)
 
     # -- scans -------------------------------------------------------------------------
     def get(self, path: str) -> ScanRow | None:
@@ -328,21 +332,3 @@ class Journal:
             "SELECT t_triggered - t_complete FROM scans WHERE t_triggered IS NOT NULL AND t_complete IS NOT NULL"
         )
         return [r[0] for r in rows]
-
-    def iter_scans(self) -> Iterator[ScanRow]:
-        for r in self._db.execute("SELECT * FROM scans ORDER BY rowid"):
-            yield ScanRow(**dict(r))
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (autocommit connection)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

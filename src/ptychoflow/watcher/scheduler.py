@@ -8,13 +8,13 @@ in the backend's run list by that key and only started if absent.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ptychoflow.backends.base import Backend, DeployedFlow, RunInfo, RunStatus
+from ptychoflow.fs import sha256_text
 from ptychoflow.profile import Profile
 from ptychoflow.watcher.journal import TRIGGERED, TRIGGERING, Journal, RunIntent, RunRow, ScanRow
 
@@ -54,7 +54,7 @@ def run_key(scans: list[ScanRow]) -> str:
     """Idempotency key: a function of the scans' checksums only, so it survives any crash."""
     joined = "\n".join(s.checksum or s.path for s in scans)
     return "pf-" + (scans[0].checksum if len(scans) == 1 and scans[0].checksum else
-                    hashlib.sha256(joined.encode()).hexdigest())[:16]
+                    sha256_text(joined))[:16]
 
 
 def run_label(profile: Profile, scans: list[ScanRow], key: str) -> str:
@@ -171,7 +171,7 @@ class Scheduler:
         for batch in batches:
             key = run_key(batch)
             if key in planned or self.journal.get_run(key) is not None:  # same content, new path
-                key += "-" + hashlib.sha256(batch[0].path.encode()).hexdigest()[:6]
+                key += "-" + sha256_text(batch[0].path)[:6]
             planned.add(key)
             intents.append(RunIntent(key, [s.path for s in batch], build_batch_body(self.profile, batch, self.flow_name),
                                      run_label(self.profile, batch, key), run_tags(self.profile, batch, key)))

@@ -21,9 +21,9 @@ from typing import Callable
 from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
 from ptychoflow.profile import Profile
-from ptychoflow.watcher import lock
+from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
-from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry
+from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
 from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
 
@@ -65,7 +65,8 @@ class WatcherService:
         self.backend = backend
         self.opts = options or WatcherOptions()
         self.poll = profile.watcher.poll if self.opts.poll is None else self.opts.poll
-        self.directory = profile.resolve(profile.beamline.path)
+        self.layout = SiteLayout.from_profile(profile)
+        self.directory = self.layout.beamline_root
         self.matcher = Matcher(self.directory, profile.beamline.patterns)
         slack = profile.watcher.poll_interval_s if self.poll else 0.0
         self.settler = Settler(profile.watcher.settle_seconds, slack=slack,
@@ -81,9 +82,10 @@ class WatcherService:
 
     def run(self, *, install_signals: bool = True, until: Callable[[], bool] | None = None) -> int:
         """Run until stopped (signal, request_stop, or `until()` true); returns the exit code 0."""
-        state = self.profile.state_path
+        state = self.layout.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        held = lock.acquire(state)
+        guard = watcher_guard(state)
+        guard.acquire()
         handler = _attach_log_file(state / LOG_FILENAME) if self.opts.log_file else None
         previous = _install_signals(self.request_stop) if install_signals else {}
         source: EventSource | None = None
@@ -110,7 +112,7 @@ class WatcherService:
             if handler is not None:
                 log.info("watcher stopped")
                 _detach_log_file(handler)
-            held.close()
+            guard.release()
         return 0
 
     def _loop(self, scheduler: Scheduler, source: EventSource | None, until: Callable[[], bool] | None) -> None:

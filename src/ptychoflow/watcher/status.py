@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ptychoflow.watcher.lock import running_pid
 from ptychoflow.watcher.journal import (
-    DUPLICATE, FAILED, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal,
+    DUPLICATE, FAILED, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal, watcher_guard,
 )
 
 GROUPS = {
@@ -35,7 +34,7 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
     latencies = journal.trigger_latencies()
     return {
         "journal": str(journal.path),
-        "watcher_pid": running_pid(journal.path.parent),
+        "watcher_pid": watcher_guard(journal.path.parent).holder_pid(),
         "counts": {name: sum(counts.get(s, 0) for s in states) for name, states in GROUPS.items()},
         "states": counts,
         "latency_s": {

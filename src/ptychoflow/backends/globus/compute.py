@@ -19,7 +19,8 @@ import globus_sdk
 
 from ptychoflow.backends.base import RegisteredFunction
 from ptychoflow.errors import InputError
-from ptychoflow.function_registry import FunctionRecord, FunctionRegistry, source_sha256
+from ptychoflow.fs import sha256_file
+from ptychoflow.function_registry import FunctionRecord, FunctionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def register_function(
 ) -> RegisteredFunction:
     """Register ``name`` from ``path`` unless the registry already holds this exact source."""
     path = Path(path)
-    sha = source_sha256(path)
+    sha = sha256_file(path)
     existing = registry.get(BACKEND_KEY, name)
     if existing and existing.source_sha256 == sha and not force:
         log.info("function %s unchanged (sha256 %s); keeping %s", name, sha[:12], existing.function_id)

@@ -10,10 +10,8 @@ exactly as it is in the file: what staff reviewed is what runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +19,9 @@ from typing import Any
 
 import globus_sdk
 
-from ptychoflow.backends.base import DeployedFlow
+from ptychoflow.backends.base import DeployedFlow, flow_checksum
 from ptychoflow.errors import FlowDefinitionError
+from ptychoflow.fs import JsonStateFile
 from ptychoflow.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,6 @@ class FlowSource:
     @property
     def checksum(self) -> str:
         return flow_checksum(self.definition, self.input_schema)
-
-
-def flow_checksum(definition: dict[str, Any], input_schema: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of definition and schema (key order and spacing ignored)."""
-    canonical = json.dumps({"definition": definition, "input_schema": input_schema}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -117,29 +110,17 @@ class FlowState:
     """``<state_dir>/globus_flows.json``: flow name -> {flow_id, checksum, deployed}."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / STATE_FILENAME
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        if not self.path.exists():
-            return {}
-        try:
-            return json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            raise FlowDefinitionError(f"{self.path}: corrupt flow state ({exc}); delete it to redeploy") from None
+        self.state = JsonStateFile(Path(state_dir) / STATE_FILENAME, "flow state (delete it to redeploy)")
 
     def get(self, name: str) -> dict[str, Any] | None:
-        return self.load().get(name)
+        return self.state.load().get(name)
 
     def put(self, name: str, flow_id: str, checksum: str) -> None:
-        data = self.load()
-        data[name] = {"flow_id": flow_id, "checksum": checksum, "deployed": time.time()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
+        with self.state.updating() as flows:
+            flows[name] = {"flow_id": flow_id, "checksum": checksum, "deployed": time.time()}
 
     def flow_ids(self) -> list[str]:
-        return [entry["flow_id"] for entry in self.load().values()]
+        return [entry["flow_id"] for entry in self.state.load().values()]
 
 
 def _existing(client: globus_sdk.FlowsClient, flow_id: str) -> dict[str, Any] | None:

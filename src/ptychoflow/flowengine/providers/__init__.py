@@ -1,4 +1,4 @@
-"""Action providers chosen by ActionUrl; see ``base`` for the contract and registry."""
+"""Action providers chosen by ActionUrl: ``base`` is the contract, ``registry`` the mapping."""
 
 from ptychoflow.flowengine.providers.base import (
     ActionFailed,
@@ -6,8 +6,10 @@ from ptychoflow.flowengine.providers.base import (
     ActionUnableToRun,
     EngineEnv,
     FunctionProvider,
-    Providers,
     ThreadedProvider,
+)
+from ptychoflow.flowengine.providers.registry import (
+    Providers,
     build_providers,
     register_provider,
     registered_urls,

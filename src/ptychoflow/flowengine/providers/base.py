@@ -1,4 +1,4 @@
-"""The action-provider contract and the ActionUrl -> provider registry.
+"""The action-provider contract: what every provider implements, and the shared pieces.
 
 A provider follows the Globus Action Provider API in miniature: ``run`` submits (and must
 be idempotent on ``action_id``: the engine re-submits after a crash), ``status`` polls,
@@ -9,8 +9,8 @@ be idempotent on ``action_id``: the engine re-submits after a crash), ``status``
 from __future__ import annotations
 
 import abc
+import getpass
 import threading
-
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.flowengine.errors import StateError
+from ptychoflow.site import SiteLayout
 
 ACTIVE, SUCCEEDED, FAILED = "ACTIVE", "SUCCEEDED", "FAILED"
 
@@ -49,21 +50,20 @@ class EngineEnv:
 
     @classmethod
     def from_profile(cls, profile: Any) -> "EngineEnv":
-        import getpass
-
+        layout = SiteLayout.from_profile(profile)
+        roots = {"beamline": layout.beamline_root, "hpc": layout.hpc.root, "edge": layout.edge.root}
         collections: dict[str, Path] = {}
-        for site_name in ("beamline", "hpc", "edge"):
-            site = getattr(profile, site_name)
-            directory = profile.resolve(site.path)
+        for site_name, directory in roots.items():
             collections[site_name] = directory
-            if site.collection_id:
-                collections[site.collection_id] = directory
+            collection_id = getattr(profile, site_name).collection_id
+            if collection_id:
+                collections[collection_id] = directory
         endpoints = {profile.hpc.endpoint_id: profile.hpc.workers, profile.edge.endpoint_id: 1}
         try:
             username = getpass.getuser()
         except Exception:
             username = "local"
-        return cls(profile.state_path, collections, endpoints, username)
+        return cls(layout.state_dir, collections, endpoints, username)
 
 
 def iso_now() -> str:
@@ -175,73 +175,3 @@ class FunctionProvider(ThreadedProvider):
 
     def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.fn(body)
-
-
-ProviderFactory = Callable[[EngineEnv], ActionProvider]
-_FACTORIES: dict[str, ProviderFactory] = {}
-_ENTRY_POINT_GROUP = "ptychoflow.action_providers"
-
-
-def register_provider(url: str, factory: ProviderFactory) -> None:
-    """Map an ActionUrl to a provider factory (replaces any previous one for that URL).
-
-    Engine worker processes also load ``{url: factory}`` mappings named by entry points in
-    the ``ptychoflow.action_providers`` group, so a facility package can add providers
-    without touching ptychoflow (an in-process registration only reaches in-process engines).
-    """
-    _FACTORIES[url.rstrip("/")] = factory
-
-
-def unregister_provider(url: str) -> None:
-    _FACTORIES.pop(url.rstrip("/"), None)
-
-
-def registered_urls() -> list[str]:
-    _ensure_defaults()
-    return sorted(_FACTORIES)
-
-
-def build_providers(env: EngineEnv) -> "Providers":
-    """Instantiate every registered provider for one engine."""
-    _ensure_defaults()
-    return Providers({url: factory(env) for url, factory in _FACTORIES.items()})
-
-
-class Providers:
-    """The providers of one running engine, looked up by ActionUrl."""
-
-    def __init__(self, by_url: dict[str, ActionProvider]) -> None:
-        self.by_url = by_url
-
-    def for_url(self, url: str) -> ActionProvider:
-        provider = self.by_url.get(url.rstrip("/"))
-        if provider is None:
-            known = ", ".join(sorted(self.by_url))
-            raise ActionUnableToRun(f"no local action provider for {url} (known: {known})")
-        return provider
-
-    def close(self) -> None:
-        for provider in self.by_url.values():
-            provider.close()
-
-
-_defaults_loaded = False
-
-
-def _ensure_defaults() -> None:
-    """Register the built-in providers and entry-point plugins once (lazily: avoids cycles)."""
-    global _defaults_loaded
-    if _defaults_loaded:
-        return
-    _defaults_loaded = True
-    from ptychoflow.flowengine.providers import compute, transfer
-
-    for url, factory in {**transfer.FACTORIES, **compute.FACTORIES}.items():
-        _FACTORIES.setdefault(url, factory)
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=_ENTRY_POINT_GROUP):  # each names a {url: factory} mapping
-        for url, factory in entry.load().items():
-            _FACTORIES.setdefault(url.rstrip("/"), factory)
-
-

@@ -9,7 +9,6 @@ traceback text in ``details.exception``.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,13 +21,15 @@ from ptychoflow.flowengine.providers.base import (
 )
 from ptychoflow.flowengine.providers.compute_task import run_task
 from ptychoflow.flowengine.providers.functions import resolve_function
+from ptychoflow.fs import sha256_text
+from ptychoflow.names import is_safe_component, printable
 
 URL = "https://compute.actions.globus.org/v3"
 
 
 def task_key(action_id: str, index: int) -> str:
     """A filesystem-safe, stable key for task ``index`` of an action."""
-    return hashlib.sha256(f"{action_id}#{index}".encode()).hexdigest()[:32]
+    return sha256_text(f"{action_id}#{index}")[:32]
 
 
 class ComputeProvider(ActionProvider):
@@ -50,11 +51,17 @@ class ComputeProvider(ActionProvider):
             self._pools[endpoint_id] = pool
         return pool
 
+    def _results_dir(self, endpoint_id: str) -> Path:
+        """Where an endpoint's task results are kept (its id was checked by ``_tasks``)."""
+        return self.env.state_dir / "compute" / endpoint_id
+
     def _tasks(self, body: dict[str, Any]) -> list[tuple[str, Path, list[Any], dict[str, Any]]]:
         endpoint_id = body.get("endpoint_id")
         if endpoint_id not in self.env.endpoints:
             known = ", ".join(sorted(self.env.endpoints)) or "none"
             raise ActionUnableToRun(f"endpoint_id: unknown local compute endpoint {endpoint_id!r} (known: {known})")
+        if not is_safe_component(endpoint_id):  # it names a directory; the profile's id could be anything
+            raise ActionUnableToRun(f"endpoint_id: {printable(endpoint_id)} is not a safe directory name")
         tasks = body.get("tasks")
         if tasks is None and "function_id" in body:
             tasks = [{"function_id": body["function_id"], "args": body.get("args", []), "kwargs": body.get("kwargs", {})}]
@@ -79,7 +86,7 @@ class ComputeProvider(ActionProvider):
         with self._lock:
             if action_id not in self._actions:
                 tasks = self._tasks(body)
-                results_dir = str(self.env.state_dir / "compute" / body["endpoint_id"])
+                results_dir = str(self._results_dir(body["endpoint_id"]))
                 pool = self._pool(body["endpoint_id"])
                 futures = [
                     pool.submit(run_task, task_key(action_id, i), name, str(path), kwargs, results_dir, args)
@@ -135,7 +142,7 @@ class ComputeProvider(ActionProvider):
             endpoint_id = self._endpoints.pop(action_id, None)
         if entry is None or endpoint_id is None:
             return
-        directory = self.env.state_dir / "compute" / endpoint_id
+        directory = self._results_dir(endpoint_id)
         for i in range(len(entry[0])):
             for suffix in (".json", ".lock"):
                 (directory / f"{task_key(action_id, i)}{suffix}").unlink(missing_ok=True)

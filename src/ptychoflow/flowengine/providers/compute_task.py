@@ -1,20 +1,21 @@
 """Runs inside a compute pool process: load a function file, call it, keep its result.
 
 Exactly-once: a task holds an exclusive lock on ``<key>.lock`` while it runs and writes its
-result to ``<key>.json`` (temp + fsync + rename) before returning. A re-submitted task (the
+result to ``<key>.json`` (atomically and durably) before returning. A re-submitted task (the
 engine crashed and resumed) takes the lock - waiting for an orphaned run of itself to end -
 and returns the stored result instead of calling the function again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import os
 import traceback
 from pathlib import Path
 from typing import Any
+
+from ptychoflow.fs import atomic_write_text, file_lock
 
 _MODULES: dict[tuple[str, float], Any] = {}
 
@@ -35,23 +36,13 @@ def _load_function(name: str, path: str) -> Any:
     return function
 
 
-def _write_atomically(target: Path, document: dict[str, Any]) -> None:
-    temporary = target.with_suffix(".tmp")
-    with open(temporary, "w") as handle:
-        json.dump(document, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-
-
 def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir: str,
              args: list[Any] | None = None) -> dict[str, Any]:
     """Run (or recall) one task; returns {"status": SUCCESS|FAILED, "output"|"exception": ...}."""
     directory = Path(results_dir)
     directory.mkdir(parents=True, exist_ok=True)
     result_file = directory / f"{key}.json"
-    with open(directory / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(directory / f"{key}.lock"):
         if result_file.exists():
             return json.loads(result_file.read_text())
         try:
@@ -61,5 +52,5 @@ def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir
         except (Exception, SystemExit) as exc:  # the function's failure is its result
             document = {"status": "FAILED", "exception": "".join(traceback.format_exception(exc)),
                         "error": f"{type(exc).__name__}: {exc}"}
-        _write_atomically(result_file, document)
+        atomic_write_text(result_file, json.dumps(document))
         return document

@@ -1,14 +1,14 @@
 """Checksummed, atomic, resumable file copy: the heart of the local Transfer provider.
 
-A file is written under a hidden temporary name in the destination directory, fsynced,
-read back and verified against the sha256 of the bytes read from the source, and only then
-renamed onto its final name (and the directory fsynced). A destination that already matches is skipped (resume); a destination that differs
-and is newer than the source is never overwritten silently.
+A file is written under a hidden temporary name in the destination directory, read back
+and verified against the sha256 of the bytes read from the source, and only then fsynced
+and renamed onto its final name (and the directory fsynced). A destination that already
+matches is skipped (resume); a destination that differs and is newer than the source is
+never overwritten silently.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-CHUNK = 8 << 20
+from ptychoflow.fs import commit_file, copy_hashing, sha256_file
+
 VERIFY_ATTEMPTS = 3
 # Called with the temporary file after it is written and before it is verified; tests use
 # it to simulate corruption in flight.
@@ -42,34 +43,6 @@ class CopyStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _copy_hashing(source: Path, target: Path) -> str:
-    """Copy bytes and return the source's sha256 (computed from the bytes read)."""
-    digest = hashlib.sha256()
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        while size := src.readinto(buffer):
-            digest.update(view[:size])
-            dst.write(view[:size])
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check_destination(source: Path, destination: Path, stats: CopyStats) -> bool:
     """False when ``destination`` already matches (resume); raises if it must not be replaced."""
     stats.files += 1
@@ -91,19 +64,16 @@ def _check_destination(source: Path, destination: Path, stats: CopyStats) -> boo
 
 
 def _finish(source: Path, destination: Path, temporary: Path, expected: str, stats: CopyStats) -> None:
-    """fsync, verify (re-copying on mismatch), then rename onto the final name."""
+    """Verify (re-copying on mismatch), then fsync and rename onto the final name."""
     for attempt in range(VERIFY_ATTEMPTS):
         if attempt:
-            expected = _copy_hashing(source, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
+            expected = copy_hashing(source, temporary)
         for hook in after_write_hooks:
             hook(temporary)
         if sha256_file(temporary) == expected:
             source_stat = source.stat()
             os.utime(temporary, ns=(source_stat.st_atime_ns, source_stat.st_mtime_ns))
-            os.replace(temporary, destination)
-            _fsync_dir(destination.parent)
+            commit_file(temporary, destination)
             with stats.lock:
                 stats.files_transferred += 1
                 stats.bytes_transferred += source_stat.st_size
@@ -120,7 +90,7 @@ def _finish(source: Path, destination: Path, temporary: Path, expected: str, sta
 def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str) -> None:
     """Copy (source, destination) pairs safely (see module docstring).
 
-    Pipelined on two threads: while file i is fsynced, verified and renamed, file i+1 is
+    Pipelined on two threads: while file i is verified, fsynced and renamed, file i+1 is
     copied, so disk write-back and hashing overlap. Any failure removes every temporary
     file; files already renamed are complete and verified, so a retry resumes after them.
     """
@@ -136,7 +106,7 @@ def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str) -
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 temporary = destination.with_name(f".{destination.name}.{tag}.part")
                 temporaries.append(temporary)
-                expected = _copy_hashing(source, temporary)
+                expected = copy_hashing(source, temporary)
                 futures.append(finisher.submit(_finish, source, destination, temporary, expected, stats))
             for future in futures:
                 future.result()
@@ -145,10 +115,6 @@ def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str) -
                 future.exception()  # wait for the finisher before cleaning up
             for temporary in temporaries:
                 temporary.unlink(missing_ok=True)
-
-
-def copy_file(source: Path, destination: Path, stats: CopyStats, tag: str) -> None:
-    copy_files([(source, destination)], stats, tag)
 
 
 def tree_pairs(source: Path, destination: Path) -> Iterator[tuple[Path, Path]]:

@@ -6,7 +6,6 @@ reads the same fields here and on Globus (``details.status``, ``files_transferre
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat as stat_module
@@ -17,6 +16,7 @@ from typing import Any, Iterator
 from ptychoflow.flowengine.providers.base import ActionFailed, ActionUnableToRun, ThreadedProvider
 from ptychoflow.flowengine.providers.local_collections import collection_root, resolve
 from ptychoflow.flowengine.providers.copying import CopyError, CopyStats, copy_files, tree_pairs
+from ptychoflow.fs import sha256_text
 
 BASE_URL = "https://transfer.actions.globus.org"
 
@@ -52,7 +52,7 @@ class TransferProvider(ThreadedProvider):
 
     def execute(self, action_id: str, body: dict[str, Any]) -> dict[str, Any]:
         stats = CopyStats()
-        tag = hashlib.sha256(action_id.encode()).hexdigest()[:12]
+        tag = sha256_text(action_id)[:12]
         try:
             copy_files(self._pairs(body), stats, tag)
         except CopyError as exc:

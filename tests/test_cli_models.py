@@ -1,0 +1,99 @@
+"""``ptychoflow models`` and ``train`` find the model registry where the flows put it: the
+profile's <hpc>/registry. (They used to look in <state_dir>/models and said "no model
+registry here" right after the demo had trained three models.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nn_helpers import small_sim
+
+from conftest import run_cli, subprocess_env
+from ptychoflow.flow_inputs import reconstruct_and_train_input
+from ptychoflow.function_registry import bundled_functions
+from ptychoflow.profile import load_profile
+from ptychoflow.resources import flow_path
+from ptychoflow.scan.format import write_scan
+from ptychoflow.simulate.beamline import save_truth
+from ptychoflow.site import SiteLayout
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
+FAST = {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1, "time_limit_s": 30}  # speed only, not place
+
+
+def _remote_train():
+    """functions/train.py loaded by path, exactly as the local compute pool runs it."""
+    spec = importlib.util.spec_from_file_location("remote_train", bundled_functions()["train"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.train
+
+
+def _ptychoflow(*args: str) -> subprocess.CompletedProcess:
+    """The installed console script where there is one (what users run), else ``python -m``."""
+    if not CONSOLE_SCRIPT.exists():
+        return run_cli(*args)
+    result = subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=120,
+                            env=subprocess_env())
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_site(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A site from `ptychoflow init` whose registry the flow's TrainModel state filled, twice."""
+    site = tmp_path_factory.mktemp("beamtime") / "site"
+    run_cli("init", str(site))
+    run_cli("functions", "register", "--profile", str(site))  # the flow input names the registered ids
+    profile = load_profile(site)
+    train_kwargs = json.loads(flow_path("reconstruct_and_train").read_text())["States"]["TrainModel"]["Parameters"]
+    assert train_kwargs["tasks"][0]["kwargs"]["registry_dir.$"] == "$.hpc.registry_dir"  # where the flow trains
+    train, results = _remote_train(), []
+    for region in (0, 1):
+        sim = small_sim(region, 10.0)
+        acquired = write_scan(SiteLayout.from_profile(profile).beamline_root / f"scan_{region + 1:04d}.h5", sim.scan)
+        flow_input = reconstruct_and_train_input(profile, acquired.name)
+        hpc = flow_input["hpc"]
+        Path(hpc["scan_file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(acquired, hpc["scan_file"])  # TransferScan's job
+        save_truth(sim, Path(hpc["scan_file"]))  # the reference training uses when no product is given
+        results.append(train(registry_dir=hpc["registry_dir"], corpus_path=hpc["corpus_path"], scan_path=hpc["scan_file"],
+                             promote_margin=0.0, **FAST))
+    return site, results
+
+
+def test_models_list_with_the_profile_lists_what_the_flow_trained(trained_site):
+    site, trained = trained_site
+    listed = json.loads(_ptychoflow("models", "list", "--profile", str(site), "--json").stdout)
+    assert [v["version"] for v in listed] == [r["version"] for r in trained] == ["v0001", "v0002"]
+    best = [v["version"] for v in listed if v["is_best"]]
+    assert best == [trained[-1]["best_version"]]
+    table = _ptychoflow("models", "list", "--profile", str(site)).stdout
+    assert "v0001" in table and "v0002" in table
+
+
+def test_models_show_finds_the_profile_from_the_environment(trained_site, monkeypatch):
+    site, trained = trained_site
+    from click.testing import CliRunner
+
+    from ptychoflow.cli.main import cli
+
+    monkeypatch.setenv("PTYCHOFLOW_PROFILE", str(site))
+    shown = CliRunner().invoke(cli, ["models", "show", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["version"] == trained[-1]["best_version"]
+
+
+def test_a_profile_without_models_yet_says_so_naming_the_registry(tmp_path):
+    run_cli("init", str(tmp_path / "site"))
+    result = run_cli("models", "list", "--profile", str(tmp_path / "site"), check=False)
+    registry = SiteLayout.from_profile(load_profile(tmp_path / "site")).hpc.registry_dir
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: {registry}: ") and "no model registry here" in result.stderr
+    assert not registry.exists()  # asking does not create it
