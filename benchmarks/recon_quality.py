@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 os.environ.setdefault("PTYCHOFLOW_TORCH_THREADS", "1")
 
 import textbook_model as tb  # noqa: E402
-from recon_scenarios import ILLUMINATED, SCENARIOS, SSIM_GOAL, SSIM_GOAL_DOSE, Scenario, Truth  # noqa: E402
+from _common import torch_threads  # noqa: E402
+from recon_scenarios import ILLUMINATED, SCENARIOS, SSIM_GOAL, SSIM_GOAL_DOSE, Scenario, Truth, by_name  # noqa: E402
 
 from ptychoflow import metrics  # noqa: E402
 
@@ -58,15 +59,23 @@ class Outcome:
     note: str = ""
 
 
-def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path) -> Outcome:
-    """The user's path: the scan file through reconstruct and write_reconstruction, the product read back."""
+def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path, *, oracle: bool = False) -> Outcome:
+    """The user's path: the scan file through reconstruct and write_reconstruction, the product read back.
+
+    `oracle`: start from the true probe instead (no trials): the ceiling for any start.
+    """
     from ptychoflow.product import read_product
     from ptychoflow.recon.api import reconstruct, write_reconstruction
     from ptychoflow.recon.base import RpieOptions
+    from ptychoflow.scan.readers import load_scan
 
     start = time.perf_counter()
-    result = reconstruct(path, RpieOptions(iterations=iterations, device="cpu"), engine="ptychi")
-    summary = write_reconstruction(result, workdir)
+    scan = load_scan(path)
+    if oracle:
+        scan.probe_guess = truth.probe
+    options = RpieOptions(iterations=iterations, device="cpu", probe_start="given" if oracle else "auto")
+    result = reconstruct(scan, options, engine="ptychi")
+    summary = write_reconstruction(result, workdir / ("oracle" if oracle else "ptychoflow"))
     seconds = time.perf_counter() - start
     product = read_product(summary.product_path)
     placed = metrics.place_on_grid(product.object, product.object_origin_px - truth.origin_px, truth.object.shape)
@@ -75,25 +84,12 @@ def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path) -> 
                    str(start_info.get("chosen", "")))
 
 
-class torch_threads:
-    """Temporarily set torch's CPU thread count (the wrapper sets its own the same way)."""
-
-    def __init__(self, n: int) -> None:
-        import torch
-
-        self.torch, self.n, self.previous = torch, n, torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        self.torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        self.torch.set_num_threads(self.previous)
-
-
-def run_plain_ptychi(path: Path, truth: Truth, iterations: int, guess: np.ndarray | None = None) -> Outcome:
+def run_plain_ptychi(path: Path, truth: Truth, iterations: int, *, guess: np.ndarray | None = None,
+                     settings: dict[str, float] | None = None) -> Outcome:
     """Pty-chi rPIE as its examples use it: default options, a Gaussian guess, positions zero-centred.
 
-    `guess` replaces the Gaussian (a check of this runner with the true probe).
+    `guess` replaces the Gaussian (a check of this runner with the true probe); `settings`
+    (batch_size, alpha) replace Pty-chi's defaults (the "tuned" reference: ptychoflow's values).
     """
     import h5py
 
@@ -127,6 +123,9 @@ def run_plain_ptychi(path: Path, truth: Truth, iterations: int, guess: np.ndarra
     options.reconstructor_options.num_epochs = iterations
     options.reconstructor_options.default_device = api.Devices.CPU  # this machine has no GPU
     options.reconstructor_options.random_seed = 0
+    if settings:
+        options.reconstructor_options.batch_size = int(settings["batch_size"])
+        options.object_options.alpha = options.probe_options.alpha = float(settings["alpha"])
     with torch_threads(int(os.environ["PTYCHOFLOW_TORCH_THREADS"])):
         task = PtychographyTask(options, diffraction_data=data, object_data=np.ones((1, *shape), np.complex64),
                                 probe_data=probe[None], probe_position_y_px=positions[:, 0],
@@ -208,56 +207,112 @@ def siemens_star(path: Path, iterations: int) -> list[str]:
 # --------------------------------------------------------------------------- table
 
 
-def evaluate(scenario: Scenario, iterations: int, baseline: bool) -> tuple[Outcome, Outcome | None]:
+METHODS = ("ptychoflow", "plain", "tuned", "oracle")
+REFERENCES = METHODS[1:]  # plain: the issue's baseline; tuned: plain with our batch and alpha; oracle: our run from the true probe
+
+
+def evaluate(scenario: Scenario, iterations: int, methods: tuple[str, ...]) -> tuple[dict[str, Outcome], Truth]:
+    """Every asked method on one scan file, in this order, in one process."""
+    from ptychoflow.recon.base import RpieOptions
+
+    defaults = RpieOptions()
     with tempfile.TemporaryDirectory(prefix=f"rq-{scenario.name}-") as tmp:
         directory = Path(tmp)
         path, truth = scenario.make(directory)
-        ours = run_ptychoflow(path, truth, iterations, directory)
-        plain = run_plain_ptychi(path, truth, iterations) if baseline else None
-    return ours, plain
+        runs = {
+            "ptychoflow": lambda: run_ptychoflow(path, truth, iterations, directory),
+            "plain": lambda: run_plain_ptychi(path, truth, iterations),
+            "tuned": lambda: run_plain_ptychi(path, truth, iterations,
+                                              settings={"batch_size": defaults.batch_size, "alpha": defaults.alpha}),
+            "oracle": lambda: run_ptychoflow(path, truth, iterations, directory, oracle=True),
+        }
+        return {name: runs[name]() for name in methods}, truth
+
+
+def picture(path: Path, rows: list[tuple[Scenario, Truth, dict[str, Outcome]]]) -> None:
+    """One row per scenario: the true phase, then each method's, registered, on the scored region."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ["truth", *rows[0][2]]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.2 * len(columns), 2.3 * len(rows)), squeeze=False)
+    for r, (scenario, truth, outcomes) in enumerate(rows):
+        mask = truth.mask()
+        box = tuple(slice(i.min(), i.max() + 1) for i in np.nonzero(mask))
+        reference = np.angle(truth.object)
+        low, high = np.percentile(reference[mask], [1, 99])
+        images = [reference] + [metrics.registered_phase(o.placed, truth.object, mask) for o in outcomes.values()]
+        for c, (name, image) in enumerate(zip(columns, images)):
+            ax = axes[r, c]
+            ax.imshow(np.where(mask, image, np.nan)[box], cmap="gray", vmin=low, vmax=high)
+            ax.set_xticks([]), ax.set_yticks([])
+            label = name if name == "truth" else f"{name}  SSIM {outcomes[name].score.ssim:.2f}"
+            ax.set_title(label, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(f"{scenario.name}\n{scenario.dose:.0e}/frame", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)  # Pty-chi's per-epoch chatter
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--only", nargs="*", default=None, help="scenario names (default: all)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip plain Pty-chi")
+    parser.add_argument("--iterations", type=int, default=None, help="default: RpieOptions' (ptychoflow's default)")
+    parser.add_argument("--only", nargs="*", default=None, help="scenario names (default: the table's; any of "
+                                                                  "recon_scenarios' names works)")
+    parser.add_argument("--references", default="plain",
+                        help=f"comma-separated, from {', '.join(REFERENCES)} (default: plain); 'none' for none")
+    parser.add_argument("--pictures", type=Path, default=None, help="write a PNG: truth and every method per scenario")
     parser.add_argument("--no-star", action="store_true", help="skip the Siemens star")
-    parser.add_argument("--star-iterations", type=int, default=50)
+    parser.add_argument("--star-iterations", type=int, default=None, help="default: RpieOptions'")
     parser.add_argument("--star-only", action="store_true", help="only the Siemens star")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args()
-    chosen = [s for s in SCENARIOS if (args.only is None or s.name in args.only) and not args.star_only]
+    from ptychoflow.recon.base import RpieOptions
+
+    iterations = args.iterations or RpieOptions().iterations
+    references = tuple(r for r in args.references.split(",") if r and r != "none")
+    unknown = set(references) - set(REFERENCES)
+    if unknown:
+        parser.error(f"unknown references: {', '.join(sorted(unknown))}")
     if args.list:
         for s in SCENARIOS:
             print(f"{s.name:<30} {s.describe()}")
         return
-    print(f"# rPIE quality, {args.iterations} iterations, torch threads {os.environ['PTYCHOFLOW_TORCH_THREADS']}, "
+    chosen = [] if args.star_only else [by_name(n) for n in args.only] if args.only else SCENARIOS
+    print(f"# rPIE quality, {iterations} iterations, torch threads {os.environ['PTYCHOFLOW_TORCH_THREADS']}, "
           f"scored where illumination >= {ILLUMINATED:g} x typical; {time.strftime('%Y-%m-%d %H:%M')}")
-    header = (f"{'scenario':<29}{'dose':>6} | {'ptychoflow: RMSE':>16}{'SSIM':>6}{'FRC px':>7}{'s':>6}  {'start':<22}"
-              f"| {'plain: RMSE':>11}{'SSIM':>6}{'FRC px':>7}{'s':>6} | goals")
+    header = (f"{'scenario':<29}{'dose':>6} | {'ptychoflow: RMSE':>16}{'SSIM':>6}{'FRC px':>7}{'s':>6}  {'start':<24}"
+              + "".join(f"| {r + ': RMSE':>13}{'SSIM':>6}{'FRC px':>7}{'s':>5} " for r in references) + "| goals")
     print(header)
     print("-" * len(header))
-    failures = []
+    failures, rows = [], []
     for scenario in chosen:
-        ours, plain = evaluate(scenario, args.iterations, not args.no_baseline)
+        outcomes, truth = evaluate(scenario, iterations, ("ptychoflow", *references))
+        rows.append((scenario, truth, outcomes))
+        ours = outcomes["ptychoflow"]
         goals = []
-        if plain is not None and ours.score.ssim < plain.score.ssim:
+        if "plain" in outcomes and ours.score.ssim < outcomes["plain"].score.ssim:
             goals.append("SSIM<plain")
         if scenario.dose >= SSIM_GOAL_DOSE and ours.score.ssim < SSIM_GOAL:
             goals.append(f"SSIM<{SSIM_GOAL:.2f}")
         failures += [f"{scenario.name}: {g}" for g in goals]
-        p = plain.score if plain else None
-        plain_cells = (f"{p.rmse_rad:>11.3f}{p.ssim:>6.2f}{p.frc_half_period_px:>7.1f}{plain.seconds:>6.0f}"
-                       if p else f"{'-':>11}{'-':>6}{'-':>7}{'-':>6}")
+        cells = "".join(f"| {o.score.rmse_rad:>13.3f}{o.score.ssim:>6.2f}{o.score.frc_half_period_px:>7.1f}{o.seconds:>5.0f} "
+                        for name, o in outcomes.items() if name != "ptychoflow")
         s = ours.score
         print(f"{scenario.name:<29}{scenario.dose:>6.0e} | {s.rmse_rad:>16.3f}{s.ssim:>6.2f}{s.frc_half_period_px:>7.1f}"
-              f"{ours.seconds:>6.0f}  {ours.note[:21]:<22}| {plain_cells} | {', '.join(goals) or 'met'}", flush=True)
-    print(f"goals: {'all met' if not failures else 'NOT met: ' + '; '.join(failures)}")
+              f"{ours.seconds:>6.0f}  {ours.note[:23]:<24}{cells}| {', '.join(goals) or 'met'}", flush=True)
+    if chosen:
+        print(f"goals: {'all met' if not failures else 'NOT met: ' + '; '.join(failures)}")
+    if args.pictures and rows:
+        picture(args.pictures, rows)
+        print(f"pictures: {args.pictures}")
     if not args.no_star:
         if SIEMENS_STAR.exists():
-            print("\n".join(siemens_star(SIEMENS_STAR, args.star_iterations)))
+            print("\n".join(siemens_star(SIEMENS_STAR, args.star_iterations or iterations)))
         else:
             print(f"Siemens star skipped: {SIEMENS_STAR} not found")
 

@@ -18,6 +18,7 @@ def reconstruct(
     device=None,
     time_limit_s=None,
     seed=None,
+    probe_start=None,
 ):
     """Reconstruct `scan_path` (ptychoflow .h5 or Tike .npz/.npz.bz2) into `output_dir`.
 
@@ -25,24 +26,43 @@ def reconstruct(
     rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
     always send the profile's policy.
 
+    `probe_start`: "auto" (candidate probes tried on the data), "given" (the scan's own guess),
+    or "last": the probe of the newest good product among this one's siblings (the products
+    of the session's earlier scans, ``<hpc>/products/<scan id>/``); "auto" when there is none.
+
     Returns a dict: product_path, preview_path, iterations, final_loss, wall_time_s, engine,
     engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions.
     Bad input raises ptychoflow's ScanError (one line naming file and field); no product is
     written then.
     """
     import logging
+    from pathlib import Path
 
+    from ptychoflow.product import latest_good_product
     from ptychoflow.recon import api
     from ptychoflow.recon.base import RpieOptions
+    from ptychoflow.scan.readers import load_scan
 
     log = logging.getLogger("ptychoflow.functions.reconstruct")
+    scan = load_scan(scan_path)
+    probe_from, fallback = None, ""
+    if probe_start == "last":
+        products = Path(output_dir).parent
+        probe_from = latest_good_product(products, frame=scan.frame_shape[0], pixel_size_m=scan.pixel_size_m,
+                                         exclude=output_dir)
+        if probe_from is None:
+            fallback = f"no earlier good product in {products} fits this scan, so candidates were tried: "
+        log.info("probe start 'last': %s", probe_from or fallback)
+        probe_start = None
     given = {"iterations": iterations, "batch_size": batch_size, "alpha": alpha, "probe_refinement": probe_refinement,
-             "position_refinement": position_refinement, "device": device, "time_limit_s": time_limit_s, "seed": seed}
+             "position_refinement": position_refinement, "device": device, "time_limit_s": time_limit_s, "seed": seed,
+             "probe_start": probe_start}
     options = RpieOptions(**{name: value for name, value in given.items() if value is not None})
 
     def progress(info):
         log.info("iteration %d/%d loss %.6g", info.iteration, info.total, info.loss)
 
     choice = {} if engine is None else {"engine": str(engine)}
-    result = api.reconstruct(scan_path, options, progress=progress, **choice)
+    result = api.reconstruct(scan, options, progress=progress, probe_from=probe_from, **choice)
+    result.parameters["probe_start"]["reason"] = fallback + result.parameters["probe_start"]["reason"]
     return api.write_reconstruction(result, output_dir).to_json()

@@ -232,6 +232,21 @@ class PhaseScore:
         return asdict(self)
 
 
+def registered_phase(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The phase of `obj` (on the truth's grid, NaN where it has no data) registered onto the
+    truth's, offset and ramp removed: what ``score_against_truth`` compares, for pictures."""
+    return _registered(obj, truth, mask)[0]
+
+
+def _registered(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    obj = np.where(np.isfinite(obj), obj, 1.0)
+    truth_phase = np.angle(truth)
+    shift = registration_shift(np.angle(obj), truth_phase, mask)
+    if shift.any():
+        obj = shift_complex(obj, shift)
+    return remove_offset_and_ramp(np.angle(obj), truth_phase, mask), shift
+
+
 def score_against_truth(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> PhaseScore:
     """Score a complex object already placed on the truth's grid (NaN where it has no data).
 
@@ -239,12 +254,8 @@ def score_against_truth(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray) ->
     know), then compared over `mask`: phase RMSE and SSIM after offset and ramp removal,
     and the 1/2-bit FRC resolution.
     """
-    obj = np.where(np.isfinite(obj), obj, 1.0)
     truth_phase = np.angle(truth)
-    shift = registration_shift(np.angle(obj), truth_phase, mask)
-    if shift.any():
-        obj = shift_complex(obj, shift)
-    phase = remove_offset_and_ramp(np.angle(obj), truth_phase, mask)
+    phase, shift = _registered(obj, truth, mask)
     return PhaseScore(
         rmse_rad=phase_rmse(phase, truth_phase, mask),
         ssim=phase_ssim(phase, truth_phase, mask),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import click
 
-from ptychoflow.recon.base import IterationInfo, ProgressCallback, RpieOptions
+from ptychoflow.recon.base import PROBE_START_MODES, IterationInfo, ProgressCallback, RpieOptions
 from ptychoflow.recon.registry import AUTO, DEVICES, ENGINE_CHOICES, ENGINES
 
 if TYPE_CHECKING:
@@ -34,9 +34,16 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.time_limit_s,
               help="Stop cleanly between iterations after this many seconds; the product is still written.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--probe-start", type=click.Choice(PROBE_START_MODES), default=DEFAULTS.probe_start, show_default=True,
+              help="auto: try candidate probes (the measured pupil on either side of focus, a few sizes, a Gaussian, "
+                   "the file's guess) for a few iterations and start from the one that best predicts held-out "
+                   "frames; given: the file's own probe guess (else the measured pupil), no trials.")
+@click.option("--probe-from", "probe_from", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Start from the probe of an earlier reconstruction (a .recon.h5 of the same optics); "
+                   "overrides --probe-start.")
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None, batch_size: int, alpha: float,
                 probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
-                seed: int) -> None:
+                seed: int, probe_start: str, probe_from: str | None) -> None:
     """Reconstruct SCAN (ptychoflow .h5, or Tike .npz / .npz.bz2) with rPIE.
 
     Writes SCAN_ID.recon.h5 (object, probe, positions, loss history, provenance) and a
@@ -49,24 +56,29 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None,
       ptychoflow reconstruct scan_0001.h5 --engine ptychi --iterations 60 --out recon/
       ptychoflow reconstruct siemens-star-small.npz.bz2 --device cpu --time-limit 120
       ptychoflow reconstruct scan_0001.h5 --engine tike --position-refinement   # GPU machine
+      ptychoflow reconstruct scan_0002.h5 --probe-from scan_0001.recon.h5       # same optics, no trials
     """
     from pathlib import Path
 
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
+    from ptychoflow.recon.probe_start import reusable_product
     from ptychoflow.recon.registry import choose_engine
     from ptychoflow.scan.readers import load_scan
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
-                          device=device, time_limit_s=time_limit_s, seed=seed)  # type: ignore[arg-type]
+                          device=device, time_limit_s=time_limit_s, seed=seed,
+                          probe_start=probe_start)  # type: ignore[arg-type]
     loaded = load_scan(scan)
     validate_scan(loaded)  # bad input, or an engine that cannot run here: one line before any progress output
     choose_engine(engine, device)
+    if probe_from is not None:
+        reusable_product(probe_from, loaded.frame_shape[0], loaded.pixel_size_m)
     with _progress_bar(iterations) as progress:
-        result = api.reconstruct(loaded, options, engine=engine, progress=progress)
+        result = api.reconstruct(loaded, options, engine=engine, progress=progress, probe_from=probe_from)
     summary = api.write_reconstruction(result, output_dir or Path(scan).resolve().parent)
-    _print_summary(summary)
+    _print_summary(summary, result.parameters["probe_start"])
 
 
 @contextlib.contextmanager
@@ -85,7 +97,7 @@ def _progress_bar(total: int) -> Iterator[ProgressCallback]:
         yield progress
 
 
-def _print_summary(summary: ReconstructionSummary) -> None:
+def _print_summary(summary: ReconstructionSummary, probe_start: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -94,6 +106,7 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     rows = [
         ("engine", f"{summary.engine} on {summary.device}"),
         ("why", summary.engine_reason),
+        ("probe start", f"{probe_start['chosen']}: {probe_start['reason']}"),
         ("iterations", f"{summary.iterations}/{summary.iterations_requested}"
          + (f" (stopped early: {summary.stop_reason})" if summary.stopped_early else "")),
         ("final loss", f"{summary.final_loss:.5g}"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.recon.base import PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions, prepare_scan
-from ptychoflow.recon.probe_start import EngineRun, choose_start, given_start
+from ptychoflow.recon.probe_start import EngineRun, choose_start, given_start, product_start
 from ptychoflow.recon.registry import AUTO, EngineChoice, choose_engine, get_engine
 from ptychoflow.scan.format import Scan
 from ptychoflow.scan.readers import load_scan
@@ -29,12 +29,14 @@ def reconstruct(
     *,
     engine: str = AUTO,
     progress: ProgressCallback | None = None,
+    probe_from: str | Path | None = None,
 ) -> ReconstructionResult:
     """rPIE on `scan` (a Scan, or a path to one); writes nothing.
 
     The scan is validated first (one ScanError naming file and field, before any work), then
     the engine is resolved ("auto" records what it picked and why in ``engine_reason``), then
-    the probe start is chosen (``probe_start``; recorded in ``parameters["probe_start"]``).
+    the probe start is chosen and recorded in ``parameters["probe_start"]``: the probe of the
+    product `probe_from` if given, else as ``options.probe_start`` says.
     """
     start = time.perf_counter()
     options = options or RpieOptions()
@@ -42,7 +44,12 @@ def reconstruct(
     prepared = prepare_scan(scan)
     choice, run = engine_run(engine, options.device)
     log.info("engine %s on %s (%s)", choice.engine, choice.device, choice.reason)
-    probe_start = choose_start(prepared, options, run) if options.probe_start == "auto" else given_start(prepared)
+    if probe_from is not None:
+        probe_start = product_start(prepared, probe_from)
+    elif options.probe_start == "auto":
+        probe_start = choose_start(prepared, options, run)
+    else:
+        probe_start = given_start(prepared)
     log.info("probe start: %s (%s)", probe_start.chosen, probe_start.reason)
     prepared.probe = probe_start.probe
     result = run(prepared, options, progress)

@@ -3,9 +3,10 @@
 rPIE refines a probe well only from a start near the truth. The wrong side of focus or a
 wrong diameter leaves it in a poor local minimum (streaks, no object) and it fails silently.
 So, before the reconstruction, each candidate (``probes``: the measured pupil defocused to
-either side of focus at a few diameters, a flat Gaussian, and the scan's own guess if it
-has one) runs a few rPIE iterations on a compact cluster of positions, and the candidate
-whose result best predicts the cluster's held-out frames starts the real run.
+either side of focus at two diameters, and the scan's own guess if it has one) runs a few
+rPIE iterations on a compact cluster of positions, and the candidate whose result best
+predicts the cluster's held-out frames starts the real run. (A flat Gaussian of the scan's
+size was a candidate too; it never won, on any scan tried, and was dropped.)
 
 Held-out, because the loss on the frames a trial was fitted to rewards a probe that is too
 small: it converges fastest at first, the object absorbing the error, and then stays wrong
@@ -19,12 +20,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ptychoflow.errors import InputError
 from ptychoflow.recon import probes
 from ptychoflow.recon.base import DEFAULT_DIAMETER_IN_STEPS, PreparedScan, ReconstructionResult, RpieOptions, object_frame
+
+if TYPE_CHECKING:
+    from ptychoflow.product import ReconstructionProduct
 
 log = logging.getLogger(__name__)
 EngineRun = Callable[..., ReconstructionResult]  # (prepared, options[, progress]) -> result: the engine on its device
@@ -32,8 +38,14 @@ EngineRun = Callable[..., ReconstructionResult]  # (prepared, options[, progress
 TRIAL_ITERATIONS = 4
 TRIAL_POSITIONS = 64  # a compact cluster at the scan's centre: overlapping, so the loss means something
 HELD_OUT_EVERY = 4  # every 4th position of the cluster (in scan order, so spread across it) is held out
+# Trials take rPIE's most cautious step (alpha = 1: object and probe steps scaled by the largest
+# |P|^2 and |O|^2): a start near the truth then improves steadily in a few iterations while a
+# wrong one stalls, whatever step size the full run uses. With the default alpha the trials of
+# too-large or wrong-side probes were erratic and a wrong side of focus could win (measured on
+# tune-sim-zoneplate-fermat: held-out loss 0.335 vs 0.341 for the two sides at alpha 0.1,
+# 0.252 for the right side against 0.283 at alpha 1).
+TRIAL_ALPHA = 1.0
 DIAMETERS_IN_STEPS = (2.5, 4.0)  # scans are designed with a probe 2-5 steps across (60-80 % overlap)
-GAUSSIAN_DIAMETER_IN_STEPS = 3.0
 
 
 @dataclass
@@ -53,11 +65,12 @@ class ProbeStart:
     trial_iterations: int = 0
     trial_positions: int = 0
     seconds: float = 0.0
+    source: str = ""  # the product whose probe was reused, if any
 
     def to_json(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "reason": self.reason, "losses": self.losses,
                 "trial_iterations": self.trial_iterations, "trial_positions": self.trial_positions,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "source": self.source}
 
 
 def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndarray | None = None) -> list[Candidate]:
@@ -73,8 +86,6 @@ def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndar
         for sign, side in ((-1, "-"), (1, "+")):
             found.append(Candidate(f"pupil defocus{side} {steps:g} steps",
                                    probes.defocused_pupil(amplitude, diameter, sign)))
-    found.append(Candidate(f"gaussian {GAUSSIAN_DIAMETER_IN_STEPS:g} steps",
-                           probes.gaussian(n, min(0.7 * n, GAUSSIAN_DIAMETER_IN_STEPS * step))))
     return [Candidate(c.name, probes.scale_to_counts(c.probe, intensities)) for c in found]
 
 
@@ -129,8 +140,8 @@ def choose_start(prepared: PreparedScan, options: RpieOptions, run: EngineRun) -
     start = time.perf_counter()
     found = candidates(prepared.intensities, prepared.positions_px, prepared.probe_guess)
     fitted, held_out = trial_cluster(prepared.positions_px)
-    trial = replace(options, iterations=TRIAL_ITERATIONS, time_limit_s=None, position_refinement=False,
-                    probe_refinement_start=min(options.probe_refinement_start, 1))
+    trial = replace(options, iterations=TRIAL_ITERATIONS, alpha=TRIAL_ALPHA, time_limit_s=None,
+                    position_refinement=False, probe_refinement_start=min(options.probe_refinement_start, 1))
     losses: dict[str, float] = {}
     for candidate in found:
         try:
@@ -153,6 +164,33 @@ def choose_start(prepared: PreparedScan, options: RpieOptions, run: EngineRun) -
     chosen = next(c for c in found if c.name == best)
     return ProbeStart(best, reason, chosen.probe, losses, TRIAL_ITERATIONS, len(fitted) + len(held_out),
                       time.perf_counter() - start)
+
+
+def reusable_product(path: str | Path, frame: int, pixel_size_m: float) -> ReconstructionProduct:
+    """The product at `path` if its probe can start a scan of `frame`-pixel frames at this
+    object pixel; else one InputError naming the product and the field (another frame size, or
+    another pixel: energy, distance or detector changed)."""
+    from ptychoflow.product import probe_misfit, read_product
+
+    product = read_product(path)
+    misfit = probe_misfit(product.probe.shape, product.pixel_size_m, frame, pixel_size_m)
+    if misfit is not None:
+        raise InputError(path, *misfit)
+    if not np.isfinite(product.probe).all():
+        raise InputError(path, "/reconstruction/probe", "contains NaN or infinite values")
+    return product
+
+
+def product_start(prepared: PreparedScan, path: str | Path) -> ProbeStart:
+    """The probe of an earlier reconstruction (beamlines reuse the probe across a session's scans).
+
+    Used as it is, rescaled to this scan's counts: no trials.
+    """
+    product = reusable_product(path, prepared.frame_size, prepared.pixel_size_m)
+    reason = (f"the probe of {Path(path).name} (scan {product.scan_id}, {product.engine}, "
+              f"{product.iterations_run} iterations), rescaled to this scan's counts")
+    return ProbeStart(f"product {product.scan_id}", reason, probes.scale_to_counts(product.probe, prepared.intensities),
+                      source=str(path))
 
 
 def given_start(prepared: PreparedScan) -> ProbeStart:

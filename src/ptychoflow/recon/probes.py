@@ -61,12 +61,6 @@ def defocused_pupil(amplitude: np.ndarray, diameter_px: float, sign: int) -> np.
     return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(pupil), norm="ortho"))
 
 
-def gaussian(n: int, diameter_px: float) -> np.ndarray:
-    """A flat-phase Gaussian whose intensity holds 90 % of its power within `diameter_px`."""
-    sigma = diameter_px / 2 / math.sqrt(2 * math.log(10))  # 2-D Gaussian intensity: R90 = 2.146 sigma
-    return np.exp(-frequency_radius(n) ** 2 / (4 * sigma**2)).astype(np.complex128)
-
-
 def scale_to_counts(probe: np.ndarray, intensities: np.ndarray) -> np.ndarray:
     """`probe` scaled so its power equals the mean frame's counts (a stored guess has any scale)."""
     probe = np.asarray(probe, np.complex128)
