@@ -332,12 +332,13 @@ def far_field(experiment_object: np.ndarray, object_origin_m: np.ndarray, probe:
 
 def simulate(geometry: Geometry, probe: np.ndarray, scan_m: np.ndarray, *, object_kind: str, photons: float,
              position_error_px: float = 0.0, seed: int = 0) -> Experiment:
-    """Poisson counts of a scan; `position_error_px` is the RMS per-axis error of the recorded positions."""
+    """Poisson counts of a scan; the recorded positions miss the true ones by `position_error_px` RMS
+    (the length of the 2-D error; each axis gets 1/sqrt(2) of it)."""
     rng = np.random.default_rng(seed)
     obj, origin_m = object_for(scan_m, geometry, object_kind, seed=seed)
     probe = probe * np.sqrt(photons / np.sum(np.abs(probe) ** 2))
     counts = rng.poisson(far_field(obj, origin_m, probe, scan_m, geometry)).astype(np.uint32)
-    recorded = scan_m + rng.normal(0, position_error_px * geometry.pixel_m, scan_m.shape)
+    recorded = scan_m + rng.normal(0, position_error_px / np.sqrt(2) * geometry.pixel_m, scan_m.shape)
     return Experiment(geometry, probe, obj, origin_m, scan_m, recorded, counts)
 
 
