@@ -1,6 +1,7 @@
 """Reconstruction quality on data ptychoflow was not tuned on (prints a table; not a test).
 
-    PYTHONPATH=src python benchmarks/recon_quality.py [--iterations 100] [--only NAME ...] [--no-star]
+    PYTHONPATH=src python benchmarks/recon_quality.py [--references plain,tuned,oracle] [--pictures PNG]
+                                                      [--iterations N] [--only NAME ...] [--no-star | --star-only]
 
 Every scenario is a scan file from one of two independent forward models:
 - ``sim``: ptychoflow's own simulator (``ptychoflow.simulate``), written with its writer;
@@ -8,12 +9,14 @@ Every scenario is a scan file from one of two independent forward models:
   probes (Gaussian/Airy focus off focus, zone plate with central stop, pinhole, diffuser),
   objects, scans in metres and plain-h5py writer.
 
-Each file is reconstructed twice in the same run, with the same iteration count:
+Each file is reconstructed by every method in the same run, with the same iteration count:
 - ``ptychoflow``: ``recon.api.reconstruct`` on the file then ``write_reconstruction``, exactly
   what ``ptychoflow reconstruct --engine ptychi`` does (defaults, robust probe start, product
   written and read back);
 - ``plain``: Pty-chi's rPIE called directly with its default options, a Gaussian probe guess
-  of the true probe's width (90 % power diameter) scaled with ``ptychi.utils.rescale_probe``.
+  of the true probe's width (90 % power diameter) scaled with ``ptychi.utils.rescale_probe``;
+- optional references: ``tuned`` (plain with ptychoflow's batch size and alpha: what is left
+  is the start) and ``oracle`` (ptychoflow from the true probe: the ceiling for any start).
 
 Both are scored against the truth on the illuminated region (true probe at the true
 positions, >= recon_scenarios.ILLUMINATED of its typical level) after registration: phase RMSE after offset and
