@@ -15,12 +15,17 @@ install: $(STAMP)
 # ptychi is installed without its declared dependencies: they name torchvision (a CUDA
 # build on PyPI that cannot import next to CPU torch) and its own dev tools; its real
 # runtime dependencies come with our [cpu] extra. See README, "torch, Pty-chi and torchvision".
+# ptychodus likewise (tests only: its own readers check ours, its product reader opens our
+# exports): its core dependencies (pydantic-ai, mlflow-skinny, scikit-learn) are not needed by
+# the modules the tests use, which import only numpy, scipy, h5py, scikit-image, pydantic.
+# See docs/formats.md.
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[cpu,dev]" "torch==2.13.0"
 	$(BIN)/python -m pip install -q --no-deps "ptychi==2.2.0"
+	$(BIN)/python -m pip install -q --no-deps "ptychodus==1.7.0"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -41,7 +46,7 @@ demo: $(STAMP)
 
 # Every benchmark prints its figures (about 15 minutes in all on 2 cores); docs/benchmarks.md
 # lists what each measures and the figures we recorded.
-BENCHMARKS = beamline.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
+BENCHMARKS = beamline.py read_formats.py reconstruct.py flows.py "train.py throughput" "train.py warmstart" infer.py edge.py watch.py
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b"; PYTHONPATH=src:edge $(BIN)/python benchmarks/$$b || exit 1; done
 

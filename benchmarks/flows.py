@@ -4,8 +4,13 @@
 
 Figures (printed, not asserted):
   - engine overhead per state (median, p99) for a chain of Pass states and for a chain of
-    no-op Globus Compute actions, each including its durable SQLite commit: the time from
-    one state's start to the next one's (targets: <= 10 ms per Pass, <= 50 ms per action)
+    no-op Globus Compute actions, each including its durable SQLite commits: the time from
+    one state's start to the next one's, with the run limits in place (every state's size
+    checked, every expression bounded). Targets: <= 10 ms per Pass, <= 10 ms per action.
+  - the baseline taken in the same run: the durable writes one action cannot do without
+    (two SQLite FULL commits, the task's fsynced outcome file), and the ratio of the
+    per-action overhead to it; and the limits' own cost per action (size check, bounded
+    expression), timed alone
   - local Transfer throughput (sha256-verified, fsynced, atomic rename) against `cp` of the
     same files in the same run (target ratio >= 0.7), and against `cp` + `sync`, which gives
     the same durability; medians of three interleaved rounds, each after an `os.sync()`
@@ -83,14 +88,53 @@ def bench_actions(env: EngineEnv, count: int, workdir: Path) -> None:
     source = workdir / "noop.py"
     source.write_text("def noop(**kwargs):\n    return {'i': kwargs.get('i')}\n")
     function_id = LocalBackend(env).register_function(source, "noop").function_id
-    warm = [("Warm", {"Type": "Action", "ActionUrl": COMPUTE, "ResultPath": "$.warm",
-                      "Parameters": {"endpoint_id": "local-hpc", "tasks": [{"function_id": function_id, "kwargs": {}}]}})]
-    states = warm + [(f"A{i:03d}", {"Type": "Action", "ActionUrl": COMPUTE, "ResultPath": "$.last", "Parameters": {
-        "endpoint_id": "local-hpc", "tasks": [{"function_id": function_id, "kwargs": {"i": i}}]}}) for i in range(count)]
-    backend, run_id, total = _run(env, _chain(states), "action_chain")
+
+    def action(i: int | None) -> dict:
+        kwargs = {} if i is None else {"i.=": f"n + {i}"}  # an expression, so the expression limits run too
+        return {"Type": "Action", "ActionUrl": COMPUTE, "ResultPath": "$.last",
+                "Parameters": {"endpoint_id": "local-hpc", "tasks": [{"function_id": function_id, "kwargs": kwargs}]}}
+
+    states = [("Warm", action(None))] + [(f"A{i:03d}", action(i)) for i in range(count)]
+    backend, run_id, _ = _run(env, _chain(states), "action_chain")
     steps = backend.store.steps(run_id)
-    _report(f"no-op compute chain ({count} actions)", _per_state(backend, run_id, skip=1),
-            steps[-1].finished - steps[1].started, 50)
+    gaps = _per_state(backend, run_id, skip=1)
+    _report(f"no-op compute chain ({count} actions)", gaps, steps[-1].finished - steps[1].started, 10)
+    floor = statistics.median(_durable_floor(env, workdir) for _ in range(count))
+    limits = statistics.median(_limits_cost(backend, run_id) for _ in range(count))
+    print(f"{'  baseline: its durable writes':<32} median {floor * 1000:7.2f} ms   (2 SQLite FULL commits + fsynced "
+          f"outcome, same disk, same run)   overhead / baseline = {statistics.median(gaps) / floor:.2f}")
+    print(f"{'  the limits alone':<32} median {limits * 1000:7.3f} ms per action (state size check + bounded expression)")
+
+
+def _durable_floor(env: EngineEnv, workdir: Path) -> float:
+    """Seconds for the durable writes an action needs: 'started' and 'finished' commits of the
+    run store, and the task's outcome file written atomically with fsync."""
+    from ptychoflow.flowengine.store import Store
+    from ptychoflow.fs import atomic_write_json
+
+    store = Store(env.state_dir)
+    try:
+        started = time.perf_counter()
+        for _ in range(2):
+            with store.transaction() as db:
+                db.execute("INSERT INTO events (run_id, time, code, description) VALUES ('bench', 0, 'x', 'y')")
+        atomic_write_json(workdir / "outcome.json", {"status": "SUCCESS", "output": {"i": 1}})
+        return time.perf_counter() - started
+    finally:
+        store.close()
+
+
+def _limits_cost(backend: LocalBackend, run_id: str) -> float:
+    """Seconds the run limits add to one action: its state's size check and a bounded expression."""
+    from ptychoflow.flowengine.expressions import evaluate
+    from ptychoflow.flowengine.limits import DEFAULT_LIMITS, check_state_size
+
+    document = backend.store.get_run(run_id).document
+    started = time.perf_counter()
+    check_state_size(document, DEFAULT_LIMITS, "state")
+    check_state_size({"endpoint_id": "local-hpc", "tasks": [{"function_id": "f", "kwargs": {"i": 1}}]}, DEFAULT_LIMITS, "body")
+    evaluate("n + 1", document, {}, DEFAULT_LIMITS)
+    return time.perf_counter() - started
 
 
 def bench_transfer(env: EngineEnv, files: int, size_mb: int) -> None:

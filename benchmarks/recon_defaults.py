@@ -41,7 +41,7 @@ from ptychoflow.recon import ptychi_engine  # noqa: E402
 from ptychoflow.recon.api import engine_run  # noqa: E402
 from ptychoflow.recon.base import RpieOptions, prepare_scan  # noqa: E402
 from ptychoflow.recon.probe_start import choose_start  # noqa: E402
-from ptychoflow.scan.readers import load_scan  # noqa: E402
+from ptychoflow.scan import load_scan  # noqa: E402
 
 CHECKPOINTS = (20, 40, 80, 120)
 ALPHAS = (0.1, 0.3, 0.6, 1.0)

@@ -70,7 +70,7 @@ def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path, *, 
     from ptychoflow.product import read_product
     from ptychoflow.recon.api import reconstruct, write_reconstruction
     from ptychoflow.recon.base import RpieOptions
-    from ptychoflow.scan.readers import load_scan
+    from ptychoflow.scan import load_scan
 
     start = time.perf_counter()
     scan = load_scan(path)
@@ -165,7 +165,7 @@ def siemens_star(path: Path, iterations: int) -> list[str]:
     from ptychoflow.product import illumination_map
     from ptychoflow.recon.api import reconstruct
     from ptychoflow.recon.base import RpieOptions
-    from ptychoflow.scan.readers import load_scan
+    from ptychoflow.scan import load_scan
 
     scan = load_scan(path)
     options = RpieOptions(iterations=iterations, device="cpu")

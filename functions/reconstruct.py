@@ -18,9 +18,17 @@ def reconstruct(
     device=None,
     time_limit_s=None,
     seed=None,
+    scan_format=None,
+    scan_options=None,
+    export_formats=None,
     probe_start=None,
 ):
-    """Reconstruct `scan_path` (ptychoflow .h5 or Tike .npz/.npz.bz2) into `output_dir`.
+    """Reconstruct `scan_path` (any layout ptychoflow reads: ptychoflow .h5, Eiger master with
+    its data and position files beside it, CXI, Tike .npz/.npz.bz2) into `output_dir`.
+
+    `scan_format` and `scan_options` (frame_size, positions_file, y_source) say how to read it
+    (the profile's [beamline] settings); `export_formats` (e.g. ["ptychodus"]) also writes the
+    product in those formats beside it (None: the profile policy's default, none).
 
     Every option left out (or None) takes the engines' own default: ``RpieOptions`` for the
     rPIE settings, ``ptychoflow.recon.api.reconstruct``'s for the engine (auto). The flows
@@ -31,20 +39,27 @@ def reconstruct(
     of the session's earlier scans, ``<hpc>/products/<scan id>/``); "auto" when there is none.
 
     Returns a dict: product_path, preview_path, iterations, final_loss, wall_time_s, engine,
-    engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions.
+    engine_reason, device, stopped_early, stop_reason, scan_id, object_shape, n_positions,
+    exports (format -> path).
     Bad input raises ptychoflow's ScanError (one line naming file and field); no product is
     written then.
     """
     import logging
     from pathlib import Path
 
-    from ptychoflow.product import latest_good_product
+    from ptychoflow.export import export_path, export_product
+    from ptychoflow.product import latest_good_product, read_product
+    from ptychoflow.profile import policy_default
     from ptychoflow.recon import api
     from ptychoflow.recon.base import RpieOptions
-    from ptychoflow.scan.readers import load_scan
+    from ptychoflow.scan import load_scan
+    from ptychoflow.scan.reader import ReadOptions
 
     log = logging.getLogger("ptychoflow.functions.reconstruct")
-    scan = load_scan(scan_path)
+    reading = dict(scan_options or {})
+    if reading.get("positions_file"):
+        reading["positions_file"] = Path(reading["positions_file"])
+    scan = load_scan(scan_path, ReadOptions(**reading), scan_format=scan_format or "auto")
     probe_from, fallback = None, ""
     if probe_start == "last":
         products = Path(output_dir).parent
@@ -65,4 +80,10 @@ def reconstruct(
     choice = {} if engine is None else {"engine": str(engine)}
     result = api.reconstruct(scan, options, progress=progress, probe_from=probe_from, **choice)
     result.parameters["probe_start"]["reason"] = fallback + result.parameters["probe_start"]["reason"]
-    return api.write_reconstruction(result, output_dir).to_json()
+    summary = api.write_reconstruction(result, output_dir).to_json()
+    export_formats = policy_default("export_formats") if export_formats is None else export_formats
+    product = read_product(summary["product_path"]) if export_formats else None
+    summary["exports"] = {fmt: str(export_product(product, fmt, export_path(summary["product_path"], fmt),
+                                                  product.instrument()))
+                          for fmt in export_formats}
+    return summary

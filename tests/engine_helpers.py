@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def register_test_providers() -> None:
 
 
 def run_flow(tmp_path: Path, definition: dict[str, Any], body: dict[str, Any] | None = None,
-             timeout: float = 20.0, env: EngineEnv | None = None) -> tuple[Any, LocalBackend]:
+             timeout: float = 20.0, env: EngineEnv | None = None, limits: Any = None) -> tuple[Any, LocalBackend]:
     """Deploy ``definition``, run it to completion in this process, return (RunInfo, backend)."""
     register_test_providers()
     env = env or make_env(tmp_path)
@@ -43,6 +44,8 @@ def run_flow(tmp_path: Path, definition: dict[str, Any], body: dict[str, Any] | 
     backend = LocalBackend(env)
     run = backend.start_run(backend.deploy_flow(flow_file), body or {})
     engine = Engine(env)
+    if limits is not None:
+        engine.interpreter.limits = limits
     try:
         engine.run_until_finished(run.run_id, timeout)
     finally:
@@ -94,3 +97,32 @@ def write_profile(directory: Path) -> Path:
     path = directory / "ptychoflow.toml"
     path.write_text(PROFILE_TOML)
     return path
+
+
+def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children...), read from /proc: the
+    processes that would be orphaned if ``pid`` died and they did not."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found

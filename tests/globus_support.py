@@ -6,18 +6,22 @@ without a login; every HTTP exchange goes through ``responses`` (globus_sdk.test
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import globus_sdk
 import pytest
 import responses
-from globus_sdk.testing import get_last_request
+from globus_sdk.scopes import GCSCollectionScopes, TransferScopes
+from globus_sdk.testing import RegisteredResponse, get_last_request, get_response_set
 from globus_sdk.token_storage import MemoryTokenStorage, TokenStorageData, TokenStorage
 
 from ptychoflow.backends.globus import GlobusBackend
 from ptychoflow.backends.globus.auth import build_app, scope_requirements
+from ptychoflow.backends.globus.collections import CollectionTypes
 from ptychoflow.profile import Profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "globus"
@@ -75,9 +79,35 @@ def seed_tokens(storage: TokenStorage, flow_ids: list[str] = ()) -> None:
     storage.store_token_data_by_resource_server(data)
 
 
-def make_backend(profile: Profile, flow_ids: list[str] = ()) -> GlobusBackend:
+MAPPED = "GCSv5_mapped_collection"
+GUEST = "GCSv5_guest_collection"
+# What Transfer says about the profile's collections at a typical site: the HPC file system
+# is a mapped collection (takes a data_access consent), the beamline share a guest one.
+SITE_COLLECTIONS = {HPC_COLLECTION: MAPPED, BEAMLINE_COLLECTION: GUEST}
+
+
+def collection_doc(collection_id: str, entity_type: str, *, high_assurance: bool = False) -> dict[str, Any]:
+    """Transfer's ``get_endpoint`` document (the SDK's canned one) for a GCSv5 collection."""
+    doc = copy.deepcopy(get_response_set(globus_sdk.TransferClient.get_endpoint).lookup("default").json)
+    doc.update(id=collection_id, entity_type=entity_type, high_assurance=high_assurance,
+               display_name=f"{entity_type} {collection_id[:8]}", gcs_version="5.4.80")
+    return doc
+
+
+def add_collection(collection_id: str, entity_type: str, *, high_assurance: bool = False) -> None:
+    """Transfer answers ``get_endpoint`` for this collection."""
+    RegisteredResponse(service="transfer", path=f"/v0.10/endpoint/{collection_id}",
+                       json=collection_doc(collection_id, entity_type, high_assurance=high_assurance)).add()
+
+
+def make_backend(profile: Profile, flow_ids: list[str] = (), *, collections: dict[str, str] | None = None) -> GlobusBackend:
+    """A backend with seeded tokens, at a site whose collection types were looked up before
+    (``endpoints status`` or ``preflight`` records them); ``collections={}`` for a fresh site."""
     storage = MemoryTokenStorage()
     seed_tokens(storage, list(flow_ids))
+    known = CollectionTypes(profile.state_path)
+    for collection_id, entity_type in (SITE_COLLECTIONS if collections is None else collections).items():
+        known.record(collection_id, collection_doc(collection_id, entity_type))
     return GlobusBackend(profile, app=build_app(profile, flow_ids=flow_ids, token_storage=storage))
 
 
@@ -96,3 +126,53 @@ def mocked_http(monkeypatch):
     yield
     responses.stop()
     responses.reset()
+
+
+# -- runs waiting for a person: Globus Auth requirements in a run's details ------------------
+RESUME = get_response_set(globus_sdk.SpecificFlowClient.resume_run)
+RUN_DOC = RESUME.lookup("default").json  # the SDK's canned two-hop transfer run
+RUN_ID, FLOW_ID = RESUME.metadata["run_id"], RESUME.metadata["flow_id"]
+USER_ID = "ae341a98-d274-11e5-b888-dbae3a8ba545"
+DATA_ACCESS = TransferScopes.all.with_dependency(GCSCollectionScopes(HPC_COLLECTION).data_access.with_optional(True))
+
+
+def required_flow_scope() -> str:
+    """What Flows asks for when a Transfer state meets a mapped collection without consent."""
+    return str(globus_sdk.SpecificFlowClient(FLOW_ID).scopes.user.with_dependency(DATA_ACCESS))
+
+
+def inactive_run(details: dict) -> dict:
+    """A run document as Flows returns it for a run waiting on its creator (shape of the service's)."""
+    doc = copy.deepcopy(RUN_DOC)
+    doc.update(status="INACTIVE", display_status="INACTIVE", completion_time=None, details=details)
+    return doc
+
+
+def consent_details() -> dict:
+    urn = f"urn:globus:auth:identity:{USER_ID}"
+    return {
+        "code": "ConsentRequired",
+        "description": "The run needs a consent to continue",
+        "required_scope": required_flow_scope(),
+        "state_name": "TransferScan",
+        "action_statuses": [{
+            "action_id": "9GZtjyAPnBmY", "creator_id": urn, "state_name": "TransferScan", "status": "INACTIVE",
+            "start_time": "2024-05-01T08:00:01+00:00", "completion_time": "2024-05-01T08:00:02+00:00",
+            "details": {"code": "ConsentRequired", "description": "Missing required data_access consent",
+                        "required_scope": str(DATA_ACCESS), "resolution_url": None},
+        }],
+    }
+
+
+def session_details() -> dict:
+    return {
+        "code": "AuthorizationParameters",
+        "description": "The collection requires a recent login from the facility",
+        "state_name": "TransferScan",
+        "authorization_parameters": {
+            "session_message": "Log in with your facility identity, with MFA",
+            "session_required_identities": ["ada@anl.gov"],
+            "session_required_policies": ["0a3b2f44-9c51-4e8e-b7a6-2b9f5fb1e2c1"],
+            "session_required_mfa": True,
+        },
+    }

@@ -18,7 +18,7 @@ import pytest
 from ptychoflow.flow_inputs import reconstruct_and_train_input, reconstruct_input
 from ptychoflow.nn.continual import validate_best
 from ptychoflow.nn.options import ContinualOptions, ModelConfig, TrainConfig
-from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, Edge, Policy, default_of, load_profile, write_local_profile
+from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, Edge, Policy, default_of, load_profile, policy_default, write_local_profile
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.resources import flows_dir
 
@@ -78,7 +78,9 @@ def _effective_default(function: str, keyword: str) -> Any:
             from ptychoflow.recon.api import reconstruct
 
             return inspect.signature(reconstruct).parameters["engine"].default
-        return getattr(RpieOptions, keyword)
+        if hasattr(RpieOptions, keyword):
+            return getattr(RpieOptions, keyword)
+        return policy_default(keyword)  # not an rPIE setting (export_formats): None means the policy's default
     return parameter.default
 
 

@@ -18,7 +18,6 @@ from ptychoflow.preprocess import preprocess
 from ptychoflow_edge.batcher import Batcher
 from ptychoflow_edge.frames import ControlItem, FrameItem, FrameQueue
 from ptychoflow_edge.inference import ModelRejected, best_providers, load_model
-from ptychoflow_edge.pva import PvaFrameSource, ntnd_to_array, pvapy_available
 
 
 def _item(scan: str = "s", index: int = 0, shape=(4, 4)) -> FrameItem:
@@ -139,27 +138,6 @@ def test_cupy_preprocessing_matches_numpy():
     np.testing.assert_allclose(preprocess(cupy.asarray(frames), config).get(), preprocess(frames, config), rtol=1e-6)
 
 
-# -- pvAccess adapter ---------------------------------------------------------------------
-def test_pva_ntndarray_conversion_feeds_receiver_messages():
-    image = np.arange(12, dtype=np.uint16).reshape(3, 4)
-    update = {"value": ({"ushortValue": image.ravel()},), "dimension": [{"size": 4}, {"size": 3}],
-              "uniqueId": 7, "attribute": [{"name": "PositionY", "value": (1e-6,)},
-                                           {"name": "PositionX", "value": (2e-6,)}]}
-    np.testing.assert_array_equal(ntnd_to_array(update), image)
-    messages = []
-    source = PvaFrameSource("13SIM1:Pva1:Image", messages.append, scan_id="live", pixel_size_m=1e-8)
-    source.on_update(update)
-    assert [m.kind for m in messages] == ["start", "frame"]
-    assert messages[1].header["index"] == 7 and messages[1].header["position"] == [1e-6, 2e-6]
-    np.testing.assert_array_equal(messages[1].frame, image)
-
-
-def test_pva_live_channel():
-    if not pvapy_available():
-        pytest.skip("pvapy not installed (optional extra 'pva'): no pvAccess input to test")
-    pytest.skip("needs an areaDetector IOC serving NTNDArrays; run by hand at a beamline")
-
-
 # -- HTTP -----------------------------------------------------------------------------------
 def _get(url: str) -> tuple[int, bytes, str]:
     try:
@@ -190,13 +168,3 @@ def test_http_endpoints(tmp_path):
                      'model_info{version="v1"} 1.0', "frames_per_second", "queue_depth"):
             assert name in metrics
         assert b"live phase mosaic" in _get(url + "/")[1]
-
-
-def test_pva_channel_without_pvapy_is_a_start_error(tmp_path):
-    if pvapy_available():
-        pytest.skip("pvapy is installed here: the missing-pvapy path cannot be exercised")
-    from ptychoflow.errors import PtychoflowError
-
-    with pytest.raises(PtychoflowError, match="pvapy"):
-        with running_service(tmp_path, pva_channel="13SIM1:Pva1:Image"):
-            pass

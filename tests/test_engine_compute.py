@@ -78,7 +78,7 @@ def test_task_results_are_deleted_once_the_outcome_is_committed(tmp_path: Path) 
     assert list((env.state_dir / "compute" / "local-hpc").iterdir()) == []
 
 
-def test_several_tasks_with_args_and_the_single_task_form(tmp_path: Path) -> None:
+def test_several_tasks_with_args_and_both_result_fields(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     (tmp_path / "fns").mkdir()
     (tmp_path / "fns" / "add.py").write_text("def add(a, b=0):\n    return a + b\n")
@@ -88,8 +88,28 @@ def test_several_tasks_with_args_and_the_single_task_form(tmp_path: Path) -> Non
                   "tasks": [{"function_id": function.function_id, "args": [1], "kwargs": {"b": 2}},
                             {"function_id": function.function_id, "args": [10]}]}}),
         ("One", {"Type": "Action", "ActionUrl": C, "ResultPath": "$.one", "Parameters": {
-            "endpoint_id": "local-edge", "function_id": function.function_id, "kwargs": {"a": 5}}}),
+            "endpoint_id": "local-edge", "user_endpoint_config": {"gpu": 0},
+            "tasks": [{"function_id": function.function_id, "kwargs": {"a": 5}}]}}),
     )
     run, _ = run_flow(tmp_path, flow, env=env)
+    assert run.status.value == "SUCCEEDED", run.error
     assert [r["output"] for r in run.output["many"]["details"]["results"]] == [3, 10]
-    assert run.output["one"]["details"]["results"][0]["output"] == 5
+    assert run.output["many"]["details"]["result"] == [3, 10]  # the same outputs, as the V3 provider returns them
+    assert run.output["one"]["details"]["results"][0]["output"] == 5 and run.output["one"]["details"]["result"] == [5]
+
+
+def test_what_the_v3_provider_refuses_cannot_run(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    (tmp_path / "fns").mkdir()
+    (tmp_path / "fns" / "add.py").write_text("def add(a, b=0):\n    return a + b\n")
+    function = LocalBackend(env).register_function(tmp_path / "fns" / "add.py", "add")
+    task = {"function_id": function.function_id, "kwargs": {"a": 1}}
+    for parameters, said in (
+        ({"function_id": function.function_id, "kwargs": {"a": 5}}, "function_id, kwargs not accepted"),  # the V2 form
+        ({"tasks": [task], "endpoint": "local-hpc"}, "endpoint not accepted"),
+        ({"tasks": [{**task, "payload": {}}]}, "tasks[0]: payload not accepted"),
+        ({"tasks": [task], "user_endpoint_config": "account=PTYCHO"}, "user_endpoint_config must be an object"),
+    ):
+        state = {"Type": "Action", "ActionUrl": C, "ResultPath": "$.R", "Parameters": {"endpoint_id": "local-hpc", **parameters}}
+        run, _ = run_flow(tmp_path, chain(("R", state)), env=env)
+        assert run.status.value == "FAILED" and said in run.error, run.error

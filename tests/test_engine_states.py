@@ -54,9 +54,9 @@ def test_missing_dollar_path_fails_the_run_with_the_state_and_path(tmp_path) -> 
 
 
 def test_wait_seconds_seconds_path_and_timestamp(tmp_path) -> None:
-    future = (datetime.now(timezone.utc) + timedelta(seconds=0.3)).isoformat()
+    future = (datetime.now(timezone.utc) + timedelta(seconds=1.3)).isoformat()
     flow = chain(
-        ("W1", {"Type": "Wait", "Seconds": 0.2}),
+        ("W1", {"Type": "Wait", "Seconds": 1}),  # the schema allows whole seconds only
         ("W2", {"Type": "Wait", "SecondsPath": "$.pause"}),
         ("W3", {"Type": "Wait", "Timestamp": "2000-01-01T00:00:00Z"}),
         ("W4", {"Type": "Wait", "TimestampPath": "$.until"}),
@@ -65,8 +65,8 @@ def test_wait_seconds_seconds_path_and_timestamp(tmp_path) -> None:
     run, _ = run_flow(tmp_path, flow, {"pause": 0.1, "until": future})
     assert run.status.value == "SUCCEEDED"
     durations = {s.name: s.duration for s in run.timeline}
-    assert durations["W1"] >= 0.19 and durations["W2"] >= 0.09 and durations["W3"] < 0.1
-    assert time.time() - started >= 0.3
+    assert durations["W1"] >= 0.99 and durations["W2"] >= 0.09 and durations["W3"] < 0.1
+    assert time.time() - started >= 1.3
 
 
 def test_fail_state(tmp_path) -> None:
@@ -242,10 +242,10 @@ def test_runs_progress_concurrently_in_one_engine(tmp_path) -> None:
 
     env = make_env(tmp_path)
     flow_file = tmp_path / "w.json"
-    flow_file.write_text(json.dumps(chain(("W", {"Type": "Wait", "Seconds": 0.4}), ("P", {"Type": "Pass"}))))
+    flow_file.write_text(json.dumps(chain(("W", {"Type": "Wait", "SecondsPath": "$.pause"}), ("P", {"Type": "Pass"}))))
     backend = LocalBackend(env)
     flow = backend.deploy_flow(flow_file)
-    runs = [backend.start_run(flow, {"i": i}) for i in range(4)]
+    runs = [backend.start_run(flow, {"i": i, "pause": 0.4}) for i in range(4)]
     engine = Engine(env)
     started = time.time()
     try:

@@ -52,7 +52,7 @@ def flow(**states: dict) -> dict:
     (flow(A={"Type": "Wait", "End": True}), "Wait needs exactly one of Seconds"),
     (flow(A={"Type": "Wait", "Seconds": 1, "Timestamp": "2020-01-01T00:00:00Z", "End": True}), "Wait needs exactly one of"),
     (flow(A={"Type": "Wait", "Timestamp": "tomorrow", "End": True}), "is not an ISO 8601 timestamp"),
-    (flow(A={"Type": "ExpressionEval", "End": True}), "ExpressionEval needs a Parameters object"),
+    (flow(A={"Type": "ExpressionEval", "End": True}), "needs Parameters (required in ExpressionEval states)"),
     (flow(A={"Type": "Choice", "Choices": []}), "Choice needs a non-empty Choices list"),
     (flow(A={"Type": "Choice", "Choices": [{"Variable": "$.x", "Next": "A"}]}), "Choices[0]: needs exactly one comparison operator"),
     (flow(A={"Type": "Choice", "Choices": [{"Variable": "$.x", "StringEquals": "a", "Next": "A"}], "Next": "A"}),
@@ -65,6 +65,17 @@ def flow(**states: dict) -> dict:
     (flow(A={"Type": "Choice", "Choices": [{"And": [{"Variable": "$.x", "IsPresent": True, "Next": "A"}], "Next": "A"}]}),
      "a nested rule cannot have Next"),
     (flow(A={"Type": "Fail", "Error": "X", "End": True}), "unknown field 'End' for a Fail state"),
+    (flow(A={"Type": "Fail", "Error": "X", "ErrorPath": "$.e"}), "state A: Error and ErrorPath are mutually exclusive"),
+    (flow(A={"Type": "Fail", "CausePath": "cause"}), "state A: CausePath: 'cause' is not a JSONPath"),
+    (flow(A={**OK_ACTION, "Handler": "https://x.org/a", "End": True}), "ActionUrl and Handler are mutually exclusive"),
+    (flow(A={"Type": "Action", "Handler": "ftp://x", "Parameters": {}, "End": True}), "must be an https:// URL"),
+    (flow(A={"Type": "Action", "Handler": {"Type": "Lambda"}, "Parameters": {}, "End": True}),
+     "Handler.Type must be 'ActionProvider' or 'RegisteredAPI'"),
+    (flow(A={"Type": "Pass", "Parameters": {"x.=": "[i for i in y if i] + foo(y)"}, "End": True}),
+     "unknown function 'foo'"),
+    (flow(A={"Type": "Pass", "Parameters": {"x.=": "y.append(1)"}, "End": True}), "method 'append' is not available"),
+    (flow(A={"Type": "Choice", "Choices": [{"Variable": "$.x", "StringEquals": "a", "NumericEquals": 1, "Next": "A"}]}),
+     "needs exactly one comparison operator"),
 ])
 def test_rejections(definition: dict, expected: str) -> None:
     assert expected in problems(definition)
@@ -78,6 +89,53 @@ def test_retired_action_urls_name_the_states() -> None:
     ))
     assert "retired ActionUrl used by state(s) Old1, Old2" in message
     assert "New" not in message.split("state(s)")[1].split(";")[0]
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.funcx.org/automate", "https://api.dev.funcx.org/automate", "https://automate.funcx.org",
+])
+def test_retired_funcx_urls_name_every_state(url: str) -> None:
+    message = problems(flow(
+        Tar={"Type": "Action", "ActionUrl": url, "Parameters": {"tasks": []}, "Next": "Untar"},
+        Untar={"Type": "Action", "Handler": {"Type": "ActionProvider", "Url": url}, "Parameters": {}, "Next": "Ok"},
+        Ok={**OK_ACTION, "End": True},
+    ))
+    assert "retired ActionUrl used by state(s) Tar, Untar;" in message
+    assert "https://compute.actions.globus.org/v3" in message
+
+
+@pytest.mark.parametrize("parameters, twin", [
+    ({"path": "/a", "path.$": "$.p"}, "'path' is also given as a literal"),
+    ({"DATA": [{"path.=": "p + '/x'", "path": "/b"}]}, "Parameters.DATA[0].path.=: 'path' is also given as a literal"),
+    ({"n.$": "$.n", "n.=": "n + 1"}, "'n' is also given as an expression"),
+])
+def test_a_key_given_twice_is_refused(parameters: dict, twin: str) -> None:
+    assert twin in problems(flow(A={**OK_ACTION, "Parameters": parameters, "End": True}))
+
+
+def test_valid_definitions_the_service_accepts_are_accepted() -> None:
+    """Fail with ErrorPath/CausePath, Handler objects and strings, web-input states (valid, service-only)."""
+    validate_definition(flow(
+        A={"Type": "Action", "Handler": {"Type": "ActionProvider", "Url": "https://compute.actions.globus.org/v3",
+                                         "Scope": "https://auth.globus.org/scopes/x/all"},
+           "Parameters": {"endpoint_id": "e", "tasks": []}, "ResultPath": "$.a", "Next": "B"},
+        B={"Type": "Action", "Handler": "https://transfer.actions.globus.org/ls", "Parameters": {}, "Next": "R"},
+        R={"Type": "Action", "Handler": {"Type": "RegisteredAPI", "Id": "6c54cade-bde5-45c1-bdea-f4bd71dba2cc"},
+           "InputPath": "$.a", "Next": "Ask"},
+        Ask={"Type": "CreateWebInput", "Parameters": {"InputType": "Selection"}, "ResultPath": "$.w", "Next": "Wait"},
+        Wait={"Type": "AwaitWebInput", "Parameters": {"web_input_id.$": "$.w.id"}, "ResultPath": "$.r",
+              "Catch": [{"ErrorEquals": ["Flows.WebInputExpired"], "Next": "F"}], "Next": "F"},
+        F={"Type": "Fail", "ErrorPath": "$.r.error", "CausePath": "$.r.cause"},
+    ))
+
+
+def test_web_input_states_are_valid_but_not_run_locally() -> None:
+    from ptychoflow.flowengine.definition import check_runs_locally
+
+    definition = flow(Ask={"Type": "CreateWebInput", "Parameters": {}, "End": True})
+    validate_definition(definition)
+    with pytest.raises(FlowDefinitionError, match=r"flow.json: state\(s\) Ask: web-input states need the Globus"):
+        check_runs_locally(definition, "flow.json")
 
 
 def test_all_problems_are_reported_one_per_line() -> None:

@@ -130,6 +130,20 @@ def test_single_instance_reports_holder_and_frees_on_kill(tmp_path: Path) -> Non
     assert SingleInstance(guard_path, "engine worker").holder_pid() is None
 
 
+def test_a_new_holder_never_reports_the_pid_of_one_killed_before_it(tmp_path: Path) -> None:
+    """kill -9 leaves the dead holder's pid in the file; in the instant between a new holder's
+    lock and its own pid, probes must not report the dead one (it named a dead worker)."""
+    import fcntl
+
+    guard_path = tmp_path / "engine.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    guard_path.write_text(f"{dead.pid}\n")  # what a worker killed by kill -9 leaves
+    with open(guard_path, "a+") as new_holder:  # locked, its pid not written yet
+        fcntl.flock(new_holder, fcntl.LOCK_EX)
+        assert SingleInstance(guard_path, "engine worker").holder_pid() == -1
+
+
 def test_single_instance_start_waits_out_a_probe_but_not_a_holder(tmp_path: Path) -> None:
     """A holder_pid probe (a shared lock held for an instant) must not look like a holder."""
     import fcntl

@@ -1,5 +1,8 @@
-"""deploy/: every YAML loads, every endpoint template renders with its documented variables
-(and only those), a missing required variable fails, and the service units are well formed."""
+"""deploy/: each endpoint directory is complete and documents exactly the variables its
+template reads; the service units and container recipes are well formed.
+
+Loading, rendering and validating the endpoint configs is done by the real
+globus-compute-endpoint package, in test_globus_endpoint_configs.py."""
 
 from __future__ import annotations
 
@@ -26,18 +29,6 @@ def documented(directory: Path) -> dict:
     return yaml.safe_load((directory / "variables.yaml").read_text())
 
 
-def as_sent(variables: dict) -> dict:
-    """Globus Compute JSON-encodes user strings before rendering; numbers stay numbers."""
-    return {name: json.dumps(spec["example"]) if isinstance(spec["example"], str) else spec["example"] for name, spec in variables.items()}
-
-
-def render(directory: Path, omit: str | None = None) -> str:
-    doc = documented(directory)
-    context = {**doc.get("reserved", {}), **as_sent(doc["variables"])}
-    context.pop(omit, None)
-    return env_for(directory).get_template("user_config_template.yaml.j2").render(context)
-
-
 def test_four_endpoints_each_with_the_full_set():
     assert {p.name for p in ENDPOINTS} == {"hpc-slurm", "polaris-pbs", "workstation", "edge"}
     for directory in ENDPOINTS:
@@ -52,45 +43,13 @@ def test_every_yaml_loads(path):
 
 
 @pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)
-def test_manager_config_is_a_template_capable_endpoint(directory):
-    config = yaml.safe_load((directory / "config.yaml").read_text())
-    assert config["multi_user"] is True and config["public"] is False and config["display_name"]
-    assert "engine" not in config  # the engine lives in the user template
-
-
-@pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)
 def test_template_variables_are_exactly_the_documented_ones(directory):
     doc = documented(directory)
     source = (directory / "user_config_template.yaml.j2").read_text()
     used = meta.find_undeclared_variables(env_for(directory).parse(source))
-    assert used == set(doc["variables"]) | set(doc.get("reserved", {}))
+    assert used == set(doc["variables"]) | {"_GC"}  # _GC: the endpoint's reserved variables
     for name in doc["variables"]:
         assert name in source.split("-#}")[0], f"{name} not described in the template's header comment"
-
-
-@pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)
-def test_template_renders_to_an_engine_with_gpus_and_worker_init(directory):
-    config = yaml.safe_load(render(directory))
-    engine = config["engine"]
-    assert engine["type"] == "GlobusComputeEngine"
-    assert engine["available_accelerators"]
-    assert "activate" in engine["provider"]["worker_init"]
-
-
-def test_python_version_of_the_submitter_selects_the_environment():
-    slurm = yaml.safe_load(render(DEPLOY / "compute-endpoints" / "hpc-slurm"))
-    assert "/py3.11/bin/activate" in slurm["engine"]["provider"]["worker_init"]
-    assert slurm["engine"]["provider"]["account"] == "PTYCHO_ALLOC"
-    pbs = yaml.safe_load(render(DEPLOY / "compute-endpoints" / "polaris-pbs"))
-    assert pbs["engine"]["provider"]["scheduler_options"] == "#PBS -l filesystems=home:eagle:grand"
-
-
-@pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)
-def test_missing_required_variable_fails_to_render(directory):
-    required = [name for name, spec in documented(directory)["variables"].items() if spec["required"]]
-    for name in required + ["user_runtime"]:
-        with pytest.raises(jinja2.UndefinedError):
-            render(directory, omit=name)
 
 
 @pytest.mark.parametrize("directory", ENDPOINTS, ids=lambda p: p.name)

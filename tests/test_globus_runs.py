@@ -9,9 +9,9 @@ import pytest
 import responses
 from globus_sdk.testing import RegisteredResponse, get_response_set, load_response
 
-from globus_support import GROUP_ID, HPC_COLLECTION, last_json, make_backend, make_profile, mocked_http  # noqa: F401
+from globus_support import GROUP_ID, HPC_COLLECTION, last_json, make_backend, make_profile, mocked_http, write_profile  # noqa: F401
 from ptychoflow.backends.base import DeployedFlow, RunStatus
-from ptychoflow.backends.globus.retry import PollBackoff, poll_until
+from ptychoflow.backends.polling import PollBackoff, poll_until
 from ptychoflow.backends.globus.runs import LABEL_MAX, timeline, truncate_label
 from ptychoflow.errors import CredentialsError, PtychoflowError
 
@@ -101,20 +101,6 @@ def test_missing_scope_names_the_login_command(tmp_path):
     assert "\n" not in message
 
 
-def test_inactive_run_explains_consent_and_resume(tmp_path):
-    doc = copy.deepcopy(TWO_HOP_RUN)
-    doc.update(status="INACTIVE", details={
-        "code": "ActionInactive", "description": "State TransferScan is waiting",
-        "details": {"state_name": "TransferScan", "details": {"code": "ConsentRequired", "required_scope": "urn:x:data_access"}},
-    })
-    add_run(doc)
-    add_log(doc["run_id"], [])
-    info = make_backend(make_profile(tmp_path)).get_run(doc["run_id"])
-    assert info.status is RunStatus.INACTIVE
-    assert "consent required for urn:x:data_access" in info.error
-    assert "ptychoflow login" in info.error and f"ptychoflow runs resume {doc['run_id']}" in info.error
-
-
 def test_wait_polls_with_backoff_until_finished(tmp_path):
     active = copy.deepcopy(GET_RUN.lookup("default").responses[0].json)
     active.update(status="ACTIVE", completion_time=None)
@@ -176,28 +162,21 @@ def test_flow_not_yet_consented_names_it_in_the_fix(tmp_path):
     assert not responses.calls  # refused locally, before any request
 
 
-def test_api_start_run_deploys_then_runs(tmp_path):
-    from ptychoflow.backends.globus import api
+def test_flows_run_deploys_then_runs(tmp_path):
+    """What `flows run` does on the service: find or create the flow, then start a run."""
     from globus_support import FLOW_FILE
 
+    RegisteredResponse(service="flows", path="/flows", json={"flows": [], "limit": 20, "has_next_page": False}).add()
     load_response(globus_sdk.FlowsClient.create_flow)
     load_response(globus_sdk.SpecificFlowClient.run_flow)
-    profile = make_profile(tmp_path)
-    backend = make_backend(profile, [FLOW_ID])
+    backend = make_backend(make_profile(tmp_path), [FLOW_ID])
 
-    info = api.start_run(profile, FLOW_FILE, {"scan": "scan_0001.h5"}, label="scan_0001", tags=["t"], backend=backend)
+    info = backend.start_run(backend.deploy_flow(FLOW_FILE), {"scan": "scan_0001.h5"}, label="scan_0001", tags=["t"])
 
-    assert [c.request.method for c in responses.calls] == ["POST", "POST"]
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "POST"]
     assert last_json() == {"body": {"scan": "scan_0001.h5"}, "label": "scan_0001", "tags": ["t"],
                            "run_monitors": [GROUP_URN], "run_managers": [GROUP_URN]}
     assert info.run_id == TWO_HOP_RUN["run_id"]
-
-
-def test_api_rejects_unknown_verbs(tmp_path):
-    from ptychoflow.backends.globus import api
-
-    with pytest.raises(ValueError, match="unknown run verb"):
-        api.run_action(make_profile(tmp_path), "explode", "x", backend=make_backend(make_profile(tmp_path)))
 
 
 def test_list_runs_is_filtered_to_ptychoflow_flows(tmp_path):
@@ -221,10 +200,19 @@ def test_cli_resume_of_a_globus_run_starts_no_local_engine(tmp_path, monkeypatch
     profile = make_profile(tmp_path)
     backend = make_backend(profile, [resume.metadata["flow_id"]])
     monkeypatch.setattr(ptychoflow.backends, "get_backend", lambda _profile: backend)
-    monkeypatch.setattr("ptychoflow.cli.runs.load", lambda _path: profile)
+    write_profile(tmp_path)
     started = []
     monkeypatch.setattr(ptychoflow.flowengine.worker, "ensure_engine_running", lambda p: started.append(p) or 1)
-    result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"]])
+    result = CliRunner().invoke(runs, ["resume", resume.metadata["run_id"], "--profile", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "ACTIVE" in result.output and "app.globus.org/runs/" in result.output
     assert started == []
+
+
+def test_notification_policy_reaches_globus_flows(tmp_path):
+    load_response(globus_sdk.SpecificFlowClient.run_flow)
+    backend = make_backend(make_profile(tmp_path), [FLOW_ID])
+    backend.start_run(FLOW, {"scan": "scan_0001.h5"}, label="scan_0001", notify_on=("INACTIVE", "FAILED"))
+    assert last_json()["activity_notification_policy"] == {"status": ["INACTIVE", "FAILED"]}
+    backend.start_run(FLOW, {"scan": "scan_0001.h5"}, label="scan_0001")
+    assert "activity_notification_policy" not in last_json()  # the service's default (INACTIVE) for people's runs

@@ -20,7 +20,7 @@ from ptychoflow.product import latest_good_product, read_product
 from ptychoflow.recon import api, probes
 from ptychoflow.recon.base import RpieOptions, prepare_scan
 from ptychoflow.recon.probe_start import candidates, predicted_intensities, trial_cluster
-from ptychoflow.scan.readers import load_scan
+from ptychoflow.scan import load_scan
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -26,3 +26,16 @@ def test_report_has_all_sections_and_inlines_images(tmp_path):
     assert "not available" in text  # the missing live image is shown as missing, not hidden
     assert "<svg" in text and "Reconstruct" in text and "30.00 s" in text
     assert "http" not in text.replace("http-equiv", "")  # self-contained: nothing fetched
+
+
+def test_report_shows_the_product_preview(tmp_path, small_scan):
+    from ptychoflow.preview import render_preview
+    from ptychoflow.product import ReconstructionProduct
+
+    product = ReconstructionProduct(
+        object=small_scan.truth_object.astype(np.complex64), probe=small_scan.truth_probe.astype(np.complex64),
+        positions_px=small_scan.positions_px, object_origin_px=np.zeros(2), pixel_size_m=small_scan.scan.pixel_size_m,
+        loss_history=np.geomspace(1, 0.1, 10), scan_id="scan_0001", engine="ptychi", iterations_run=10)
+    section = ScanSection("scan_0001", rpie_phase=np.angle(small_scan.truth_object), rpie_preview_png=render_preview(product))
+    text = render_report(DemoReport("demo", [section]), tmp_path / "report.html").read_text()
+    assert 'class="preview" alt="rPIE reconstruction of scan_0001: phase, amplitude, probe, loss"' in text

@@ -123,3 +123,61 @@ def test_crash_after_start_run_before_journal_write_does_not_double_trigger(setu
     restarted = make(max_active_runs=4)  # a fresh scheduler over the same journal and backend
     restarted.pump(1.0)
     assert len(restarted.backend.list_runs()) == 3 and journal.state_counts() == {"triggered": 3}
+
+
+REASON = "INACTIVE at TransferScan: needs consent to https://auth.globus.org/scopes/x/data_access; run `ptychoflow login ...`"
+
+
+def test_inactive_run_keeps_its_slot_until_the_timeout(setup, caplog):
+    make, journal = setup
+    sched = make(max_active_runs=1, inactive_slot="keep", inactive_timeout_minutes=10)
+    _queue(journal, 2)
+    sched.pump(2000.0)
+    [first] = sched.backend.list_runs()
+    sched.backend.set_status(first.run_id, "INACTIVE", REASON)
+
+    with caplog.at_level("WARNING", logger="ptychoflow.watcher.scheduler"):
+        wake = sched.pump(2001.0)
+    assert journal.state_counts() == {"inactive": 1, "queued": 1}
+    assert journal.get("/acq/scan_0000.h5").reason == REASON
+    assert f"run {first.run_id} (" in caplog.text and "is INACTIVE at TransferScan" in caplog.text
+    assert "keeps its slot until" in caplog.text
+    assert wake <= 2001.0 + 600  # comes back when the slot frees
+    sched.pump(2001.0 + 599)
+    assert len(sched.backend.list_runs()) == 1  # still held
+    sched.pump(2001.0 + 601)
+    assert _started(sched.backend) == ["scan_0000", "scan_0001"]  # the timeout freed it
+
+    sched.backend.set_status(first.run_id, "ACTIVE")  # someone granted the consent and resumed it
+    sched.pump(2700.0)
+    assert journal.state_counts() == {"triggered": 2}
+    sched.backend.finish_all()
+    sched.pump(2701.0)
+    assert journal.state_counts() == {"succeeded": 2}
+    assert caplog.text.count("is INACTIVE") == 1  # said once, not at every poll
+
+
+def test_inactive_run_frees_its_slot_at_once_when_the_profile_says_so(setup, caplog):
+    make, journal = setup
+    sched = make(max_active_runs=1, inactive_slot="free")
+    _queue(journal, 2)
+    sched.pump(2000.0)
+    [first] = sched.backend.list_runs()
+    sched.backend.set_status(first.run_id, "INACTIVE", REASON)
+    with caplog.at_level("WARNING", logger="ptychoflow.watcher.scheduler"):
+        sched.pump(2001.0)
+    assert _started(sched.backend) == ["scan_0000", "scan_0001"]
+    assert journal.state_counts() == {"inactive": 1, "triggered": 1}
+    assert "its slot goes to the next scan" in caplog.text
+    sched.backend.set_status(first.run_id, "FAILED", "cancelled after all")
+    sched.pump(2002.0)
+    assert journal.get("/acq/scan_0000.h5").state == "failed"
+
+
+def test_runs_the_watcher_starts_notify_on_inactive_and_failed(setup):
+    make, journal = setup
+    sched = make()
+    _queue(journal, 1)
+    sched.pump(0.0)
+    [run] = sched.backend.list_runs()
+    assert sched.backend.notify_on(run.run_id) == ["INACTIVE", "FAILED"]

@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytest
@@ -52,7 +52,7 @@ class SQLiteBackend(Backend):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, run_id TEXT UNIQUE, flow_id TEXT,"
-            " status TEXT, label TEXT, tags TEXT, body TEXT, created REAL)"
+            " status TEXT, label TEXT, tags TEXT, body TEXT, created REAL, error TEXT, notify_on TEXT)"
         )
         self.fail_starts = fail_starts
         self.fail_after_record = fail_after_record
@@ -67,14 +67,15 @@ class SQLiteBackend(Backend):
         return RegisteredFunction(function_id=f"fn-{name}", name=name, source_sha256="")
 
     def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
-                  tags: list[str] | None = None) -> RunInfo:
+                  tags: list[str] | None = None, notify_on: Sequence[str] = ()) -> RunInfo:
         if self.fail_starts > 0:
             self.fail_starts -= 1
             raise ConnectionError("injected: service unavailable")
         run_id = str(uuid.uuid4())
         self._db.execute(
-            "INSERT INTO runs(run_id, flow_id, status, label, tags, body, created) VALUES (?,?,?,?,?,?,?)",
-            (run_id, flow.flow_id, "ACTIVE", label, json.dumps(tags or []), json.dumps(body), time.time()),
+            "INSERT INTO runs(run_id, flow_id, status, label, tags, body, created, notify_on) VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, flow.flow_id, "ACTIVE", label, json.dumps(tags or []), json.dumps(body), time.time(),
+             json.dumps(list(notify_on))),
         )
         time.sleep(self.sleep_after_record_s)
         if self.fail_after_record > 0:  # the crash window: recorded, but the caller never hears
@@ -104,13 +105,27 @@ class SQLiteBackend(Backend):
         self._db.execute("UPDATE runs SET status='ENDED' WHERE run_id=?", (run_id,))
         return self.get_run(run_id)
 
+    def resume_run(self, run_id: str, *, check: bool = True) -> RunInfo:
+        self._db.execute("UPDATE runs SET status='ACTIVE', error=NULL WHERE run_id=? AND status='INACTIVE'", (run_id,))
+        return self.get_run(run_id)
+
+    def validate_run(self, flow: DeployedFlow, body: dict[str, Any]) -> None:
+        """Any JSON object is a valid input for the watcher tests' one-state flow."""
+
     def finish_all(self, status: str = "SUCCEEDED") -> None:
         self._db.execute("UPDATE runs SET status=? WHERE status='ACTIVE'", (status,))
 
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """What the service would report next: INACTIVE with its reason, ACTIVE after a resume..."""
+        self._db.execute("UPDATE runs SET status=?, error=? WHERE run_id=?", (status, error, run_id))
+
+    def notify_on(self, run_id: str) -> list[str]:
+        return json.loads(self._db.execute("SELECT notify_on FROM runs WHERE run_id=?", (run_id,)).fetchone()[0])
+
 
 def _info(row: tuple) -> RunInfo:
-    _, run_id, flow_id, status, label, tags, body, created = row
-    return RunInfo(run_id=run_id, flow_id=flow_id, status=RunStatus(status), label=label,
+    _, run_id, flow_id, status, label, tags, body, created, error, _notify = row
+    return RunInfo(run_id=run_id, flow_id=flow_id, status=RunStatus(status), label=label, error=error,
                    tags=json.loads(tags), created=created, output={"body": json.loads(body)})
 
 

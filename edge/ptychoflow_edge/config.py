@@ -21,7 +21,8 @@ def default_threads() -> int:
 
 
 PROFILE_SETTINGS = ("stream_address", "results_address", "http_host", "http_port", "batch_size", "max_wait_ms",
-                    "queue_frames")  # EdgeConfig fields that the profile's [edge] table sets
+                    "queue_frames", "pva_channel", "pva_pixel_size_m", "pva_position_attributes",
+                    "pva_position_scale", "pva_output", "pva_output_interval_s")  # EdgeConfig fields the profile's [edge] table sets
 
 
 @dataclass
@@ -35,13 +36,18 @@ class EdgeConfig:
     batch_size: int = default_of(Edge, "batch_size")
     max_wait_ms: float = default_of(Edge, "max_wait_ms")
     queue_frames: int = default_of(Edge, "queue_frames")
+    pva_channel: str | None = default_of(Edge, "pva_channel")  # pvAccess input (areaDetector NTNDArray; needs p4p)
+    pva_pixel_size_m: float | None = default_of(Edge, "pva_pixel_size_m")  # no start message there: the geometry
+    pva_position_attributes: tuple[str, str] = default_of(Edge, "pva_position_attributes")  # NDAttributes (y, x)
+    pva_position_scale: float = default_of(Edge, "pva_position_scale")  # attribute value x scale = metres
+    pva_output: str | None = default_of(Edge, "pva_output")  # pvAccess output: PV serving the live phase
+    pva_output_interval_s: float = default_of(Edge, "pva_output_interval_s")
     # knobs only the service has
     model_poll_s: float = 0.25
     status_interval_s: float = 0.5
     drain_timeout_s: float = 10.0  # on shutdown, finish queued frames for at most this long
     providers: list[str] | None = None  # None: best available (TensorRT -> CUDA -> CPU)
     intra_op_threads: int = field(default_factory=default_threads)
-    pva_channel: str | None = None  # optional pvAccess input (needs pvapy)
     # Shift each phase patch to agree with the mosaic: the network predicts de-meaned phase
     # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
     align_offsets: bool = True

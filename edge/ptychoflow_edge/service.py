@@ -56,6 +56,7 @@ class EdgeService:
         self.publisher: ResultsPublisher | None = None
         self.web: Any = None
         self.pva: Any = None
+        self.pva_out: Any = None
         self.started_at = time.time()
         self._state = "starting"
         self._intake_closed = threading.Event()
@@ -82,16 +83,14 @@ class EdgeService:
         self.models.start()
         self._worker = self._spawn(self._work, "edge-worker")
         try:
-            if cfg.pva_channel:
-                from ptychoflow_edge.pva import PvaFrameSource
-
-                self.pva = PvaFrameSource(cfg.pva_channel, self.receiver.submit).start()
+            if cfg.pva_channel or cfg.pva_output:
+                self._start_pva()
             if cfg.http:
                 from ptychoflow_edge.web import WebServer, create_app
 
                 self.web = WebServer(create_app(self), cfg.http_host, cfg.http_port)
                 self.web.start()
-        except RuntimeError as exc:  # pvapy missing, HTTP port in use
+        except RuntimeError as exc:  # p4p missing, HTTP port in use
             self.stop()
             raise EdgeStartError(f"edge: {exc}") from None
         self._state = "running"
@@ -103,6 +102,35 @@ class EdgeService:
             cfg.intra_op_threads, model.version if model else f"none yet (frames queue up to {cfg.queue_frames})",
         )
         return self
+
+    def _start_pva(self) -> None:
+        from ptychoflow_edge.pva import PvaFrameSource, PvaPhaseServer
+
+        cfg = self.config
+        if cfg.pva_output:
+            self.pva_out = PvaPhaseServer(cfg.pva_output, min_interval_s=cfg.pva_output_interval_s)
+        if cfg.pva_channel:
+            if not cfg.pva_pixel_size_m:
+                raise RuntimeError("pvAccess input needs the object pixel size (pva_pixel_size_m): "
+                                   "areaDetector frames carry no scan geometry")
+            self.pva = PvaFrameSource(
+                cfg.pva_channel, self.receiver.submit, pixel_size_m=cfg.pva_pixel_size_m,
+                position_attributes=cfg.pva_position_attributes, position_scale=cfg.pva_position_scale,
+                on_gap=lambda n: self.metrics.dropped("pva_gap", n), on_error=self.metrics.malformed,
+            ).start()
+
+    def _publish_pva(self, scan: Any, *, force: bool = False) -> None:
+        """The live phase to the pvAccess output, rate limited (rendering only when due)."""
+        if self.pva_out is None or not (force or self.pva_out.due(scan.scan_id, scan.count)):
+            return
+        result = scan.image()
+        if result is None:
+            return
+        try:  # a display problem must never cost a frame: the batch is already stitched
+            self.pva_out.publish(result[0], scan_id=scan.scan_id, frames=scan.count, pixel_size_m=scan.pixel_size_m,
+                                 force=force)
+        except Exception as exc:
+            self._log.warning("pva_out", "pvAccess output %s: %s: %s", self.pva_out.pv_name, type(exc).__name__, exc)
 
     def _spawn(self, target: Any, name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -133,6 +161,8 @@ class EdgeService:
             self.web.stop()
         if self.publisher is not None:
             self.publisher.close()
+        if self.pva_out is not None:
+            self.pva_out.close()
         self._state = "stopped"
         write_status(self.config.status_file, self.status())
         log.info("edge stopped: %s", self.metrics.counts)
@@ -182,6 +212,8 @@ class EdgeService:
         elif item.kind == END:
             files = self.mosaics.end(item.scan_id)
             scan = self.mosaics.get(item.scan_id)
+            if scan is not None:
+                self._publish_pva(scan, force=True)
             self.publisher.control({"type": END, "scan_id": item.scan_id, "n_frames": item.header.get("n_frames"),
                                     "inferred": scan.count if scan else 0, "files": files})
 
@@ -207,6 +239,7 @@ class EdgeService:
         latencies = t3 - np.array([item.received for item in batch])
         self.publisher.results(scan.scan_id, [item.index for item in batch], positions_m, centres, phase,
                                model.version, latencies)
+        self._publish_pva(scan)
         t4 = time.perf_counter()
         self.metrics.inferred(latencies, {"preprocess": t1 - t0, "infer": t2 - t1, "stitch": t3 - t2, "publish": t4 - t3})
 
@@ -239,6 +272,9 @@ class EdgeService:
 
     def _status_loop(self) -> None:
         while not self._stop.is_set():
+            current = self.mosaics.get(None)
+            if current is not None:
+                self._publish_pva(current)  # what the rate limit held back during the last batches
             try:
                 write_status(self.config.status_file, self.status())
             except OSError as exc:

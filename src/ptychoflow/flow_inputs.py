@@ -1,8 +1,9 @@
 """Build the input document of a bundled flow from a profile (what the watcher and CLI send).
 
-The flows hard-code nothing site-specific: collection ids, paths, endpoint ids, function ids
-and policy knobs all come from here. Every path comes from ``ptychoflow.site``: the same
-relative path names a file on a site's collection (``collection_path``) and on its disk
+The flows hard-code nothing site-specific: collection ids, paths, endpoint ids and their
+``user_endpoint_config``, function ids and policy knobs all come from here. Every path comes
+from ``ptychoflow.site``: the same relative path names a file on a site's collection
+(``collection_path``, below the site's ``collection_base_path``) and on its disk
 (``SiteLayout``). Collection ids are the sites' ``collection_id`` or, on the local backend,
 the site name.
 
@@ -15,16 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptychoflow.errors import PtychoflowError
+from ptychoflow.errors import PtychoflowError, ScanError
 from ptychoflow.function_registry import FunctionRegistry
 from ptychoflow.names import safe_component
+from ptychoflow.scan.registry import choose_reader
 from ptychoflow.site import EDGE_STAGING, PRODUCTS, REGISTRY, RESULTS, SCANS, STAGED, SiteLayout, collection_path
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
 
 FUNCTION_NAMES = ("reconstruct", "validate", "train", "activate")
-RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha", "probe_start")  # the Policy knobs rPIE reads
+RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha", "export_formats", "probe_start")  # the Policy knobs rPIE reads
 
 
 def _collection(site: Any, name: str) -> str:
@@ -44,12 +46,17 @@ def _pick(ids: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {n: ids[n] for n in names}
 
 
-def _beamline_path(layout: SiteLayout, scan: str | Path) -> str:
-    """The scan as a path on the beamline collection (``/scan_0001.h5``)."""
+def _on(site: Any, *parts: str) -> str:
+    """A path below ``site``'s directory, as its collection shows it."""
+    return collection_path(*parts, base=site.collection_base_path)
+
+
+def _beamline_path(profile: Profile, layout: SiteLayout, scan: str | Path) -> str:
+    """The scan as a path on the beamline collection (``<base>/scan_0001.h5``)."""
     scan = Path(scan)
     if scan.is_absolute():
         scan = scan.relative_to(layout.beamline_root)
-    return collection_path(scan.as_posix())
+    return _on(profile.beamline, scan.as_posix().lstrip("/"))
 
 
 def _scan_names(layout: SiteLayout, scan: str | Path, scan_id: str | None) -> tuple[str, str]:
@@ -58,18 +65,50 @@ def _scan_names(layout: SiteLayout, scan: str | Path, scan_id: str | None) -> tu
     return name, safe_component(scan_id or Path(name).stem, source=scan, field="scan_id")
 
 
+def _scan_files(profile: Profile, layout: SiteLayout, scan: str | Path) -> list[Path]:
+    """The scan file and what its reader needs beside it, relative to the beamline directory."""
+    path = Path(scan) if Path(scan).is_absolute() else layout.beamline_root / scan
+    try:  # a layout that needs files beside the scan says which; the reconstruct function validates the rest
+        reader = choose_reader(path, profile.beamline.scan_format)
+    except ScanError:
+        reader = None
+    extra = reader.companions(path, profile.beamline.read_options()) if reader else []
+    files = []
+    for file in [path, *extra]:
+        relative = Path(file).resolve().relative_to(layout.beamline_root.resolve())
+        files.append(Path(*(safe_component(part, source=path, field="scan file name") for part in relative.parts)))
+    return files
+
+
+def _transfer(profile: Profile, layout: SiteLayout, scan: str | Path) -> list[dict[str, Any]]:
+    """Transfer items beamline -> HPC scans/: the scan file keeps its place relative to the others."""
+    files = _scan_files(profile, layout, scan)
+    base = files[0].parent
+    return [{"source_path": _on(profile.beamline, f.as_posix()), "recursive": False,
+             "destination_path": _on(profile.hpc, SCANS, f.relative_to(base).as_posix())} for f in files]
+
+
+def _reading(profile: Profile) -> dict[str, Any]:
+    beamline = profile.beamline
+    return {"format": beamline.scan_format, "options": {"frame_size": beamline.frame_size,
+                                                        "positions_file": beamline.positions_file,
+                                                        "y_source": beamline.y_source}}
+
+
 def _hpc_scan(profile: Profile, layout: SiteLayout, scan_name: str, scan_id: str) -> dict[str, Any]:
     """Where the scan lands on HPC and where its product goes (collection and disk)."""
     return {
         "collection_id": _collection(profile.hpc, "hpc"), "endpoint_id": profile.hpc.endpoint_id,
-        "scan_path": collection_path(SCANS, scan_name), "scan_file": str(layout.hpc.scan_file(scan_name)),
+        "user_endpoint_config": dict(profile.hpc.user_endpoint_config),
+        "scan_path": _on(profile.hpc, SCANS, scan_name), "scan_file": str(layout.hpc.scan_file(scan_name)),
         "output_dir": str(layout.hpc.products_dir(scan_id)),
     }
 
 
 def _edge(profile: Profile, layout: SiteLayout) -> dict[str, Any]:
     return {"collection_id": _collection(profile.edge, "edge"), "endpoint_id": profile.edge.endpoint_id,
-            "staging_path": collection_path(EDGE_STAGING), "staging_dir": str(layout.edge.staging_dir),
+            "user_endpoint_config": dict(profile.edge.user_endpoint_config),
+            "staging_path": _on(profile.edge, EDGE_STAGING), "staging_dir": str(layout.edge.staging_dir),
             "model_dir": str(layout.edge.model_dir)}
 
 
@@ -79,10 +118,12 @@ def reconstruct_and_train_input(profile: Profile, scan: str | Path, *, scan_id: 
     scan_name, scan_id = _scan_names(layout, scan, scan_id)
     return {
         "scan_id": scan_id,
-        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(layout, scan)},
+        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan),
+                     "transfer": _transfer(profile, layout, scan)},
+        "scan": _reading(profile),
         "hpc": {
             **_hpc_scan(profile, layout, scan_name, scan_id),
-            "registry_dir": str(layout.hpc.registry_dir), "staged_path": collection_path(REGISTRY, STAGED),
+            "registry_dir": str(layout.hpc.registry_dir), "staged_path": _on(profile.hpc, REGISTRY, STAGED),
             "corpus_path": str(layout.hpc.corpus_path),
         },
         "edge": _edge(profile, layout),
@@ -97,9 +138,10 @@ def reconstruct_input(profile: Profile, scan: str | Path, *, scan_id: str | None
     scan_name, scan_id = _scan_names(layout, scan, scan_id)
     return {
         "scan_id": scan_id,
-        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(layout, scan),
-                     "results_path": collection_path(RESULTS, scan_id)},
-        "hpc": {**_hpc_scan(profile, layout, scan_name, scan_id), "output_path": collection_path(PRODUCTS, scan_id)},
+        "beamline": {"collection_id": _collection(profile.beamline, "beamline"), "scan_path": _beamline_path(profile, layout, scan),
+                     "results_path": _on(profile.beamline, RESULTS, scan_id), "transfer": _transfer(profile, layout, scan)},
+        "scan": _reading(profile),
+        "hpc": {**_hpc_scan(profile, layout, scan_name, scan_id), "output_path": _on(profile.hpc, PRODUCTS, scan_id)},
         "functions": _pick(_function_ids(profile), ("reconstruct",)),
         "policy": profile.policy.model_dump(mode="json", include=set(RECONSTRUCT_KNOBS)),
     }
@@ -110,7 +152,7 @@ def deploy_model_input(profile: Profile, version: str) -> dict[str, Any]:
     layout = SiteLayout.from_profile(profile)
     return {
         "version": safe_component(version, source="deploy_model input", field="version"),
-        "hpc": {"collection_id": _collection(profile.hpc, "hpc"), "staged_path": collection_path(REGISTRY, STAGED)},
+        "hpc": {"collection_id": _collection(profile.hpc, "hpc"), "staged_path": _on(profile.hpc, REGISTRY, STAGED)},
         "edge": _edge(profile, layout),
         "functions": _pick(_function_ids(profile), ("activate",)),
     }

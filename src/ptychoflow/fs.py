@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ptychoflow.errors import InputError, PtychoflowError
+from ptychoflow.processes import pid_alive
 
 _CHUNK = 1 << 20
 _PROBE_WAIT_S = 1.0  # how long a start waits out other processes' holder_pid probes
@@ -264,7 +265,9 @@ class SingleInstance:
         with handle:
             if not _try_flock(handle, fcntl.LOCK_SH):
                 text = handle.read().strip()
-                return int(text) if text.isdigit() else -1
+                # A new holder has the lock a moment before it replaces the pid of one killed
+                # by kill -9 (who could not erase it): a dead pid means "held, pid not yet known".
+                return int(text) if text.isdigit() and pid_alive(int(text)) else -1
             fcntl.flock(handle, fcntl.LOCK_UN)
             return None
 

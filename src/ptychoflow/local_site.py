@@ -7,19 +7,12 @@ from __future__ import annotations
 
 from ptychoflow.backends import get_backend
 from ptychoflow.backends.base import Backend
-from ptychoflow.function_registry import bundled_functions
 from ptychoflow.profile import Profile
 
 
 def prepare_local_site(profile: Profile, *, start_engine: bool = True) -> Backend:
-    """Register every bundled function (no-op when unchanged) and start the engine worker."""
+    """The profile's backend, made ready to run flows from here (``Backend.prepare``: on the
+    local backend, functions registered and the engine worker running; elsewhere nothing)."""
     backend = get_backend(profile)
-    if profile.backend != "local":
-        return backend
-    for name, path in bundled_functions().items():
-        backend.register_function(path, name)
-    if start_engine:
-        from ptychoflow.flowengine.worker import ensure_engine_running
-
-        ensure_engine_running(profile)
+    backend.prepare(start_worker=start_engine)
     return backend

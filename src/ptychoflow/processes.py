@@ -19,3 +19,12 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True  # no /proc (not Linux): kill(0) said it exists
     return state != "Z"
+
+
+def package_environment() -> dict[str, str]:
+    """This process's environment, with the ``ptychoflow`` package importable by a child
+    Python even when the package is not installed (a source checkout)."""
+    environment = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])  # the directory holding ``ptychoflow``
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (root, environment.get("PYTHONPATH")) if p)
+    return environment

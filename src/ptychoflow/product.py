@@ -1,15 +1,21 @@
 """The Reconstruction product (HDF5) with its PNG preview: writer and reader.
 
-Layout (``/reconstruction``)::
+Layout (``/reconstruction``, NX_class NXprocess; every length has a ``units`` attribute)::
 
     object            (H, W) complex64   the reconstructed transmission
     probe             (n, n) complex64   ortho-FFT convention: |fft2(probe*patch, "ortho")|^2 = counts
-    positions_px      (N, 2) float64     probe centres (y, x), scan's own position frame (refined if asked)
+    positions_m       (N, 2) float64     probe centres (y, x) in metres, scan's own frame (refined if asked)
+    positions_px      (N, 2) float64     the same in object pixels
     object_origin_px  (2,)   float64     scan-frame pixel coordinates of object[0, 0]
     pixel_size_m      scalar
     loss_history      (iterations_run,)
+    instrument/       NXinstrument: energy_keV, detector_distance_m, detector_pixel_size_m
+                      (from the scan; absent in products written before format 2)
     attrs: format_version, scan_id, source, engine, engine_reason, versions (JSON),
            parameters (JSON), iterations_run, stopped_early, stop_reason, wall_time_s, created
+
+``ptychoflow.export`` turns a product into ptychodus's and CXI files; ``ptychoflow.preview``
+draws its picture.
 
 A patch for the scan position ``c`` (centre, pixels) starts at object index
 ``rint(c - n/2) - object_origin_px``, exactly as the simulator cuts its truth, so
@@ -33,8 +39,9 @@ import numpy as np
 from ptychoflow.errors import InputError
 from ptychoflow.fs import atomic_write
 from ptychoflow.names import safe_component
+from ptychoflow.scan.format import Instrument
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 GROUP = "reconstruction"
 PRODUCT_SUFFIX = ".recon.h5"
 PREVIEW_SUFFIX = ".recon.png"
@@ -60,6 +67,17 @@ class ReconstructionProduct:
     source: str = ""
     created: str = ""
     path: Path | None = None
+    energy_keV: float = float("nan")  # the scan's instrument: what exports need to describe the geometry
+    detector_distance_m: float = float("nan")
+    detector_pixel_size_m: float = float("nan")
+
+    def instrument(self) -> Instrument:
+        return Instrument(self.energy_keV, self.detector_distance_m, self.detector_pixel_size_m)
+
+    @property
+    def positions_m(self) -> np.ndarray:
+        """Probe centres (y, x) in metres."""
+        return np.asarray(self.positions_px, np.float64) * self.pixel_size_m
 
     @property
     def phase(self) -> np.ndarray:
@@ -113,15 +131,28 @@ def product_paths(output_dir: str | Path, scan_id: str) -> tuple[Path, Path]:
     return output_dir / f"{name}{PRODUCT_SUFFIX}", output_dir / f"{name}{PREVIEW_SUFFIX}"
 
 
+INSTRUMENT_FIELDS = {"energy_keV": "keV", "detector_distance_m": "m", "detector_pixel_size_m": "m"}
+
+
+def _with_units(group: h5py.Group, name: str, value: Any, units: str) -> None:
+    group.create_dataset(name, data=value).attrs["units"] = units
+
+
 def _write_h5(path: Path, product: ReconstructionProduct) -> None:
     with h5py.File(path, "w") as f:
         g = f.create_group(GROUP)
+        g.attrs["NX_class"] = "NXprocess"
         g.create_dataset("object", data=np.asarray(product.object, np.complex64), compression="gzip", compression_opts=1)
         g["probe"] = np.asarray(product.probe, np.complex64)
-        g["positions_px"] = np.asarray(product.positions_px, np.float64)
-        g["object_origin_px"] = np.asarray(product.object_origin_px, np.float64)
-        g["pixel_size_m"] = float(product.pixel_size_m)
+        _with_units(g, "positions_m", product.positions_m, "m")
+        _with_units(g, "positions_px", np.asarray(product.positions_px, np.float64), "pixel")
+        _with_units(g, "object_origin_px", np.asarray(product.object_origin_px, np.float64), "pixel")
+        _with_units(g, "pixel_size_m", float(product.pixel_size_m), "m")
         g["loss_history"] = np.asarray(product.loss_history, np.float64)
+        instrument = g.create_group("instrument")
+        instrument.attrs["NX_class"] = "NXinstrument"
+        for name, units in INSTRUMENT_FIELDS.items():
+            _with_units(instrument, name, float(getattr(product, name)), units)
         attrs = g.attrs
         attrs["format_version"] = FORMAT_VERSION
         for key in ("scan_id", "engine", "engine_reason", "stop_reason", "source", "created"):
@@ -133,23 +164,11 @@ def _write_h5(path: Path, product: ReconstructionProduct) -> None:
         attrs["parameters"] = json.dumps(product.parameters, sort_keys=True, default=str)
 
 
-def _display(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """8-bit image scaled to the 1st-99th percentile of the lit region."""
-    values = image[mask] if mask.any() else image.ravel()
-    low, high = np.percentile(values, [1, 99])
-    scaled = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
-    return (scaled * 255).astype(np.uint8)
-
-
 def write_preview(path: Path, product: ReconstructionProduct) -> None:
-    """Phase (left) and amplitude (right), grey scale, side by side; PNG."""
-    from PIL import Image
+    """The picture people read (see ``ptychoflow.preview``): phase, amplitude, probe, loss."""
+    from ptychoflow.preview import render_preview
 
-    mask = product.lit_mask()
-    phase = product.phase - np.median(product.phase[mask]) if mask.any() else product.phase
-    panels = [_display(phase, mask), _display(product.amplitude, mask)]
-    gap = np.full((panels[0].shape[0], 4), 255, np.uint8)
-    Image.fromarray(np.hstack([panels[0], gap, panels[1]])).save(path, format="PNG")
+    render_preview(product, path)
 
 
 def write_product(product: ReconstructionProduct, output_dir: str | Path) -> tuple[Path, Path]:
@@ -191,6 +210,9 @@ def read_product(path: str | Path) -> ReconstructionProduct:
             return node[()]
 
         a = g.attrs
+        instrument = g.get("instrument")
+        geometry = {name: float(instrument[name][()]) for name in INSTRUMENT_FIELDS
+                    if isinstance(instrument, h5py.Group) and name in instrument}
         return ReconstructionProduct(
             object=dataset("object"),
             probe=dataset("probe"),
@@ -210,6 +232,7 @@ def read_product(path: str | Path) -> ReconstructionProduct:
             source=str(a.get("source", "")),
             created=str(a.get("created", "")),
             path=path,
+            **geometry,
         )
 
 
@@ -256,7 +279,10 @@ def latest_good_product(products_root: str | Path, *, frame: int, pixel_size_m: 
 
 
 def from_result(result: Any, *, scan_id: str, source: str = "") -> ReconstructionProduct:
-    """Build a product from an engine ``ReconstructionResult``."""
+    """Build a product from an engine ``ReconstructionResult`` (the scan's instrument rides in
+    ``result.parameters["instrument"]``)."""
+    geometry = {name: float(value) for name, value in result.parameters.get("instrument", {}).items()
+                if name in INSTRUMENT_FIELDS}
     return ReconstructionProduct(
         object=result.object,
         probe=result.probe,
@@ -274,4 +300,5 @@ def from_result(result: Any, *, scan_id: str, source: str = "") -> Reconstructio
         stop_reason=result.stop_reason,
         wall_time_s=result.wall_time_s,
         source=source,
+        **geometry,
     )

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptychoflow.errors import ProfileError
+from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.fs import atomic_write_text
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.recon.registry import AUTO, ENGINE_CHOICES, ENGINES
+from ptychoflow.scan.reader import ReadOptions
+from ptychoflow.scan.registry import format_names
 from ptychoflow.site import SiteLayout
 
 PROFILE_FILENAME = "ptychoflow.toml"
@@ -30,18 +32,66 @@ class _Strict(BaseModel):
 class Site(_Strict):
     """A place data lives: a local directory and, for Globus, a collection."""
 
-    path: Path = Field(description="Local directory (local backend) or POSIX path on the collection.")
+    path: Path = Field(description="The site's directory, as the machines that work on it see it.")
     collection_id: str | None = Field(default=None, description="Globus collection UUID (globus backend).")
+    collection_base_path: str = Field(
+        default="/", description="`path` as the collection shows it: / when the collection is rooted at the site "
+        "directory (a guest collection, the local backend), the full path when it is rooted at / (a mapped collection).")
+
+    @field_validator("collection_base_path")
+    @classmethod
+    def _absolute_posix(cls, value: str) -> str:
+        if not value.startswith("/") or "\\" in value or any(part == ".." for part in value.split("/")):
+            raise ValueError("must be an absolute POSIX path on the collection, without '..'")
+        return value
 
 
 class BeamlineSite(Site):
     patterns: list[str] = Field(default_factory=lambda: ["*.h5"], description="Glob patterns of scan files.")
     name: str = "beamline"
+    scan_format: str = Field(default="auto", description="Scan layout: auto (detected) | ptychoflow | eiger | cxi | tike-npz.")
+    frame_size: int | None = Field(default=None, ge=8, description="Crop Eiger/CXI frames to this square about the beam centre.")
+    positions_file: str | None = Field(default=None, description="Eiger: the position file, if not <prefix>_positions.txt.")
+    y_source: Literal["interferometer", "encoder"] = Field(default="interferometer",
+                                                          description="Eiger/Velociprobe position file: which y column.")
+
+    @field_validator("scan_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in format_names():
+            raise ValueError(f"unknown scan format {value!r}; known: {', '.join(format_names())}")
+        return value
+
+    def read_options(self) -> ReadOptions:
+        """What the scan readers are told."""
+        return ReadOptions(frame_size=self.frame_size, y_source=self.y_source,
+                           positions_file=Path(self.positions_file) if self.positions_file else None)
 
 
 class ComputeSite(Site):
     endpoint_id: str = Field(default="local-hpc", description="Globus Compute endpoint UUID, or a local pool name.")
     workers: int = Field(default=1, ge=1, description="Concurrent tasks in the local process pool.")
+    retries_on_worker_loss: int = Field(
+        default=0, ge=0, description="local pool: reruns of a task whose process died mid-call (the engine was "
+                                     "killed); 0 = at most once (Globus Compute's max_retries_on_system_failure)")
+    user_endpoint_config: dict[str, Any] = Field(
+        default_factory=dict, description="Sent with every task to the endpoint (its template's variables, e.g. account).")
+
+
+class EngineLimits(_Strict):
+    """Bounds of each run on the local engine; each one breached fails the run with a
+    States.* error (flows/README.md). The defaults are ``RunLimits``'s."""
+
+    max_transitions: int = Field(default=RunLimits.max_transitions, ge=1, description="states entered per run")
+    max_state_bytes: int = Field(default=RunLimits.max_state_bytes, ge=1,
+                                 description="JSON bytes of the run input, its state and an action's request body")
+    expression_cpu_seconds: float = Field(default=RunLimits.expression_cpu_seconds, gt=0,
+                                          description="thread CPU time of one .= expression")
+    expression_max_size: int = Field(default=RunLimits.expression_max_size, ge=1,
+                                     description="characters or items of the largest value an expression builds")
+
+    def run_limits(self) -> RunLimits:
+        return RunLimits(**self.model_dump())
 
 
 class Functions(_Strict):
@@ -78,6 +128,8 @@ class Policy(_Strict):
     model: Literal["ptychonn", "ptychonn2"] = Field(default="ptychonn2",
                                                    description="ptychonn (amp+phase, ~1.2 M) | ptychonn2 (phase, light)")
     patch_size: int = Field(default=64, description="network input/output size (64 or 128)")
+    export_formats: list[Literal["ptychodus", "cxi"]] = Field(
+        default=[], description='also write each product as these, beside it: ["ptychodus", "cxi"]')
 
     @field_validator("patch_size")
     @classmethod
@@ -98,10 +150,10 @@ def policy_default(name: str) -> Any:
     return default_of(Policy, name)
 
 
-def _policy_toml() -> str:
-    """The template's [policy] lines: every knob at its default, with its description."""
+def _section_toml(section: type[BaseModel]) -> str:
+    """A template section's lines: every setting at its default, with its description."""
     lines = []
-    for name, info in Policy.model_fields.items():
+    for name, info in section.model_fields.items():
         assignment = tomli_w.dumps({name: info.default}).strip()
         lines.append(f"{assignment:<28} # {info.description}")
     return "\n".join(lines)
@@ -116,10 +168,20 @@ class Watcher(_Strict):
     batch_every_minutes: float = Field(default=0, ge=0)
     flow: str = "reconstruct_and_train"
     experiment: str = "commissioning"
+    inactive_slot: Literal["keep", "free"] = Field(
+        default="keep", description="An INACTIVE run (waiting for a consent) keeps its slot, or frees it for the next scan.")
+    inactive_timeout_minutes: float = Field(
+        default=30, ge=0, description="With inactive_slot = keep: the slot is freed after this long anyway.")
+
+    def inactive_hold_s(self) -> float:
+        """How long an INACTIVE run keeps its slot (0 when the policy frees it at once)."""
+        return self.inactive_timeout_minutes * 60 if self.inactive_slot == "keep" else 0.0
 
 
 class Edge(Site):
     endpoint_id: str = "local-edge"
+    user_endpoint_config: dict[str, Any] = Field(
+        default_factory=dict, description="Sent with every task to the edge endpoint (its template's variables).")
     stream_address: str = Field(default="tcp://127.0.0.1:5555", description="ZeroMQ frame stream to subscribe to.")
     results_address: str = Field(default="tcp://127.0.0.1:5556", description="ZeroMQ results stream to publish.")
     http_host: str = "127.0.0.1"
@@ -127,6 +189,14 @@ class Edge(Site):
     batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=10.0, ge=0)
     queue_frames: int = Field(default=4096, ge=1)
+    # pvAccess (EPICS, areaDetector's PVA plugin), as at APS beamlines; needs p4p (extra "pva")
+    pva_channel: str | None = Field(default=None, description="NTNDArray channel to read frames from, e.g. 13SIM1:Pva1:Image.")
+    pva_pixel_size_m: float | None = Field(default=None, gt=0, description="Object pixel size of those frames (m).")
+    pva_position_attributes: tuple[str, str] = Field(default=("PositionY", "PositionX"),
+                                                     description="NDAttributes holding each frame's (y, x) position.")
+    pva_position_scale: float = Field(default=1.0, gt=0, description="Attribute value x scale = metres (1e-6 for um).")
+    pva_output: str | None = Field(default=None, description="PV name to serve the live phase on (NTNDArray).")
+    pva_output_interval_s: float = Field(default=0.5, gt=0, description="Fastest update of that PV.")
 
 
 class Globus(_Strict):
@@ -147,6 +217,7 @@ class Profile(_Strict):
     edge: Edge
     policy: Policy = Field(default_factory=Policy)
     watcher: Watcher = Field(default_factory=Watcher)
+    engine: EngineLimits = Field(default_factory=EngineLimits)
     globus: Globus = Field(default_factory=Globus)
     functions: dict[str, str] = Field(default_factory=dict, description="function name -> registered id")
     root: Path = Field(default=Path("."), exclude=True)
@@ -198,14 +269,21 @@ state_dir = "state"          # run store, watcher journal, registered function i
 
 [beamline]                   # where the detector writes finished scans
 path = "acquisition"
-patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on
+patterns = ["scan_*.h5"]     # glob patterns the watcher triggers on (an Eiger: ["*_master.h5"])
+# scan_format = "auto"       # auto (detected) | ptychoflow | eiger | cxi | tike-npz
+# frame_size = 256           # Eiger/CXI: crop frames to this square about the beam centre
+# positions_file = "..."     # Eiger: the position file, if not <prefix>_positions.txt beside the master
+# y_source = "interferometer"  # Eiger/Velociprobe position file: "interferometer" or "encoder"
 # collection_id = "..."      # Globus collection UUID of the beamline storage
 
 [hpc]                        # where scans are reconstructed and models trained
 path = "hpc"                 # scans/, products/, registry/ (the model registry), corpus/
 endpoint_id = "local-hpc"    # Globus Compute endpoint UUID (globus) or local pool name
 workers = 1                  # concurrent tasks in the local pool
+retries_on_worker_loss = 0   # reruns of a task cut short by a killed engine (0: at most once)
 # collection_id = "..."
+# collection_base_path = "/" # `path` as the collection shows it (the full path for a mapped collection rooted at /)
+# user_endpoint_config = { account = "..." }   # sent with every task (the endpoint template's variables)
 
 [edge]                       # the inference box next to the detector
 path = "edge"                # models are activated into <path>/model
@@ -224,13 +302,18 @@ max_wait_ms = 10.0
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
 poll = false                 # true on NFS/GPFS where file events are unreliable
 max_active_runs = 2          # more finished scans wait in a FIFO queue
+inactive_slot = "keep"       # a run waiting for a consent (INACTIVE) keeps its slot ("keep") or frees it ("free")
+inactive_timeout_minutes = 30  # ... but for at most this long
 flow = "reconstruct_and_train"
 experiment = "commissioning"
+
+[engine]                     # the local engine's bounds per run (flows/README.md, "Limits")
+{engine}
 
 [globus]
 # flow_id = "..."            # pin a deployed flow instead of deploying by checksum
 # group_id = "..."           # Globus group allowed to view/start the flow
-""".replace("{policy}", _policy_toml())
+""".replace("{policy}", _section_toml(Policy)).replace("{engine}", _section_toml(EngineLimits))
 
 
 def make_site_dirs(profile: Profile) -> Profile:

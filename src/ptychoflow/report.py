@@ -36,6 +36,7 @@ class ScanSection:
     run: RunInfo | None = None
     wait_edge_s: float | None = None
     wait_rpie_s: float | None = None
+    rpie_preview_png: bytes | None = None  # the product's picture (ptychoflow.preview): phase, amplitude, probe, loss
 
 
 @dataclass
@@ -109,7 +110,7 @@ def timeline_svg(run: RunInfo, width: int = 640) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{margin-bottom:0} table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
-.images{display:flex;gap:8px} .missing{width:230px;height:230px;border:1px dashed #aaa;display:flex;align-items:center;justify-content:center;text-align:center;color:#888}
+.images{display:flex;gap:8px} .preview{max-width:100%;margin-top:6px} .missing{width:230px;height:230px;border:1px dashed #aaa;display:flex;align-items:center;justify-content:center;text-align:center;color:#888}
 section{margin-top:2em} .scan{border-top:1px solid #ddd;padding-top:1em}
 """
 
@@ -137,7 +138,11 @@ def render_report(report: DemoReport, path: str | Path) -> Path:
         out.append(_png(s.truth_phase, "ground truth phase"))
         out.append(_png(s.rpie_phase, f"rPIE (SSIM {_fmt(s.rpie_ssim, '.2f')})"))
         out.append(_png(s.edge_phase, f"PtychoNN live (SSIM {_fmt(s.edge_ssim, '.2f')})"))
-        out.append("</div></div>")
+        out.append("</div>")
+        if s.rpie_preview_png:
+            out.append(f'<img class="preview" alt="rPIE reconstruction of {html.escape(s.scan_id)}: phase, amplitude, '
+                       f'probe, loss" src="data:image/png;base64,{base64.b64encode(s.rpie_preview_png).decode()}">')
+        out.append("</div>")
     out.append('</section><section id="flow-runs"><h2>Flow runs</h2>')
     for s in report.scans:
         if s.run is None:

@@ -31,6 +31,11 @@ def flows_dir() -> Path:
     return _bundled_root() / "flows"
 
 
+def bundled_flows() -> list[Path]:
+    """Every bundled flow definition (``NAME.json``, its ``NAME.schema.json`` beside it)."""
+    return sorted(p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
+
+
 def functions_dir() -> Path:
     """Directory holding the remote functions registered with Globus Compute."""
     return _bundled_root() / "functions"

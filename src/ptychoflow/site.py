@@ -3,7 +3,8 @@
 A deployment has three sites (beamline, hpc, edge) and a state directory. Each fact about a
 path is written here once: the flows' inputs, the remote functions' defaults, the CLI, the
 demo, the dashboard and the edge service all ask this module. Paths below a site are the same
-on disk (local backend) and on its Globus collection (``collection_path``).
+on disk and on its Globus collection, below the site's ``collection_base_path`` (the site
+directory as the collection shows it): ``collection_path``.
 
   beamline: <scan file>   results/<scan id>/ (products sent back by the reconstruct flow)
   hpc:   scans/<scan file>   products/<scan id>/   registry/ (+ registry/staged/<version>/)
@@ -37,9 +38,13 @@ EDGE_MOSAICS = "mosaics"
 EDGE_STATUS = "edge-status.json"
 
 
-def collection_path(*parts: str) -> str:
-    """A path on a site's collection, as Globus Transfer wants it: ``/products/scan_0001``."""
-    return str(PurePosixPath("/", *parts))
+def collection_path(*parts: str, base: str = "/") -> str:
+    """A path on a site's collection, as Globus Transfer wants it: ``<base>/products/scan_0001``.
+
+    ``base`` is the site's ``collection_base_path``: ``/`` for a collection rooted at the
+    site directory, the directory's full path for a mapped collection rooted at ``/``.
+    """
+    return str(PurePosixPath("/", base.lstrip("/"), *parts))
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import abc
 import enum
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
+from ptychoflow.backends.polling import PollBackoff, poll_until
+from ptychoflow.flowengine.failure import Failure
 from ptychoflow.fs import sha256_text
 
 
@@ -81,10 +84,16 @@ class RunInfo:
     error: str | None = None
     timeline: list[StateRecord] = field(default_factory=list)
     web_url: str | None = None
+    failure: Failure | None = None  # why a FAILED run failed: state, error, one-line reason
 
 
 class Backend(abc.ABC):
-    """What ptychoflow needs from a flow service. Runs are asynchronous everywhere."""
+    """What ptychoflow needs from a flow service. Runs are asynchronous everywhere.
+
+    Callers never ask which backend they hold: what differs (a local worker to start, a
+    service's own validation, how often to poll) is behind these verbs, a no-op where it
+    does not apply.
+    """
 
     name: str
 
@@ -98,9 +107,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def start_run(
-        self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "", tags: list[str] | None = None
+        self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "", tags: list[str] | None = None,
+        notify_on: Sequence[str] = (),
     ) -> RunInfo:
-        """Record a run and return at once; execution happens elsewhere."""
+        """Record a run and return at once; execution happens elsewhere.
+
+        ``notify_on``: run statuses (INACTIVE, FAILED, SUCCEEDED) on which the service
+        e-mails the run's creator; a backend without such a service ignores it.
+        """
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunInfo:
@@ -117,3 +131,61 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cancel_run(self, run_id: str) -> RunInfo:
         """Ask the run to stop; returns its status afterwards."""
+
+    @abc.abstractmethod
+    def resume_run(self, run_id: str, *, check: bool = True) -> RunInfo:
+        """Continue an INACTIVE run. ``check``: first make sure what it waits for is there
+        (raising a one-line error that says how to provide it); returns its status afterwards."""
+
+    @abc.abstractmethod
+    def validate_run(self, flow: DeployedFlow, body: dict[str, Any]) -> None:
+        """Raise an InputError naming the field when the flow would refuse ``body``; start nothing."""
+
+    def ensure_worker(self) -> int | None:
+        """Start what executes recorded runs, where this backend needs one; its pid, or None."""
+        return None
+
+    def prepare(self, *, start_worker: bool = True) -> None:
+        """Make this deployment ready to run flows from here (functions, worker); no-op by default."""
+
+    def preflight(self, **options: Any) -> list[Any]:
+        """Checks of the external services this backend uses, each OK or FAIL with its fix."""
+        from ptychoflow.errors import PtychoflowError
+
+        raise PtychoflowError(f"the {self.name} backend uses no external service to check; `ptychoflow doctor` checks this machine")
+
+    def poll_backoff(self) -> PollBackoff:
+        """How often :meth:`wait_run` asks: a cheap local store can be asked often."""
+        return PollBackoff(initial=0.5, factor=1.0, maximum=0.5, jitter=0.0)
+
+    def run_status(self, run_id: str) -> RunStatus:
+        """Just the status (a backend with a cheaper probe than ``get_run`` overrides this)."""
+        return self.get_run(run_id).status
+
+    def wait_run(
+        self,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[RunInfo], None] | None = None,
+        backoff: PollBackoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RunInfo:
+        """Poll until the run finishes, goes INACTIVE (a person must act) or ``timeout`` passes.
+
+        ``on_update`` sees the run at every poll (a live view); without it only the status is
+        fetched until the end.
+        """
+
+        def settled() -> bool:
+            if on_update is not None:
+                info = self.get_run(run_id)
+                on_update(info)
+                status = info.status
+            else:
+                status = self.run_status(run_id)
+            return status.finished or status is RunStatus.INACTIVE
+
+        poll_until(settled, timeout=timeout, backoff=backoff or self.poll_backoff(), sleep=sleep, clock=clock)
+        return self.get_run(run_id)

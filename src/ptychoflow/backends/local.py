@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ptychoflow.backends.base import (
     Backend, DeployedFlow, RegisteredFunction, RunInfo, RunStatus, StateRecord, flow_checksum,
 )
-from ptychoflow.flowengine.definition import load_definition, load_schema
+from ptychoflow.flowengine.definition import check_runs_locally, load_definition, load_schema
+from ptychoflow.flowengine.failure import root_cause
+from ptychoflow.flowengine.limits import json_size
 from ptychoflow.flowengine.parameters import hide_private_state
 from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.functions import record_source
 from ptychoflow.flowengine.store import RunRow, Store
 from ptychoflow.errors import InputError, PtychoflowError
-from ptychoflow.function_registry import FunctionRegistry, register_locally
+from ptychoflow.function_registry import FunctionRegistry, bundled_functions, register_locally
 
 
 class RunNotFoundError(PtychoflowError):
@@ -43,6 +45,7 @@ class LocalBackend(Backend):
     def deploy_flow(self, definition_path: Path) -> DeployedFlow:
         definition_path = Path(definition_path)
         definition = load_definition(definition_path)
+        check_runs_locally(definition, str(definition_path))
         schema = load_schema(definition_path)
         checksum = flow_checksum(definition, schema)
         flow_id = self.store.put_flow(definition_path.stem, checksum, definition, schema, str(definition_path))
@@ -57,12 +60,28 @@ class LocalBackend(Backend):
         return RegisteredFunction(record.function_id, name, record.source_sha256)
 
     # --- runs -----------------------------------------------------------------------------
-    def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
-                  tags: list[str] | None = None) -> RunInfo:
+    def _deployed(self, flow: DeployedFlow) -> dict[str, Any]:
         stored = self.store.get_flow(flow.flow_id)
         if stored is None:
             raise PtychoflowError(f"flow {flow.flow_id} is not deployed on this profile; deploy it first")
-        _validate_input(body, stored["input_schema"], stored["source"] or flow.title)
+        return stored
+
+    def validate_run(self, flow: DeployedFlow, body: dict[str, Any]) -> None:
+        """The flow's input schema, applied as the service applies it (no defaults filled in),
+        and the size a run's input may have (``[engine] max_state_bytes``)."""
+        stored = self._deployed(flow)
+        source = stored["source"] or flow.title
+        _validate_input(body, stored["input_schema"], source)
+        size = json_size(body)
+        if size > self.env.limits.max_state_bytes:  # refused before anything is stored
+            raise InputError(f"{source} input", "(input)", f"{size / 1024:.1f} KiB of JSON; a run's input and state may "
+                             f"hold {self.env.limits.max_state_bytes / 1024:.1f} KiB (profile [engine] max_state_bytes)")
+
+    def start_run(self, flow: DeployedFlow, body: dict[str, Any], *, label: str = "",
+                  tags: list[str] | None = None, notify_on: Sequence[str] = ()) -> RunInfo:
+        """Record the run for the engine worker (no e-mail service here: ``notify_on`` is ignored)."""
+        self.validate_run(flow, body)
+        stored = self._deployed(flow)
         run_id = self.store.create_run(flow.flow_id, stored["definition"]["StartAt"], body, label=label,
                                        tags=list(tags or []), username=self.env.username)
         return self.get_run(run_id)
@@ -84,6 +103,7 @@ class LocalBackend(Backend):
             created=run.created, completed=run.completed, current_state=run.current_state,
             output=_visible_output(run.output),
             error=run.error, timeline=timeline,
+            failure=root_cause(self.store.events(run.run_id)) if run.status == "FAILED" else None,
         )
 
     def get_run_log(self, run_id: str) -> list[dict[str, Any]]:
@@ -100,12 +120,30 @@ class LocalBackend(Backend):
         self.store.cancel_run(run.run_id)
         return self.get_run(run.run_id)
 
-    def resume_run(self, run_id: str) -> RunInfo:
-        """Make an INACTIVE run ACTIVE again; the engine worker continues from its last committed state."""
+    def resume_run(self, run_id: str, *, check: bool = True) -> RunInfo:
+        """Make an INACTIVE run ACTIVE again; the engine worker continues from its last committed
+        state (nothing to check first: no consents here)."""
         run = self._row(run_id)
         if run.status == "INACTIVE":
             self.store.set_status(run.run_id, "ACTIVE", only_if=("INACTIVE",))
         return self.get_run(run.run_id)
+
+    # --- the worker that executes recorded runs -------------------------------------------
+    def ensure_worker(self) -> int | None:
+        """The profile's engine worker: started (detached) if none is alive; its pid."""
+        if self.profile is None:  # built from an engine env alone (tests): the caller runs the engine
+            return None
+        from ptychoflow.flowengine.worker import ensure_engine_running
+
+        return ensure_engine_running(self.profile)
+
+    def prepare(self, *, start_worker: bool = True) -> None:
+        """Register every bundled function (no-op when unchanged) and start the engine worker,
+        so a fresh profile just works for `watch`, `dashboard` and `flows run`."""
+        for name, path in bundled_functions().items():
+            self.register_function(path, name)
+        if start_worker:
+            self.ensure_worker()
 
 
 def _visible_output(output: Any) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import click
 
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
+from ptychoflow.flowengine.failure import Failure, failure_from_text, reason
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -26,6 +27,28 @@ def profile_option(command: F) -> F:
     """``--profile PATH`` for every command that takes a profile: passed as ``profile_path``."""
     return click.option("--profile", "profile_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
                         help=PROFILE_HELP)(command)
+
+
+def scan_options(command: F) -> F:
+    """How to read a scan: ``--format``, ``--positions``, ``--frame-size``, ``--y-source``;
+    passed as ``scan_format`` and ``read_options`` (a ``ptychoflow.scan.ReadOptions``)."""
+    from ptychoflow.scan.reader import ReadOptions
+    from ptychoflow.scan.registry import format_names
+
+    def wrapper(*args: Any, positions: Path | None, frame_size: int | None, y_source: str, **kwargs: Any) -> Any:
+        kwargs["read_options"] = ReadOptions(frame_size=frame_size, positions_file=positions, y_source=y_source)
+        return command(*args, **kwargs)
+
+    wrapper = click.option("--y-source", type=click.Choice(["interferometer", "encoder"]), default="interferometer",
+                           show_default=True, help="Eiger/Velociprobe position file: which y column.")(wrapper)
+    wrapper = click.option("--frame-size", type=click.IntRange(min=8), default=None,
+                           help="Eiger/CXI: crop frames to this square about the beam centre [default: the largest].")(wrapper)
+    wrapper = click.option("--positions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                           help="Eiger: the position file [default: <prefix>_positions.txt beside the master].")(wrapper)
+    wrapper = click.option("--format", "scan_format", type=click.Choice(format_names()), default="auto", show_default=True,
+                           help="Scan layout; auto detects it.")(wrapper)
+    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+    return wrapper  # type: ignore[return-value]
 
 
 def json_option(command: F) -> F:
@@ -77,18 +100,42 @@ def _duration(seconds: float | None) -> str:
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "ACTIVE": "yellow", "ENDED": "magenta", "INACTIVE": "dim"}
 
 
+def run_failure(run: RunInfo) -> Failure | None:
+    """Why a failed run failed (state, error, one-line reason); from the run's own record of
+    it (local), else read from its error text (a Globus run)."""
+    if run.status.value != "FAILED":
+        return None
+    return run.failure or (failure_from_text(run.error) if run.error else None)
+
+
 def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    failure = run_failure(run)
     return {
         "run_id": run.run_id, "flow_id": run.flow_id, "status": run.status.value, "label": run.label,
         "tags": run.tags, "created": run.created, "completed": run.completed, "current_state": run.current_state,
+        "failure": None if failure is None else {"state": failure.state, "error": failure.error,
+                                                 "message": failure.message, "cause": failure.cause},
         "error": run.error, "output": run.output, "web_url": run.web_url,
         "timeline": [{"name": s.name, "status": s.status, "started": s.started, "finished": s.finished,
                       "duration": s.duration, "error": s.error} for s in run.timeline],
     }
 
 
+def failure_lines(run: RunInfo) -> list[str]:
+    """The cause first: the failing state, the error type, the one-line reason; then where
+    the run ended when that was a later state (a Fail state after a Catch)."""
+    failure = run_failure(run)
+    if failure is None:
+        return []
+    lines = [f"failed at {failure.line()}"]
+    if run.error and not run.error.startswith(f"{failure.state}: ") and failure.state:
+        lines.append(f"  then ended: {reason(run.error)}")
+    lines.append("  (the whole cause: --json)")
+    return lines
+
+
 def run_panel(run: RunInfo) -> Any:
-    """A rich renderable: header line plus the state timeline."""
+    """A rich renderable: header line, why it failed (if it did), then the state timeline."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -96,6 +143,8 @@ def run_panel(run: RunInfo) -> Any:
     style = STATUS_STYLE.get(run.status.value, "")
     header = Text.assemble(("run ", "bold"), run.run_id, "  ", (run.status.value, f"bold {style}"),
                            f"  {run.label}" if run.label else "")
+    cause = [Text(line, "bold red" if i == 0 else "red")
+             for i, line in enumerate(failure_lines(run))]
     table = Table(box=None, pad_edge=False)
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
@@ -103,26 +152,22 @@ def run_panel(run: RunInfo) -> Any:
         table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
                       (record.error or "")[:160])
-    parts: list[Any] = [header, table]
-    if run.error:
-        parts.append(Text(f"error: {run.error[:400]}", "red"))
+    parts: list[Any] = [header, *cause, table]
+    if run.error and not cause:
+        parts.append(Text(f"error: {reason(run.error)}", "red"))
     if run.web_url:
         parts.append(Text(run.web_url, "blue"))
     return Group(*parts)
 
 
-def follow(get_run: Callable[[], RunInfo], interval: float = 0.5) -> RunInfo:
-    """Live view of one run until it finishes."""
+def follow(backend: Any, run_id: str) -> RunInfo:
+    """Live view of one run until it finishes or goes INACTIVE (a person must act), asked at
+    the backend's own pace (a local store often, Globus Flows with a growing interval)."""
     from rich.console import Console
     from rich.live import Live
 
-    run = get_run()
-    with Live(run_panel(run), console=Console(), refresh_per_second=4, transient=False) as live:
-        while not run.status.finished:
-            time.sleep(interval)
-            run = get_run()
-            live.update(run_panel(run))
-    return run
+    with Live(run_panel(backend.get_run(run_id)), console=Console(), refresh_per_second=4, transient=False) as live:
+        return backend.wait_run(run_id, on_update=lambda run: live.update(run_panel(run)))
 
 
 def print_json(value: Any) -> None:

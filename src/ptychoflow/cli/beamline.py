@@ -9,7 +9,9 @@ from typing import Iterator
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ptychoflow.cli._common import scan_options
 from ptychoflow.scan.format import Scan
+from ptychoflow.scan.reader import ReadOptions
 from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, save_truth, scan_filename, simulate_scan
 from ptychoflow.simulate.objects import OBJECT_KINDS
 from ptychoflow.stream import FramePublisher
@@ -116,17 +118,22 @@ def simulate(scans: int, out: Path, first: int, frame_size: str, object_size: in
 @click.option("--name", default=None, help="Output file name [default: scan_<source>.h5].")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Replay only the first N frames.")
 @stream_options
+@scan_options
 def replay(source: Path, out: Path, name: str | None, max_frames: int | None, rate: float, stream: str, no_stream: bool,
-           wait_subscribers: int, wait_timeout: float) -> None:
-    """Replay a recorded scan (a ptychoflow .h5, or a Tike .npz/.npz.bz2) as if it were being measured.
+           wait_subscribers: int, wait_timeout: float, scan_format: str, read_options: ReadOptions) -> None:
+    """Replay a recorded scan as if it were being measured: written as a ptychoflow .h5 and
+    streamed to the edge. SOURCE is any layout ptychoflow reads (ptychoflow .h5, Eiger master,
+    CXI, Tike .npz/.npz.bz2).
 
     \b
     Examples:
       ptychoflow beamline replay ../shared/data/siemens-star-small.npz.bz2 --out acq --rate 500
     """
-    from ptychoflow.scan.readers import load_scan
+    from dataclasses import replace
 
-    scan = load_scan(source, max_frames=max_frames)
+    from ptychoflow.scan import load_scan
+
+    scan = load_scan(source, replace(read_options, max_frames=max_frames), scan_format=scan_format)
     out.mkdir(parents=True, exist_ok=True)
     target = out / (name or f"scan_{scan.scan_id}.h5")
     with _publisher(None if no_stream else stream, wait_subscribers, wait_timeout) as publisher, _progress() as progress:

@@ -32,6 +32,6 @@ def dashboard(profile_path: Path | None, host: str, port: int, refresh_ms: int, 
 
     profile = load(profile_path)
     backend = prepare_local_site(profile, start_engine=not no_engine)
-    click.echo(f"dashboard on http://{host}:{port} ({profile.backend} backend); Ctrl-C to stop", err=True)
+    click.echo(f"dashboard on http://{host}:{port} ({backend.name} backend); Ctrl-C to stop", err=True)
     uvicorn.run(create_app(profile_sources(profile, backend), refresh_ms=refresh_ms), host=host, port=port,
                 log_level="warning")

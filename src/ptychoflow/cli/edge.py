@@ -30,7 +30,11 @@ def edge() -> None:
                    "CUDAExecutionProvider, CPUExecutionProvider) or the torch backend's (TorchCUDA, TorchCPU). "
                    "Default: the best there is, TensorRT -> CUDA -> TorchCUDA -> CPU.")
 @click.option("--threads", "intra_op_threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
-@click.option("--pva-channel", default=None, help="Also read NTNDArray frames from this pvAccess channel (pvapy).")
+@click.option("--pva-channel", default=None,
+              help="Also read NTNDArray frames from this pvAccess channel, e.g. 13SIM1:Pva1:Image (edge.pva_channel).")
+@click.option("--pva-pixel-size", "pva_pixel_size_m", type=float, default=None,
+              help="Object pixel size (m) of the pvAccess frames (edge.pva_pixel_size_m).")
+@click.option("--pva-output", default=None, help="Serve the live phase as an NTNDArray on this PV (edge.pva_output).")
 @click.option("--align-offsets/--no-align-offsets", default=None,
               help="Shift each phase patch to agree with the mosaic (phase is known up to a constant).")
 def serve(profile_path: Path | None, providers: str | None, **overrides: object) -> None:
@@ -42,6 +46,7 @@ def serve(profile_path: Path | None, providers: str | None, **overrides: object)
     Example:
       ptychoflow edge serve --profile site/ptychoflow.toml
       # page: http://127.0.0.1:8765/   status: /status   Prometheus: /metrics
+      ptychoflow edge serve --pva-channel 2IDD:Pva1:Image --pva-pixel-size 1e-8 --pva-output 2IDD:Ptycho:Phase
     """
     from ptychoflow_edge.config import EdgeConfig
     from ptychoflow_edge.service import EdgeService

@@ -36,9 +36,9 @@ def flows() -> None:
 
 
 def _bundled_flow_paths() -> list[Path]:
-    from ptychoflow.resources import flows_dir
+    from ptychoflow.resources import bundled_flows
 
-    return sorted(p for p in flows_dir().glob("*.json") if not p.name.endswith(".schema.json"))
+    return bundled_flows()
 
 
 @flows.command()
@@ -106,7 +106,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ptychoflow.flowengine.definition import load_definition, load_schema, successors
+    from ptychoflow.flowengine.definition import action_url, load_definition, load_schema, successors
 
     path = _resolve(flow)
     definition, schema = load_definition(path), load_schema(path)
@@ -117,7 +117,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     console.print(f"[bold]{path.stem}[/bold]  {definition.get('Comment', '')}\n{path}")
     table = Table("state", "type", "action / rule", "next")
     for name, state in definition["States"].items():
-        action = state.get("ActionUrl", "")
+        action = (action_url(state) or "a registered API (Handler)") if state["Type"] == "Action" else ""
         if state["Type"] == "Choice":
             action = "; ".join(json.dumps({k: v for k, v in r.items() if k != "Next"}) for r in state["Choices"])
         marker = " (start)" if name == definition["StartAt"] else ""
@@ -130,36 +130,58 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
 
 @flows.command()
 @click.argument("flow")
-@click.option("--input", "input_text", required=True, metavar="JSON|@FILE", help="Flow input, inline or @file.json.")
+@click.option("--input", "input_text", default=None, metavar="JSON|@FILE", help="Flow input, inline or @file.json.")
+@click.option("--scan", "scan", default=None, metavar="FILE",
+              help="Build the input from the profile for this scan (a file in the beamline directory).")
 @click.option("--label", default="", help="Run label.")
 @click.option("--tag", "tags", multiple=True, help="Run tag (repeatable).")
-@click.option("--wait", is_flag=True, help="Follow the run live until it finishes.")
+@click.option("--dry-run", is_flag=True,
+              help="Deploy if changed, then ask the backend whether it accepts the input (Globus Flows' validate_run); start nothing.")
+@click.option("--wait", is_flag=True, help="Follow the run live until it finishes (or waits for a person).")
 @json_option
 @profile_option
-def run(flow: str, input_text: str, label: str, tags: tuple[str, ...], wait: bool, as_json: bool,
-        profile_path: Path | None) -> None:
+def run(flow: str, input_text: str | None, scan: str | None, label: str, tags: tuple[str, ...], dry_run: bool,
+        wait: bool, as_json: bool, profile_path: Path | None) -> None:
     """Deploy FLOW (if changed) and start a run; prints the run id at once.
 
     \b
-    Example:
-      ptychoflow flows run reconstruct --input @scan_0001.json --label scan_0001 --wait
+    Examples:
+      ptychoflow flows run reconstruct_and_train --scan scan_0001.h5 --dry-run
+      ptychoflow flows run reconstruct_and_train --scan scan_0001.h5 --wait
+      ptychoflow flows run reconstruct --input @scan_0001.json --label scan_0001
     """
     from ptychoflow.backends import get_backend
 
+    if (input_text is None) == (scan is None):
+        raise click.UsageError("give the flow input with --input JSON|@FILE, or --scan FILE to build it from the profile")
     profile = load(profile_path)
     backend = get_backend(profile)
-    body = parse_input(input_text)
+    backend.prepare(start_worker=not dry_run)  # local: functions registered (their ids go in the input), worker up
+    body = parse_input(input_text) if input_text is not None else _scan_input(profile, flow, scan)
     deployed = backend.deploy_flow(_resolve(flow))
-    info = backend.start_run(deployed, body, label=label, tags=list(tags))
-    if profile.backend == "local":
-        from ptychoflow.flowengine.worker import ensure_engine_running
-
-        ensure_engine_running(profile)
+    if dry_run:
+        backend.validate_run(deployed, body)
+        click.echo(f"ok: the {backend.name} backend accepts this input for {deployed.title} ({deployed.flow_id}); nothing started")
+        return
+    info = backend.start_run(deployed, body, label=label or (scan or ""), tags=list(tags))
     if wait:
-        info = follow(lambda: backend.get_run(info.run_id))
+        info = follow(backend, info.run_id)
     if as_json:
         print_json(run_to_dict(info))
     elif not wait:
         click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id})")
     if wait and info.status.value != "SUCCEEDED":
+        if info.error:
+            click.secho(info.error, fg="red", err=True)
         raise SystemExit(1)
+
+
+def _scan_input(profile, flow: str, scan: str) -> dict:
+    """The bundled flow's input for one scan, as the watcher would send it."""
+    from ptychoflow.errors import InputError
+    from ptychoflow.flow_inputs import scan_flow_input
+
+    body = scan_flow_input(profile, _resolve(flow).stem, scan)
+    if body is None:
+        raise InputError(_resolve(flow), "--scan", "this flow's input cannot be built from a scan; pass --input")
+    return body

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Iterator
 
 import click
 
+from ptychoflow.cli._common import scan_options
 from ptychoflow.recon.base import PROBE_START_MODES, IterationInfo, ProgressCallback, RpieOptions
 from ptychoflow.recon.registry import AUTO, DEVICES, ENGINE_CHOICES, ENGINES
+from ptychoflow.scan.reader import ReadOptions
 
 if TYPE_CHECKING:
     from ptychoflow.recon.api import ReconstructionSummary
@@ -35,26 +37,31 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
               help="Stop cleanly between iterations after this many seconds; the product is still written.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--probe-start", type=click.Choice(PROBE_START_MODES), default=DEFAULTS.probe_start, show_default=True,
-              help="auto: try candidate probes (the measured pupil on either side of focus, a few sizes, a Gaussian, "
-                   "the file's guess) for a few iterations and start from the one that best predicts held-out "
+              help="auto: try candidate probes (the measured pupil on either side of focus, a few sizes, the "
+                   "file's guess) for a few iterations and start from the one that best predicts held-out "
                    "frames; given: the file's own probe guess (else the measured pupil), no trials.")
 @click.option("--probe-from", "probe_from", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Start from the probe of an earlier reconstruction (a .recon.h5 of the same optics); "
                    "overrides --probe-start.")
+@scan_options
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None, batch_size: int, alpha: float,
                 probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
-                seed: int, probe_start: str, probe_from: str | None) -> None:
-    """Reconstruct SCAN (ptychoflow .h5, or Tike .npz / .npz.bz2) with rPIE.
+                seed: int, probe_start: str, probe_from: str | None, scan_format: str,
+                read_options: ReadOptions) -> None:
+    """Reconstruct SCAN with rPIE: a ptychoflow .h5, an Eiger master (with its data files and
+    position file beside it), a CXI file, or a Tike .npz / .npz.bz2.
 
-    Writes SCAN_ID.recon.h5 (object, probe, positions, loss history, provenance) and a
-    SCAN_ID.recon.png preview (phase | amplitude). Bad input fails before any work, with one
-    line naming the file and field, and writes nothing.
+    Writes SCAN_ID.recon.h5 (object, probe, positions in metres, loss history, provenance) and
+    a SCAN_ID.recon.png preview (phase and amplitude with scale bars, probe, loss). Bad input
+    fails before any work, with one line naming the file and field, and writes nothing.
 
     \b
     Examples:
       ptychoflow reconstruct acquisition/scan_0001.h5
       ptychoflow reconstruct scan_0001.h5 --engine ptychi --iterations 60 --out recon/
       ptychoflow reconstruct siemens-star-small.npz.bz2 --device cpu --time-limit 120
+      ptychoflow reconstruct fly042_master.h5 --frame-size 256          # Eiger + fly042_positions.txt
+      ptychoflow reconstruct run7.cxi
       ptychoflow reconstruct scan_0001.h5 --engine tike --position-refinement   # GPU machine
       ptychoflow reconstruct scan_0002.h5 --probe-from scan_0001.recon.h5       # same optics, no trials
     """
@@ -64,13 +71,13 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: str | None,
     from ptychoflow.recon.base import validate_scan
     from ptychoflow.recon.probe_start import reusable_product
     from ptychoflow.recon.registry import choose_engine
-    from ptychoflow.scan.readers import load_scan
+    from ptychoflow.scan import load_scan
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
                           device=device, time_limit_s=time_limit_s, seed=seed,
                           probe_start=probe_start)  # type: ignore[arg-type]
-    loaded = load_scan(scan)
+    loaded = load_scan(scan, read_options, scan_format=scan_format)
     validate_scan(loaded)  # bad input, or an engine that cannot run here: one line before any progress output
     choose_engine(engine, device)
     if probe_from is not None:

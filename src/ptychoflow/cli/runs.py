@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, follow, json_option, load, print_json, profile_option, run_panel, run_to_dict,
+    STATUS_STYLE, backend_for, failure_lines, follow, json_option, print_json, profile_option, run_panel,
+    run_to_dict,
 )
 
 
@@ -59,7 +60,7 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
 @json_option
 @profile_option
 def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
-    """One run: status and state timeline (name, status, duration).
+    """One run: status, why it failed (if it did: state, error, reason), and its state timeline.
 
     \b
     Example:
@@ -71,7 +72,7 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     if as_json:
         print_json(run_to_dict(info))
     else:
-        Console().print(run_panel(info))
+        Console(soft_wrap=True).print(run_panel(info))  # long reasons stay whole lines (grep)
 
 
 @runs.command()
@@ -79,7 +80,7 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
 @json_option
 @profile_option
 def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
-    """A run's event log, oldest first.
+    """A run's event log, oldest first (a failed run's cause first of all).
 
     \b
     Example:
@@ -87,10 +88,13 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     """
     from datetime import datetime
 
-    entries = backend_for(profile_path).get_run_log(run_id)
+    backend = backend_for(profile_path)
+    entries = backend.get_run_log(run_id)
     if as_json:
         print_json(entries)
         return
+    for line in failure_lines(backend.get_run(run_id)):  # the cause first
+        click.secho(line, fg="red", err=False)
     for entry in entries:
         try:
             when = datetime.fromisoformat(str(entry.get("time"))).astimezone().strftime("%H:%M:%S.%f")[:-3]
@@ -103,24 +107,19 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
 @click.argument("run_id")
 @profile_option
 def watch(run_id: str, profile_path: Path | None) -> None:
-    """Follow a run live until it finishes (exit 1 unless it succeeds).
+    """Follow a run live until it finishes or goes INACTIVE (exit 1 unless it succeeds).
 
     \b
     Example:
       ptychoflow runs watch 3f2a
     """
-    from ptychoflow.backends import get_backend
-
-    profile = load(profile_path)
-    backend = get_backend(profile)
-    if profile.backend == "local" and backend.get_run(run_id).status.value == "ACTIVE":
-        from ptychoflow.flowengine.worker import engine_pid
-
-        if engine_pid(profile.state_path) is None:
-            click.secho(f"note: no engine worker is running for {profile.state_path}; "
-                        f"start one with `ptychoflow runs resume {run_id}`", fg="yellow", err=True)
-    info = follow(lambda: backend.get_run(run_id))
+    backend = backend_for(profile_path)
+    if backend.get_run(run_id).status.value == "ACTIVE":
+        backend.ensure_worker()  # a local run needs its engine worker alive to move on
+    info = follow(backend, run_id)
     if info.status.value != "SUCCEEDED":
+        if info.error:
+            click.secho(info.error, fg="red", err=True)
         raise SystemExit(1)
 
 
@@ -140,29 +139,29 @@ def cancel(run_id: str, profile_path: Path | None) -> None:
 
 @runs.command()
 @click.argument("run_id")
+@click.option("--no-check", is_flag=True,
+              help="Resume without first checking that what the run waits for is granted (after a session update).")
 @profile_option
-def resume(run_id: str, profile_path: Path | None) -> None:
-    """Continue a run from its last committed state (starts the engine worker if needed).
+def resume(run_id: str, no_check: bool, profile_path: Path | None) -> None:
+    """Continue a run from its last committed state.
+
+    An INACTIVE Globus run waits for something only you can give; its details say what (a
+    consent, or a login with a given identity, policy or MFA). A missing consent is checked
+    first: if it is still missing, the exact `ptychoflow login` line is printed and nothing is
+    resumed. A session requirement cannot be checked from here: log in as printed, then resume
+    with --no-check. A local run is picked up by the engine worker, started if needed.
 
     \b
-    Example:
+    Examples:
       ptychoflow runs resume 3f2a
+      ptychoflow runs resume 3f2a --no-check      # after `ptychoflow login --identity ... --force`
     """
-    from ptychoflow.backends import get_backend
-
-    profile = load(profile_path)
-    backend = get_backend(profile)
-    if not hasattr(backend, "resume_run"):
-        from ptychoflow.errors import PtychoflowError
-
-        raise PtychoflowError(f"the {profile.backend} backend resumes runs by itself; nothing to do")
-    info = backend.resume_run(run_id)
-    if info.status.value == "ACTIVE" and profile.backend == "local":  # Globus runs on the service
-        from ptychoflow.flowengine.worker import ensure_engine_running
-
-        pid = ensure_engine_running(profile)
-        click.echo(f"{info.run_id}  ACTIVE at {info.current_state}  (engine worker pid {pid})")
-    elif info.status.value == "ACTIVE":
-        click.echo(f"{info.run_id}  ACTIVE" + (f"  {info.web_url}" if info.web_url else ""))
-    else:
+    backend = backend_for(profile_path)
+    info = backend.resume_run(run_id, check=not no_check)
+    if info.status.value != "ACTIVE":
         click.echo(f"{info.run_id}  {info.status.value}: finished runs cannot resume")
+        return
+    pid = backend.ensure_worker()
+    where = f" at {info.current_state}" if info.current_state else ""
+    click.echo(f"{info.run_id}  ACTIVE{where}" + (f"  (engine worker pid {pid})" if pid else "")
+               + (f"  {info.web_url}" if info.web_url else ""))

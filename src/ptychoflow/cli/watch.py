@@ -12,13 +12,14 @@ from ptychoflow.profile import Profile
 
 
 def _backend_from(profile: Profile, factory: str | None):  # noqa: ANN202
-    """The profile's backend, or one made by a `module:callable(profile)` (tests, integration)."""
+    """The profile's backend made ready (``Backend.prepare``), or one made by a
+    `module:callable(profile)` (tests, integration)."""
     if factory:
         module, _, attr = factory.partition(":")
         return getattr(importlib.import_module(module), attr)(profile)
     from ptychoflow.local_site import prepare_local_site
 
-    return prepare_local_site(profile)  # local: functions registered, engine worker running
+    return prepare_local_site(profile)
 
 
 @click.group(invoke_without_command=True)

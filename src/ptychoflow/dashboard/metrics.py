@@ -22,6 +22,12 @@ def render_metrics(snapshot: dict[str, Any]) -> bytes:
         for state in run.get("timeline", []):
             if state.get("duration") is not None:
                 durations.labels(state["name"]).observe(state["duration"])
+    watcher = snapshot.get("watcher") if isinstance(snapshot.get("watcher"), dict) else {}
+    watcher_runs = Gauge("ptychoflow_watcher_runs", "Runs the watcher started, by journal state (inactive: waiting for a person)",
+                         ["state"], registry=registry)
+    counts = watcher.get("runs") or {}
+    for state in ("triggering", "triggered", "inactive", "succeeded", "failed"):
+        watcher_runs.labels(state).set(counts.get(state, 0))
     edge = snapshot.get("edge") if isinstance(snapshot.get("edge"), dict) else {}
     for key, help_text in (("fps", "Edge inference frames per second"),
                            ("frames_dropped", "Frames dropped by the edge (backpressure)"),

@@ -36,13 +36,14 @@ def runs_source(backend: Backend, limit: int = 50) -> Source:
 class DashboardSources:
     runs: Source
     journal: Source = lambda: []
+    watcher: Source = lambda: {}
     models: Source = lambda: []
     edge: Source = lambda: {}
 
     def snapshot(self) -> dict[str, Any]:
         """Everything at once; a failing source reports its error instead of failing the page."""
         out: dict[str, Any] = {}
-        for name in ("runs", "journal", "models", "edge"):
+        for name in ("runs", "journal", "watcher", "models", "edge"):
             try:
                 out[name] = getattr(self, name)()
             except Exception as exc:  # one broken subsystem must not blank the operator's page
@@ -76,6 +77,21 @@ def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
         journal.close()
 
 
+def watcher_summary(state_dir: Path) -> dict[str, Any]:
+    """The watcher's runs by state, and the INACTIVE ones with their reasons."""
+    from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+
+    path = state_dir / JOURNAL_FILENAME
+    if not path.exists():
+        return {}
+    journal = Journal(path, readonly=True)
+    try:
+        return {"runs": journal.run_state_counts(),
+                "inactive": [{"run_id": r.run_id, "since": r.t_inactive, "reason": r.error} for r in journal.inactive_runs()]}
+    finally:
+        journal.close()
+
+
 def edge_status(status_file: Path) -> dict[str, Any]:
     from ptychoflow_edge import running_status
 
@@ -91,6 +107,7 @@ def profile_sources(profile: Any, backend: Backend) -> DashboardSources:
     return DashboardSources(
         runs=runs_source(backend),
         journal=lambda: journal_rows(layout.state_dir),
+        watcher=lambda: watcher_summary(layout.state_dir),
         models=lambda: registry_rows(layout.hpc.registry_dir),
         edge=lambda: edge_status(layout.edge.status_file),
     )

@@ -82,6 +82,7 @@ def decision(run: RunInfo | None) -> str:
 
 
 def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings: dict[str, dict[str, float]]) -> ScanSection:
+    from ptychoflow.preview import render_preview
     from ptychoflow.product import read_product
 
     scan_id = scan_path.stem
@@ -94,6 +95,7 @@ def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings:
     if product_path is None:
         return section
     product = read_product(product_path)
+    section.rpie_preview_png = render_preview(product)
     frame_origin = tuple(int(round(v)) for v in product.object_origin_px)
     rpie = product.phase
     lit = product.lit_mask(OVERLAP_FRACTION)

@@ -40,6 +40,9 @@ def ensure_demo_profile(directory: Path, policy: dict[str, Any], watcher: dict[s
     _merge(data, {
         "policy": policy,
         "watcher": watcher,
+        # the bundled functions are safe to repeat (outputs named by their inputs), so a demo
+        # killed mid-task reruns that task on resume, like the Slurm endpoint config in deploy/
+        "hpc": {"retries_on_worker_loss": 1},
         "edge": {"stream_address": f"tcp://127.0.0.1:{free_port()}", "results_address": f"tcp://127.0.0.1:{free_port()}",
                  "http_port": free_port()},
     })

@@ -88,6 +88,10 @@ _TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
     "IsTimestamp": lambda v: parse_timestamp(v) is not None,
 }
 COMPARISON_OPERATORS = frozenset(_COMPARISONS) | {f"{k}Path" for k in _COMPARISONS}
+STRING_OPERATORS = frozenset(k for k in _COMPARISONS if k.startswith("String"))
+NUMERIC_OPERATORS = frozenset(k for k in _COMPARISONS if k.startswith("Numeric"))
+TIMESTAMP_OPERATORS = frozenset(k for k in _COMPARISONS if k.startswith("Timestamp"))
+BOOLEAN_OPERATORS = frozenset({"BooleanEquals"}) | frozenset(_TYPE_TESTS) | {"IsPresent"}  # operand: true|false
 TYPE_OPERATORS = frozenset(_TYPE_TESTS) | {"IsPresent"}
 ALL_OPERATORS = COMPARISON_OPERATORS | TYPE_OPERATORS
 

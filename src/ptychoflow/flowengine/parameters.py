@@ -11,6 +11,7 @@ from typing import Any
 
 from ptychoflow.flowengine.errors import StateError, runtime_error
 from ptychoflow.flowengine.expressions import evaluate
+from ptychoflow.flowengine.limits import DEFAULT_LIMITS, RunLimits
 from ptychoflow.flowengine.paths import get_path
 
 
@@ -21,33 +22,46 @@ def scope_with_context(document: Any, context: dict[str, Any]) -> Any:
     return {"_context": context}
 
 
-def render(template: Any, document: Any, context: dict[str, Any]) -> Any:
+def select(document: Any, context: dict[str, Any], path: str) -> Any:
+    """The value at ``path`` (``InputPath``, ``.$``). ``$._context`` is readable, but ``$`` is the
+    document itself: the context is virtual and never copied into a body or the state."""
+    if path == "$":
+        return document
+    return get_path(scope_with_context(document, context), path)
+
+
+def render(template: Any, document: Any, context: dict[str, Any], limits: RunLimits = DEFAULT_LIMITS) -> Any:
     """Resolve ``template`` (a Parameters object) against ``document``."""
-    return _render(template, scope_with_context(document, context), context, "Parameters")
+    return _Renderer(document, context, limits).render(template, "Parameters")
 
 
 PRIVATE_KEY = "__Private_Parameters"
 PRIVATE_MASK = "<private>"
 
 
-def _render(template: Any, scope: Any, context: dict[str, Any], where: str) -> Any:
-    if isinstance(template, dict):
-        out: dict[str, Any] = {}
-        for key, value in template.items():
-            if key == PRIVATE_KEY:
-                continue  # names values to hide from logs; never sent to the action
-            if key.endswith(".$"):
-                if not isinstance(value, str):
-                    raise runtime_error(f"{where}.{key}: a '.$' value must be a JSONPath string")
-                out[key[:-2]] = _resolve(lambda: get_path(scope, value), where, key)
-            elif key.endswith(".="):
-                out[key[:-2]] = _resolve(lambda: evaluate(value, scope, context), where, key)
-            else:
-                out[key] = _render(value, scope, context, f"{where}.{key}")
-        return out
-    if isinstance(template, list):
-        return [_render(item, scope, context, f"{where}[{i}]") for i, item in enumerate(template)]
-    return template
+class _Renderer:
+    def __init__(self, document: Any, context: dict[str, Any], limits: RunLimits) -> None:
+        self.document, self.context, self.limits = document, context, limits
+        self.scope = scope_with_context(document, context)
+
+    def render(self, template: Any, where: str) -> Any:
+        if isinstance(template, dict):
+            out: dict[str, Any] = {}
+            for key, value in template.items():
+                if key == PRIVATE_KEY:
+                    continue  # names values to hide from logs; never sent to the action
+                if key.endswith(".$"):
+                    if not isinstance(value, str):
+                        raise runtime_error(f"{where}.{key}: a '.$' value must be a JSONPath string")
+                    out[key[:-2]] = _resolve(lambda: select(self.document, self.context, value), where, key)
+                elif key.endswith(".="):
+                    out[key[:-2]] = _resolve(lambda: evaluate(value, self.scope, self.context, self.limits), where, key)
+                else:
+                    out[key] = self.render(value, f"{where}.{key}")
+            return out
+        if isinstance(template, list):
+            return [self.render(item, f"{where}[{i}]") for i, item in enumerate(template)]
+        return template
 
 
 def redact(template: Any, rendered: Any) -> Any:
@@ -72,7 +86,8 @@ def hide_private_state(document: Any) -> Any:
 
 
 def _resolve(compute: Any, where: str, key: str) -> Any:
+    """Run ``compute``; a failure keeps its error name and gains the parameter it came from."""
     try:
         return compute()
     except StateError as exc:
-        raise runtime_error(f"{where}.{key}: {exc.cause}") from None
+        raise StateError(exc.name, f"{where}.{key}: {exc.cause}") from None

@@ -8,6 +8,7 @@ field names and indices, and creates intermediate objects as needed.
 from __future__ import annotations
 
 import copy
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -25,11 +26,42 @@ class PathSyntaxError(ValueError):
 _MISSING = object()
 
 
+_NAME = r"[\w@-]+"
+_STEP = re.compile(rf"\.({_NAME})|\[(\d+)\]|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
+
+
+@lru_cache(maxsize=4096)
+def _plain_steps(path: str) -> tuple[str | int, ...] | None:
+    """Steps of a plain path (``$.a.where[0]['b c']``), parsed here; None for anything fancier.
+
+    jsonpath-ng reserves ``where``/``wherenot`` as keywords, so ``$.where.id`` (a valid field
+    name for the service) would not parse there; plain paths never reach it.
+    """
+    if not path.startswith("$"):
+        return None
+    steps: list[str | int] = []
+    position = 1
+    while position < len(path):
+        match = _STEP.match(path, position)
+        if match is None:
+            return None
+        name, index, single, double = match.groups()
+        steps.append(int(index) if index is not None else next(v for v in (name, single, double) if v is not None))
+        position = match.end()
+    return tuple(steps)
+
+
 @lru_cache(maxsize=4096)
 def compile_path(path: str) -> JSONPath:
     """Parse once; every path must start at the root ``$``."""
     if not isinstance(path, str) or not path.startswith("$"):
         raise PathSyntaxError(f"{path!r} is not a JSONPath (must start with '$')")
+    steps = _plain_steps(path)
+    if steps is not None:
+        node: JSONPath = Root()
+        for step in steps:
+            node = Child(node, Index(step) if isinstance(step, int) else Fields(step))
+        return node
     try:
         return _parse(path)
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # jsonpath-ng raises bare Exceptions too
@@ -39,6 +71,9 @@ def compile_path(path: str) -> JSONPath:
 @lru_cache(maxsize=4096)
 def reference_steps(path: str) -> tuple[str | int, ...]:
     """Field/index steps of a reference path (``$.a.b[0]``); ResultPath must be one of these."""
+    plain = _plain_steps(path) if isinstance(path, str) else None
+    if plain is not None:
+        return plain
     steps: list[str | int] = []
 
     def walk(node: JSONPath) -> None:

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 from ptychoflow import sqlite
 
 STORE_FILENAME = "runs.sqlite"
+CANCELED_CODE = "FlowCanceled"
+CANCELED_DESCRIPTION = "The Flow Instance was canceled by the user"  # the service's words
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flows (
@@ -213,17 +215,22 @@ class Store:
             return True
 
     def cancel_run(self, run_id: str) -> bool:
-        """End an ACTIVE/INACTIVE run and close its open step; False if it had already finished."""
+        """End an ACTIVE/INACTIVE run and close its open step; False if it had already finished.
+
+        The service ends a cancelled run with code ``FlowCanceled`` and this description (its
+        status there is FAILED; both backends show it as ENDED). The engine worker notices the
+        run is no longer ACTIVE and cancels the action in flight (``Engine.tick``).
+        """
         with self.transaction() as db:
-            row = db.execute("SELECT status, step_seq FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, step_seq, current_state FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if row is None or row[0] not in ("ACTIVE", "INACTIVE"):
                 return False
             now = time.time()
             db.execute("UPDATE steps SET status='FAILED', finished=?, error='cancelled'"
                        " WHERE run_id=? AND seq=? AND status='ACTIVE'", (now, run_id, row[1]))
-            db.execute("UPDATE runs SET status='ENDED', completed=?, error='cancelled by user' WHERE run_id=?",
-                       (now, run_id))
-            self._event(db, run_id, "FlowCanceled", "The run was cancelled", None)
+            db.execute("UPDATE runs SET status='ENDED', completed=?, error=? WHERE run_id=?",
+                       (now, f"{CANCELED_CODE}: {CANCELED_DESCRIPTION}", run_id))
+            self._event(db, run_id, CANCELED_CODE, CANCELED_DESCRIPTION, {"state_name": row[2]})
             return True
 
     # --- steps ---------------------------------------------------------------------------

@@ -22,10 +22,12 @@ from typing import Any
 
 from ptychoflow.errors import PtychoflowError
 from ptychoflow.flowengine.interpreter import Interpreter
+from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.registry import Providers, build_providers
 from ptychoflow.flowengine.store import Store
 from ptychoflow.fs import SingleInstance, atomic_write_text
+from ptychoflow.processes import package_environment
 
 LOCK_FILENAME = "engine.lock"
 ENV_FILENAME = "engine_env.json"
@@ -46,7 +48,7 @@ class Engine:
         self.env = env
         self.store = store or Store(env.state_dir)
         self.providers = providers or build_providers(env)
-        self.interpreter = Interpreter(self.store, self.providers, username=env.username)
+        self.interpreter = Interpreter(self.store, self.providers, username=env.username, limits=env.limits)
         self._wake: dict[str, float] = {}
 
     def tick(self) -> float:
@@ -112,6 +114,7 @@ def write_env(env: EngineEnv) -> bool:
     text = json.dumps({
         "state_dir": str(env.state_dir), "username": env.username, "endpoints": env.endpoints,
         "collections": {k: str(v) for k, v in env.collections.items()},
+        "retries_on_worker_loss": env.retries_on_worker_loss, "limits": env.limits.as_dict(),
     }, indent=2)
     if target.exists() and target.read_text() == text:
         return False
@@ -125,7 +128,8 @@ def read_env(state_dir: Path) -> EngineEnv:
     except FileNotFoundError:
         raise EngineError(f"{state_dir / ENV_FILENAME}: missing; start the engine with `ptychoflow engine serve`") from None
     return EngineEnv(Path(raw["state_dir"]), {k: Path(v) for k, v in raw["collections"].items()},
-                     raw["endpoints"], raw.get("username", "local"))
+                     raw["endpoints"], raw.get("username", "local"), raw.get("retries_on_worker_loss", {}),
+                     RunLimits.from_mapping(raw.get("limits", {})))
 
 
 def engine_guard(state_dir: Path) -> SingleInstance:
@@ -160,13 +164,10 @@ def serve(state_dir: Path) -> None:
 
 def spawn_worker(state_dir: Path) -> subprocess.Popen:
     """Start a detached worker process (own session, output to engine.log)."""
-    package_root = str(Path(__file__).resolve().parents[2])  # the dir holding ``ptychoflow``
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, environment.get("PYTHONPATH")) if p)
     log_file = open(Path(state_dir) / LOG_FILENAME, "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "ptychoflow.flowengine.worker", str(state_dir)],
-        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=environment,
+        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=package_environment(),
         start_new_session=True, close_fds=True,
     )
 

@@ -58,10 +58,15 @@ def _reconstruction_for(scan_path: Path, reconstruction_path: str | Path | None)
 
 
 def scan_pairs(scan_path: str | Path, reconstruction_path: str | Path | None, preprocessing: PreprocessConfig) -> tuple[str, Pairs, str]:
-    """(scan id, pairs, reference description) for one scan file and its reconstruction."""
-    from ptychoflow.scan.format import read_scan
+    """(scan id, pairs, reference description) for one scan file and its reconstruction; the
+    scan is read the way the reconstruction read it (layout, crop, position file)."""
+    from ptychoflow.product import read_product
+    from ptychoflow.scan.registry import AUTO, load_scan, read_again
 
-    scan = read_scan(scan_path)
+    scan_format, read_options = AUTO, None
+    if reconstruction_path is not None:
+        scan_format, read_options = read_again(read_product(reconstruction_path).parameters.get("scan_read", {}))
+    scan = load_scan(scan_path, read_options, scan_format=scan_format)
     recon, reference = _reconstruction_for(Path(scan_path), reconstruction_path)
     if len(recon.positions_px) != scan.n_frames:
         raise InputError(reconstruction_path or scan_path, "positions_px", f"{len(recon.positions_px)} positions for {scan.n_frames} frames")

@@ -18,7 +18,8 @@ from ptychoflow.recon.base import PreparedScan, ProgressCallback, Reconstruction
 from ptychoflow.recon.probe_start import EngineRun, choose_start, given_start, product_start
 from ptychoflow.recon.registry import AUTO, EngineChoice, choose_engine, get_engine
 from ptychoflow.scan.format import Scan
-from ptychoflow.scan.readers import load_scan
+from ptychoflow.scan import load_scan
+from ptychoflow.scan.reader import ReadOptions
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,12 @@ def reconstruct(
     *,
     engine: str = AUTO,
     progress: ProgressCallback | None = None,
+    read_options: ReadOptions | None = None,
+    scan_format: str = AUTO,
     probe_from: str | Path | None = None,
 ) -> ReconstructionResult:
-    """rPIE on `scan` (a Scan, or a path to one); writes nothing.
+    """rPIE on `scan` (a Scan, or a path to one of any layout the readers know, read with
+    `read_options` as `scan_format`); writes nothing.
 
     The scan is validated first (one ScanError naming file and field, before any work), then
     the engine is resolved ("auto" records what it picked and why in ``engine_reason``), then
@@ -40,7 +44,7 @@ def reconstruct(
     """
     start = time.perf_counter()
     options = options or RpieOptions()
-    scan = scan if isinstance(scan, Scan) else load_scan(scan)
+    scan = scan if isinstance(scan, Scan) else load_scan(scan, read_options, scan_format=scan_format)
     prepared = prepare_scan(scan)
     choice, run = engine_run(engine, options.device)
     log.info("engine %s on %s (%s)", choice.engine, choice.device, choice.reason)
@@ -56,6 +60,8 @@ def reconstruct(
     result.engine_reason = choice.reason
     result.scan_id, result.source = prepared.scan_id, prepared.source
     result.parameters = {**result.parameters, "engine_requested": engine, "scan_attrs": _plain(scan.attrs),
+                         "instrument": asdict(scan.instrument),
+                         "scan_read": {"format": scan.read_as, "options": scan.read_options},
                          "probe_start": probe_start.to_json()}
     result.wall_time_s = time.perf_counter() - start
     return result

@@ -136,17 +136,10 @@ class ReconstructionResult:
         return float(self.loss_history[-1]) if len(self.loss_history) else float("nan")
 
 
-def _fields(scan: Scan) -> tuple[str, str]:
-    """The data and position field names as the user's file spells them."""
-    if scan.attrs.get("source_layout") == "tike-npz":
-        return "data", "scan"
-    return "/entry/data/data", "/entry/data/positions"
-
-
 def validate_scan(scan: Scan) -> None:
     """Reject scans no engine can reconstruct, before any work is done (one ScanError)."""
     path = scan.path or Path(f"<scan {scan.scan_id}>")
-    data_field, pos_field = _fields(scan)
+    data_field, pos_field = scan.fields  # as the user's file spells them (its reader says)
     data = np.asarray(scan.data)
     refuse_non_counts(path, data_field, data.dtype)
     if data.ndim != 3 or data.shape[1] != data.shape[2]:

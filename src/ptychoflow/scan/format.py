@@ -25,10 +25,10 @@ import numpy as np
 
 from ptychoflow.errors import ScanError
 from ptychoflow.fs import fsync_file
+from ptychoflow.scan.frames import FrameReader, open_h5
 
 FORMAT_VERSION = 1
 PLANCK_EV_M = 1.239841984e-6  # h*c in eV*m
-_VALIDATE_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,12 @@ class Scan:
     instrument: Instrument
     dark: np.ndarray | None = None
     probe_guess: np.ndarray | None = None
-    attrs: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)  # the file's own attributes (written again by ScanWriter)
+    # How it was read (never written into a scan file): the reader's name and options, and the
+    # data and position fields as the file spells them (for error messages downstream).
+    read_as: str = "ptychoflow"
+    read_options: dict = field(default_factory=dict)
+    fields: tuple[str, str] = ("/entry/data/data", "/entry/data/positions")
 
     @property
     def n_frames(self) -> int:
@@ -180,37 +185,14 @@ def scan_is_complete(path: str | Path) -> bool:
     try:
         with open_h5(path) as f:
             return bool(f["entry"].attrs.get("complete", False))
-    except (OSError, RuntimeError, KeyError):
+    except (ScanError, OSError, RuntimeError, KeyError):
         return False
-
-
-def open_h5(path: str | Path) -> h5py.File:
-    """Open for reading without locks; fall back to SWMR only for a file still being written.
-
-    A plain open comes first because it is the one that detects truncation (SWMR readers skip
-    the end-of-file check, since the file may legitimately grow).
-    """
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        if "truncated" in str(exc).lower():
-            raise
-        try:
-            return h5py.File(path, "r", locking=False, swmr=True)
-        except (OSError, RuntimeError):
-            raise exc from None
 
 
 def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = True) -> Scan:
     """Open and validate a scan; every problem raises ScanError naming the file and field."""
     path = Path(path)
-    if not path.exists():
-        raise ScanError(path, "(file)", "no such file")
-    try:
-        f = open_h5(path)
-    except OSError as exc:
-        raise ScanError(path, "(file)", f"not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-    with f:
+    with open_h5(path) as f:
         return _read_open_file(path, f, require_complete=require_complete, load=load)
 
 
@@ -282,24 +264,10 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
 
 
 def _read_frames(path: Path, data: h5py.Dataset) -> np.ndarray:
-    """Load all frames, checking each chunk for NaN and negative counts as it arrives."""
-    out = np.empty(data.shape, dtype=data.dtype)
-    check_finite = np.issubdtype(data.dtype, np.floating)
-    check_sign = np.issubdtype(data.dtype, np.signedinteger) or check_finite
-    for start in range(0, data.shape[0], _VALIDATE_CHUNK):
-        stop = min(start + _VALIDATE_CHUNK, data.shape[0])
-        try:
-            data.read_direct(out, np.s_[start:stop], np.s_[start:stop])
-        except (OSError, RuntimeError) as exc:
-            raise ScanError(path, "/entry/data/data", f"frames {start}-{stop} unreadable (truncated?): {exc}") from None
-        block = out[start:stop]
-        if check_finite and not np.isfinite(block).all():
-            bad = start + int(np.argmax(~np.isfinite(block).reshape(stop - start, -1).all(axis=1)))
-            raise ScanError(path, "/entry/data/data", f"frame {bad} contains NaN or infinite counts")
-        if check_sign and (block < 0).any():
-            bad = start + int(np.argmax((block < 0).reshape(stop - start, -1).any(axis=1)))
-            raise ScanError(path, "/entry/data/data", f"frame {bad} contains negative counts")
-    return out
+    """Load all frames, checking each block for NaN and negative counts as it arrives."""
+    frames = FrameReader(path, data.shape[0], None, data.dtype, data.shape[1:])
+    frames.take("/entry/data/data", data)
+    return frames.result("/entry/data/data")
 
 
 def _read_instrument(path: Path, f: h5py.File) -> Instrument:

@@ -61,4 +61,5 @@ def read_tike_npz(path: str | Path, *, max_frames: int | None = None) -> Scan:
         instrument=NOMINAL_INSTRUMENT,
         probe_guess=probe,
         attrs={"source_layout": "tike-npz", "nominal_geometry": True},
+        fields=("data", "scan"),
     )

@@ -1,7 +1,8 @@
 """When is a scan finished? Marked complete AND unchanged for the settle delay.
 
-A scan is complete when ``/entry@complete`` is true or a marker ``<scan>.complete`` exists,
-and settled when its size and mtime (and the marker's) have not changed for
+A scan is complete when its reader says so (ptychoflow's layout: ``/entry@complete``; an
+Eiger master: every announced frame in its data files and a position file covering them; see
+``ptychoflow.scan.registry``) or a marker ``<scan>.complete`` exists, and settled when its size and mtime (and the marker's) have not changed for
 ``settle_seconds``. Growing files never pass: every append moves the mtime and restarts the
 clock. Only files still undecided are held in memory; decided ones live in the journal.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from ptychoflow.errors import ScanError
 from ptychoflow.fs import sha256_file
-from ptychoflow.scan.format import read_scan, scan_is_complete
+from ptychoflow.scan.reader import ReadOptions
+from ptychoflow.scan.registry import AUTO, load_scan, scan_complete
 
 MARKER_SUFFIX = ".complete"
 
@@ -60,8 +62,11 @@ class Settler:
     file's mtime but never by more than the observation gap (clock skew on NFS).
     """
 
-    def __init__(self, settle_seconds: float, *, slack: float = 0.0, incomplete_recheck_s: float = 30.0) -> None:
+    def __init__(self, settle_seconds: float, *, slack: float = 0.0, incomplete_recheck_s: float = 30.0,
+                 scan_format: str = AUTO, read_options: ReadOptions | None = None) -> None:
         self.settle = settle_seconds
+        self.scan_format = scan_format
+        self.read_options = read_options or ReadOptions()
         self.slack = slack
         self.incomplete_recheck = incomplete_recheck_s
         self._pending: dict[str, _Pending] = {}
@@ -117,7 +122,7 @@ class Settler:
             entry.due = now + self.incomplete_recheck
             return Check(Verdict.WAIT)
         marker = marker_ns > 0
-        if not (marker or scan_is_complete(path)):
+        if not (marker or scan_complete(path, self.scan_format, self.read_options)):
             entry.incomplete_sig = sig
             entry.due = now + self.incomplete_recheck
             return Check(Verdict.WAIT)
@@ -175,7 +180,7 @@ class Admitted:
     scan_id: str
 
 
-def admit(path: str, check: Check) -> Admitted:
+def admit(path: str, check: Check, *, scan_format: str = AUTO, read_options: ReadOptions | None = None) -> Admitted:
     """Hash and validate a settled scan. Raises Rejected (journal as failed) or Changed."""
     try:
         checksum = sha256_file(path)
@@ -192,7 +197,7 @@ def admit(path: str, check: Check) -> Admitted:
     if (st.st_size, st.st_mtime_ns) != (check.size, check.mtime_ns):
         raise Changed(path)
     try:
-        scan = read_scan(path, require_complete=not check.marker, load=False)
+        scan = load_scan(path, read_options, scan_format=scan_format, require_complete=not check.marker, load=False)
     except ScanError as exc:
         raise Rejected(f"{exc.field}: {exc.problem}") from None
     except Exception as exc:  # h5py can raise odd things on hostile files; never crash the loop

@@ -24,13 +24,16 @@ from ptychoflow.fs import SingleInstance
 JOURNAL_FILENAME = "watcher.sqlite"
 GUARD_FILENAME = "watcher.lock"
 
-# Scan states. seen -> queued -> triggering -> triggered -> succeeded | failed;
+# Scan states. seen -> queued -> triggering -> triggered (<-> inactive) -> succeeded | failed;
 # side exits: failed (malformed, unreadable), duplicate (same checksum), skipped (not a scan file).
-SEEN, QUEUED, TRIGGERING, TRIGGERED = "seen", "queued", "triggering", "triggered"
+# inactive: the run waits for something only a person can give (a consent); it goes on when resumed.
+SEEN, QUEUED, TRIGGERING, TRIGGERED, INACTIVE = "seen", "queued", "triggering", "triggered", "inactive"
 SUCCEEDED, FAILED, DUPLICATE, SKIPPED = "succeeded", "failed", "duplicate", "skipped"
 ACTIVE_STATES = (TRIGGERING, TRIGGERED)
+# Runs the watcher still follows: started and not finished.
+FOLLOWED_STATES = (TRIGGERED, INACTIVE)
 # A scan in one of these states owns its checksum: another copy is a duplicate.
-CLAIMING_STATES = (QUEUED, TRIGGERING, TRIGGERED, SUCCEEDED, FAILED)
+CLAIMING_STATES = (QUEUED, TRIGGERING, TRIGGERED, INACTIVE, SUCCEEDED, FAILED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
@@ -68,10 +71,13 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     t_created REAL,
     t_triggered REAL,
-    t_finished REAL
+    t_finished REAL,
+    t_inactive REAL
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 """
+# Columns added after a journal's first release: (table, column, type), added when missing.
+_ADDED_COLUMNS = (("runs", "t_inactive", "REAL"),)
 
 
 def watcher_guard(state_dir: str | Path) -> SingleInstance:
@@ -135,6 +141,7 @@ class RunRow:
     attempts: int
     next_attempt: float
     error: str | None
+    t_inactive: float | None = None  # when the run went INACTIVE (None unless it is)
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> "RunRow":
@@ -142,6 +149,7 @@ class RunRow:
             key=row["key"], state=row["state"], run_id=row["run_id"], label=row["label"],
             tags=json.loads(row["tags"]), body=json.loads(row["body"]), attempts=row["attempts"],
             next_attempt=row["next_attempt"], error=row["error"],
+            t_inactive=row["t_inactive"] if "t_inactive" in row.keys() else None,
         )
 
 
@@ -156,6 +164,15 @@ class Journal:
         # before start_run.
         self._db = sqlite.connect(self.path, schema=_SCHEMA, synchronous="FULL", readonly=readonly)
         self._db.row_factory = sqlite3.Row
+        if not readonly:
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a journal written by an older release up to the current schema."""
+        with self._tx() as db:
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @classmethod
     def in_state_dir(cls, state_dir: str | Path) -> "Journal":
@@ -286,9 +303,18 @@ class Journal:
     def runs_in(self, state: str) -> list[RunRow]:
         return [RunRow.from_sql(r) for r in self._db.execute("SELECT * FROM runs WHERE state = ?", (state,))]
 
-    def count_active_runs(self) -> int:
+    def runs_followed(self) -> list[RunRow]:
+        """Started runs not yet finished (ACTIVE or INACTIVE on the backend)."""
+        marks = ",".join("?" * len(FOLLOWED_STATES))
+        return [RunRow.from_sql(r) for r in self._db.execute(f"SELECT * FROM runs WHERE state IN ({marks})", FOLLOWED_STATES)]
+
+    def count_active_runs(self, inactive_since: float | None = None) -> int:
+        """Runs holding a slot: triggering and triggered ones, and INACTIVE ones that went
+        inactive after ``inactive_since`` (None: every INACTIVE run keeps its slot)."""
+        cutoff = float("-inf") if inactive_since is None else inactive_since
         return self._db.execute(
-            "SELECT COUNT(*) FROM runs WHERE state IN (?, ?)", ACTIVE_STATES
+            "SELECT COUNT(*) FROM runs WHERE state IN (?, ?) OR (state = ? AND t_inactive > ?)",
+            (*ACTIVE_STATES, INACTIVE, cutoff),
         ).fetchone()[0]
 
     def runs_started(self, started: list[tuple[str, str, float]]) -> None:
@@ -310,6 +336,24 @@ class Journal:
             db.execute("UPDATE scans SET reason=?, t_updated=? WHERE run_key=?", (f"trigger retry: {error}", time.time(), key))
         return self._db.execute("SELECT attempts FROM runs WHERE key=?", (key,)).fetchone()[0]
 
+    def run_inactive(self, key: str, reason: str, now: float) -> bool:
+        """The run went (or still is) INACTIVE; True when this is news (it was running)."""
+        with self._tx() as db:
+            changed = db.execute("UPDATE runs SET state=?, error=?, t_inactive=? WHERE key=? AND state=?",
+                                 (INACTIVE, reason, now, key, TRIGGERED)).rowcount
+            db.execute("UPDATE runs SET error=? WHERE key=? AND state=?", (reason, key, INACTIVE))
+            db.execute("UPDATE scans SET state=?, reason=?, t_updated=? WHERE run_key=?", (INACTIVE, reason, now, key))
+        return bool(changed)
+
+    def run_resumed(self, key: str) -> None:
+        """An INACTIVE run is ACTIVE again (someone resumed it)."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE runs SET state=?, error=NULL, t_inactive=NULL WHERE key=? AND state=?",
+                       (TRIGGERED, key, INACTIVE))
+            db.execute("UPDATE scans SET state=?, reason=NULL, t_updated=? WHERE run_key=? AND state=?",
+                       (TRIGGERED, now, key, INACTIVE))
+
     def run_finished(self, key: str, succeeded: bool, error: str | None = None) -> None:
         now = time.time()
         state = SUCCEEDED if succeeded else FAILED
@@ -321,6 +365,12 @@ class Journal:
     # -- reporting ---------------------------------------------------------------------
     def state_counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM scans GROUP BY state").fetchall())
+
+    def run_state_counts(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall())
+
+    def inactive_runs(self) -> list[RunRow]:
+        return self.runs_in(INACTIVE)
 
     def recent(self, limit: int = 10) -> list[ScanRow]:
         rows = self._db.execute("SELECT * FROM scans ORDER BY t_updated DESC, rowid DESC LIMIT ?", (limit,))

@@ -16,13 +16,16 @@ from typing import Any
 from ptychoflow.backends.base import Backend, DeployedFlow, RunInfo, RunStatus
 from ptychoflow.fs import sha256_text
 from ptychoflow.profile import Profile
-from ptychoflow.watcher.journal import TRIGGERED, TRIGGERING, Journal, RunIntent, RunRow, ScanRow
+from ptychoflow.watcher.journal import INACTIVE, TRIGGERING, Journal, RunIntent, RunRow, ScanRow
 
 log = logging.getLogger(__name__)
 
 LABEL_MAX = 64
 KEY_TAG = "ptychoflow-key:"
 MAX_SCAN_TAGS = 16
+# Nobody watches an unattended run: Globus Flows e-mails its creator when it needs a person
+# (INACTIVE) or gives up (FAILED), as `globus flows start` lets one ask.
+NOTIFY_ON = ("INACTIVE", "FAILED")
 
 
 def build_run_body(profile: Profile, scan: ScanRow, flow_name: str | None = None) -> dict[str, Any]:
@@ -110,21 +113,33 @@ class Scheduler:
     def max_active(self) -> int:
         return self.profile.watcher.max_active_runs
 
+    def _busy_slots(self, now: float) -> int:
+        """Runs holding a slot; an INACTIVE run holds one only as the profile's policy says."""
+        return self.journal.count_active_runs(inactive_since=now - self.profile.watcher.inactive_hold_s())
+
     def pump(self, now: float) -> float:
         """Do what is due; return when something next falls due (a wake-up time)."""
         if now >= self._next_run_poll:
-            self._poll_active()
+            self._poll_active(now)
             every = self.opts.run_poll_s
             self._next_run_poll = now + (self.profile.watcher.poll_interval_s if every is None else every)
         self._resume_triggering(now)
         wake = self._start_queued(now)
-        candidates = [wake, self._next_run_poll if self.journal.count_active_runs() else None]
+        candidates = [wake, self._next_run_poll if self.journal.runs_followed() or self.journal.runs_in(TRIGGERING) else None]
         candidates += [r.next_attempt for r in self.journal.runs_in(TRIGGERING)]
+        candidates += self._slot_releases(now)
         return min((c for c in candidates if c is not None), default=now + 3600)
 
+    def _slot_releases(self, now: float) -> list[float]:
+        """When INACTIVE runs still holding a slot give it up (the policy's timeout)."""
+        hold = self.profile.watcher.inactive_hold_s()
+        return [r.t_inactive + hold for r in self.journal.runs_in(INACTIVE)
+                if r.t_inactive is not None and r.t_inactive + hold > now]
+
     # -- completion of active runs ------------------------------------------------------
-    def _poll_active(self) -> None:
-        for run in self.journal.runs_in(TRIGGERED):
+    def _poll_active(self, now: float) -> None:
+        """Follow started runs: finished, gone INACTIVE (with why), or resumed."""
+        for run in self.journal.runs_followed():
             try:
                 info = self.backend.get_run(run.run_id or "")
             except Exception as exc:  # backend hiccup: try again next poll
@@ -134,6 +149,24 @@ class Scheduler:
                 ok = info.status == RunStatus.SUCCEEDED
                 self.journal.run_finished(run.key, ok, None if ok else (info.error or info.status.value))
                 log.info("run %s %s (%s)", info.run_id, info.status.value.lower(), run.key)
+            elif info.status is RunStatus.INACTIVE:
+                self._inactive(run, info, now)
+            elif run.state == INACTIVE:
+                self.journal.run_resumed(run.key)
+                log.info("run %s is active again (%s)", info.run_id, run.key)
+
+    def _inactive(self, run: RunRow, info: RunInfo, now: float) -> None:
+        """Journal an INACTIVE run and say once, in the log, why and what happens to its slot."""
+        reason = info.error or "INACTIVE (no reason given)"
+        if not self.journal.run_inactive(run.key, reason, now):
+            return  # already known
+        watcher = self.profile.watcher
+        if watcher.inactive_slot == "free" or watcher.inactive_hold_s() == 0:
+            slot = "its slot goes to the next scan"
+        else:
+            until = time.strftime("%H:%M", time.localtime(now + watcher.inactive_hold_s()))
+            slot = f"it keeps its slot until {until} (watcher.inactive_timeout_minutes)"
+        log.warning("run %s (%s) is %s; %s", info.run_id, run.key, reason, slot)
 
     # -- triggering ---------------------------------------------------------------------
     def _resume_triggering(self, now: float) -> None:
@@ -162,7 +195,7 @@ class Scheduler:
         and the run ids in one after the last: a crash in between leaves them 'triggering',
         which the next step resolves by key. Two fsyncs per step instead of two per run.
         """
-        slots = min(self.max_active - self.journal.count_active_runs(), self.opts.starts_per_pump)
+        slots = min(self.max_active - self._busy_slots(now), self.opts.starts_per_pump)
         if slots <= 0:
             return None
         batches, wake = self._plan(now, slots)
@@ -200,7 +233,7 @@ class Scheduler:
     def _start(self, run: RunRow, now: float) -> tuple[str, str, float] | None:
         """start_run once; (key, run id, when) on success, None (retry scheduled) on failure."""
         try:
-            info = self.backend.start_run(self.flow, run.body, label=run.label, tags=run.tags)
+            info = self.backend.start_run(self.flow, run.body, label=run.label, tags=run.tags, notify_on=NOTIFY_ON)
         except Exception as exc:
             self._attempt_failed(run, exc, now)
             return None

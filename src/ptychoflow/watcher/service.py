@@ -70,7 +70,8 @@ class WatcherService:
         self.matcher = Matcher(self.directory, profile.beamline.patterns)
         slack = profile.watcher.poll_interval_s if self.poll else 0.0
         self.settler = Settler(profile.watcher.settle_seconds, slack=slack,
-                               incomplete_recheck_s=self.opts.incomplete_recheck_s)
+                               incomplete_recheck_s=self.opts.incomplete_recheck_s,
+                               scan_format=profile.beamline.scan_format, read_options=profile.beamline.read_options())
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.journal: Journal | None = None
@@ -223,7 +224,7 @@ class WatcherService:
     def _admit(self, path: str, check: Check) -> QueueEntry | None:
         assert self.journal is not None
         try:
-            admitted = admit(path, check)
+            admitted = admit(path, check, scan_format=self.settler.scan_format, read_options=self.settler.read_options)
         except Changed:
             self.settler.poke(path, time.time())
             return None

@@ -6,13 +6,14 @@ import datetime as dt
 from typing import Any
 
 from ptychoflow.watcher.journal import (
-    DUPLICATE, FAILED, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal, watcher_guard,
+    DUPLICATE, FAILED, INACTIVE, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal, watcher_guard,
 )
 
 GROUPS = {
     "pending": (SEEN,),
     "queued": (QUEUED,),
     "running": (TRIGGERING, TRIGGERED),
+    "inactive": (INACTIVE,),
     "done": (SUCCEEDED,),
     "failed": (FAILED,),
     "duplicate": (DUPLICATE,),
@@ -42,6 +43,11 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
             "median": percentile(latencies, 50),
             "p99": percentile(latencies, 99),
         },
+        "runs": journal.run_state_counts(),
+        "inactive_runs": [
+            {"run_id": r.run_id, "run_key": r.key, "since": r.t_inactive, "reason": r.error}
+            for r in journal.inactive_runs()
+        ],
         "recent": [
             {
                 "path": r.path,
@@ -68,6 +74,11 @@ def render(info: dict[str, Any]) -> str:
         f"complete -> run start (settle included): median {fmt(lat['median'])}, p99 {fmt(lat['p99'])}"
         f" over {lat['n']} scans",
     ]
+    if info["inactive_runs"]:
+        lines.append("INACTIVE runs (waiting for a person; `ptychoflow runs show RUN` has the fix):")
+    for run in info["inactive_runs"]:
+        since = dt.datetime.fromtimestamp(run["since"] or 0).strftime("%m-%d %H:%M")
+        lines.append(f"  {run['run_id']}  since {since}  {run['reason']}")
     if info["recent"]:
         lines.append("recent:")
     for row in info["recent"]:

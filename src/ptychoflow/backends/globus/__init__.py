@@ -3,7 +3,8 @@
 Modules: ``auth`` (apps, token storage, scopes), ``flows`` (checksum-keyed deploy),
 ``runs`` (run documents -> RunInfo), ``compute`` (function registration, endpoint checks),
 ``transfer`` (collection and task status), ``errors`` (one-line explanations),
-``retry`` (SDK retry config, polling backoff), ``api`` (plain functions for the CLI).
+``collections`` (which take data_access), ``requirements`` (GAREs -> login lines),
+``validation`` (validate_flow/validate_run), ``preflight``, ``retry`` (SDK retry config).
 """
 
 from ptychoflow.backends.globus.backend import GlobusBackend

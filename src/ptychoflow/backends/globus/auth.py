@@ -6,6 +6,10 @@ through the umask). The watcher runs as a confidential client whose id and secre
 from ``PTYCHOFLOW_CLIENT_ID`` / ``PTYCHOFLOW_CLIENT_SECRET`` and whose tokens never touch
 disk. Apps built here never start a login by surprise: a missing token or consent becomes
 one :class:`CredentialsError` naming the command that fixes it.
+
+Both apps carry every flow's scope with the Transfer ``data_access`` consents beneath it,
+for exactly the collections that take one (:mod:`.collections`): the watcher asks for
+them with its client credentials, a person grants them at login.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from globus_sdk.token_storage import JSONTokenStorage, MemoryTokenStorage, Token
 
 from ptychoflow.errors import CredentialsError
 from ptychoflow.profile import Profile
+
+from .requirements import AuthRequirements
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +96,21 @@ class Identity:
     client_id: str
 
 
-def resolve_identity(profile: Profile) -> Identity:
-    """Confidential client from the environment if both variables are set, else the user app."""
+def resolve_identity(profile: Profile, prefer: str | None = None) -> Identity:
+    """Confidential client from the environment if both variables are set, else the user app.
+
+    ``prefer="user"`` picks the person's app even when the watcher's client is configured
+    (``preflight`` checks both).
+    """
     env_id, env_secret = os.environ.get(ENV_CLIENT_ID), os.environ.get(ENV_CLIENT_SECRET)
-    if env_id and env_secret:
+    if env_id and env_secret and prefer != "user":
         return Identity("client", env_id)
     if env_secret and not env_id:
         raise CredentialsError(f"{ENV_CLIENT_SECRET} is set but {ENV_CLIENT_ID} is not; set both for the watcher's client")
-    client_id = profile.globus.client_id or env_id
+    if prefer == "client":
+        raise CredentialsError(f"the watcher's client is not configured: set {ENV_CLIENT_ID} and {ENV_CLIENT_SECRET}")
+    # PTYCHOFLOW_CLIENT_ID alone may name a native app; with a secret it is the watcher's client
+    client_id = profile.globus.client_id or (None if env_secret else env_id)
     if not client_id:
         raise CredentialsError(
             "no Globus client configured: set [globus] client_id in the profile (a native app registered at "
@@ -109,8 +122,9 @@ def resolve_identity(profile: Profile) -> Identity:
 def flow_scope(flow_id: str, collection_ids: Iterable[str] = ()) -> Scope:
     """The flow's user scope; with collections, the Transfer data_access consents beneath it.
 
-    Only GCS *mapped* collections need ``data_access``; naming a guest collection here makes
-    Globus Auth reject the login with "Unknown Scope".
+    Pass only collections that take a data_access consent (``collections.needs_data_access``);
+    naming a guest, GCP or High Assurance collection makes Globus Auth reject the login with
+    "Unknown Scope".
     """
     scope = globus_sdk.SpecificFlowClient(flow_id).scopes.user
     collections = list(collection_ids)
@@ -143,13 +157,14 @@ def build_app(
     collection_ids: Iterable[str] = (),
     interactive: bool = False,
     token_storage: TokenStorage | None = None,
+    prefer: str | None = None,
 ) -> globus_sdk.GlobusApp:
     """A ``ClientApp`` (watcher) or ``UserApp`` (person) carrying all of ptychoflow's scopes.
 
     ``interactive=False`` (everything but ``login``) turns off the SDK's prompt-on-missing-token
     so a cron job or the watcher fails with a message instead of hanging on a prompt.
     """
-    identity = resolve_identity(profile)
+    identity = resolve_identity(profile, prefer)
     requirements = scope_requirements(flow_ids, collection_ids)
     config_args: dict = {"request_refresh_tokens": True}
     if not interactive:
@@ -168,8 +183,17 @@ def build_app(
     return globus_sdk.UserApp(APP_NAME, client_id=identity.client_id, scope_requirements=requirements, config=config)
 
 
-def login_command(profile: Profile, flow_ids: Iterable[str] = (), collection_ids: Iterable[str] = ()) -> str:
-    """The exact ``ptychoflow login`` invocation that grants the named consents."""
+def login_command(
+    profile: Profile,
+    flow_ids: Iterable[str] = (),
+    collection_ids: Iterable[str] = (),
+    requirements: AuthRequirements | None = None,
+) -> str:
+    """The exact ``ptychoflow login`` invocation that grants the named consents.
+
+    ``collection_ids`` are the data_access collections; ``requirements`` adds what a
+    service's auth-requirements error (GARE) asked for: scopes and session conditions.
+    """
     parts = ["ptychoflow", "login"]
     profile_file = profile.root / "ptychoflow.toml"
     if profile.root.resolve() != Path.cwd().resolve():
@@ -178,11 +202,13 @@ def login_command(profile: Profile, flow_ids: Iterable[str] = (), collection_ids
         parts += ["--flow", flow_id]
     for collection in dict.fromkeys(collection_ids):
         parts += ["--collection", collection]
+    if requirements:
+        parts += requirements.login_args()
     parts.append("--force")
     return shlex.join(parts)
 
 
 def profile_collections(profile: Profile) -> list[str]:
-    """Collection ids named in the profile (candidates for data_access consent)."""
+    """Collection ids named in the profile (candidates for a data_access consent)."""
     sites = (profile.beamline, profile.hpc, profile.edge)
     return list(dict.fromkeys(site.collection_id for site in sites if site.collection_id))

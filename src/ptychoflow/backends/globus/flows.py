@@ -74,12 +74,15 @@ def group_urn(group_id: str) -> str:
     return f"urn:globus:groups:id:{group_id}"
 
 
+ROLES = ("flow_viewers", "flow_starters", "flow_administrators")
+
+
 def flow_roles(profile: Profile) -> dict[str, list[str]]:
     """Viewers, starters and administrators of the flow: the profile's Globus group, if any."""
     if not profile.globus.group_id:
         return {}
     principal = [group_urn(profile.globus.group_id)]
-    return {"flow_viewers": principal, "flow_starters": principal, "flow_administrators": principal}
+    return {role: principal for role in ROLES}
 
 
 def flow_fields(source: FlowSource, profile: Profile) -> dict[str, Any]:
@@ -132,28 +135,75 @@ def _existing(client: globus_sdk.FlowsClient, flow_id: str) -> dict[str, Any] | 
         raise
 
 
+def search_flow(client: globus_sdk.FlowsClient, source: FlowSource) -> dict[str, Any] | None:
+    """The flow another host deployed: title and ptychoflow keywords, among flows we may update.
+
+    Flow ids are not shared between machines; without this lookup a second host would create
+    a duplicate. Among several matches the most recently updated wins (the others are named).
+    """
+    pages = client.paginated.list_flows(filter_roles=["flow_owner", "flow_administrator"], filter_fulltext=source.title)
+    matches = [doc for doc in pages.items()
+               if doc.get("title") == source.title and {"ptychoflow", source.name} <= set(doc.get("keywords") or [])]
+    if not matches:
+        return None
+    matches.sort(key=lambda doc: doc.get("updated_at") or doc.get("created_at") or "", reverse=True)
+    if len(matches) > 1:
+        log.warning("%d flows are titled %r; using %s (updated last), not %s", len(matches), source.title,
+                    matches[0]["id"], ", ".join(doc["id"] for doc in matches[1:]))
+    return matches[0]
+
+
+def find_flow(client: globus_sdk.FlowsClient, source: FlowSource, profile: Profile, state: FlowState) -> dict[str, Any] | None:
+    """``source``'s flow on the service: the pinned id, else this host's cached id, else a search."""
+    pinned = profile.globus.flow_id
+    if pinned:
+        current = _existing(client, pinned)
+        if current is None:
+            raise FlowDefinitionError(f"pinned [globus] flow_id {pinned} does not exist or is not visible to you")
+        return current
+    cached = (state.get(source.name) or {}).get("flow_id")
+    if cached and (current := _existing(client, cached)) is not None:
+        return current
+    if cached:
+        log.warning("flow %s (%s) is gone from Globus; looking for it by title", source.name, cached)
+    return search_flow(client, source)
+
+
+def merged_roles(current: dict[str, Any], ours: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Our principals added to the flow's roles, keeping those set elsewhere; only roles that change."""
+    merged = {}
+    for role, principals in ours.items():
+        existing = list(current.get(role) or [])
+        if any(p not in existing for p in principals):
+            merged[role] = existing + [p for p in principals if p not in existing]
+    return merged
+
+
 def deploy_flow(
     client: globus_sdk.FlowsClient, source: FlowSource, profile: Profile, state: FlowState
 ) -> DeployedFlow:
-    """Create, update or leave alone, so that the service holds exactly ``source``."""
+    """Create, update or leave alone, so that the service holds exactly ``source``.
+
+    Roles are only ever added: viewers, starters and administrators someone set in the web
+    app stay.
+    """
     checksum = source.checksum
-    pinned = profile.globus.flow_id
-    known = pinned or (state.get(source.name) or {}).get("flow_id")
     fields = flow_fields(source, profile)
-    if known:
-        current = _existing(client, known)
-        if current is None and pinned:
-            raise FlowDefinitionError(f"pinned [globus] flow_id {pinned} does not exist or is not visible to you")
-        if current is not None:
-            if deployed_checksum(current) != checksum:
-                log.info("updating flow %s (%s): definition or schema changed", source.name, known)
-                client.update_flow(known, **fields)
-            else:
-                log.info("flow %s (%s) is up to date", source.name, known)
-            state.put(source.name, known, checksum)
-            return DeployedFlow(known, source.title, checksum)
-        log.warning("flow %s (%s) is gone from Globus; creating it again", source.name, known)
-    flow_id = client.create_flow(**fields)["id"]
-    log.info("created flow %s as %s", source.name, flow_id)
+    ours = {role: fields.pop(role) for role in ROLES if role in fields}
+    current = find_flow(client, source, profile, state)
+    if current is None:
+        flow_id = client.create_flow(**fields, **ours)["id"]
+        log.info("created flow %s as %s", source.name, flow_id)
+    else:
+        flow_id = current["id"]
+        roles = merged_roles(current, ours)
+        if deployed_checksum(current) != checksum:
+            log.info("updating flow %s (%s): definition or schema changed", source.name, flow_id)
+            client.update_flow(flow_id, **fields, **roles)
+        elif roles:
+            log.info("flow %s (%s): adding %s to its roles", source.name, flow_id, ", ".join(sorted(roles)))
+            client.update_flow(flow_id, **roles)
+        else:
+            log.info("flow %s (%s) is up to date", source.name, flow_id)
     state.put(source.name, flow_id, checksum)
     return DeployedFlow(flow_id, source.title, checksum)

@@ -13,6 +13,8 @@ from typing import Any
 
 from ptychoflow.backends.base import RunInfo, RunStatus, StateRecord
 
+from .requirements import AuthRequirements
+
 WEB_APP_RUN_URL = "https://app.globus.org/runs/{run_id}"
 LABEL_MAX = 64
 _ELLIPSIS = "..."
@@ -73,18 +75,27 @@ def _find_key(node: Any, key: str) -> Any:
     return None
 
 
-def inactive_reason(doc: dict[str, Any], fix_command: str) -> str:
-    """Why a run is INACTIVE and the commands that get it going again."""
+def inactive_requirements(doc: dict[str, Any]) -> AuthRequirements | None:
+    """What an INACTIVE run waits for, when its details are an auth-requirements error."""
+    details = doc.get("details")
+    if run_status(doc) is not RunStatus.INACTIVE or not isinstance(details, dict):
+        return None
+    return AuthRequirements.find(details)
+
+
+def inactive_reason(doc: dict[str, Any], remedy: str) -> str:
+    """Why a run is INACTIVE, and what gets it going again (``remedy``: "run `ptychoflow login ...`")."""
     details = doc.get("details") or {}
     run_id = doc.get("run_id", "<run_id>")
-    code = _find_key(details, "code") or "unknown"
+    state = details.get("state_name") or _find_key(details, "state_name")
+    where = f" at {state}" if state else ""
     resume = f"`ptychoflow runs resume {run_id}`"
-    if code in ("ConsentRequired", "MISSING_SCOPE") or _find_key(details, "required_scope"):
-        scope = _find_key(details, "required_scope")
-        need = f" for {scope}" if scope else ""
-        return f"INACTIVE: consent required{need}; run `{fix_command}`, then {resume}"
+    requirements = inactive_requirements(doc)
+    if requirements:
+        return f"INACTIVE{where}: needs {requirements.describe()}; {remedy}, then {resume}"
+    code = _find_key(details, "code") or "unknown"
     description = details.get("description") or code
-    return f"INACTIVE ({code}): {description}; fix the cause, then {resume}"
+    return f"INACTIVE{where} ({code}): {description}; fix the cause, then {resume}"
 
 
 def run_error(doc: dict[str, Any]) -> str | None:
@@ -124,15 +135,18 @@ def timeline(entries: Iterable[dict[str, Any]]) -> list[StateRecord]:
     return records
 
 
-def to_run_info(doc: dict[str, Any], log_entries: list[dict[str, Any]] | None = None, *, fix_command: str = "") -> RunInfo:
-    """One Flows run document (plus, optionally, its log) as a ``RunInfo``."""
+def to_run_info(doc: dict[str, Any], log_entries: list[dict[str, Any]] | None = None, *, remedy: str = "") -> RunInfo:
+    """One Flows run document (plus, optionally, its log) as a ``RunInfo``.
+
+    ``remedy`` says how to meet an INACTIVE run's auth requirements (a login line).
+    """
     status = run_status(doc)
     details = doc.get("details") or {}
     steps = timeline(log_entries or [])
     current = next((step.name for step in reversed(steps) if step.status == "ACTIVE"), None)
     error = run_error(doc)
     if status is RunStatus.INACTIVE:
-        error = inactive_reason(doc, fix_command or "ptychoflow login --force")
+        error = inactive_reason(doc, remedy or "run `ptychoflow login --force`")
     output = details.get("output") if status is RunStatus.SUCCEEDED else None
     return RunInfo(
         run_id=doc["run_id"],

@@ -11,6 +11,7 @@ from ptychoflow.flowengine.providers.base import (
 from ptychoflow.flowengine.providers.registry import (
     Providers,
     build_providers,
+    provider_registered,
     register_provider,
     registered_urls,
     unregister_provider,
@@ -18,5 +19,5 @@ from ptychoflow.flowengine.providers.registry import (
 
 __all__ = [
     "ActionFailed", "ActionProvider", "ActionUnableToRun", "EngineEnv", "FunctionProvider", "Providers",
-    "ThreadedProvider", "build_providers", "register_provider", "registered_urls", "unregister_provider",
+    "ThreadedProvider", "build_providers", "provider_registered", "register_provider", "registered_urls", "unregister_provider",
 ]

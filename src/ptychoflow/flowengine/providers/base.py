@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import getpass
+import logging
 import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,10 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from ptychoflow.flowengine.action_journal import INTERRUPTED, ActionJournal, interrupted_message
 from ptychoflow.flowengine.errors import StateError
+from ptychoflow.flowengine.limits import DEFAULT_LIMITS, RunLimits
 from ptychoflow.site import SiteLayout
 
 ACTIVE, SUCCEEDED, FAILED = "ACTIVE", "SUCCEEDED", "FAILED"
+log = logging.getLogger(__name__)
 
 
 class ActionUnableToRun(StateError):
@@ -47,6 +51,10 @@ class EngineEnv:
     collections: dict[str, Path] = field(default_factory=dict)  # collection id or site name -> directory
     endpoints: dict[str, int] = field(default_factory=dict)  # compute endpoint id -> concurrent workers
     username: str = "local"
+    # compute endpoint id -> reruns of a task whose worker process died mid-call (Globus
+    # Compute's max_retries_on_system_failure); absent means 0, at most once
+    retries_on_worker_loss: dict[str, int] = field(default_factory=dict)
+    limits: RunLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_profile(cls, profile: Any) -> "EngineEnv":
@@ -59,11 +67,12 @@ class EngineEnv:
             if collection_id:
                 collections[collection_id] = directory
         endpoints = {profile.hpc.endpoint_id: profile.hpc.workers, profile.edge.endpoint_id: 1}
+        retries = {profile.hpc.endpoint_id: profile.hpc.retries_on_worker_loss}
         try:
             username = getpass.getuser()
         except Exception:
             username = "local"
-        return cls(layout.state_dir, collections, endpoints, username)
+        return cls(layout.state_dir, collections, endpoints, username, retries, profile.engine.run_limits())
 
 
 def iso_now() -> str:
@@ -107,16 +116,25 @@ class ThreadedProvider(ActionProvider):
     """A provider whose work is a blocking Python call, run on a small thread pool.
 
     Subclasses implement ``check`` (synchronous validation -> ActionUnableToRun) and
-    ``execute`` (the work; return details, or raise ActionFailed).
+    ``execute`` (the work; return details, or raise ActionFailed). Long work should poll
+    ``stopping(action_id)`` at safe points and stop there when it is true (a cancel).
+
+    Every action goes through an ``ActionJournal`` (``<state_dir>/actions``): a finished
+    action is never executed again after an engine restart (its outcome is returned), and
+    work interrupted by the worker's death is started again only ``reruns`` times (0: at
+    most once; providers whose work is safe to repeat allow more).
     """
 
     threads = 4
+    reruns = 0
 
     def __init__(self, env: EngineEnv) -> None:
         self.env = env
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=type(self).__name__)
         self._actions: dict[str, tuple[Future, str]] = {}
+        self._stop: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self.journal = ActionJournal(env.state_dir / "actions")
 
     def check(self, body: dict[str, Any]) -> None:
         """Raise ActionUnableToRun when the body cannot be run."""
@@ -129,17 +147,53 @@ class ThreadedProvider(ActionProvider):
         with self._lock:
             if action_id not in self._actions:
                 self.check(body)
-                self._actions[action_id] = (self._pool.submit(self._guarded, action_id, body), iso_now())
+                self._stop[action_id] = threading.Event()
+                future: Future = Future()
+                stored = self._recall(action_id)
+                if stored is None:
+                    future = self._pool.submit(self._guarded, action_id, body)
+                else:
+                    future.set_result((stored["state"], stored["details"]))
+                self._actions[action_id] = (future, iso_now())
         return self.status(action_id)  # type: ignore[return-value]
+
+    def _recall(self, action_id: str) -> dict[str, Any] | None:
+        """The outcome of an action this provider finished (or may not restart) before."""
+        stored = self.journal.outcome(action_id)
+        starts = self.journal.starts(action_id)
+        if stored is None and starts > self.reruns:
+            message = interrupted_message(starts, self.reruns)
+            stored = self.journal.finish(action_id, {"state": FAILED, "details": {
+                "error": INTERRUPTED, "description": message}})
+        return stored
 
     def _guarded(self, action_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
-            return SUCCEEDED, self.execute(action_id, body)
+            attempt = self.journal.begin(action_id)
+            log.info("action %s: %s started (attempt %d)", action_id, type(self).__name__, attempt)
+            state, details = SUCCEEDED, self.execute(action_id, body)
         except ActionFailed as exc:
-            return FAILED, exc.details
+            state, details = FAILED, exc.details
         except Exception as exc:  # a provider bug must fail the action, not the worker
-            return FAILED, {"error": type(exc).__name__, "description": str(exc),
-                            "exception": traceback.format_exc()}
+            state, details = FAILED, {"error": type(exc).__name__, "description": str(exc),
+                                      "exception": traceback.format_exc()}
+        with self._lock:
+            wanted = action_id in self._actions  # not released meanwhile (a cancelled run lets go at once)
+        if wanted:
+            self.journal.finish(action_id, {"state": state, "details": details})
+        else:
+            self.journal.forget(action_id)
+        log.info("action %s: %s finished %s", action_id, type(self).__name__, state)
+        return state, details
+
+    def attempt(self, action_id: str) -> int:
+        """1 for the first execution of the action; more when it runs again after a crash."""
+        return self.journal.starts(action_id)
+
+    def stopping(self, action_id: str) -> bool:
+        """True once the action was cancelled: stop at the next safe point."""
+        event = self._stop.get(action_id)
+        return bool(event and event.is_set())
 
     def status(self, action_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -155,14 +209,21 @@ class ThreadedProvider(ActionProvider):
     def cancel(self, action_id: str) -> None:
         with self._lock:
             entry = self._actions.get(action_id)
+            event = self._stop.get(action_id)
+        if event:
+            event.set()
         if entry:
             entry[0].cancel()
 
     def release(self, action_id: str) -> None:
         with self._lock:
             self._actions.pop(action_id, None)
+            self._stop.pop(action_id, None)
+        self.journal.forget(action_id)
 
     def close(self) -> None:
+        for event in list(self._stop.values()):
+            event.set()  # running work stops at its next safe point
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -1,22 +1,27 @@
-"""Runs inside a compute pool process: load a function file, call it, keep its result.
+"""Runs inside a compute slot process: load a function file, call it, keep its result.
 
-Exactly-once: a task holds an exclusive lock on ``<key>.lock`` while it runs and writes its
-result to ``<key>.json`` (atomically and durably) before returning. A re-submitted task (the
-engine crashed and resumed) takes the lock - waiting for an orphaned run of itself to end -
-and returns the stored result instead of calling the function again.
+Each task goes through an ``ActionJournal`` (``<results_dir>/<key>.*``):
+
+- a finished task is never called again: a re-submission (the engine restarted) gets the
+  stored result;
+- a task whose process died mid-call (the engine was killed, the slot was lost) is called
+  again only while the endpoint's ``retries_on_worker_loss`` allows, like Globus Compute's
+  ``max_retries_on_system_failure``; with 0 (the default) it is at-most-once: the action fails
+  with ``WorkerLost`` and the function is not run twice.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import traceback
-from pathlib import Path
 from typing import Any
 
-from ptychoflow.fs import atomic_write_text, file_lock
+from ptychoflow.flowengine.action_journal import INTERRUPTED, ActionJournal, interrupted_message
 
+log = logging.getLogger(__name__)
 _MODULES: dict[tuple[str, float], Any] = {}
 
 
@@ -37,14 +42,18 @@ def _load_function(name: str, path: str) -> Any:
 
 
 def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir: str,
-             args: list[Any] | None = None) -> dict[str, Any]:
+             args: list[Any] | None = None, retries: int = 0) -> dict[str, Any]:
     """Run (or recall) one task; returns {"status": SUCCESS|FAILED, "output"|"exception": ...}."""
-    directory = Path(results_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    result_file = directory / f"{key}.json"
-    with file_lock(directory / f"{key}.lock"):
-        if result_file.exists():
-            return json.loads(result_file.read_text())
+    journal = ActionJournal(results_dir)
+    with journal.exclusive(key):
+        stored = journal.outcome(key)
+        if stored is not None:
+            return stored
+        starts = journal.starts(key)
+        if starts > retries:
+            message = interrupted_message(starts, retries)
+            return journal.finish(key, {"status": "FAILED", "error": f"{INTERRUPTED}: {message}", "exception": message})
+        log.info("task %s: %s started (attempt %d)", key, name, journal.begin(key))
         try:
             output = _load_function(name, path)(*(args or []), **kwargs)
             json.dumps(output)  # results travel as JSON, like Globus Compute's serialised results
@@ -52,5 +61,6 @@ def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir
         except (Exception, SystemExit) as exc:  # the function's failure is its result
             document = {"status": "FAILED", "exception": "".join(traceback.format_exception(exc)),
                         "error": f"{type(exc).__name__}: {exc}"}
-        atomic_write_text(result_file, json.dumps(document))
+        journal.finish(key, document)
+        log.info("task %s: %s finished %s", key, name, document["status"])
         return document

@@ -1,10 +1,13 @@
-"""Checksummed, atomic, resumable file copy: the heart of the local Transfer provider.
+"""Atomic, optionally checksum-verified file copy: the heart of the local Transfer provider.
 
-A file is written under a hidden temporary name in the destination directory, read back
-and verified against the sha256 of the bytes read from the source, and only then fsynced
-and renamed onto its final name (and the directory fsynced). A destination that already
-matches is skipped (resume); a destination that differs and is newer than the source is
-never overwritten silently.
+A file is written under a hidden temporary name in the destination directory and only then
+fsynced and renamed onto its final name (and the directory fsynced), so no half-written file
+ever carries a final name. The request decides the rest, with Globus Transfer's meaning:
+
+- ``verify_checksum`` (default false): read the copy back and compare its sha256 with the
+  bytes read from the source, copying again on a mismatch;
+- ``sync_level`` (default: none, always copy): which existing destination files are left
+  alone: ``exists``, same ``size``, not older (``mtime``), or same ``checksum``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Callable, Iterable, Iterator
 from ptychoflow.fs import commit_file, copy_hashing, sha256_file
 
 VERIFY_ATTEMPTS = 3
+# Transfer's sync levels (the API also takes their numbers).
+SYNC_LEVELS = {"exists": 0, "size": 1, "mtime": 2, "checksum": 3}
 # Called with the temporary file after it is written and before it is verified; tests use
 # it to simulate corruption in flight.
 after_write_hooks: list[Callable[[Path], None]] = []
@@ -32,6 +37,25 @@ class CopyError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class CopyOptions:
+    """What a Transfer request asks of each file (see the module docstring)."""
+
+    verify_checksum: bool = False
+    sync_level: int | None = None
+
+
+def parse_sync_level(value: object) -> int | None:
+    """``"checksum"`` or ``3`` -> 3; None stays None; anything else is a ValueError."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in SYNC_LEVELS:
+        return SYNC_LEVELS[value]
+    if isinstance(value, int) and not isinstance(value, bool) and value in SYNC_LEVELS.values():
+        return value
+    raise ValueError(f"sync_level must be one of {', '.join(SYNC_LEVELS)} (or 0-3), not {value!r}")
+
+
 @dataclass
 class CopyStats:
     files: int = 0
@@ -43,34 +67,33 @@ class CopyStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-def _check_destination(source: Path, destination: Path, stats: CopyStats) -> bool:
-    """False when ``destination`` already matches (resume); raises if it must not be replaced."""
+def _needs_copy(source: Path, destination: Path, stats: CopyStats, sync_level: int | None) -> bool:
+    """False when ``sync_level`` says the existing destination stays as it is."""
     stats.files += 1
     if destination.is_dir():
         raise CopyError("FILE_IS_DIRECTORY", f"{destination}: destination is a directory, source {source} is a file")
-    if not destination.exists():
+    if not destination.exists() or sync_level is None:
         return True
     source_stat, destination_stat = source.stat(), destination.stat()
-    if destination_stat.st_size == source_stat.st_size and sha256_file(destination) == sha256_file(source):
+    same = {
+        0: lambda: True,
+        1: lambda: destination_stat.st_size == source_stat.st_size,
+        2: lambda: source_stat.st_mtime <= destination_stat.st_mtime,
+        3: lambda: destination_stat.st_size == source_stat.st_size and sha256_file(destination) == sha256_file(source),
+    }[sync_level]()
+    if same:
         stats.files_skipped += 1
-        return False
-    if destination_stat.st_mtime > source_stat.st_mtime:
-        raise CopyError(
-            "DESTINATION_NEWER",
-            f"{destination}: destination differs from {source} and is newer; refusing to overwrite it "
-            "(delete it or move it aside first)",
-        )
-    return True
+    return not same
 
 
-def _finish(source: Path, destination: Path, temporary: Path, expected: str, stats: CopyStats) -> None:
-    """Verify (re-copying on mismatch), then fsync and rename onto the final name."""
+def _finish(source: Path, destination: Path, temporary: Path, expected: str, stats: CopyStats, verify: bool) -> None:
+    """Verify when asked (re-copying on mismatch), then fsync and rename onto the final name."""
     for attempt in range(VERIFY_ATTEMPTS):
         if attempt:
             expected = copy_hashing(source, temporary)
         for hook in after_write_hooks:
             hook(temporary)
-        if sha256_file(temporary) == expected:
+        if not verify or sha256_file(temporary) == expected:
             source_stat = source.stat()
             os.utime(temporary, ns=(source_stat.st_atime_ns, source_stat.st_mtime_ns))
             commit_file(temporary, destination)
@@ -87,12 +110,15 @@ def _finish(source: Path, destination: Path, temporary: Path, expected: str, sta
     )
 
 
-def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str) -> None:
-    """Copy (source, destination) pairs safely (see module docstring).
+def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str, options: CopyOptions = CopyOptions(),
+               stop: Callable[[], bool] = lambda: False) -> None:
+    """Copy (source, destination) pairs safely, as ``options`` ask (see module docstring).
 
     Pipelined on two threads: while file i is verified, fsynced and renamed, file i+1 is
     copied, so disk write-back and hashing overlap. Any failure removes every temporary
     file; files already renamed are complete and verified, so a retry resumes after them.
+    ``stop`` is asked before each file: once it is true the copy ends there (CANCELED), with
+    the files before it complete and nothing partial under a final name.
     """
     temporaries: list[Path] = []
     futures: list[Future] = []
@@ -101,13 +127,19 @@ def copy_files(pairs: Iterable[tuple[Path, Path]], stats: CopyStats, tag: str) -
             for source, destination in pairs:
                 if any(f.done() and f.exception() for f in futures):
                     break
-                if not _check_destination(source, destination, stats):
+                if stop():
+                    for future in futures:
+                        future.result()  # the files already started are finished (or fail)
+                    raise CopyError("CANCELED", f"stopped on request after {stats.files_transferred} file(s) "
+                                                f"(before {source.name}); no partial file was left")
+                if not _needs_copy(source, destination, stats, options.sync_level):
                     continue
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 temporary = destination.with_name(f".{destination.name}.{tag}.part")
                 temporaries.append(temporary)
                 expected = copy_hashing(source, temporary)
-                futures.append(finisher.submit(_finish, source, destination, temporary, expected, stats))
+                futures.append(finisher.submit(_finish, source, destination, temporary, expected, stats,
+                                               options.verify_checksum))
             for future in futures:
                 future.result()
         finally:

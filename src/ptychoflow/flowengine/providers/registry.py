@@ -8,8 +8,9 @@ points are loaded once, at the first engine built, so a broken plugin cannot bre
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from importlib.metadata import entry_points
-from typing import Callable
+from typing import Callable, Iterator
 
 from ptychoflow.flowengine.providers import compute, transfer
 from ptychoflow.flowengine.providers.base import ActionProvider, ActionUnableToRun, EngineEnv
@@ -34,6 +35,22 @@ def register_provider(url: str, factory: ProviderFactory) -> None:
 
 def unregister_provider(url: str) -> None:
     _FACTORIES.pop(url.rstrip("/"), None)
+
+
+@contextmanager
+def provider_registered(url: str, factory: ProviderFactory) -> Iterator[None]:
+    """``register_provider`` for the duration of a ``with`` block; then the URL's previous
+    provider (a built-in one, say) is back. For tests that stand in for a real provider."""
+    key = url.rstrip("/")
+    previous = _FACTORIES.get(key)
+    _FACTORIES[key] = factory
+    try:
+        yield
+    finally:
+        if previous is None:
+            _FACTORIES.pop(key, None)
+        else:
+            _FACTORIES[key] = previous
 
 
 def registered_urls() -> list[str]:

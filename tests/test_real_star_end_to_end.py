@@ -1,0 +1,168 @@
+"""The real Siemens star (APS Velociprobe data, ../shared/data) through the whole local
+pipeline, driven as a user would, with the installed console script:
+
+  replay -> watcher -> flow (transfer, rPIE, validate, train, promote, activate) -> edge
+
+The edge holds the replayed frames until the flow activates the first model, then infers
+them all. Asserted: the flow run succeeded; the product round-trips through the ptychodus
+export (ptychodus's own reader); and the live image has the star's spoke periodicity, the
+same angular harmonic as the rPIE reconstruction (an independent reference the network
+never saw as a picture: it was trained on patches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+from scipy import ndimage
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
+RUN_TIMEOUT_S = 1500
+
+
+def _env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _ptychoflow(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=_env())
+    assert done.returncode == 0, f"ptychoflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _service(log: Path, *args: str) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(CONSOLE_SCRIPT), *args], stdout=out, stderr=subprocess.STDOUT, env=_env(),
+                                start_new_session=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _poll(predicate, timeout_s: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def angular_spectrum(image: np.ndarray, centre: np.ndarray, radii: np.ndarray, n_angles: int = 720) -> np.ndarray:
+    """Power of each angular harmonic of `image` on circles about `centre` (NaN filled with the mean)."""
+    filled = np.where(np.isfinite(image), image, np.nanmean(image))
+    theta = np.linspace(0, 2 * np.pi, n_angles, endpoint=False)
+    power = np.zeros(n_angles // 2 + 1)
+    for radius in radii:
+        ring = ndimage.map_coordinates(filled, [centre[0] + radius * np.sin(theta), centre[1] + radius * np.cos(theta)],
+                                       order=1)
+        power += np.abs(np.fft.rfft(ring - ring.mean())) ** 2
+    return power
+
+
+LOWEST_SPOKE_HARMONIC = 4  # below: a phase ramp or offset (1, 2) across the image, not spokes
+
+
+def spoke_harmonic(image: np.ndarray, radii: np.ndarray, search_px: int = 40, step_px: int = 4) -> tuple[int, float]:
+    """(dominant angular harmonic from LOWEST_SPOKE_HARMONIC up, its share of that power), the
+    star's centre found by searching near the image centre for the sharpest periodicity."""
+    middle = np.array(image.shape) / 2
+    best = (0, 0.0)
+    for dy in range(-search_px, search_px + 1, step_px):
+        for dx in range(-search_px, search_px + 1, step_px):
+            power = angular_spectrum(image, middle + (dy, dx), radii)[LOWEST_SPOKE_HARMONIC:]
+            share = float(power.max() / power.sum())
+            if share > best[1]:
+                best = (int(np.argmax(power)) + LOWEST_SPOKE_HARMONIC, share)
+    return best
+
+
+@pytest.mark.slow
+def test_real_siemens_star_through_the_whole_local_pipeline(tmp_path, real_scan_path):
+    from ptychodus.plugins.h5_product_file import H5ProductFileIO
+
+    from ptychoflow.demo.collect import place
+    from ptychoflow.product import read_product
+    from ptychoflow_edge.mosaics import read_mosaic
+    from ptychoflow_edge.statusfile import wait_until_ready
+
+    site = tmp_path / "site"
+    _ptychoflow("init", str(site))
+    profile_path = site / "ptychoflow.toml"
+    profile = tomllib.loads(profile_path.read_text())
+    stream = f"tcp://127.0.0.1:{_free_port()}"
+    profile["edge"].update(stream_address=stream, results_address=f"tcp://127.0.0.1:{_free_port()}", http_port=0)
+    profile["policy"].update(iterations=40, train_epochs=40, train_time_limit_s=180, export_formats=["ptychodus"])
+    profile["watcher"].update(settle_seconds=0.5)
+    profile_path.write_text(tomli_w.dumps(profile))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    edge = _service(logs / "edge.log", "edge", "serve", "--profile", str(site))
+    watcher = None
+    try:
+        wait_until_ready(site / "edge" / "edge-status.json", pid=edge.pid, timeout_s=120)
+        watcher = _service(logs / "watcher.log", "watch", "--profile", str(site))
+        _ptychoflow("beamline", "replay", str(real_scan_path), "--out", str(site / "acquisition"), "--rate", "500",
+                    "--stream", stream, "--wait-subscribers", "1")
+
+        def finished_run():
+            runs = json.loads(_ptychoflow("runs", "list", "--json", "--profile", str(site)).stdout)
+            return next((r for r in runs if r["status"] in ("SUCCEEDED", "FAILED")), None)
+
+        run = _poll(finished_run, RUN_TIMEOUT_S, "the flow run")
+        assert run["status"] == "SUCCEEDED", (run["error"], [(s["name"], s["status"], s["error"]) for s in run["timeline"]])
+        assert run["output"]["outcome"]["outcome"] == "model promoted and activated on the edge"
+        mosaic = _poll(lambda: next((site / "edge" / "mosaics").glob("*.h5"), None), 300, "the live mosaic")
+        # The mosaic is saved at end-of-scan, after its frames; the status file is refreshed
+        # every half second, so wait for it to catch up rather than read it once.
+        status_file = site / "edge" / "edge-status.json"
+        _poll(lambda: json.loads(status_file.read_text())["counters"]["inferred"] >= 516 or None, 30,
+              "the edge status to count every frame")
+        status = json.loads(status_file.read_text())
+    finally:
+        for service in (watcher, edge):
+            if service is not None and service.poll() is None:
+                os.killpg(service.pid, signal.SIGTERM)
+                service.wait(timeout=60)
+        subprocess.run([str(CONSOLE_SCRIPT), "engine", "stop", "--profile", str(site)], env=_env(), timeout=60,
+                       capture_output=True)
+    assert status["counters"]["inferred"] == 516 and status["counters"]["dropped"] == 0
+
+    products = site / "hpc" / "products"
+    product_path = next(products.glob("*/*.recon.h5"))
+    ours = read_product(product_path)
+    theirs = H5ProductFileIO().read(next(products.glob("*/*.ptychodus.h5")))
+    np.testing.assert_array_equal(theirs.object_.get_layer(0), ours.object)
+    np.testing.assert_array_equal(theirs.probes.get_array()[0, 0], ours.probe)
+    np.testing.assert_allclose(theirs.probe_positions.get_coordinates_y_m(), ours.positions_m[:, 0])
+    assert theirs.object_.get_pixel_geometry().width_m == pytest.approx(ours.pixel_size_m, rel=1e-12)
+
+    radii = np.arange(40, 140, 10)
+    lit = ours.lit_mask(0.5)
+    rpie = np.where(lit, ours.phase, np.nan)
+    live_image, attrs = read_mosaic(mosaic)
+    live = place(live_image, tuple(attrs["origin_px"]), tuple(int(round(v)) for v in ours.object_origin_px),
+                 ours.phase.shape)
+    live = np.where(lit, live, np.nan)
+    rpie_spokes, rpie_share = spoke_harmonic(rpie, radii)
+    live_spokes, live_share = spoke_harmonic(live, radii)
+    print(f"\nspokes: rPIE harmonic {rpie_spokes} ({rpie_share:.2f} of the power), live {live_spokes} ({live_share:.2f})")
+    assert rpie_share > 0.3  # the reference really is a star
+    assert live_spokes == rpie_spokes and live_share > 0.1
