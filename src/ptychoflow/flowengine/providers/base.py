@@ -152,7 +152,8 @@ class ThreadedProvider(ActionProvider):
                 stored = self._recall(action_id)
                 if stored is None:
                     future = self._pool.submit(self._guarded, action_id, body)
-                else:
+                else:  # finished before a restart (perhaps killed before it could say so)
+                    log.info("action %s: %s finished %s (recalled)", action_id, type(self).__name__, stored["state"])
                     future.set_result((stored["state"], stored["details"]))
                 self._actions[action_id] = (future, iso_now())
         return self.status(action_id)  # type: ignore[return-value]

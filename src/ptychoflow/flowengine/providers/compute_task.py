@@ -47,7 +47,8 @@ def run_task(key: str, name: str, path: str, kwargs: dict[str, Any], results_dir
     journal = ActionJournal(results_dir)
     with journal.exclusive(key):
         stored = journal.outcome(key)
-        if stored is not None:
+        if stored is not None:  # finished before a restart (perhaps killed before it could say so)
+            log.info("task %s: %s finished %s (recalled)", key, name, stored["status"])
             return stored
         starts = journal.starts(key)
         if starts > retries:
