@@ -133,11 +133,9 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_probe_from_reuses_an_earlier_product_through_the_installed_command(tmp_path):
-    first = tmp_path / "first"
-    proc = _run_cli("reconstruct", str(write_tiny(tmp_path, "scan_a")), "-n", "3", "--device", "cpu", "--out", str(first),
-                    "--probe-start", "given")
-    assert proc.returncode == 0, proc.stderr
-    earlier = first / "scan_a.recon.h5"
+    result = api.reconstruct(write_tiny(tmp_path, "scan_a"), RpieOptions(iterations=3, device="cpu", probe_start="given"),
+                             engine="ptychi")
+    earlier = Path(api.write_reconstruction(result, tmp_path / "first").product_path)
     proc = _run_cli("reconstruct", str(write_tiny(tmp_path, "scan_b")), "-n", "3", "--device", "cpu",
                     "--out", str(tmp_path / "second"), "--probe-from", str(earlier))
     assert proc.returncode == 0, proc.stderr
