@@ -5,7 +5,7 @@ Each limit fails the run with a named ``States.*`` error. As in the Amazon State
 does not catch them: only a catcher that names the data or expression limit does. The
 transition limit cannot be caught at all (the catcher's state would be one more transition).
 
-The defaults live here and nowhere else; a profile overrides them (``[engine.limits]``).
+The defaults live here and nowhere else; a profile overrides them (``[engine]``).
 """
 
 from __future__ import annotations
