@@ -1,50 +1,23 @@
-"""Remote function (edge endpoint): activate a staged model for the running edge service.
+"""Remote function (edge endpoint): activate a staged model version on the edge.
 
 Runs under Globus Compute (or the local pool), so every import is inside the body and the
 arguments and result are small JSON values.
 """
 
 
-def activate(staged_model_dir: str, edge_model_dir: str, wait_s: float = 15.0) -> dict:
-    """Verify the staged model.onnx + manifest.json (and the stitching weight it names: sha256,
-    shape), publish them atomically into `edge_model_dir` (manifest last: the commit point),
-    then wait up to `wait_s` for a running service (found by its status file, beside the
-    model dir in the edge site's layout) to serve it.
+def activate(site_root: str, version: str, wait_s: float = 60.0) -> dict:
+    """Activate registry version `version`, staged in ``<site_root>/staging/<version>/``, into
+    ``<site_root>/model/`` (the edge site's layout: ``ptychoflow.site.EdgeLayout``).
 
-    Returns {version, sha256, activated_at, serving_version[, refused]}; serving_version is
-    None when no service is running. Raises InputError if a staged file fails its checks.
+    `site_root` is the profile's ``edge.path`` as this endpoint sees it; the version must be a
+    safe name. With an edge service running, waits up to `wait_s` for its verdict on this
+    exact file (sha256) and raises ActivationRefused with the edge's reason, or
+    ActivationTimeout; with none running, the edge's checks run here first.
+
+    Returns {version, sha256, activated_at, serving_version, verdict}.
     """
-    import time
-    from datetime import datetime, timezone
-    from pathlib import Path
+    from ptychoflow.site import EdgeLayout, site_root as checked_root
+    from ptychoflow_edge.activation import activate_staged
 
-    from ptychoflow.artifact import MODEL_FILENAME, publish_model, stitch_weight_file, verified_model_bytes
-    from ptychoflow.site import EdgeLayout
-    from ptychoflow_edge.statusfile import fetch_http_status, running_status
-
-    staged, target = Path(staged_model_dir), Path(edge_model_dir)
-    manifest, _ = verified_model_bytes(staged)
-    published = time.time()
-    publish_model(target, staged / MODEL_FILENAME, manifest, stitch_weight_file(staged, manifest))
-    activated_at = datetime.now(timezone.utc).isoformat()
-
-    status_path = EdgeLayout(target.parent).status_file
-    serving, refused = None, None
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        status = running_status(status_path)
-        if status is None:
-            break  # no service running: the model is in place for the next start
-        status = (fetch_http_status(status["http_url"]) if status.get("http_url") else None) or status
-        serving = (status.get("model") or {}).get("version")
-        refusals = [e for e in status.get("model_events", [])
-                    if e["event"] == "refused" and e["version"] == manifest.version and e["at"] >= published - 1]
-        if serving == manifest.version or refusals:
-            refused = refusals[-1]["detail"] if refusals and serving != manifest.version else None
-            break
-        time.sleep(0.2)
-    result = {"version": manifest.version, "sha256": manifest.sha256, "activated_at": activated_at,
-              "serving_version": serving}
-    if refused:
-        result["refused"] = refused
-    return result
+    layout = EdgeLayout(checked_root(site_root, source="activate", field="site_root"))
+    return activate_staged(layout, version, wait_s=float(wait_s))

@@ -3,9 +3,11 @@
 Self-contained for Globus Compute: every import is inside the body, arguments and results
 are small JSON-able values, data stay on disk.
 
-Arguments: the fields of ``ptychoflow.nn.options.ContinualOptions``, as keywords (paths on
-the HPC side). ``registry_dir`` is required; the rest default as documented there (policy
-knobs to the profile's ``Policy``):
+Arguments: ``site_root``, the HPC site's root as this endpoint sees it (the profile's
+``hpc.path``), then the fields of ``ptychoflow.nn.options.ContinualOptions``, as keywords;
+every path (``*_dir``, ``*_path``) is relative to ``site_root``, and an absolute path or an
+escape is refused. ``registry_dir`` is required; the rest default as documented there
+(policy knobs to the profile's ``Policy``):
     registry_dir         model registry directory
     scan_path            new scan (HDF5) whose pairs are appended first
     reconstruction_path  its rPIE product (HDF5); omitted: the simulator truth beside the scan
@@ -23,9 +25,11 @@ weight) for the edge.
 """
 
 
-def train(**kwargs):
+def train(site_root, **kwargs):
     from ptychoflow.nn.continual import continual_train
     from ptychoflow.nn.options import ContinualOptions
+    from ptychoflow.site import site_arguments
 
+    _, kwargs = site_arguments(site_root, kwargs, source="train")
     kwargs.setdefault("progress", False)
     return continual_train(ContinualOptions(**kwargs))

@@ -63,3 +63,18 @@ def real_scan_path() -> Path:
 def _quiet_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
     np.seterr(all="warn")
+
+
+# -- the fuzz suite's summary line (tests/hostile/, checks and tally in hostile_support) ----------
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    import hostile_support
+
+    hostile_support.record(REPO / report.fspath, report.nodeid, report.when, report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    import hostile_support
+
+    line = hostile_support.summary()
+    if line:
+        terminalreporter.write_sep("=", line)

@@ -60,11 +60,12 @@ def trained_site(tmp_path_factory) -> tuple[Path, list[dict]]:
         acquired = write_scan(SiteLayout.from_profile(profile).beamline_root / f"scan_{region + 1:04d}.h5", sim.scan)
         flow_input = reconstruct_and_train_input(profile, acquired.name)
         hpc = flow_input["hpc"]
-        Path(hpc["scan_file"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(acquired, hpc["scan_file"])  # TransferScan's job
-        save_truth(sim, Path(hpc["scan_file"]))  # the reference training uses when no product is given
-        results.append(train(registry_dir=hpc["registry_dir"], corpus_path=hpc["corpus_path"], scan_path=hpc["scan_file"],
-                             promote_margin=0.0, **FAST))
+        scan_file = Path(hpc["root"]) / hpc["scan_file"]
+        scan_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(acquired, scan_file)  # TransferScan's job
+        save_truth(sim, scan_file)  # the reference training uses when no product is given
+        results.append(train(site_root=hpc["root"], registry_dir=hpc["registry_dir"], corpus_path=hpc["corpus_path"],
+                             scan_path=hpc["scan_file"], promote_margin=0.0, **FAST))
     return site, results
 
 

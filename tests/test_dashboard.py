@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -97,7 +98,8 @@ def test_profile_sources_read_the_registry_the_flows_write(tmp_path):
     profile = load_profile(tmp_path)
     profile.functions.update({name: "id" for name in ("reconstruct", "validate", "train", "activate")})
 
-    registry = Registry(reconstruct_and_train_input(profile, "scan_0001.h5")["hpc"]["registry_dir"])
+    hpc = reconstruct_and_train_input(profile, "scan_0001.h5")["hpc"]
+    registry = Registry(Path(hpc["root"]) / hpc["registry_dir"])
     checkpoint = registry.version_dir("v0001") / "checkpoint.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"not read here")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 
 from edge_helpers import affine_model, constant_model, preprocessing
-from ptychoflow.artifact import ModelManifest, publish_model
+from ptychoflow.artifact import ModelManifest, publish_model, read_manifest
 from ptychoflow.fs import sha256_file
 from ptychoflow.errors import InputError
 from ptychoflow.stitch import probe_weight
+from ptychoflow_edge.activation import ActivationRefused
 from ptychoflow_edge.statusfile import fetch_http_status, read_status, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,16 +81,18 @@ def test_serve_subprocess_status_activate_and_sigterm(served):
     proc, status, tmp_path = served
     assert status["http_url"].startswith("http://127.0.0.1:")
     assert fetch_http_status(status["http_url"])["model"] is None
+    edge = tmp_path / "edge"
 
     activate = _activate()
-    good = _stage(tmp_path / "staged-v7", constant_model(64, 0.5), "v7")
-    result = activate(str(good), str(tmp_path / "edge" / "model"), wait_s=30)
-    assert result["version"] == "v7" and result["serving_version"] == "v7"
-    assert result["sha256"] == sha256_file(good / "model.onnx") and "refused" not in result
+    good = _stage(edge / "staging" / "v7", constant_model(64, 0.5), "v7")
+    result = activate(str(edge), "v7", wait_s=30)
+    assert result["version"] == "v7" and result["serving_version"] == "v7" and result["verdict"] == "serving"
+    assert result["sha256"] == sha256_file(good / "model.onnx")
 
-    bad = _stage(tmp_path / "staged-v8", b"garbage, not onnx", "v8")
-    result = activate(str(bad), str(tmp_path / "edge" / "model"), wait_s=30)
-    assert result["serving_version"] == "v7" and "ONNX Runtime cannot load" in result["refused"]
+    _stage(edge / "staging" / "v8", b"garbage, not onnx", "v8")
+    with pytest.raises(ActivationRefused, match=r"model v8 .* refused by the edge: ONNX Runtime cannot load.*still serving v7"):
+        activate(str(edge), "v8", wait_s=30)
+    assert read_manifest(edge / "model").version == "v7"  # the refused file did not stay in the slot
 
     cli = subprocess.run([sys.executable, "-m", "ptychoflow", "edge", "status", "--profile", str(tmp_path)],
                          env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'edge'}"}, capture_output=True,
@@ -99,24 +103,28 @@ def test_serve_subprocess_status_activate_and_sigterm(served):
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "edge serving" in output and "refused model v8" in output
-    assert read_status(tmp_path / "edge" / "edge-status.json")["state"] == "stopped"
+    assert read_status(edge / "edge-status.json")["state"] == "stopped"
 
 
 def test_activate_without_service_and_bad_sha(tmp_path):
     activate = _activate()
     weight = probe_weight(None, 64) ** 2
-    staged = _stage(tmp_path / "staged", affine_model(64), "v1", weight)
-    result = activate(str(staged), str(tmp_path / "edge" / "model"), wait_s=1)
-    assert result["serving_version"] is None and (tmp_path / "edge" / "model" / "manifest.json").exists()
+    staged = _stage(tmp_path / "edge" / "staging" / "v1", affine_model(64), "v1", weight)
+    result = activate(str(tmp_path / "edge"), "v1", wait_s=1)
+    assert result["serving_version"] is None and "no edge service running" in result["verdict"]
+    assert (tmp_path / "edge" / "model" / "manifest.json").exists()
     np.testing.assert_array_equal(np.load(tmp_path / "edge" / "model" / "stitch_weight.npy"), weight)
 
+    edge2 = tmp_path / "edge2"
+    shutil.copytree(staged, edge2 / "staging" / "v1")
+    staged = edge2 / "staging" / "v1"
     np.save(staged / "stitch_weight.npy", weight * 0.5)  # a weight that is not the one staged
     with pytest.raises(InputError, match="stitch_weight.npy: sha256"):
-        activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
+        activate(str(edge2), "v1", wait_s=1)
     (staged / "stitch_weight.npy").unlink()
     with pytest.raises(InputError, match="stitch_weight: .*stitch_weight.npy is missing"):
-        activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
+        activate(str(edge2), "v1", wait_s=1)
     (staged / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(InputError, match="sha256"):
-        activate(str(staged), str(tmp_path / "edge2" / "model"), wait_s=1)
-    assert not (tmp_path / "edge2" / "model").exists() or not list((tmp_path / "edge2" / "model").iterdir())
+        activate(str(edge2), "v1", wait_s=1)
+    assert not (edge2 / "model").exists() or not list((edge2 / "model").iterdir())

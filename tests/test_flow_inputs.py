@@ -9,6 +9,7 @@ import pytest
 from ptychoflow.errors import InputError
 from ptychoflow.flow_inputs import deploy_model_input, reconstruct_and_train_input, reconstruct_input
 from ptychoflow.profile import load_profile, write_local_profile
+from ptychoflow.site import EdgeLayout
 
 
 @pytest.fixture
@@ -28,17 +29,23 @@ def _on_disk(site_root: Path, collection_path: str) -> Path:
 def test_collection_and_disk_paths_name_the_same_files(profile, tmp_path: Path) -> None:
     body = reconstruct_and_train_input(profile, "scan_0007.h5")
     hpc, edge = tmp_path / "hpc", tmp_path / "edge"
-    assert _on_disk(hpc, body["hpc"]["scan_path"]) == Path(body["hpc"]["scan_file"]) == hpc / "scans" / "scan_0007.h5"
-    assert Path(body["hpc"]["output_dir"]) == hpc / "products" / "scan_0007"
+    assert body["hpc"]["root"] == str(hpc) and body["edge"]["root"] == str(edge)
+
+    def below(site: str, relative: str) -> Path:  # what the functions make of a relative path
+        assert not Path(relative).is_absolute()
+        return Path(body[site]["root"]) / relative
+
+    assert _on_disk(hpc, body["hpc"]["scan_path"]) == below("hpc", body["hpc"]["scan_file"]) == hpc / "scans" / "scan_0007.h5"
+    assert below("hpc", body["hpc"]["output_dir"]) == hpc / "products" / "scan_0007"
     # the flow ships <staged_path>/<version> and the train function stages into <registry_dir>/staged/<version>
-    assert _on_disk(hpc, body["hpc"]["staged_path"]) == Path(body["hpc"]["registry_dir"]) / "staged"
-    assert Path(body["hpc"]["registry_dir"]) == hpc / "registry"
-    assert Path(body["hpc"]["corpus_path"]) == hpc / "corpus" / "corpus.h5"
-    assert _on_disk(edge, body["edge"]["staging_path"]) == Path(body["edge"]["staging_dir"]) == edge / "staging"
-    assert Path(body["edge"]["model_dir"]) == edge / "model"
+    assert _on_disk(hpc, body["hpc"]["staged_path"]) == below("hpc", body["hpc"]["registry_dir"]) / "staged"
+    assert below("hpc", body["hpc"]["registry_dir"]) == hpc / "registry"
+    assert below("hpc", body["hpc"]["corpus_path"]) == hpc / "corpus" / "corpus.h5"
+    # the flow ships the model to <staging_path>/<version>, where activate looks for it
+    assert _on_disk(edge, body["edge"]["staging_path"]) / "v0003" == EdgeLayout(edge).staged_model_dir("v0003")
 
     recon = reconstruct_input(profile, "scan_0007.h5")
-    assert _on_disk(hpc, recon["hpc"]["output_path"]) == Path(recon["hpc"]["output_dir"])
+    assert _on_disk(hpc, recon["hpc"]["output_path"]) == hpc / recon["hpc"]["output_dir"]
     assert recon["beamline"]["results_path"] == "/results/scan_0007"
     deploy = deploy_model_input(profile, "v0003")
     assert _on_disk(hpc, deploy["hpc"]["staged_path"]) == hpc / "registry" / "staged"

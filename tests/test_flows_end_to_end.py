@@ -17,25 +17,29 @@ from ptychoflow.flow_inputs import deploy_model_input, reconstruct_and_train_inp
 from ptychoflow.profile import load_profile
 from ptychoflow.resources import flow_path
 
-STAND_INS = {
+STAND_INS = {  # each takes its site's root and paths relative to it, as the real functions do
     "reconstruct": """
         import os
-        os.makedirs(kwargs['output_dir'], exist_ok=True)
-        product = os.path.join(kwargs['output_dir'], 'product.h5')
-        with open(kwargs['scan_path'], 'rb') as src, open(product, 'wb') as dst:
+        root = kwargs['site_root']
+        out = os.path.join(root, kwargs['output_dir'])
+        os.makedirs(out, exist_ok=True)
+        product = os.path.join(out, 'product.h5')
+        with open(os.path.join(root, kwargs['scan_path']), 'rb') as src, open(product, 'wb') as dst:
             dst.write(b'RECON' + src.read())
-        open(os.path.join(kwargs['output_dir'], 'preview.png'), 'wb').write(b'png')
-        return {'product_path': product, 'preview_path': product[:-3] + '.png', 'iterations': kwargs['iterations']}
+        open(os.path.join(out, 'preview.png'), 'wb').write(b'png')
+        relative = os.path.relpath(product, root)
+        return {'product_path': relative, 'preview_path': relative[:-3] + '.png', 'iterations': kwargs['iterations']}
     """,
     "validate": """
         import os
-        good = os.path.exists(os.path.join(kwargs['registry_dir'], 'GOOD'))
-        assert open(kwargs['reconstruction_path'], 'rb').read(5) == b'RECON'
+        root = kwargs['site_root']
+        good = os.path.exists(os.path.join(root, kwargs['registry_dir'], 'GOOD'))
+        assert open(os.path.join(root, kwargs['reconstruction_path']), 'rb').read(5) == b'RECON'
         return {'ssim': 0.9 if good else 0.1, 'needs_training': not good}
     """,
     "train": """
         import os
-        version_dir = os.path.join(kwargs['registry_dir'], 'staged', 'v0001')  # the staged edge artifact
+        version_dir = os.path.join(kwargs['site_root'], kwargs['registry_dir'], 'staged', 'v0001')  # the staged edge artifact
         os.makedirs(version_dir, exist_ok=True)
         open(os.path.join(version_dir, 'model.onnx'), 'wb').write(b'onnx')
         open(os.path.join(version_dir, 'manifest.json'), 'w').write('{"version": "v0001"}')
@@ -46,10 +50,12 @@ STAND_INS = {
     """,
     "activate": """
         import os, shutil
-        os.makedirs(kwargs['edge_model_dir'], exist_ok=True)
-        for name in os.listdir(kwargs['staged_model_dir']):
-            shutil.copy(os.path.join(kwargs['staged_model_dir'], name), os.path.join(kwargs['edge_model_dir'], name))
-        return {'version': os.path.basename(kwargs['staged_model_dir'])}
+        staged = os.path.join(kwargs['site_root'], 'staging', kwargs['version'])
+        model_dir = os.path.join(kwargs['site_root'], 'model')
+        os.makedirs(model_dir, exist_ok=True)
+        for name in os.listdir(staged):
+            shutil.copy(os.path.join(staged, name), os.path.join(model_dir, name))
+        return {'version': kwargs['version'], 'verdict': 'serving'}
     """,
 }
 
@@ -82,7 +88,7 @@ def test_reconstruct_flow(site, tmp_path: Path) -> None:
     assert [s.name for s in run.timeline] == ["TransferScan", "Reconstruct", "TransferResult", "Done"]
     product = tmp_path / "beamline" / "results" / "scan_0001" / "product.h5"
     assert product.read_bytes().startswith(b"RECONDIFFRACTION")
-    assert run.output["outcome"]["product_path"].endswith("hpc/products/scan_0001/product.h5")
+    assert run.output["outcome"]["product_path"] == "products/scan_0001/product.h5"  # relative to hpc.root
 
 
 def test_reconstruct_and_train_promotes_and_activates(site, tmp_path: Path) -> None:
@@ -92,7 +98,8 @@ def test_reconstruct_and_train_promotes_and_activates(site, tmp_path: Path) -> N
     assert [s.name for s in run.timeline] == ["TransferScan", "Reconstruct", "ValidateModel", "NeedsTraining", "TrainModel",
                                               "Promoted", "PlanModelTransfer", "TransferModel", "ActivateModel", "Done"]
     assert (tmp_path / "edge" / "model" / "model.onnx").read_bytes() == b"onnx"
-    assert run.output["outcome"] == {"outcome": "model promoted and activated on the edge", "version": "v0001"}
+    assert run.output["outcome"] == {"outcome": "model promoted and activated on the edge", "version": "v0001",
+                                     "edge": "serving"}
 
 
 def test_reconstruct_and_train_skips_training_when_the_model_is_good(site, tmp_path: Path) -> None:

@@ -147,7 +147,8 @@ def test_inputs_the_service_would_accept_for_a_globus_site(tmp_path):
         jsonschema.validate(body, json.loads((flows_dir() / f"{name}.schema.json").read_text()))
     trained = built["reconstruct_and_train"]
     assert trained["hpc"]["scan_path"] == "/lus/eagle/projects/PTYCHO/staging/scans/scan_0001.h5"
-    assert trained["hpc"]["scan_file"] == "/lus/eagle/projects/PTYCHO/staging/scans/scan_0001.h5"
+    assert trained["hpc"]["root"] == "/lus/eagle/projects/PTYCHO/staging" and trained["hpc"]["scan_file"] == "scans/scan_0001.h5"
+    assert trained["edge"]["root"] == "/var/lib/ptychoflow/edge"
     assert trained["hpc"]["staged_path"] == "/lus/eagle/projects/PTYCHO/staging/registry/staged"
     assert trained["beamline"]["scan_path"] == "/scan_0001.h5" and trained["edge"]["staging_path"] == "/staging"
     assert trained["hpc"]["user_endpoint_config"] == {"account": "PTYCHO"} and trained["edge"]["user_endpoint_config"] == {}

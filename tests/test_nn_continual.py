@@ -26,25 +26,27 @@ def _function(name: str):
     return getattr(module, name)
 
 
-@pytest.fixture(scope="module")
-def scans(tmp_path_factory):
-    out = tmp_path_factory.mktemp("acq")
-    paths = []
-    for region in (0, 1):
+SCANS = ("scans/scan_0000.h5", "scans/scan_0001.h5")  # relative to the HPC site root, as the flow sends them
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    """An HPC site root holding two acquired scans (with their simulator truth)."""
+    root = tmp_path / "hpc"
+    (root / "scans").mkdir(parents=True)
+    for region, name in enumerate(SCANS):
         sim = small_sim(region, 10.0)
-        path = write_scan(out / f"scan_{region:04d}.h5", sim.scan)
-        save_truth(sim, path)
-        paths.append(path)
-    return paths
+        save_truth(sim, write_scan(root / name, sim.scan))
+    return root
 
 
-def test_validate_then_train_then_warm_start(tmp_path, scans):
+def test_validate_then_train_then_warm_start(site):
     validate, train = _function("validate"), _function("train")
-    reg = tmp_path / "models"
-    first = validate(registry_dir=str(reg), scan_path=str(scans[0]), tolerance=0.5)
+    reg = site / "models"
+    first = validate(str(site), registry_dir="models", scan_path=SCANS[0], tolerance=0.5)
     assert first == {"ssim": None, "needs_training": True, "best_version": None, "reason": "no model yet"}
 
-    r1 = train(registry_dir=str(reg), scan_path=str(scans[0]), **TINY)
+    r1 = train(str(site), registry_dir="models", scan_path=SCANS[0], **TINY)
     assert r1["promoted"] and r1["version"] == r1["best_version"] == "v0001" and r1["parent"] is None
     assert r1["onnx_max_abs_diff"] <= 1e-4 and r1["reference"] == "simulator-truth"
     manifest, _ = verified_model_bytes(Path(r1["manifest_path"]).parent)
@@ -54,20 +56,20 @@ def test_validate_then_train_then_warm_start(tmp_path, scans):
     assert trained_weight.shape == (64, 64) and trained_weight.max() == 1.0
     np.testing.assert_array_equal(verified_stitch_weight(Path(r1["model_dir"]), manifest), trained_weight)
 
-    checked = validate(registry_dir=str(reg), scan_path=str(scans[1]), tolerance=0.99)
+    checked = validate(str(site), registry_dir="models", scan_path=SCANS[1], tolerance=0.99)
     assert checked["best_version"] == "v0001" and checked["needs_training"] and -1 <= checked["ssim"] <= 1
 
-    r2 = train(registry_dir=str(reg), scan_path=str(scans[1]), promote_margin=0.0, **TINY)
+    r2 = train(str(site), registry_dir="models", scan_path=SCANS[1], promote_margin=0.0, **TINY)
     assert r2["version"] == "v0002" and r2["parent"] == "v0001"  # warm start
     assert r2["corpus_pairs"] == r1["corpus_pairs"] + r2["pairs_added"]
     assert r2["best_version"] == ("v0002" if r2["promoted"] else "v0001")
     assert Registry(reg).get("v0002").scans_seen == ["r0", "r1"]
 
 
-def test_interrupted_training_never_replaces_best(tmp_path, scans, monkeypatch):
+def test_interrupted_training_never_replaces_best(site, monkeypatch):
     train = _function("train")
-    reg = tmp_path / "models"
-    train(registry_dir=str(reg), scan_path=str(scans[0]), **TINY)
+    reg = site / "models"
+    train(str(site), registry_dir="models", scan_path=SCANS[0], **TINY)
     before = Registry(reg).best()
 
     import ptychoflow.nn.training as training
@@ -81,7 +83,7 @@ def test_interrupted_training_never_replaces_best(tmp_path, scans, monkeypatch):
 
     monkeypatch.setattr(training, "train_model", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(registry_dir=str(reg), scan_path=str(scans[1]), **TINY)
+        train(str(site), registry_dir="models", scan_path=SCANS[1], **TINY)
     registry = Registry(reg)
     assert registry.best() == before and [v.version for v in registry.list()] == ["v0001"]
     assert torch.load(before.checkpoint_path, weights_only=True)["meta"]["version"] == "v0001"
@@ -94,7 +96,7 @@ def test_missing_reconstruction_is_a_clear_error(tmp_path):
         continual.continual_train(ContinualOptions(registry_dir=tmp_path / "m", scan_path=path, **TINY))
 
 
-def test_cli_train_by_hand(tmp_path, scans):
+def test_cli_train_by_hand(tmp_path, site):
     import json
 
     from click.testing import CliRunner
@@ -102,7 +104,7 @@ def test_cli_train_by_hand(tmp_path, scans):
     from ptychoflow.cli.main import cli
 
     reg = tmp_path / "models"
-    out = CliRunner().invoke(cli, ["train", "--registry", str(reg), "--scan", str(scans[0]), "--epochs", "1",
+    out = CliRunner().invoke(cli, ["train", "--registry", str(reg), "--scan", str(site / SCANS[0]), "--epochs", "1",
                                    "--time-limit", "5", "--threads", "1", "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)

@@ -5,6 +5,7 @@ import torch
 from click.testing import CliRunner
 
 from ptychoflow.errors import InputError
+from ptychoflow.fs import sha256_file
 from ptychoflow.nn.checkpoint import load_model, save_checkpoint
 from ptychoflow.nn.models import ModelConfig, build_model
 from ptychoflow.nn.registry import Registry
@@ -63,8 +64,9 @@ def test_cli_list_show_promote_rollback_export(tmp_path):
     reg.promote(v1)
     v2 = _add(reg, 0.5, v1)
     onnx = export_onnx(build_model(TINY), TINY, reg.version_dir(v2) / "model.onnx")
-    with reg._db() as conn:  # noqa: SLF001 - give v2 its ONNX file
-        conn.execute("UPDATE versions SET onnx_path=? WHERE version=?", (str(onnx.relative_to(reg.root)), v2))
+    with reg._db() as conn:  # noqa: SLF001 - give v2 its ONNX file (and its hash, as training records it)
+        conn.execute("UPDATE versions SET onnx_path=?, onnx_sha256=? WHERE version=?",
+                      (str(onnx.relative_to(reg.root)), sha256_file(onnx), v2))
     runner = CliRunner()
     base = ["--registry", str(reg.root)]
     listed = json.loads(runner.invoke(models, ["list", *base, "--json"]).output)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -62,8 +63,10 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
 
     unseen = simulate_scan(OPTIONS, scan_id="scan_0003", region=2).scan
     with running_service(tmp_path, align_offsets=True, batch_size=16) as (service, publisher):
-        _activate()(trained["model_dir"], str(service.config.model_dir), wait_s=0)
-        wait_for(lambda: service.models.current(), what="the trained model to load", timeout_s=60)
+        layout = service.config.layout
+        shutil.copytree(trained["model_dir"], layout.staged_model_dir(trained["version"]))  # TransferModel's job
+        activated = _activate()(str(layout.root), trained["version"], wait_s=60)
+        assert activated["verdict"] == "serving" and service.models.current().version == trained["version"]
         (tmp_path / "live").mkdir()
         emit_scan(unseen, tmp_path / "live" / "scan_0003.h5", publisher=publisher, frame_rate=200.0)
         wait_for(lambda: service.status()["counters"]["inferred"] == unseen.n_frames, what="every frame", timeout_s=120)

@@ -170,18 +170,20 @@ def test_policy_last_starts_from_the_sessions_last_good_probe(tmp_path):
     """The flow's probe_start = "last": the newest finished product beside this one is reused;
     a run stopped early is passed over, and with none the candidates are tried (and said so)."""
     reconstruct = _load_function()
-    products = tmp_path / "products"
-    first = reconstruct(str(write_tiny(tmp_path, "scan_1")), str(products / "scan_1"), engine="ptychi", iterations=2,
-                        device="cpu", probe_start="last")
-    assert "no earlier good product" in read_product(first["product_path"]).parameters["probe_start"]["reason"]
-    second = reconstruct(str(write_tiny(tmp_path, "scan_2")), str(products / "scan_2"), engine="ptychi", iterations=2,
-                         device="cpu", probe_start="last")
-    assert read_product(second["product_path"]).parameters["probe_start"]["chosen"] == "product scan_1"
-    with h5py.File(second["product_path"], "a") as f:  # as if scan_2's run had hit its time limit
+
+    def run(name: str) -> Path:
+        scan = write_tiny(tmp_path, name).relative_to(tmp_path)
+        result = reconstruct(str(tmp_path), str(scan), f"products/{name}", engine="ptychi", iterations=2, device="cpu",
+                             probe_start="last")
+        return tmp_path / result["product_path"]
+
+    first = run("scan_1")
+    assert "no earlier good product" in read_product(first).parameters["probe_start"]["reason"]
+    second = run("scan_2")
+    assert read_product(second).parameters["probe_start"]["chosen"] == "product scan_1"
+    with h5py.File(second, "a") as f:  # as if scan_2's run had hit its time limit
         f["reconstruction"].attrs["stopped_early"] = True
-    third = reconstruct(str(write_tiny(tmp_path, "scan_3")), str(products / "scan_3"), engine="ptychi", iterations=2,
-                        device="cpu", probe_start="last")
-    assert read_product(third["product_path"]).parameters["probe_start"]["chosen"] == "product scan_1"
+    assert read_product(run("scan_3")).parameters["probe_start"]["chosen"] == "product scan_1"
 
 
 def test_latest_good_product_skips_what_cannot_start_this_scan(tmp_path):

@@ -47,5 +47,5 @@ def test_complex_frames_are_refused_by_the_installed_command(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0
-    assert f"{scan}: /entry/data/data: complex data" in proc.stderr
+    assert f"{scan}: /entry/data/data: counts must be real numbers (integer or float), got complex" in proc.stderr
     assert not (tmp_path / "o").exists()

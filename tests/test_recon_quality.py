@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,13 @@ def test_real_siemens_star_through_the_remote_function(tmp_path):
     spec = importlib.util.spec_from_file_location("remote_reconstruct", FUNCTION_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = module.reconstruct(str(SIEMENS_STAR), str(tmp_path), engine="auto", iterations=STAR_ITERATIONS,
-                                device="cpu")
+    site = tmp_path / "hpc"  # the function reads and writes only below its site root
+    (site / "scans").mkdir(parents=True)
+    shutil.copy(SIEMENS_STAR, site / "scans" / SIEMENS_STAR.name)  # TransferScan's job
+    result = module.reconstruct(str(site), f"scans/{SIEMENS_STAR.name}", "products/star", engine="auto",
+                                iterations=STAR_ITERATIONS, device="cpu")
     assert result["engine"] == "ptychi" and result["iterations"] == STAR_ITERATIONS
-    product = read_product(result["product_path"])
+    product = read_product(site / result["product_path"])
     image = star.StarImage(product.phase)
     guess = tuple(product.positions_in_object().mean(axis=0))
     harmonic, share = star.dominant_harmonic(image, guess, np.arange(40, 140, 6))

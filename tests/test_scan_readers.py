@@ -270,7 +270,7 @@ def test_malformed_cxi(tmp_path, frames_and_positions, edit, field, problem):
 
 
 
-@pytest.mark.parametrize("dtype, problem", [(np.complex64, "complex data"), (bool, "boolean data")])
+@pytest.mark.parametrize("dtype, problem", [(np.complex64, "got complex64"), (bool, "got bool")])
 def test_cxi_complex_or_boolean_frames_are_refused(tmp_path, frames_and_positions, dtype, problem):
     frames, positions = frames_and_positions
     path = write_cxi(tmp_path / "field.cxi", frames.astype(dtype), positions)

@@ -41,9 +41,9 @@ def test_archive_missing_positions(tmp_path):
         read_tike_npz(path)
 
 
-@pytest.mark.parametrize("dtype, problem", [(np.complex64, "complex data"), (bool, "boolean data")])
+@pytest.mark.parametrize("dtype, problem", [(np.complex64, "got complex64"), (bool, "got bool")])
 def test_complex_or_boolean_frames_are_refused(tmp_path, dtype, problem):
     path = tmp_path / "field.npz"
     np.savez(path, data=np.ones((1, 12, 8, 8), dtype), scan=np.zeros((1, 12, 2), np.float32))
-    with pytest.raises(ScanError, match=f"field.npz: data: {problem}"):
+    with pytest.raises(ScanError, match=f"field.npz: data: .*{problem}"):
         read_tike_npz(path)

@@ -180,7 +180,8 @@ def test_missing_acquisition_directory_is_one_line(watch_backend, tmp_path):
     proc.wait(30)
     code, out = stop_watcher(proc)
     assert code == 2
-    assert out.strip().splitlines()[-1].endswith("beamline.path: no such directory (not mounted yet?)")
+    last = out.strip().splitlines()[-1]
+    assert "ptychoflow.toml: beamline.path: " in last and last.endswith(": no such directory (not mounted yet?)")
 
 
 def test_second_watcher_on_the_same_state_dir_is_refused(watch_backend, tmp_path):

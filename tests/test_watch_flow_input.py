@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 
@@ -28,7 +29,7 @@ def test_body_for_reconstruct_and_train_matches_its_schema(tmp_path):
     schema = json.loads((flows_dir() / "reconstruct_and_train.schema.json").read_text())
     jsonschema.validate(body, schema)
     assert body["beamline"]["scan_path"] == "/scan_0007.h5"
-    assert body["hpc"]["scan_file"].endswith("hpc/scans/scan_0007.h5")
+    assert body["hpc"]["scan_file"] == "scans/scan_0007.h5" and body["hpc"]["root"] == str(profile.resolve(Path("hpc")))
     assert set(body["functions"]) == {"reconstruct", "validate", "train", "activate"}
     assert body["watcher"]["checksum"] == "ab" * 32
 

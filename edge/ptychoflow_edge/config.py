@@ -9,6 +9,7 @@ from typing import Any
 
 from ptychoflow.profile import Edge, default_of
 from ptychoflow.site import EdgeLayout, SiteLayout
+from ptychoflow_edge.receiver import ScanLimits
 
 
 def default_threads() -> int:
@@ -21,8 +22,9 @@ def default_threads() -> int:
 
 
 PROFILE_SETTINGS = ("stream_address", "results_address", "http_host", "http_port", "batch_size", "max_wait_ms",
-                    "queue_frames", "pva_channel", "pva_pixel_size_m", "pva_position_attributes",
-                    "pva_position_scale", "pva_output", "pva_output_interval_s")  # EdgeConfig fields the profile's [edge] table sets
+                    "queue_frames", "max_scan_mb", "max_open_scans", "scan_idle_s", "pva_channel", "pva_pixel_size_m",
+                    "pva_position_attributes", "pva_position_scale", "pva_output",
+                    "pva_output_interval_s")  # EdgeConfig fields the profile's [edge] table sets
 
 
 @dataclass
@@ -36,6 +38,9 @@ class EdgeConfig:
     batch_size: int = default_of(Edge, "batch_size")
     max_wait_ms: float = default_of(Edge, "max_wait_ms")
     queue_frames: int = default_of(Edge, "queue_frames")
+    max_scan_mb: float = default_of(Edge, "max_scan_mb")
+    max_open_scans: int = default_of(Edge, "max_open_scans")
+    scan_idle_s: float = default_of(Edge, "scan_idle_s")
     pva_channel: str | None = default_of(Edge, "pva_channel")  # pvAccess input (areaDetector NTNDArray; needs p4p)
     pva_pixel_size_m: float | None = default_of(Edge, "pva_pixel_size_m")  # no start message there: the geometry
     pva_position_attributes: tuple[str, str] = default_of(Edge, "pva_position_attributes")  # NDAttributes (y, x)
@@ -52,6 +57,10 @@ class EdgeConfig:
     # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
     align_offsets: bool = True
     http: bool = True
+
+    @property
+    def scan_limits(self) -> ScanLimits:
+        return ScanLimits(self.max_open_scans, self.scan_idle_s, self.max_scan_mb)
 
     @property
     def layout(self) -> EdgeLayout:

@@ -22,10 +22,12 @@ from PIL import Image
 from scipy import ndimage
 
 from ptychoflow.fs import atomic_write, atomic_write_bytes
+from ptychoflow.names import safe_component
 from ptychoflow.stitch import Mosaic
 
 log = logging.getLogger("ptychoflow.edge.mosaic")
-KEPT_SCANS = 16  # finished scans kept in memory for the page; all are on disk
+KEPT_SCANS = 16  # finished scans kept in memory for the page; all are on disk. Open scans are
+# bounded by the receiver (edge.max_open_scans) and never evicted here.
 
 
 def render_png(image: np.ndarray) -> bytes:
@@ -52,10 +54,11 @@ class ScanMosaic:
     serves the scan (one ``Mosaic`` has one weight); later models' patches are resampled to fit."""
 
     def __init__(self, scan_id: str, start: dict[str, Any], *, align_offsets: bool = False) -> None:
-        self.scan_id = scan_id
+        self.scan_id = safe_component(scan_id, source="frame stream", field="scan_id")  # it names files
         self._mosaic_options = {"align_offsets": True} if align_offsets else {}
         self.pixel_size_m = float(start["pixel_size_m"])
-        self.n_frames = start.get("n_frames")
+        n_frames = start.get("n_frames")
+        self.n_frames = n_frames if isinstance(n_frames, int) and not isinstance(n_frames, bool) else None
         self.started_at = time.time()
         self.ended = False
         self.models: list[str] = []
@@ -140,23 +143,27 @@ class MosaicStore:
     def start(self, header: dict[str, Any]) -> ScanMosaic:
         scan = ScanMosaic(str(header["scan_id"]), header, align_offsets=self.align_offsets)
         with self._lock:
+            self._scans.pop(scan.scan_id, None)
             self._scans[scan.scan_id] = scan
             self.latest = scan.scan_id
-            while len(self._scans) > KEPT_SCANS:
-                self._scans.popitem(last=False)
+            ended = [name for name, s in self._scans.items() if s.ended]
+            for name in ended[: max(0, len(ended) - KEPT_SCANS)]:  # oldest finished scans first
+                del self._scans[name]
         return scan
 
     def get(self, scan_id: str | None) -> ScanMosaic | None:
         with self._lock:
             return self._scans.get(scan_id or self.latest or "")
 
-    def end(self, scan_id: str) -> dict[str, str]:
+    def end(self, scan_id: str, *, complete: bool = True) -> dict[str, str]:
+        """Close a scan and save it (`complete` False: closed before its end message came)."""
         scan = self.get(scan_id)
         if scan is None:
             return {}
         scan.ended = True
-        files = scan.save(self.directory, complete=True)
-        log.info("scan %s ended: %d frames stitched -> %s", scan_id, scan.count, files.get("h5", "(no frames)"))
+        files = scan.save(self.directory, complete=complete)
+        log.info("scan %s %s: %d frames stitched -> %s", scan_id, "ended" if complete else "closed incomplete",
+                 scan.count, files.get("h5", "(no frames)"))
         return files
 
     def save_open(self) -> None:

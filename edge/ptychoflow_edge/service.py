@@ -45,11 +45,12 @@ class EdgeService:
         self.config = config
         self.queue = FrameQueue(config.queue_frames)
         self.metrics = EdgeMetrics(queue_depth=lambda: self.queue.depth)
-        self.receiver = Receiver(config.stream_address, self.queue, self.metrics)
+        self.receiver = Receiver(config.stream_address, self.queue, self.metrics, config.scan_limits)
         self.providers = best_providers(config.providers)
         self.models = ModelManager(
             config.model_dir, providers=self.providers, intra_op_threads=config.intra_op_threads,
             poll_s=config.model_poll_s, on_swap=self.metrics.model_swapped, on_refuse=self.metrics.model_refused,
+            last_good_dir=config.layout.last_good_dir,
         )
         self.mosaics = MosaicStore(config.mosaics_dir, align_offsets=config.align_offsets)
         self.batcher = Batcher(self.queue, config.batch_size, config.max_wait_ms / 1000)
@@ -210,7 +211,7 @@ class EdgeService:
             self.mosaics.start(item.header)
             self.publisher.control(item.header)
         elif item.kind == END:
-            files = self.mosaics.end(item.scan_id)
+            files = self.mosaics.end(item.scan_id, complete=not item.header.get("incomplete"))
             scan = self.mosaics.get(item.scan_id)
             if scan is not None:
                 self._publish_pva(scan, force=True)
@@ -232,6 +233,14 @@ class EdgeService:
             return
         t1 = time.perf_counter()
         phase = model.infer(inputs)
+        finite = np.isfinite(phase.reshape(len(batch), -1)).all(axis=1)
+        if not finite.all():  # a model's NaN must never reach a mosaic (it would spread over its neighbours)
+            self.metrics.dropped("nonfinite_output", int((~finite).sum()))
+            self._log.warning("nonfinite", "model %s gave non-finite phase for %d frames of %s: dropped",
+                              model.version, int((~finite).sum()), scan.scan_id)
+            batch, phase = [item for item, ok in zip(batch, finite) if ok], phase[finite]
+            if not batch:
+                return
         t2 = time.perf_counter()
         positions_m = np.array([item.position_m for item in batch])
         centres = scan.add(phase, positions_m, model.weight, model.version)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 
 from ptychoflow.errors import InputError
 from ptychoflow.fs import atomic_copy, atomic_write_text, sha256_bytes, sha256_file
-from ptychoflow.names import safe_component
+from ptychoflow.names import printable, safe_component
 
 MODEL_FILENAME = "model.onnx"
 MANIFEST_FILENAME = "manifest.json"
@@ -126,8 +127,36 @@ def read_manifest(model_dir: str | Path) -> ModelManifest:
             raise InputError(path, old, f"retired field (now {new}); stage the model again (`ptychoflow models export`)")
     known = set(ModelManifest.__dataclass_fields__)
     values = {k: v for k, v in data.items() if k in known}
+    _check_fields(path, values)
     values["stitch_weight"] = _stitch_weight_record(path, data.get("stitch_weight"))
     return ModelManifest(**values)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_fields(path: Path, values: dict[str, Any]) -> None:
+    """Each manifest field has its type (a null or a string where a list belongs is refused
+    here, not met as a TypeError inside the edge's checks); names from it are safe names."""
+    safe_component(values["version"], source=path, field="version")
+    if values.get("parent") is not None:
+        safe_component(values["parent"], source=path, field="parent")
+    if not isinstance(values["sha256"], str) or not _SHA256.fullmatch(values["sha256"]):
+        raise InputError(path, "sha256", f"expected 64 lowercase hex digits, got {printable(values['sha256'])[:80]!r}")
+    shape = values["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        raise InputError(path, "input_shape", f"expected [C, H, W] positive integers, got {printable(shape)[:80]}")
+    if not isinstance(values["preprocessing"], dict):
+        raise InputError(path, "preprocessing", f"expected an object, got {type(values['preprocessing']).__name__}")
+    if "model_kind" in values and not isinstance(values["model_kind"], str):
+        raise InputError(path, "model_kind", f"expected a string, got {type(values['model_kind']).__name__}")
+    outputs = values.get("outputs", ["phase"])
+    if not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
+        raise InputError(path, "outputs", f"expected a list of names, got {printable(outputs)[:80]}")
+    created = values.get("created", 0.0)
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise InputError(path, "created", f"expected a time in seconds, got {printable(created)[:80]!r}")
 
 
 def _stitch_weight_record(path: Path, value: Any) -> StitchWeight | None:
@@ -136,7 +165,9 @@ def _stitch_weight_record(path: Path, value: Any) -> StitchWeight | None:
     if not isinstance(value, dict) or set(value) != {"file", "sha256"}:
         raise InputError(path, "stitch_weight", 'expected {"file": NAME, "sha256": HEX} or null')
     name = safe_component(value["file"], source=path, field="stitch_weight.file")
-    return StitchWeight(name, str(value["sha256"]))
+    if not isinstance(value["sha256"], str) or not _SHA256.fullmatch(value["sha256"]):
+        raise InputError(path, "stitch_weight.sha256", f"expected 64 lowercase hex digits, got {printable(value['sha256'])[:80]!r}")
+    return StitchWeight(name, value["sha256"])
 
 
 def stitch_weight_file(model_dir: str | Path, manifest: ModelManifest) -> Path | None:

@@ -4,8 +4,9 @@ The flows hard-code nothing site-specific: collection ids, paths, endpoint ids a
 ``user_endpoint_config``, function ids and policy knobs all come from here. Every path comes
 from ``ptychoflow.site``: the same relative path names a file on a site's collection
 (``collection_path``, below the site's ``collection_base_path``) and on its disk
-(``SiteLayout``). Collection ids are the sites' ``collection_id`` or, on the local backend,
-the site name.
+(``SiteLayout``), given to the functions as the site's ``root`` and paths relative to it:
+they refuse any path that leads out (``site.site_arguments``). Collection ids are the
+sites' ``collection_id`` or, on the local backend, the site name.
 
 Every policy knob the flow reads is always sent (the Globus Flows service does not apply
 input-schema defaults), so the profile's ``Policy`` is the one place a default lives.
@@ -95,21 +96,26 @@ def _reading(profile: Profile) -> dict[str, Any]:
                                                         "y_source": beamline.y_source}}
 
 
+def _in_site(root: Path, path: Path) -> str:
+    """`path` relative to its site's root, as the functions take it."""
+    return path.relative_to(root).as_posix()
+
+
 def _hpc_scan(profile: Profile, layout: SiteLayout, scan_name: str, scan_id: str) -> dict[str, Any]:
-    """Where the scan lands on HPC and where its product goes (collection and disk)."""
+    """Where the scan lands on HPC and where its product goes (collection, and below the root)."""
+    hpc = layout.hpc
     return {
-        "collection_id": _collection(profile.hpc, "hpc"), "endpoint_id": profile.hpc.endpoint_id,
+        "root": str(hpc.root), "collection_id": _collection(profile.hpc, "hpc"), "endpoint_id": profile.hpc.endpoint_id,
         "user_endpoint_config": dict(profile.hpc.user_endpoint_config),
-        "scan_path": _on(profile.hpc, SCANS, scan_name), "scan_file": str(layout.hpc.scan_file(scan_name)),
-        "output_dir": str(layout.hpc.products_dir(scan_id)),
+        "scan_path": _on(profile.hpc, SCANS, scan_name), "scan_file": _in_site(hpc.root, hpc.scan_file(scan_name)),
+        "output_dir": _in_site(hpc.root, hpc.products_dir(scan_id)),
     }
 
 
 def _edge(profile: Profile, layout: SiteLayout) -> dict[str, Any]:
-    return {"collection_id": _collection(profile.edge, "edge"), "endpoint_id": profile.edge.endpoint_id,
-            "user_endpoint_config": dict(profile.edge.user_endpoint_config),
-            "staging_path": _on(profile.edge, EDGE_STAGING), "staging_dir": str(layout.edge.staging_dir),
-            "model_dir": str(layout.edge.model_dir)}
+    return {"root": str(layout.edge.root), "collection_id": _collection(profile.edge, "edge"),
+            "endpoint_id": profile.edge.endpoint_id, "user_endpoint_config": dict(profile.edge.user_endpoint_config),
+            "staging_path": _on(profile.edge, EDGE_STAGING)}
 
 
 def reconstruct_and_train_input(profile: Profile, scan: str | Path, *, scan_id: str | None = None) -> dict[str, Any]:
@@ -123,8 +129,9 @@ def reconstruct_and_train_input(profile: Profile, scan: str | Path, *, scan_id: 
         "scan": _reading(profile),
         "hpc": {
             **_hpc_scan(profile, layout, scan_name, scan_id),
-            "registry_dir": str(layout.hpc.registry_dir), "staged_path": _on(profile.hpc, REGISTRY, STAGED),
-            "corpus_path": str(layout.hpc.corpus_path),
+            "registry_dir": _in_site(layout.hpc.root, layout.hpc.registry_dir),
+            "staged_path": _on(profile.hpc, REGISTRY, STAGED),
+            "corpus_path": _in_site(layout.hpc.root, layout.hpc.corpus_path),
         },
         "edge": _edge(profile, layout),
         "functions": _pick(_function_ids(profile), FUNCTION_NAMES),

@@ -9,6 +9,7 @@ terminal.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -68,3 +69,25 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def printable(text: object) -> str:
     """`text` with control characters (newlines, ANSI escapes, NUL) shown as escapes."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines whose message is passed through ``printable``: a name from data (a scan id
+    with a newline or an ANSI escape) cannot forge a log line or repaint a terminal.
+    A traceback, appended after the message, keeps its lines."""
+
+    def __init__(self, fmt: str = LOG_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+def printable_handler(handler: logging.Handler, fmt: str = LOG_FORMAT) -> logging.Handler:
+    """`handler` formatting with ``PrintableFormatter`` (every ptychoflow log handler)."""
+    handler.setFormatter(PrintableFormatter(fmt))
+    return handler

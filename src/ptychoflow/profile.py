@@ -29,6 +29,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_nul(value: Path) -> Path:
+    if "\x00" in str(value):
+        raise ValueError("contains a NUL byte")
+    return value
+
+
 class Site(_Strict):
     """A place data lives: a local directory and, for Globus, a collection."""
 
@@ -44,6 +50,8 @@ class Site(_Strict):
         if not value.startswith("/") or "\\" in value or any(part == ".." for part in value.split("/")):
             raise ValueError("must be an absolute POSIX path on the collection, without '..'")
         return value
+
+    _path_has_no_nul = field_validator("path")(_no_nul)
 
 
 class BeamlineSite(Site):
@@ -168,6 +176,9 @@ class Watcher(_Strict):
     batch_every_minutes: float = Field(default=0, ge=0)
     flow: str = "reconstruct_and_train"
     experiment: str = "commissioning"
+    give_up_after_s: float = Field(default=3600.0, gt=0, description="A file that stays unchanged but never becomes a "
+                                   "finished scan (not HDF5, incomplete, ...) is given up after this long; a later "
+                                   "change brings it back.")
     inactive_slot: Literal["keep", "free"] = Field(
         default="keep", description="An INACTIVE run (waiting for a consent) keeps its slot, or frees it for the next scan.")
     inactive_timeout_minutes: float = Field(
@@ -189,6 +200,12 @@ class Edge(Site):
     batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=10.0, ge=0)
     queue_frames: int = Field(default=4096, ge=1)
+    max_scan_mb: float = Field(default=256.0, gt=0, description="Most mosaic memory one scan may take; frames "
+                               "whose positions would need more are refused (reason position_span).")
+    max_open_scans: int = Field(default=8, ge=1, description="Most scans open at once; a new start closes the "
+                                "longest-idle one, never one still receiving frames.")
+    scan_idle_s: float = Field(default=30.0, gt=0, description="An open scan with no frame for this long may be "
+                               "closed (saved, incomplete) to make room for a new one.")
     # pvAccess (EPICS, areaDetector's PVA plugin), as at APS beamlines; needs p4p (extra "pva")
     pva_channel: str | None = Field(default=None, description="NTNDArray channel to read frames from, e.g. 13SIM1:Pva1:Image.")
     pva_pixel_size_m: float | None = Field(default=None, gt=0, description="Object pixel size of those frames (m).")
@@ -222,6 +239,8 @@ class Profile(_Strict):
     functions: dict[str, str] = Field(default_factory=dict, description="function name -> registered id")
     root: Path = Field(default=Path("."), exclude=True)
 
+    _state_dir_has_no_nul = field_validator("state_dir")(_no_nul)
+
     def resolve(self, path: Path) -> Path:
         """Absolute path for a profile-relative path."""
         return path if path.is_absolute() else (self.root / path).resolve()
@@ -237,9 +256,13 @@ def load_profile(path: str | Path) -> Profile:
     if path.is_dir():
         path = path / PROFILE_FILENAME
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ProfileError(path, "(file)", "no such profile; create one with `ptychoflow init DIR`") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(path, "(file)", f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
+    except OSError as exc:
+        raise ProfileError(path, "(file)", f"cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(path, "(toml)", str(exc)) from None
     try:
@@ -247,9 +270,20 @@ def load_profile(path: str | Path) -> Profile:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(root)"
-        raise ProfileError(path, key, first["msg"]) from None
+        raise ProfileError(path, key, first["msg"].removeprefix("Value error, ")) from None
     profile.root = path.resolve().parent
+    _require_directories(path, profile)
     return profile
+
+
+def _require_directories(path: Path, profile: Profile) -> None:
+    """Each site and the state dir is a directory or not there yet, never a file."""
+    places = {"state_dir": profile.state_dir, "beamline.path": profile.beamline.path,
+              "hpc.path": profile.hpc.path, "edge.path": profile.edge.path}
+    for key, place in places.items():
+        resolved = profile.resolve(place)
+        if resolved.exists() and not resolved.is_dir():
+            raise ProfileError(path, key, f"{resolved} is a file, not a directory")
 
 
 def find_profile(explicit: str | Path | None = None) -> Profile:
@@ -293,6 +327,7 @@ results_address = "tcp://127.0.0.1:5556"   # inferred patches (ZeroMQ PUB)
 http_port = 8765             # live mosaic page, bound to 127.0.0.1
 batch_size = 16
 max_wait_ms = 10.0
+max_scan_mb = 256.0          # mosaic memory per scan; frames placed beyond it are refused
 # collection_id = "..."
 
 [policy]                     # reconstruction and continual learning
@@ -302,6 +337,7 @@ max_wait_ms = 10.0
 settle_seconds = 2.0         # a complete scan must be unchanged this long before it triggers
 poll = false                 # true on NFS/GPFS where file events are unreliable
 max_active_runs = 2          # more finished scans wait in a FIFO queue
+give_up_after_s = 3600       # stop waiting for a file unchanged this long that is not a finished scan
 inactive_slot = "keep"       # a run waiting for a consent (INACTIVE) keeps its slot ("keep") or frees it ("free")
 inactive_timeout_minutes = 30  # ... but for at most this long
 flow = "reconstruct_and_train"

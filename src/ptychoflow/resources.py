@@ -42,12 +42,19 @@ def functions_dir() -> Path:
 
 
 def flow_path(name: str) -> Path:
-    """Resolve a flow by bundled name (``reconstruct``) or by a path to a JSON file."""
+    """Resolve a flow by bundled name (``reconstruct``) or by a path to a JSON file.
+
+    Anything that looks like a path (a ``.json`` suffix or a directory part) is that file
+    or nothing: a missing ``/site/reconstruct.json`` never quietly runs the bundled flow
+    of the same name.
+    """
     candidate = Path(name)
-    if candidate.suffix == ".json" and candidate.exists():
-        return candidate
-    bundled = flows_dir() / f"{candidate.stem}.json"
-    if bundled.exists():
+    if candidate.suffix == ".json" or len(candidate.parts) > 1:
+        if candidate.is_file():
+            return candidate
+        raise FileNotFoundError(f"{name}: (file): no such flow file")
+    bundled = flows_dir() / f"{candidate.name}.json"
+    if bundled.exists() and not candidate.name.endswith(".schema"):
         return bundled
     known = ", ".join(sorted(p.stem for p in flows_dir().glob("*.json") if not p.stem.endswith(".schema")))
     raise FileNotFoundError(f"{name}: no such flow file or bundled flow (bundled: {known})")

@@ -9,18 +9,22 @@ directory as the collection shows it): ``collection_path``.
   beamline: <scan file>   results/<scan id>/ (products sent back by the reconstruct flow)
   hpc:   scans/<scan file>   products/<scan id>/   registry/ (+ registry/staged/<version>/)
          corpus/corpus.h5
-  edge:  staging/<version>/  model/  mosaics/  edge-status.json
+  edge:  staging/<version>/  model/  model-last-good/  mosaics/  edge-status.json
 
-Names that come from data go through ``ptychoflow.names.safe_component`` first.
+Names that come from data go through ``ptychoflow.names.safe_component`` first. The remote
+functions receive a site's root (the profile's path, as the compute endpoint sees it) and
+paths relative to it, resolved by ``site_root`` and ``names.inside``: an absolute path or an
+escape in a flow input is refused, never written to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ptychoflow.names import safe_component
+from ptychoflow.errors import InputError
+from ptychoflow.names import inside, printable, safe_component
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -34,6 +38,7 @@ STAGED = "staged"  # below the registry: artifacts ready to ship
 CORPUS = "corpus/corpus.h5"
 EDGE_STAGING = "staging"
 EDGE_MODEL = "model"
+EDGE_LAST_GOOD = "model-last-good"  # the edge's copy of the last model it accepted
 EDGE_MOSAICS = "mosaics"
 EDGE_STATUS = "edge-status.json"
 
@@ -70,6 +75,43 @@ class HpcLayout:
         return self.root / CORPUS
 
 
+def site_root(root: object, *, source: str | Path, field: str = "site_root") -> Path:
+    """A site's root as a remote function receives it (the profile's path for that site): an
+    absolute path to an existing directory. Paths inside it go through ``site_path``."""
+    if not isinstance(root, (str, Path)) or not str(root):
+        raise InputError(source, field, f"must be a directory path, got {printable(root)!r}")
+    text = str(root)
+    if "\x00" in text:
+        raise InputError(source, field, "contains a NUL byte")
+    path = Path(text)
+    if not path.is_absolute():
+        raise InputError(source, field, f"{printable(text)} is relative; the site root must be absolute")
+    if not path.is_dir():
+        raise InputError(source, field, f"{printable(text)} is not a directory on this endpoint")
+    return path.resolve()
+
+
+def site_path(root: Path, relative: object, *, source: str | Path, field: str) -> Path:
+    """`relative` (a path from a flow input) inside the site `root`; absolute paths and escapes
+    (``..``, symlinks leading out) are refused with one line."""
+    if not isinstance(relative, (str, Path)) or not str(relative):
+        raise InputError(source, field, f"must be a path relative to {root}, got {printable(relative)!r}")
+    return inside(root, relative, source=source, field=field)
+
+
+def site_arguments(root: object, arguments: dict[str, Any], *, source: str,
+                   required: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """How a remote function reads its keyword arguments: (the checked site root, `arguments`
+    with every path argument (a name ending in ``_dir`` or ``_path``; None only where optional,
+    i.e. not in `required`) resolved inside it). Any absolute path or escape is one
+    InputError naming `source` and the argument."""
+    checked = site_root(root, source=source)
+    resolved = {name: site_path(checked, value, source=source, field=name)
+                if name.endswith(("_dir", "_path")) and (value is not None or name in required) else value
+                for name, value in arguments.items()}
+    return checked, resolved
+
+
 def staged_dir(registry_dir: str | Path, version: str) -> Path:
     """Where a registry version's edge artifact is staged before it ships."""
     return Path(registry_dir) / STAGED / safe_component(version, source=registry_dir, field="version")
@@ -83,9 +125,17 @@ class EdgeLayout:
     def staging_dir(self) -> Path:
         return self.root / EDGE_STAGING
 
+    def staged_model_dir(self, version: str) -> Path:
+        """Where the flow transfers registry version `version` before activating it."""
+        return self.staging_dir / safe_component(version, source=self.root, field="version")
+
     @property
     def model_dir(self) -> Path:
         return self.root / EDGE_MODEL
+
+    @property
+    def last_good_dir(self) -> Path:
+        return self.root / EDGE_LAST_GOOD
 
     @property
     def mosaics_dir(self) -> Path:

@@ -20,12 +20,18 @@ from typing import Any
 import numpy as np
 import zmq
 
+from ptychoflow.errors import PtychoflowError
+
 START, FRAME, END = "start", "frame", "end"
 REQUIRED_FRAME_FIELDS = ("scan_id", "index", "position", "shape", "dtype")
 
 
 class MalformedMessage(ValueError):
     """A message on the stream that cannot be decoded into a frame."""
+
+
+class StreamAddressError(PtychoflowError):
+    """The stream cannot be bound (port in use, bad address): one line, not a ZMQError traceback."""
 
 
 @dataclass
@@ -88,7 +94,12 @@ class FramePublisher:
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 2000)
         self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self._sock.bind(address)
+        try:
+            self._sock.bind(address)
+        except zmq.ZMQError as exc:
+            self._sock.close()
+            hint = "; is another beamline or demo publishing there?" if exc.errno == zmq.EADDRINUSE else ""
+            raise StreamAddressError(f"{address}: cannot publish the frame stream: {exc}{hint}") from None
         self.address = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.subscribers = 0
 

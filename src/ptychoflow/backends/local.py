@@ -23,6 +23,7 @@ from ptychoflow.flowengine.providers.functions import record_source
 from ptychoflow.flowengine.store import RunRow, Store
 from ptychoflow.errors import InputError, PtychoflowError
 from ptychoflow.function_registry import FunctionRegistry, bundled_functions, register_locally
+from ptychoflow.names import printable
 
 
 class RunNotFoundError(PtychoflowError):
@@ -166,5 +167,8 @@ def _validate_input(body: Any, schema: dict[str, Any], source: str) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     error = next(iter(sorted(validator.iter_errors(body), key=lambda e: list(e.path))), None)
     if error is not None:
-        field = "/".join(str(p) for p in error.absolute_path) or "(input)"
-        raise InputError(f"{source} input", field, error.message)
+        field = ".".join(str(p) for p in error.absolute_path) or "(input)"
+        message = error.message
+        if error.validator == "pattern" and error.schema.get("description"):  # say what is wanted, not a regex
+            message = f"{error.instance!r} is refused: {error.schema['description']}"
+        raise InputError(f"{source} input", field, printable(message))

@@ -14,6 +14,7 @@ import click
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
 from ptychoflow.flowengine.failure import Failure, failure_from_text, reason
+from ptychoflow.names import printable
 
 if TYPE_CHECKING:
     from ptychoflow.profile import Profile
@@ -87,6 +88,14 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
+def shown(text: object) -> str:
+    """Text from data (labels, scan ids, errors) as a rich table cell: control characters
+    escaped (``names.printable``) and rich markup taken literally."""
+    from rich.markup import escape
+
+    return escape(printable("" if text is None else text))
+
+
 def _clock(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else "-"
 
@@ -131,7 +140,7 @@ def failure_lines(run: RunInfo) -> list[str]:
     if run.error and not run.error.startswith(f"{failure.state}: ") and failure.state:
         lines.append(f"  then ended: {reason(run.error)}")
     lines.append("  (the whole cause: --json)")
-    return lines
+    return [printable(line) for line in lines]  # an error quotes data: no control characters reach the terminal
 
 
 def run_panel(run: RunInfo) -> Any:
@@ -141,20 +150,20 @@ def run_panel(run: RunInfo) -> Any:
     from rich.text import Text
 
     style = STATUS_STYLE.get(run.status.value, "")
-    header = Text.assemble(("run ", "bold"), run.run_id, "  ", (run.status.value, f"bold {style}"),
-                           f"  {run.label}" if run.label else "")
+    header = Text.assemble(("run ", "bold"), printable(run.run_id), "  ", (run.status.value, f"bold {style}"),
+                           f"  {printable(run.label)}" if run.label else "")
     cause = [Text(line, "bold red" if i == 0 else "red")
              for i, line in enumerate(failure_lines(run))]
     table = Table(box=None, pad_edge=False)
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
     for record in run.timeline:
-        table.add_row(record.name, Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
+        table.add_row(shown(record.name), Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
-                      (record.error or "")[:160])
+                      shown((record.error or "")[:160]))
     parts: list[Any] = [header, *cause, table]
     if run.error and not cause:
-        parts.append(Text(f"error: {reason(run.error)}", "red"))
+        parts.append(Text(f"error: {printable(reason(run.error))}", "red"))
     if run.web_url:
         parts.append(Text(run.web_url, "blue"))
     return Group(*parts)

@@ -53,7 +53,9 @@ def serve(profile_path: Path | None, providers: str | None, **overrides: object)
 
     logging.getLogger("ptychoflow.edge").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from ptychoflow.names import printable_handler
+
+        logging.basicConfig(handlers=[printable_handler(logging.StreamHandler())])
     config = EdgeConfig.from_profile(
         load(profile_path), providers=providers.split(",") if providers else None, **overrides
     )

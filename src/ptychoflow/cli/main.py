@@ -16,6 +16,7 @@ import click
 
 from ptychoflow import __version__
 from ptychoflow.errors import PtychoflowError
+from ptychoflow.names import printable, printable_handler
 
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
@@ -89,7 +90,7 @@ def cli(verbose: int) -> None:
     Every command takes --help with examples.
     """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, handlers=[printable_handler(logging.StreamHandler())])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,5 +106,5 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except PtychoflowError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"error: {printable(exc)}", fg="red", err=True)
         sys.exit(2)

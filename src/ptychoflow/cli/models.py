@@ -8,7 +8,8 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from ptychoflow.cli._common import emit, json_option, load, print_json, profile_option
+from ptychoflow.cli._common import emit, json_option, load, print_json, profile_option, shown
+from ptychoflow.names import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,7 +87,8 @@ def list_cmd(registry: Path | None, profile_path: Path | None, as_json: bool) ->
 
     table = Table("", "version", "parent", "kind", "scans", "val loss", "SSIM", "created")
     for v in versions:
-        table.add_row("*" if v.is_best else "", v.version, v.parent or "-", f"{v.model_kind}/{v.model_config['size']}",
+        table.add_row("*" if v.is_best else "", shown(v.version), shown(v.parent or "-"),
+                      shown(f"{v.model_kind}/{v.model_config.get('size', '?')}"),
                       str(len(v.scans_seen)), _fmt(v.val_loss), _fmt(v.ssim, ".3f"),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created)))
     Console().print(table)
@@ -109,7 +111,7 @@ def show(version: str | None, registry: Path | None, profile_path: Path | None, 
         return
     history = data["extra"].pop("history", [])
     for key, value in data.items():
-        click.echo(f"{key:>16}: {value}")
+        click.echo(f"{key:>16}: {printable(value)}")
     if history:
         click.echo("         history: " + " ".join(f"{h['val_loss']:.4f}" for h in history))
 

@@ -8,7 +8,7 @@ import click
 
 from ptychoflow.cli._common import (
     STATUS_STYLE, backend_for, failure_lines, follow, json_option, print_json, profile_option, run_panel,
-    run_to_dict,
+    run_to_dict, shown,
 )
 
 
@@ -50,7 +50,8 @@ def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
         duration = f"{r.completed - r.created:.1f} s" if r.completed and r.created else ""
         created = datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M:%S") if r.created else ""
         style = STATUS_STYLE.get(r.status.value, "")
-        table.add_row(r.run_id[:8], f"[{style}]{r.status.value}[/]", r.current_state or "", r.label, created, duration)
+        table.add_row(shown(r.run_id[:8]), f"[{style}]{r.status.value}[/]", shown(r.current_state), shown(r.label),
+                      created, duration)
     table.caption = "ids are shortened; any unique prefix works (--json has the full ids)"
     Console().print(table)
 
@@ -88,6 +89,8 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     """
     from datetime import datetime
 
+    from ptychoflow.names import printable
+
     backend = backend_for(profile_path)
     entries = backend.get_run_log(run_id)
     if as_json:
@@ -100,7 +103,7 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
             when = datetime.fromisoformat(str(entry.get("time"))).astimezone().strftime("%H:%M:%S.%f")[:-3]
         except ValueError:
             when = str(entry.get("time"))
-        click.echo(f"{when}  {entry['code']:<24} {entry['description']}")
+        click.echo(f"{when}  {entry['code']:<24} {printable(entry['description'])}")
 
 
 @runs.command()

@@ -43,11 +43,12 @@ def watch(ctx: click.Context, profile_path: Path | None, backend: str | None, po
     ctx.obj["profile_path"] = profile_path
     if ctx.invoked_subcommand is not None:
         return
-    from ptychoflow.watcher.service import WatcherOptions, run_watcher
+    from ptychoflow.watcher.service import WatcherOptions, acquisition_dir, run_watcher
 
     profile = load(profile_path)
     if backend:
         profile = profile.model_copy(update={"backend": backend})
+    acquisition_dir(profile)  # before any engine worker is started for it
     options = WatcherOptions(flow_path=flow_path, poll=poll)
     click.echo(f"watching {profile.resolve(profile.beamline.path)} (journal in {profile.state_path}); "
                "Ctrl-C to stop", err=True)

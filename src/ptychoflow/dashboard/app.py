@@ -20,7 +20,7 @@ table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 7px;font
 </style></head><body>
 <h1>ptychoflow</h1><p id="updated">loading…</p><div id="inactive"></div>
 <h2>Flow runs</h2><table id="runs"><thead><tr><th>run</th><th>label</th><th>status</th><th>state</th><th>timeline</th></tr></thead><tbody></tbody></table>
-<h2>Watcher journal</h2><table id="journal"><thead><tr><th>scan</th><th>state</th><th>run</th><th>detail</th></tr></thead><tbody></tbody></table>
+<h2>Watcher journal</h2><table id="journal"><thead><tr><th>scan</th><th>state</th><th>run</th><th>unchanged for</th><th>detail</th></tr></thead><tbody></tbody></table>
 <h2>Model registry</h2><table id="models"><thead><tr><th>version</th><th>parent</th><th>val loss</th><th>SSIM</th><th>best</th></tr></thead><tbody></tbody></table>
 <h2>Edge</h2><pre id="edge"></pre>
 <script>
@@ -41,7 +41,7 @@ async function refresh() {
     const waiting = (data.watcher && data.watcher.inactive) || [];
     document.getElementById("inactive").innerHTML = waiting.length ? "<b>" + waiting.length + " run(s) INACTIVE, waiting for a person</b>" +
       waiting.map(w => `<div><code>${esc(w.run_id)}</code> ${esc(w.reason)}</div>`).join("") : "";
-    rows("journal", data.journal, j => `<tr><td>${esc(j.scan || j.path)}</td><td class="${esc(j.state)}">${esc(j.state)}</td><td>${esc(j.run_id).slice(0, 8)}</td><td>${esc(j.reason || j.detail)}</td></tr>`);
+    rows("journal", data.journal, j => `<tr><td>${esc(j.scan || j.path)}</td><td class="${esc(j.state)}">${esc(j.state)}</td><td>${esc(j.run_id).slice(0, 8)}</td><td>${esc(j.age)}</td><td>${esc(j.reason || j.detail)}</td></tr>`);
     rows("models", data.models, m => `<tr><td>${esc(m.version)}</td><td>${esc(m.parent)}</td><td>${m.val_loss == null ? "" : Number(m.val_loss).toFixed(4)}</td><td>${m.ssim == null ? "" : Number(m.ssim).toFixed(3)}</td><td>${m.best ? "★" : ""}</td></tr>`);
     document.getElementById("edge").textContent = JSON.stringify(data.edge, null, 1);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString() + " · " + (data.runs.length ?? 0) + " runs";

@@ -7,11 +7,13 @@ either backend and degrades (shows the error) when one part of the system is dow
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.backends.base import Backend, RunInfo
+from ptychoflow.names import printable
 from ptychoflow.site import SiteLayout
 
 log = logging.getLogger(__name__)
@@ -63,16 +65,24 @@ def registry_rows(registry_dir: Path) -> list[dict[str, Any]]:
 
 
 def journal_rows(state_dir: Path, recent: int = 25) -> list[dict[str, Any]]:
-    """The watcher journal's most recent scans (empty before the watcher first ran)."""
+    """Files the watcher does not start, with why and for how long they have been unchanged,
+    then its most recent scans (empty before the watcher first ran). File names and reasons
+    come with control characters escaped, as `watch status` prints them."""
     from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+    from ptychoflow.watcher.status import age
 
     path = state_dir / JOURNAL_FILENAME
     if not path.exists():
         return []
     journal = Journal(path, readonly=True)
+    now = time.time()
     try:
-        return [{"scan": Path(r.path).name, "state": r.state, "run_id": r.run_key, "reason": r.reason}
-                for r in journal.recent(recent)]
+        rows = journal.not_started(recent) + [r for r in journal.recent(recent) if r.t_since is None]
+        return [{"scan": printable(Path(r.path).name), "state": r.state, "run_id": r.run_key,
+                 "reason": None if r.reason is None else printable(r.reason),
+                 "age_s": None if r.t_since is None else round(now - r.t_since, 1),
+                 "age": "" if r.t_since is None else age(now - r.t_since)}
+                for r in rows[:recent]]
     finally:
         journal.close()
 

@@ -32,6 +32,7 @@ import traceback
 from concurrent.futures import Future
 from typing import Any, BinaryIO
 
+from ptychoflow.names import printable_handler
 from ptychoflow.processes import package_environment
 
 _HEADER = struct.Struct("!Q")
@@ -250,7 +251,8 @@ def slot_main(rx_fd: int, tx_fd: int, parent_pid: int) -> None:
     """Serve tasks from the parent until it closes the pipe or dies (logs go to stderr, which
     is the parent's: the engine worker's log)."""
     _die_with(parent_pid)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s slot {os.getpid()} %(name)s: %(message)s")
+    handler = printable_handler(logging.StreamHandler(), f"%(asctime)s %(levelname)s slot {os.getpid()} %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     with os.fdopen(rx_fd, "rb", buffering=0) as rx, os.fdopen(tx_fd, "wb", buffering=0) as tx:
         while True:
             try:

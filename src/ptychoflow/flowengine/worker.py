@@ -214,5 +214,7 @@ def stop_engine(state_dir: Path, timeout: float = 10.0) -> int | None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ptychoflow.names import printable_handler
+
+    logging.basicConfig(level=logging.INFO, handlers=[printable_handler(logging.StreamHandler())])
     serve(Path(sys.argv[1]))

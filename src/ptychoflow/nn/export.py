@@ -98,19 +98,33 @@ def stage_artifact(
     preprocessing: dict,
     parent: str | None = None,
     stitch_weight: str | Path | None = None,
+    sha256: str | None = None,
 ) -> Path:
     """A directory with ``model.onnx`` + ``manifest.json`` (+ the stitching weight file),
-    ready to transfer to the edge; written by ``artifact.publish_model`` (manifest last)."""
+    ready to transfer to the edge; written by ``artifact.publish_model`` (manifest last),
+    which refuses a file whose hash is not `sha256` (when given: the one recorded)."""
     manifest = ModelManifest(
-        version=version, sha256=sha256_file(onnx_path), input_shape=[1, config.size, config.size],
+        version=version, sha256=sha256 or sha256_file(onnx_path), input_shape=[1, config.size, config.size],
         preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
     )
     return publish_model(out_dir, onnx_path, manifest, stitch_weight)
 
 
 def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
-    """Stage a registry version (its ONNX file and stitching weight) as an edge artifact."""
+    """Stage a registry version (its ONNX file and stitching weight) as an edge artifact,
+    after checking the ONNX file is the one the registry recorded (its sha256)."""
     if not version.onnx_path or not Path(version.onnx_path).exists():
         raise InputError(version.onnx_path or version.checkpoint_path, "onnx_path", f"{version.version}: ONNX file missing")
-    return stage_artifact(out_dir, version.onnx_path, version=version.version, config=ModelConfig.from_json(version.model_config),
+    if not version.onnx_sha256:
+        raise InputError(version.onnx_path, "onnx_sha256", f"{version.version}: the registry recorded no sha256, "
+                         "so the file cannot be verified")
+    actual = sha256_file(version.onnx_path)
+    if actual != version.onnx_sha256:
+        raise InputError(version.onnx_path, "sha256", f"is {actual[:12]}…, the registry recorded "
+                         f"{version.onnx_sha256[:12]}… for {version.version}: the file was replaced or damaged")
+    try:
+        config = ModelConfig.from_json(version.model_config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(version.checkpoint_path, "model_config", f"{version.version}: unusable: {exc}") from None
+    return stage_artifact(out_dir, version.onnx_path, version=version.version, config=config, sha256=actual,
                           preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path)

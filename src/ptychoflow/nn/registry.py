@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from ptychoflow import sqlite
 from ptychoflow.errors import InputError
+from ptychoflow.names import inside, printable, safe_component
 
 DB_FILENAME = "registry.sqlite"
 _SCHEMA = """
@@ -71,11 +72,24 @@ class ModelVersion:
         """The stitching weight trained with this version (``extra["stitch_weight"]``, a file
         name in its version directory); None for versions trained without one."""
         name = (self.extra or {}).get("stitch_weight")
-        return Path(self.checkpoint_path).parent / name if name else None
+        if not name:
+            return None
+        return Path(self.checkpoint_path).parent / safe_component(name, source=self.checkpoint_path,
+                                                                  field=f"{self.version}: extra.stitch_weight")
+
+
+_JSON_COLUMNS = {"model_config": dict, "preprocessing": dict, "scans_seen": list, "extra": dict}
+_NUMBER_COLUMNS = ("val_loss", "ssim", "created")
 
 
 class Registry:
-    """A registry directory: ``registry.sqlite`` plus ``versions/<v>/`` files."""
+    """A registry directory: ``registry.sqlite`` plus ``versions/<v>/`` files.
+
+    Queries never create anything (a registry that does not exist yet reads as empty);
+    only changes create the database. A row that does not hold what the schema promises
+    (corrupt JSON, text where a number belongs, a path leading out of the registry, a
+    ``best`` pointer to no version) is an InputError naming the file and the field.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -83,31 +97,60 @@ class Registry:
 
     # -- storage -------------------------------------------------------------------------
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def _db(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; `create` (changes only) makes the directory and database."""
+        exists = self.db_path.exists()
+        if exists and self.db_path.is_file() and self.db_path.stat().st_size == 0:
+            raise InputError(self.db_path, "(file)", "is 0 bytes (truncated or not a registry); restore it from a "
+                             "backup or move it aside")
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        target = self.db_path if exists or create else ":memory:"  # nothing there yet: an empty registry
         try:
-            with closing(sqlite.connect(self.db_path, schema=_SCHEMA)) as conn, sqlite.transaction(conn):
+            with closing(sqlite.connect(target, schema=_SCHEMA)) as conn, sqlite.transaction(conn):
                 yield conn
         except sqlite3.DatabaseError as exc:
             raise InputError(self.db_path, "(sqlite)", f"unreadable registry: {exc}") from None
 
     def version_dir(self, version: str) -> Path:
-        return self.root / "versions" / version
+        return self.root / "versions" / safe_component(version, source=self.db_path, field="version")
 
     def _row(self, conn: sqlite3.Connection, row: tuple, best: str | None) -> ModelVersion:
         cols = [d[0] for d in conn.execute("SELECT * FROM versions LIMIT 0").description]
         data = dict(zip(cols, row))
         data.pop("number")
-        for key in ("model_config", "preprocessing", "scans_seen", "extra"):
-            data[key] = json.loads(data[key])
-        data["checkpoint_path"] = str(self.root / data["checkpoint_path"])
-        if data["onnx_path"]:
-            data["onnx_path"] = str(self.root / data["onnx_path"])
+        version = safe_component(data["version"], source=self.db_path, field="versions.version")
+
+        def field(name: str) -> str:
+            return f"versions[{version}].{name}"
+
+        for key, kind in _JSON_COLUMNS.items():
+            try:
+                data[key] = json.loads(data[key])
+            except (TypeError, ValueError):
+                raise InputError(self.db_path, field(key), f"is not JSON: {printable(data[key])[:80]}") from None
+            if not isinstance(data[key], kind):
+                raise InputError(self.db_path, field(key), f"expected a JSON {kind.__name__}, got {type(data[key]).__name__}")
+        for key in _NUMBER_COLUMNS:
+            value = data[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InputError(self.db_path, field(key), f"expected a number or null, got {printable(value)[:80]!r}")
+        for key in ("checkpoint_path", "onnx_path"):
+            if data[key] is not None:
+                data[key] = str(inside(self.root, data[key], source=self.db_path, field=field(key)))
         return ModelVersion(**data, is_best=data["version"] == best)
 
-    def _best(self, conn: sqlite3.Connection) -> str | None:
+    def _best(self, conn: sqlite3.Connection, *, check: bool = True) -> str | None:
+        """The ``best`` pointer; one that names no registered version is corruption (not
+        `check`ed only by the move that repairs it)."""
         row = conn.execute("SELECT version FROM pointers WHERE name='best'").fetchone()
-        return row[0] if row else None
+        if row is None or not check:
+            return None if row is None else row[0]
+        if conn.execute("SELECT 1 FROM versions WHERE version=?", (row[0],)).fetchone() is None:
+            known = [r[0] for r in conn.execute("SELECT version FROM versions ORDER BY number")]
+            raise InputError(self.db_path, "pointers.best", f"names {printable(row[0])!r}, which is not a registered "
+                             f"version (known: {', '.join(known) or 'none'}); `ptychoflow models promote VERSION` repairs it")
+        return row[0]
 
     def _relative(self, path: str | Path | None) -> str | None:
         if path is None:
@@ -134,7 +177,8 @@ class Registry:
             row = conn.execute("SELECT * FROM versions WHERE version=?", (version,)).fetchone()
             if row is None:
                 known = [r[0] for r in conn.execute("SELECT version FROM versions ORDER BY number")]
-                raise InputError(self.db_path, "version", f"no version {version!r} (known: {', '.join(known) or 'none'})")
+                raise InputError(self.db_path, "version",
+                                 f"no version {printable(version)!r} (known: {', '.join(known) or 'none'})")
             return self._row(conn, row, self._best(conn))
 
     def best(self) -> ModelVersion | None:
@@ -148,7 +192,14 @@ class Registry:
     def events(self) -> list[dict]:
         with self._db() as conn:
             rows = conn.execute("SELECT time, kind, version, previous, detail FROM events ORDER BY id").fetchall()
-        return [{"time": t, "kind": k, "version": v, "previous": p, "detail": json.loads(d)} for t, k, v, p, d in rows]
+        return [{"time": t, "kind": k, "version": v, "previous": p, "detail": self._event_detail(i, d)}
+                for i, (t, k, v, p, d) in enumerate(rows)]
+
+    def _event_detail(self, index: int, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            raise InputError(self.db_path, f"events[{index}].detail", f"is not JSON: {printable(text)[:80]}") from None
 
     # -- changes -------------------------------------------------------------------------
     def register(
@@ -170,7 +221,7 @@ class Registry:
         if not Path(checkpoint_path).exists():
             raise InputError(checkpoint_path, "(file)", "checkpoint missing; register after writing it")
         number = int(version.lstrip("v"))
-        with self._db() as conn:
+        with self._db(create=True) as conn:
             conn.execute(
                 "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -186,7 +237,7 @@ class Registry:
     def _move_best(self, conn: sqlite3.Connection, version: str, kind: str, detail: dict) -> None:
         if conn.execute("SELECT 1 FROM versions WHERE version=?", (version,)).fetchone() is None:
             raise InputError(self.db_path, "version", f"no version {version!r}")
-        previous = self._best(conn)
+        previous = self._best(conn, check=False)
         conn.execute("INSERT OR REPLACE INTO pointers VALUES ('best', ?)", (version,))
         conn.execute("INSERT INTO events (time, kind, version, previous, detail) VALUES (?,?,?,?,?)",
                      (time.time(), kind, version, previous, json.dumps(detail)))
@@ -197,7 +248,7 @@ class Registry:
         `best_ssim` is the current best scored on the same held-out data as the candidate
         (not its historical score), so the comparison is fair as the data change.
         """
-        with self._db() as conn:
+        with self._db(create=True) as conn:
             current = self._best(conn)
             if current is not None and best_ssim is not None and not candidate_ssim > best_ssim + margin:
                 conn.execute("INSERT INTO events (time, kind, version, previous, detail) VALUES (?,?,?,?,?)",
@@ -208,12 +259,12 @@ class Registry:
             return True
 
     def promote(self, version: str, *, reason: str = "manual") -> None:
-        with self._db() as conn:
+        with self._db(create=True) as conn:
             self._move_best(conn, version, "promote", {"reason": reason})
 
     def rollback(self, version: str | None = None) -> str:
         """Point ``best`` at `version`, or at the previous best when None; returns it."""
-        with self._db() as conn:
+        with self._db(create=True) as conn:
             if version is None:
                 current = self._best(conn)
                 rows = conn.execute(

@@ -19,7 +19,8 @@ from ptychoflow.errors import ScanError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.recon import probes
 from ptychoflow.recon.registry import DEVICES, Device
-from ptychoflow.scan.format import Scan, refuse_non_counts
+from ptychoflow.scan.format import Scan
+from ptychoflow.scan.frames import require_real
 
 MIN_POSITIONS = 10
 OBJECT_PADDING_PX = 8  # margin around the scanned area so edge patches never touch the border
@@ -141,7 +142,7 @@ def validate_scan(scan: Scan) -> None:
     path = scan.path or Path(f"<scan {scan.scan_id}>")
     data_field, pos_field = scan.fields  # as the user's file spells them (its reader says)
     data = np.asarray(scan.data)
-    refuse_non_counts(path, data_field, data.dtype)
+    require_real(path, data_field, data.dtype, "counts")
     if data.ndim != 3 or data.shape[1] != data.shape[2]:
         raise ScanError(path, data_field, f"expected square frames (N, n, n), got shape {data.shape}")
     n = scan.n_frames

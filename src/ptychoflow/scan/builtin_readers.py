@@ -8,7 +8,7 @@ import h5py
 
 from ptychoflow.errors import ScanError
 from ptychoflow.scan import cxi, eiger
-from ptychoflow.scan.format import Scan, read_scan, scan_is_complete
+from ptychoflow.scan.format import Scan, incomplete_reason, read_scan, scan_is_complete
 from ptychoflow.scan.frames import open_h5
 from ptychoflow.scan.reader import ReadOptions, ScanReader
 
@@ -49,7 +49,8 @@ def _tike_complete(path: Path, options: ReadOptions) -> bool:
 
 BUILTIN = (
     ScanReader("ptychoflow", "ptychoflow's own HDF5 layout (/entry/data/data, /entry/data/positions)",
-               _ptychoflow_read, _ptychoflow_detect, lambda path, options: scan_is_complete(path)),
+               _ptychoflow_read, _ptychoflow_detect, lambda path, options: scan_is_complete(path),
+               incomplete_reason=lambda path, options: incomplete_reason(path)),
     ScanReader("eiger", "Eiger/NeXus master file with external data files and an APS position file",
                eiger.read, eiger.detect, eiger.is_complete, eiger.companions),
     ScanReader("cxi", "CXI (/entry_1/data_1/data, /entry_1/sample_1/geometry_1/translation)",

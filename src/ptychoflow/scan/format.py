@@ -23,9 +23,10 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from ptychoflow.errors import ScanError
+from ptychoflow.errors import InputError, ScanError
 from ptychoflow.fs import fsync_file
-from ptychoflow.scan.frames import FrameReader, open_h5
+from ptychoflow.names import safe_component
+from ptychoflow.scan.frames import REAL_KINDS, FrameReader, open_h5, require_real, scalar
 
 FORMAT_VERSION = 1
 PLANCK_EV_M = 1.239841984e-6  # h*c in eV*m
@@ -63,6 +64,11 @@ class Scan:
     read_as: str = "ptychoflow"
     read_options: dict = field(default_factory=dict)
     fields: tuple[str, str] = ("/entry/data/data", "/entry/data/positions")
+
+    def __post_init__(self) -> None:
+        # Every reader's scan id will name files (products, mosaics): refused here if it
+        # could escape, whichever reader made this Scan (each reader names its own field first).
+        safe_component(self.scan_id, source=self.path or "<scan>", field="scan_id")
 
     @property
     def n_frames(self) -> int:
@@ -182,11 +188,34 @@ def write_scan(path: str | Path, scan: Scan) -> Path:
 
 def scan_is_complete(path: str | Path) -> bool:
     """True once the writer has closed the scan. Never raises: unreadable means not complete."""
+    return incomplete_reason(path) is None
+
+
+def incomplete_reason(path: str | Path) -> str | None:
+    """None once the writer has closed the scan (``/entry@complete`` true), else why the file
+    is not a finished scan, in one line: empty, unreadable, not HDF5, not a scan, or
+    incomplete. Never raises."""
+    try:
+        size = Path(path).stat().st_size
+        if size == 0:
+            return "empty file (0 bytes)"
+        if not h5py.is_hdf5(path):
+            return "not HDF5"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
     try:
         with open_h5(path) as f:
-            return bool(f["entry"].attrs.get("complete", False))
-    except (ScanError, OSError, RuntimeError, KeyError):
-        return False
+            entry = f.get("entry")
+            if not isinstance(entry, h5py.Group):
+                return "not a scan: no /entry group"
+            complete = entry.attrs.get("complete", False)
+            if np.ndim(complete) != 0:
+                return "not a scan: /entry@complete is not one flag"
+            return None if bool(complete) else "incomplete: /entry@complete is not set"
+    except ScanError as exc:
+        return f"unreadable HDF5: {exc.problem}"
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        return f"unreadable HDF5 (truncated?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
 def read_scan(path: str | Path, *, require_complete: bool = True, load: bool = True) -> Scan:
@@ -203,23 +232,6 @@ def _dataset(path: Path, f: h5py.File, name: str) -> h5py.Dataset:
     return node
 
 
-def refuse_non_counts(path: str | Path, field: str, dtype: np.dtype) -> None:
-    """Frames are measured intensities: real integer or float counts, nothing else.
-
-    Complex data are a field or an amplitude, not what a detector counts (taking the real part
-    would silently reconstruct something else); boolean data are a mask. Both are refused
-    before any work, naming the dataset.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        raise ScanError(path, field, f"complex data ({dtype}): frames must be measured intensities (real counts), "
-                                     "not a complex field")
-    if dtype.kind == "b":
-        raise ScanError(path, field, "boolean data: frames must be photon counts, not a mask")
-    if dtype.kind not in "iuf":
-        raise ScanError(path, field, f"unsupported data type {dtype}: frames must be integer or float counts")
-
-
 def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: bool) -> Scan:
     entry = f.get("/entry")
     if not isinstance(entry, h5py.Group):
@@ -230,7 +242,8 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
     positions = _dataset(path, f, "/entry/data/positions")
     if data.ndim != 3:
         raise ScanError(path, "/entry/data/data", f"expected shape (N, H, W), got {data.shape}")
-    refuse_non_counts(path, "/entry/data/data", data.dtype)
+    require_real(path, "/entry/data/data", data.dtype, "counts")
+    require_real(path, "/entry/data/positions", positions.dtype, "positions")
     n = data.shape[0]
     if n == 0:
         raise ScanError(path, "/entry/data/data", "no frames")
@@ -248,12 +261,12 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
         raise ScanError(path, "/entry/data/positions", "contains NaN or infinite values")
     instrument = _read_instrument(path, f)
     frames = _read_frames(path, data) if load else data
-    dark = _optional(path, f, "/entry/data/dark", expect_shape=data.shape[1:])
-    probe = _optional(path, f, "/entry/data/probe_guess", expect_shape=data.shape[1:])
-    attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in entry.attrs.items()}
+    dark = _optional(path, f, "/entry/data/dark", expect_shape=data.shape[1:], kinds=REAL_KINDS)
+    probe = _optional(path, f, "/entry/data/probe_guess", expect_shape=data.shape[1:], kinds=REAL_KINDS + "c")
+    attrs = {k: _plain_attr(v) for k, v in entry.attrs.items()}
     return Scan(
         path=path,
-        scan_id=str(entry.attrs.get("scan_id", path.stem)),
+        scan_id=_scan_id(path, entry.attrs.get("scan_id", path.stem)),
         data=frames,
         positions_m=positions_m,
         instrument=instrument,
@@ -261,6 +274,28 @@ def _read_open_file(path: Path, f: h5py.File, *, require_complete: bool, load: b
         probe_guess=probe,
         attrs=attrs,
     )
+
+
+def _scan_id(path: Path, value: object) -> str:
+    """``/entry@scan_id`` (else the file stem) as a safe name: it will name product files."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ScanError(path, "/entry@scan_id", "is not UTF-8 text") from None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = str(value)  # detectors that number their scans
+    try:
+        return safe_component(value, source=path, field="/entry@scan_id")
+    except InputError as exc:
+        raise ScanError(exc.path, exc.field, exc.problem) from None
+
+
+def _plain_attr(value: object) -> object:
+    """An HDF5 attribute as a Python value: scalars unwrapped, arrays as lists."""
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _read_frames(path: Path, data: h5py.Dataset) -> np.ndarray:
@@ -271,20 +306,17 @@ def _read_frames(path: Path, data: h5py.Dataset) -> np.ndarray:
 
 
 def _read_instrument(path: Path, f: h5py.File) -> Instrument:
-    values = {}
-    for key in ("energy_keV", "detector_distance_m", "detector_pixel_size_m"):
-        name = f"/entry/instrument/{key}"
-        value = float(_dataset(path, f, name)[()])
-        if not np.isfinite(value) or value <= 0:
-            raise ScanError(path, name, f"must be a positive number, got {value}")
-        values[key] = value
-    return Instrument(**values)
+    keys = ("energy_keV", "detector_distance_m", "detector_pixel_size_m")
+    return Instrument(**{key: scalar(path, f, f"/entry/instrument/{key}") for key in keys})
 
 
-def _optional(path: Path, f: h5py.File, name: str, *, expect_shape: tuple[int, ...]) -> np.ndarray | None:
+def _optional(path: Path, f: h5py.File, name: str, *, expect_shape: tuple[int, ...], kinds: str) -> np.ndarray | None:
     if name not in f:
         return None
-    value = _dataset(path, f, name)[()]
+    node = _dataset(path, f, name)
+    if node.dtype.kind not in kinds:
+        raise ScanError(path, name, f"must be numbers, got {node.dtype}")
+    value = node[()]
     if value.shape != tuple(expect_shape):
         raise ScanError(path, name, f"expected shape {tuple(expect_shape)}, got {value.shape}")
     if not np.all(np.isfinite(value)):

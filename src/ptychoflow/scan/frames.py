@@ -22,6 +22,7 @@ from ptychoflow.names import inside, printable
 from ptychoflow.scan.chunks import ChunkDecoder
 
 BLOCK_FRAMES = 256
+REAL_KINDS = "uif"  # counts, positions, geometry: unsigned, signed or float (never complex, bool, text)
 
 
 def open_h5(path: str | Path) -> h5py.File:
@@ -120,6 +121,7 @@ class FrameReader:
 
     def __init__(self, path: Path, n_frames: int, crop: Crop | None, dtype: np.dtype,
                  frame_shape: tuple[int, int], mask: np.ndarray | None = None) -> None:
+        require_real(path, "frames", np.dtype(dtype), "counts")
         self.path = path
         self.crop = crop
         self._window = crop.slices() if crop else (slice(None), slice(None))
@@ -166,6 +168,12 @@ class FrameReader:
         return self.out
 
 
+def require_real(path: Path, field: str, dtype: np.dtype, what: str) -> None:
+    """Counts and positions are real numbers: complex, boolean or text data is refused by name."""
+    if dtype.kind not in REAL_KINDS:
+        raise ScanError(path, field, f"{what} must be real numbers (integer or float), got {dtype}")
+
+
 def check_frames(path: Path, field: str, block: np.ndarray, first_index: int = 0) -> None:
     """NaN, infinite or negative counts in `block` raise a ScanError naming the frame."""
     flat = block.reshape(block.shape[0], -1)
@@ -184,10 +192,9 @@ def scalar(path: Path, f: h5py.File, name: str, *, positive: bool = True) -> flo
     node = f.get(name)
     if not isinstance(node, h5py.Dataset):
         raise ScanError(path, name, "missing dataset")
-    try:
-        value = float(np.asarray(node[()]).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError) as exc:
-        raise ScanError(path, name, f"not a number: {exc}") from None
+    if node.dtype.kind not in REAL_KINDS or node.size != 1:  # text ("8.8 keV"), arrays: say so, never guess
+        raise ScanError(path, name, f"must be one number, got {node.dtype} of shape {node.shape}")
+    value = float(np.asarray(node[()]).reshape(-1)[0])
     if not np.isfinite(value) or (positive and value <= 0):
         raise ScanError(path, name, f"must be a {'positive ' if positive else ''}finite number, got {value}")
     return value

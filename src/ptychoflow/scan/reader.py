@@ -33,3 +33,6 @@ class ScanReader:
     is_complete: Callable[[Path, ReadOptions], bool]  # never raises: unreadable means not complete
     companions: Callable[[Path, ReadOptions], list[Path]] = field(default=lambda path, options: [])
     """Other files the scan needs (Eiger data files, the position file): transfers move them too."""
+    incomplete_reason: Callable[[Path, ReadOptions], str | None] | None = None
+    """Why a recognised scan is not whole yet, in one line (None: it is); without it the watcher
+    says only that it is incomplete (``is_complete``)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
+
 from ptychoflow.errors import ScanError
 from ptychoflow.scan.format import Scan
 from ptychoflow.scan.reader import ReadOptions, ScanReader
@@ -91,11 +93,36 @@ def read_again(record: dict) -> tuple[str, ReadOptions]:
 
 def scan_complete(path: str | Path, scan_format: str = AUTO, options: ReadOptions | None = None) -> bool:
     """True once the scan (and every file it needs) is whole. Never raises."""
+    return incomplete_reason(path, scan_format, options) is None
+
+
+def incomplete_reason(path: str | Path, scan_format: str = AUTO, options: ReadOptions | None = None) -> str | None:
+    """None once the scan (and every file it needs) is whole, else why not, in one line (what
+    the watcher shows): empty, unreadable, not HDF5, not a scan ptychoflow reads, or what its
+    reader says is missing. Never raises."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        if path.suffix.lower() in HDF5_SUFFIXES and not h5py.is_hdf5(path):
+            return "not HDF5"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        from ptychoflow.scan.frames import open_h5
+
+        try:  # HDF5 by its signature, yet it will not open: truncated or corrupt
+            open_h5(path).close()
+        except ScanError as exc:
+            return f"unreadable: {exc.problem}"
     try:
         reader = choose_reader(path, scan_format)
-    except ScanError:
-        return False
-    return reader.is_complete(Path(path), options or ReadOptions())
+    except ScanError as exc:
+        return f"not a scan: {exc.problem}"
+    options = options or ReadOptions()
+    if reader.incomplete_reason is not None:
+        return reader.incomplete_reason(path, options)
+    return None if reader.is_complete(path, options) else f"incomplete: not all of the {reader.name} scan is there yet"
 
 
 def _ensure_builtin() -> None:

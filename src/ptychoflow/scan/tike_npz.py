@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ptychoflow.errors import ScanError
-from ptychoflow.scan.format import Instrument, Scan, refuse_non_counts
+from ptychoflow.errors import InputError, ScanError
+from ptychoflow.names import safe_component
+from ptychoflow.scan.format import Instrument, Scan
+from ptychoflow.scan.frames import REAL_KINDS
 
 # Nominal Velociprobe-like geometry: 8.8 keV, 1.92 m, 75 um pixels.
 NOMINAL_INSTRUMENT = Instrument(energy_keV=8.8, detector_distance_m=1.92, detector_pixel_size_m=75e-6)
@@ -37,9 +39,9 @@ def read_tike_npz(path: str | Path, *, max_frames: int | None = None) -> Scan:
     for key in ("data", "scan"):
         if key not in arrays:
             raise ScanError(path, key, "missing array")
-    data = np.asarray(arrays["data"])
-    refuse_non_counts(path, "data", data.dtype)
-    scan = np.asarray(arrays["scan"], dtype=np.float64)
+    data, scan = _array(path, arrays, "data"), _array(path, arrays, "scan").astype(np.float64)
+    if not np.isfinite(scan).all():
+        raise ScanError(path, "scan", "contains NaN or infinite values")
     data = data.reshape(-1, *data.shape[-2:])  # (1, N, H, W) -> (N, H, W)
     scan = scan.reshape(-1, 2)
     if scan.shape[0] != data.shape[0]:
@@ -49,13 +51,16 @@ def read_tike_npz(path: str | Path, *, max_frames: int | None = None) -> Scan:
     frames = np.fft.fftshift(data, axes=(-2, -1)).astype(np.float32)
     probe = None
     if "probe" in arrays:
-        probe = np.asarray(arrays["probe"]).reshape(-1, *data.shape[-2:])[0].astype(np.complex64)
+        try:
+            probe = np.asarray(arrays["probe"]).reshape(-1, *data.shape[-2:])[0].astype(np.complex64)
+        except (ValueError, TypeError) as exc:
+            raise ScanError(path, "probe", f"unusable probe: {exc}") from None
     h, w = frames.shape[-2:]
     centres_px = scan + np.array([h / 2, w / 2])
     pixel = NOMINAL_INSTRUMENT.object_pixel_size_m(h)
     return Scan(
         path=path,
-        scan_id=path.name.split(".")[0],
+        scan_id=_scan_id(path),
         data=frames,
         positions_m=centres_px * pixel,
         instrument=NOMINAL_INSTRUMENT,
@@ -63,3 +68,22 @@ def read_tike_npz(path: str | Path, *, max_frames: int | None = None) -> Scan:
         attrs={"source_layout": "tike-npz", "nominal_geometry": True},
         fields=("data", "scan"),
     )
+
+
+def _array(path: Path, arrays: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """A real-valued array from the archive (object arrays are never unpickled)."""
+    try:
+        value = np.asarray(arrays[key])
+    except (ValueError, OSError) as exc:
+        raise ScanError(path, key, f"unreadable array: {exc}") from None
+    if value.dtype.kind not in REAL_KINDS or value.ndim < 2:
+        raise ScanError(path, key, f"expected real numbers of 2 or more dimensions, got {value.dtype} of shape {value.shape}")
+    return value
+
+
+def _scan_id(path: Path) -> str:
+    """The file name up to its first dot: it will name product files, so it must be safe."""
+    try:
+        return safe_component(path.name.split(".")[0], source=path, field="(file name)")
+    except InputError as exc:
+        raise ScanError(exc.path, exc.field, exc.problem) from None

@@ -2,9 +2,13 @@
 
 A scan is complete when its reader says so (ptychoflow's layout: ``/entry@complete``; an
 Eiger master: every announced frame in its data files and a position file covering them; see
-``ptychoflow.scan.registry``) or a marker ``<scan>.complete`` exists, and settled when its size and mtime (and the marker's) have not changed for
-``settle_seconds``. Growing files never pass: every append moves the mtime and restarts the
+``ptychoflow.scan.registry``) or a marker ``<scan>.complete`` exists, and settled when its
+size and mtime (and the marker's) have not changed for ``settle_seconds``. Growing files never pass: every append moves the mtime and restarts the
 clock. Only files still undecided are held in memory; decided ones live in the journal.
+
+A settled file that is not a complete scan waits with a reason (empty, unreadable, not HDF5,
+not a scan, incomplete) and the time it has been unchanged since, so the watcher can say
+why a file is not started and give up on it after a while (``WatcherService``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptychoflow.errors import ScanError
+from ptychoflow.errors import InputError, ScanError
 from ptychoflow.fs import sha256_file
+from ptychoflow.names import safe_component
 from ptychoflow.scan.reader import ReadOptions
-from ptychoflow.scan.registry import AUTO, load_scan, scan_complete
+from ptychoflow.scan.registry import AUTO, incomplete_reason, load_scan
 
 MARKER_SUFFIX = ".complete"
 
@@ -44,6 +49,8 @@ class Check:
     mtime_ns: int = 0
     t_complete: float = 0.0  # wall time of the complete mark (file or marker mtime)
     marker: bool = False
+    since: float = 0.0  # WAIT with a reason: unchanged since (file or marker mtime)
+    fresh: bool = False  # WAIT with a reason found by this check (not a recheck of the same file)
 
 
 @dataclass
@@ -52,6 +59,7 @@ class _Pending:
     stable_since: float = 0.0
     due: float = 0.0
     incomplete_sig: tuple[int, int, int] | None = None
+    reason: str = ""  # why the settled file is not a complete scan
 
 
 class Settler:
@@ -118,14 +126,16 @@ class Settler:
         if now < settled_at:
             entry.due = settled_at
             return Check(Verdict.WAIT)
+        changed = max(st.st_mtime_ns, marker_ns) / 1e9
         if entry.incomplete_sig == sig:
             entry.due = now + self.incomplete_recheck
-            return Check(Verdict.WAIT)
+            return Check(Verdict.WAIT, entry.reason, since=changed)
         marker = marker_ns > 0
-        if not (marker or scan_complete(path, self.scan_format, self.read_options)):
-            entry.incomplete_sig = sig
+        reason = None if marker else incomplete_reason(path, self.scan_format, self.read_options)
+        if reason is not None:
+            entry.incomplete_sig, entry.reason = sig, reason
             entry.due = now + self.incomplete_recheck
-            return Check(Verdict.WAIT)
+            return Check(Verdict.WAIT, reason, since=changed, fresh=True)
         del self._pending[path]
         return Check(Verdict.SETTLED, size=st.st_size, mtime_ns=st.st_mtime_ns,
                      t_complete=max(st.st_mtime_ns, marker_ns) / 1e9, marker=marker)
@@ -182,6 +192,10 @@ class Admitted:
 
 def admit(path: str, check: Check, *, scan_format: str = AUTO, read_options: ReadOptions | None = None) -> Admitted:
     """Hash and validate a settled scan. Raises Rejected (journal as failed) or Changed."""
+    try:  # the file name travels into the flow's paths (scans/<name> on HPC)
+        safe_component(Path(path).name, source=path, field="file name")
+    except InputError as exc:
+        raise Rejected(f"{exc.field}: {exc.problem}") from None
     try:
         checksum = sha256_file(path)
     except PermissionError as exc:

@@ -25,10 +25,13 @@ JOURNAL_FILENAME = "watcher.sqlite"
 GUARD_FILENAME = "watcher.lock"
 
 # Scan states. seen -> queued -> triggering -> triggered (<-> inactive) -> succeeded | failed;
-# side exits: failed (malformed, unreadable), duplicate (same checksum), skipped (not a scan file).
+# side exits: failed (malformed, unreadable), duplicate (same checksum), skipped (not a scan file),
+# gave_up (never became a finished scan within watcher.give_up_after_s). A seen row may carry a
+# reason (why it is not started yet) and since when.
 # inactive: the run waits for something only a person can give (a consent); it goes on when resumed.
 SEEN, QUEUED, TRIGGERING, TRIGGERED, INACTIVE = "seen", "queued", "triggering", "triggered", "inactive"
-SUCCEEDED, FAILED, DUPLICATE, SKIPPED = "succeeded", "failed", "duplicate", "skipped"
+SUCCEEDED, FAILED, DUPLICATE, SKIPPED, GAVE_UP = "succeeded", "failed", "duplicate", "skipped", "gave_up"
+RETRIED_WHEN_CHANGED = (FAILED, GAVE_UP)  # no run; reconsidered when the file changes
 ACTIVE_STATES = (TRIGGERING, TRIGGERED)
 # Runs the watcher still follows: started and not finished.
 FOLLOWED_STATES = (TRIGGERED, INACTIVE)
@@ -53,7 +56,8 @@ CREATE TABLE IF NOT EXISTS scans (
     t_triggered REAL,
     t_finished REAL,
     t_updated REAL,
-    sig TEXT
+    sig TEXT,
+    t_since REAL
 );
 CREATE INDEX IF NOT EXISTS scans_state ON scans(state, t_queued);
 CREATE INDEX IF NOT EXISTS scans_checksum ON scans(checksum);
@@ -77,7 +81,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 """
 # Columns added after a journal's first release: (table, column, type), added when missing.
-_ADDED_COLUMNS = (("runs", "t_inactive", "REAL"),)
+_ADDED_COLUMNS = (("runs", "t_inactive", "REAL"), ("scans", "t_since", "REAL"))
 
 
 def watcher_guard(state_dir: str | Path) -> SingleInstance:
@@ -104,6 +108,13 @@ class ScanRow:
     t_finished: float | None
     t_updated: float | None
     sig: str | None = None  # file signature when it failed admission: a changed file is retried
+    t_since: float | None = None  # a reason's start: the file unchanged since (seen, gave_up)
+
+
+def _scan_row(row: sqlite3.Row) -> ScanRow:
+    """A row as a ScanRow, whatever columns an older journal has."""
+    known = ScanRow.__dataclass_fields__
+    return ScanRow(**{k: v for k, v in dict(row).items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,8 @@ class Journal:
         self._db.row_factory = sqlite3.Row
         if not readonly:
             self._add_missing_columns()
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(scans)")}
+        self._since = "t_since" if "t_since" in columns else "t_seen"  # a read-only journal of an older release
 
     def _add_missing_columns(self) -> None:
         """Bring a journal written by an older release up to the current schema."""
@@ -187,7 +200,7 @@ class Journal:
     # -- scans -------------------------------------------------------------------------
     def get(self, path: str) -> ScanRow | None:
         row = self._db.execute("SELECT * FROM scans WHERE path = ?", (path,)).fetchone()
-        return ScanRow(**dict(row)) if row else None
+        return _scan_row(row) if row else None
 
     def path_states(self) -> dict[str, str]:
         """path -> state for every row: a transient snapshot for one directory rescan."""
@@ -212,8 +225,8 @@ class Journal:
             db.execute("DELETE FROM scans WHERE path = ? AND state IN (?, ?)", (path, SEEN, SKIPPED))
 
     def set_final(self, path: str, state: str, reason: str, *, checksum: str | None = None,
-                  duplicate_of: str | None = None, sig: str | None = None) -> None:
-        """Journal a scan that will not trigger: failed, skipped or duplicate, with why."""
+                  duplicate_of: str | None = None, sig: str | None = None, since: float | None = None) -> None:
+        """Journal a scan that will not trigger: failed, skipped, duplicate or gave up, with why."""
         now = time.time()
         with self._tx() as db:
             db.execute(
@@ -222,24 +235,34 @@ class Journal:
             )
             db.execute(
                 "UPDATE scans SET state=?, reason=?, checksum=COALESCE(?, checksum), duplicate_of=?,"
-                " sig=?, t_finished=?, t_updated=? WHERE path=?",
-                (state, reason, checksum, duplicate_of, sig, now, now, path),
+                " sig=?, t_since=COALESCE(?, t_since), t_finished=?, t_updated=? WHERE path=?",
+                (state, reason, checksum, duplicate_of, sig, since, now, now, path),
             )
 
+    def note(self, path: str, reason: str, *, since: float) -> None:
+        """Why a seen file is not started yet (not HDF5, incomplete, ...), unchanged since `since`."""
+        with self._tx() as db:
+            db.execute("UPDATE scans SET reason=?, t_since=?, t_updated=? WHERE path=? AND state=?",
+                       (reason, since, time.time(), path, SEEN))
+
     def rejected(self) -> dict[str, str]:
-        """path -> file signature of scans that failed admission (no run): retried if changed."""
+        """path -> file signature of files that never started a run (failed admission, gave up):
+        retried if changed."""
+        marks = ",".join("?" * len(RETRIED_WHEN_CHANGED))
         rows = self._db.execute(
-            "SELECT path, sig FROM scans WHERE state = ? AND run_key IS NULL AND sig IS NOT NULL", (FAILED,)
+            f"SELECT path, sig FROM scans WHERE state IN ({marks}) AND run_key IS NULL AND sig IS NOT NULL",
+            RETRIED_WHEN_CHANGED,
         )
         return dict(rows.fetchall())
 
     def reopen(self, path: str) -> None:
-        """A rejected scan's file changed (fixed, re-copied): consider it afresh."""
+        """A rejected scan's file changed (fixed, re-copied, written again): consider it afresh."""
+        marks = ",".join("?" * len(RETRIED_WHEN_CHANGED))
         with self._tx() as db:
             db.execute(
-                "UPDATE scans SET state=?, reason=NULL, sig=NULL, t_finished=NULL, t_updated=?"
-                " WHERE path=? AND state=? AND run_key IS NULL",
-                (SEEN, time.time(), path, FAILED),
+                "UPDATE scans SET state=?, reason=NULL, sig=NULL, t_since=NULL, t_finished=NULL, t_updated=?"
+                f" WHERE path=? AND state IN ({marks}) AND run_key IS NULL",
+                (SEEN, time.time(), path, *RETRIED_WHEN_CHANGED),
             )
 
     def claimant(self, checksum: str) -> str | None:
@@ -276,7 +299,7 @@ class Journal:
         rows = self._db.execute(
             "SELECT * FROM scans WHERE state = ? ORDER BY t_queued, rowid LIMIT ?", (QUEUED, limit)
         )
-        return [ScanRow(**dict(r)) for r in rows]
+        return [_scan_row(r) for r in rows]
 
     # -- runs --------------------------------------------------------------------------
     def create_runs(self, intents: list["RunIntent"]) -> list[RunRow]:
@@ -366,6 +389,15 @@ class Journal:
     def state_counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM scans GROUP BY state").fetchall())
 
+    def not_started(self, limit: int = 10) -> list[ScanRow]:
+        """Files the watcher has a reason not to start (waiting, gave up), longest-standing first."""
+        rows = self._db.execute(
+            f"SELECT * FROM scans WHERE reason IS NOT NULL AND (state = ? OR state = ?) ORDER BY {self._since}, rowid"
+            " LIMIT ?",
+            (SEEN, GAVE_UP, limit),
+        )
+        return [_scan_row(r) for r in rows]
+
     def run_state_counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall())
 
@@ -374,7 +406,7 @@ class Journal:
 
     def recent(self, limit: int = 10) -> list[ScanRow]:
         rows = self._db.execute("SELECT * FROM scans ORDER BY t_updated DESC, rowid DESC LIMIT ?", (limit,))
-        return [ScanRow(**dict(r)) for r in rows]
+        return [_scan_row(r) for r in rows]
 
     def trigger_latencies(self) -> list[float]:
         """Seconds from a scan's complete-mark to its run start, for every triggered scan."""

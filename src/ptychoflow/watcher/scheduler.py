@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptychoflow.backends.base import Backend, DeployedFlow, RunInfo, RunStatus
+from ptychoflow.errors import PtychoflowError
 from ptychoflow.fs import sha256_text
 from ptychoflow.profile import Profile
-from ptychoflow.watcher.journal import INACTIVE, TRIGGERING, Journal, RunIntent, RunRow, ScanRow
+from ptychoflow.watcher.journal import FAILED, INACTIVE, TRIGGERING, Journal, RunIntent, RunRow, ScanRow
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +206,16 @@ class Scheduler:
             key = run_key(batch)
             if key in planned or self.journal.get_run(key) is not None:  # same content, new path
                 key += "-" + sha256_text(batch[0].path)[:6]
+            try:
+                body = build_batch_body(self.profile, batch, self.flow_name)
+            except PtychoflowError as exc:  # e.g. a name the flow's paths refuse: this batch fails, not the watcher
+                for scan in batch:
+                    log.warning("failed %s: cannot build the flow input: %s", scan.path, exc)
+                    self.journal.set_final(scan.path, FAILED, f"flow input: {exc}")
+                continue
             planned.add(key)
-            intents.append(RunIntent(key, [s.path for s in batch], build_batch_body(self.profile, batch, self.flow_name),
-                                     run_label(self.profile, batch, key), run_tags(self.profile, batch, key)))
+            intents.append(RunIntent(key, [s.path for s in batch], body, run_label(self.profile, batch, key),
+                                     run_tags(self.profile, batch, key)))
         started = [done for run in self.journal.create_runs(intents) if (done := self._start(run, now))]
         self.journal.runs_started(started)
         for key, run_id, _ in started:

@@ -20,11 +20,13 @@ from typing import Callable
 
 from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
-from ptychoflow.profile import Profile
+from ptychoflow.names import printable_handler
+from ptychoflow.profile import PROFILE_FILENAME, Profile
 from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
-from ptychoflow.watcher.journal import DUPLICATE, FAILED, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
+from ptychoflow.watcher.journal import DUPLICATE, FAILED, GAVE_UP, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
+from ptychoflow.watcher.status import age
 from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
 
 log = logging.getLogger("ptychoflow.watcher")
@@ -45,6 +47,16 @@ class WatcherOptions:
     max_sleep_s: float = 5.0
     log_file: bool = True
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+
+
+def acquisition_dir(profile: Profile) -> Path:
+    """The directory the watcher watches. It must exist already: an unmounted NFS path must not
+    silently become an empty local directory. Checked before anything is started."""
+    directory = SiteLayout.from_profile(profile).beamline_root
+    if not directory.is_dir():
+        raise InputError(profile.root / PROFILE_FILENAME, "beamline.path",
+                         f"{directory}: no such directory (not mounted yet?)")
+    return directory
 
 
 def default_flow_path(profile: Profile) -> Path:
@@ -91,8 +103,7 @@ class WatcherService:
         previous = _install_signals(self.request_stop) if install_signals else {}
         source: EventSource | None = None
         try:
-            if not self.directory.is_dir():  # an unmounted NFS path must not become a local dir
-                raise InputError(self.directory, "beamline.path", "no such directory (not mounted yet?)")
+            acquisition_dir(self.profile)
             self.journal = Journal.in_state_dir(state)
             flow_path = self.opts.flow_path or default_flow_path(self.profile)
             flow = self.backend.deploy_flow(flow_path)
@@ -208,7 +219,10 @@ class WatcherService:
         verdict = check.verdict
         if verdict is Verdict.SETTLED:
             return self._admit(path, check)
-        if verdict is Verdict.GONE:
+        if verdict is Verdict.WAIT:
+            if check.reason:
+                self._waiting(path, check)
+        elif verdict is Verdict.GONE:
             log.info("forgot %s: deleted before it settled", path)
             self.journal.forget(path)
         elif verdict in (Verdict.DANGLING, Verdict.NOT_REGULAR):
@@ -220,6 +234,22 @@ class WatcherService:
             log.warning("failed %s: %s", path, check.reason)
             self.journal.set_final(path, FAILED, check.reason)
         return None
+
+    def _waiting(self, path: str, check: Check) -> None:
+        """A settled file that is not a finished scan: journal why (once per reason), and give
+        up once it has been unchanged for ``watcher.give_up_after_s`` (logged once; a later
+        change to the file brings it back)."""
+        assert self.journal is not None
+        unchanged_for = time.time() - check.since
+        limit = self.profile.watcher.give_up_after_s
+        if unchanged_for >= limit:
+            reason = f"gave up: unchanged for {age(unchanged_for)} (watcher.give_up_after_s {limit:g}): {check.reason}"
+            log.warning("gave up on %s: %s", path, reason)
+            self.journal.set_final(path, GAVE_UP, reason, sig=file_sig(path), since=check.since)
+            self.settler.drop(path)
+        elif check.fresh:
+            log.info("not started %s: %s", path, check.reason)
+            self.journal.note(path, check.reason, since=check.since)
 
     def _admit(self, path: str, check: Check) -> QueueEntry | None:
         assert self.journal is not None
@@ -270,7 +300,7 @@ class _RootAtItsLevel(logging.Handler):
 def _attach_log_file(path: Path) -> list[logging.Handler]:
     """Rotating INFO log in the state dir: days unattended must not fill the disk."""
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=5)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    printable_handler(handler)
     handler.setLevel(logging.INFO)
     handlers = [handler, _RootAtItsLevel()]
     for h in handlers:

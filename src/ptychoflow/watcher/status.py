@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
+from ptychoflow.names import printable
 from ptychoflow.watcher.journal import (
-    DUPLICATE, FAILED, INACTIVE, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal, watcher_guard,
+    DUPLICATE, FAILED, GAVE_UP, INACTIVE, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal,
+    watcher_guard,
 )
 
 GROUPS = {
@@ -18,6 +21,7 @@ GROUPS = {
     "failed": (FAILED,),
     "duplicate": (DUPLICATE,),
     "skipped": (SKIPPED,),
+    "gave_up": (GAVE_UP,),
 }
 
 
@@ -43,6 +47,11 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
             "median": percentile(latencies, 50),
             "p99": percentile(latencies, 99),
         },
+        "not_started": [
+            {"path": r.path, "state": r.state, "reason": r.reason, "since": r.t_since,
+             "age_s": None if r.t_since is None else round(time.time() - r.t_since, 1)}
+            for r in journal.not_started(recent)
+        ],
         "runs": journal.run_state_counts(),
         "inactive_runs": [
             {"run_id": r.run_id, "run_key": r.key, "since": r.t_inactive, "reason": r.error}
@@ -74,16 +83,32 @@ def render(info: dict[str, Any]) -> str:
         f"complete -> run start (settle included): median {fmt(lat['median'])}, p99 {fmt(lat['p99'])}"
         f" over {lat['n']} scans",
     ]
+    if info["not_started"]:
+        lines.append("not started (unchanged for, why):")
+    for row in info["not_started"]:
+        name = printable(row["path"].rsplit("/", 1)[-1])
+        what = "gave up" if row["state"] == GAVE_UP else "waiting"
+        lines.append(f"  {name:<28} {what:<8} {age(row['age_s']):>8}  {printable(row['reason'])}")
     if info["inactive_runs"]:
         lines.append("INACTIVE runs (waiting for a person; `ptychoflow runs show RUN` has the fix):")
     for run in info["inactive_runs"]:
         since = dt.datetime.fromtimestamp(run["since"] or 0).strftime("%m-%d %H:%M")
-        lines.append(f"  {run['run_id']}  since {since}  {run['reason']}")
+        lines.append(f"  {printable(run['run_id'])}  since {since}  {printable(run['reason'])}")
     if info["recent"]:
         lines.append("recent:")
     for row in info["recent"]:
         when = dt.datetime.fromtimestamp(row["updated"] or 0).strftime("%m-%d %H:%M:%S")
-        name = row["path"].rsplit("/", 1)[-1]
-        extra = row["reason"] or row["run_key"] or ""
+        name = printable(row["path"].rsplit("/", 1)[-1])
+        extra = printable(row["reason"] or row["run_key"] or "")
         lines.append(f"  {when}  {row['state']:<10} {name:<28} {extra}")
     return "\n".join(lines)
+
+
+def age(seconds: float | None) -> str:
+    """'45 s', '12 min', '3.5 h', '2.0 d' (how long a file has been waiting)."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}" if unit in ("d", "h") else f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"

@@ -54,26 +54,56 @@ def token_file() -> Path:
     return token_dir() / TOKEN_FILENAME
 
 
+def _private_directory(directory: Path) -> None:
+    """Refuse a token directory others share or own; tighten one of our own that is merely readable.
+
+    A shared directory (sticky, like /tmp's 1777, or writable by group or others) is never
+    chmodded: it belongs to everyone who uses it, and anyone who can write there could swap
+    the token file. The caller must point ``PTYCHOFLOW_TOKEN_DIR`` at a directory of their own.
+    """
+    try:
+        st = directory.lstat()
+    except FileNotFoundError:
+        return
+    where = f"{directory}: {ENV_TOKEN_DIR if os.environ.get(ENV_TOKEN_DIR) else 'token directory'}"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise CredentialsError(f"{where}: is {'a symlink' if stat.S_ISLNK(st.st_mode) else 'not a directory'}; "
+                               "tokens must live in a real directory of your own")
+    if st.st_uid != os.getuid():
+        raise CredentialsError(f"{where}: belongs to uid {st.st_uid}, not you; tokens must live in a directory "
+                               "of your own (unset it to use ~/.config/ptychoflow)")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_ISVTX | 0o022):
+        raise CredentialsError(f"{where}: is a shared directory (mode {mode:04o}) that others can write to; "
+                               "it is left as it is: point it at a directory of your own")
+    if mode & 0o077:
+        log.warning("token directory %s was readable by others; restricting it to its owner (0700)", directory)
+        directory.chmod(DIR_MODE)
+
+
 class OwnerOnlyJSONTokenStorage(JSONTokenStorage):
     """The SDK's JSON storage, with owner-only permissions enforced rather than assumed.
 
     The SDK sets a 0177 umask while writing, which protects a *new* file but leaves an
     existing file (copied in, restored from backup) with whatever mode it had. We chmod
-    the directory and file after every write and repair a loose file when opened.
+    the file after every write and repair a loose file when opened. The directory must be
+    the user's own: a shared or foreign one is refused, never chmodded (``_private_directory``).
     """
 
     def __init__(self, filepath: Path | str, *, namespace: str = "DEFAULT") -> None:
+        _private_directory(Path(filepath).parent)
         super().__init__(filepath, namespace=namespace)
         self._enforce_mode()
 
     def _ensure_containing_dir_exists(self) -> None:
         directory = Path(self.filepath).parent
         directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        if stat.S_IMODE(directory.stat().st_mode) & 0o077:
-            directory.chmod(DIR_MODE)
+        _private_directory(directory)
 
     def _enforce_mode(self) -> None:
         path = Path(self.filepath)
+        if path.is_symlink():
+            raise CredentialsError(f"{path}: is a symlink; the token file must be a regular file of your own")
         if path.exists() and stat.S_IMODE(path.stat().st_mode) != FILE_MODE:
             log.warning("token file %s was readable by others; restricting it to its owner (0600)", path)
             path.chmod(FILE_MODE)
