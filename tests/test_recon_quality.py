@@ -20,7 +20,7 @@ from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
 SIEMENS_STAR = Path("/work/shared/data/siemens-star-small.npz.bz2")
 FUNCTION_FILE = Path(__file__).resolve().parents[1] / "functions" / "reconstruct.py"
 STAR_ITERATIONS = 30
-STAR_RESOLVED_RADIUS_PX = 40  # measured XX px at 30 iterations (docs/reconstruction.md); the star spans ~150 px
+STAR_RESOLVED_RADIUS_PX = 40  # measured 32 px at 30 iterations (docs/reconstruction.md); the star spans ~150 px
 
 
 def _in_truth_frame(result, shape: tuple[int, int]) -> np.ndarray:
