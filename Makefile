@@ -41,8 +41,10 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# DEMO_ARGS: extra `ptychoflow demo` options (.ci/run runs a reduced demo; see `ptychoflow demo --help`).
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/ptychoflow demo --out demo-output
+	$(BIN)/ptychoflow demo --out demo-output $(DEMO_ARGS)
 
 # Every benchmark prints its figures (about 15 minutes in all on 2 cores); docs/benchmarks.md
 # lists what each measures and the figures we recorded.

@@ -35,14 +35,15 @@ def register_test_providers() -> None:
 
 
 def run_flow(tmp_path: Path, definition: dict[str, Any], body: dict[str, Any] | None = None,
-             timeout: float = 20.0, env: EngineEnv | None = None, limits: Any = None) -> tuple[Any, LocalBackend]:
+             timeout: float = 20.0, env: EngineEnv | None = None, limits: Any = None,
+             label: str = "") -> tuple[Any, LocalBackend]:
     """Deploy ``definition``, run it to completion in this process, return (RunInfo, backend)."""
     register_test_providers()
     env = env or make_env(tmp_path)
     flow_file = tmp_path / f"flow_{abs(hash(json.dumps(definition, sort_keys=True)))}.json"
     flow_file.write_text(json.dumps(definition))
     backend = LocalBackend(env)
-    run = backend.start_run(backend.deploy_flow(flow_file), body or {})
+    run = backend.start_run(backend.deploy_flow(flow_file), body or {}, label=label)
     engine = Engine(env)
     if limits is not None:
         engine.interpreter.limits = limits

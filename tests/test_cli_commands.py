@@ -4,26 +4,17 @@ console script (not only ``python -m``) starts."""
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from console_script import CONSOLE_SCRIPT, console_env, needs_console_script
 from ptychoflow.cli._common import PROFILE_HELP
 from ptychoflow.cli.main import SUBCOMMANDS, LazyGroup, cli
 from ptychoflow.errors import PtychoflowError
-
-CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
-
-
-def _installed_script_env() -> dict[str, str]:
-    """The environment a user has: no PYTHONPATH, so the installed package is what runs."""
-    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
 def test_every_listed_subcommand_module_imports_and_has_help(name):
@@ -77,10 +68,10 @@ def test_an_unknown_command_is_a_usage_error_not_a_crash():
     assert result.exit_code == 2 and "No such command 'reconstrut'" in result.output
 
 
-@pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason=f"no installed console script at {CONSOLE_SCRIPT} (run make install)")
+@needs_console_script
 def test_installed_console_script_lists_every_command():
     result = subprocess.run([str(CONSOLE_SCRIPT), "--help"], capture_output=True, text=True, timeout=120,
-                            env=_installed_script_env())
+                            env=console_env())
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     commands = result.stdout.split("Commands:")[1]
@@ -88,9 +79,9 @@ def test_installed_console_script_lists_every_command():
     assert listed == set(SUBCOMMANDS)
 
 
-@pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason=f"no installed console script at {CONSOLE_SCRIPT} (run make install)")
+@needs_console_script
 def test_bare_console_script_shows_the_help():
     result = subprocess.run([str(CONSOLE_SCRIPT)], capture_output=True, text=True, timeout=120,
-                            env=_installed_script_env())
+                            env=console_env())
     assert "Traceback" not in result.stderr, result.stderr
     assert "Usage: ptychoflow" in result.stdout + result.stderr and "Quick start" in result.stdout + result.stderr

@@ -3,22 +3,17 @@ product, export it for ptychodus and as CXI, and bad input as one line with exit
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from console_script import ptychoflow
 from foreign_files import write_eiger
-
-CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
 
 
 def _ptychoflow(*args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # the installed package runs
-    return subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=300, env=env)
+    return ptychoflow(*args, check=False, timeout=300)
 
 
 def test_eiger_scan_to_ptychodus_from_the_command_line(tmp_path, small_scan):

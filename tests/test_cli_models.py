@@ -8,13 +8,13 @@ import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from nn_helpers import small_sim
 
-from conftest import run_cli, subprocess_env
+from conftest import run_cli
+from console_script import CONSOLE_SCRIPT, ptychoflow
 from ptychoflow.flow_inputs import reconstruct_and_train_input
 from ptychoflow.function_registry import bundled_functions
 from ptychoflow.profile import load_profile
@@ -23,7 +23,6 @@ from ptychoflow.scan.format import write_scan
 from ptychoflow.simulate.beamline import save_truth
 from ptychoflow.site import SiteLayout
 
-CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
 FAST = {"width": 4, "epochs": 1, "batch_size": 16, "threads": 1, "time_limit_s": 30}  # speed only, not place
 
 
@@ -37,12 +36,7 @@ def _remote_train():
 
 def _ptychoflow(*args: str) -> subprocess.CompletedProcess:
     """The installed console script where there is one (what users run), else ``python -m``."""
-    if not CONSOLE_SCRIPT.exists():
-        return run_cli(*args)
-    result = subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=120,
-                            env=subprocess_env())
-    assert result.returncode == 0, result.stderr
-    return result
+    return ptychoflow(*args) if CONSOLE_SCRIPT.exists() else run_cli(*args)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +87,36 @@ def test_models_show_finds_the_profile_from_the_environment(trained_site, monkey
 
 def test_a_profile_without_models_yet_says_so_naming_the_registry(tmp_path):
     run_cli("init", str(tmp_path / "site"))
-    result = run_cli("models", "list", "--profile", str(tmp_path / "site"), check=False)
+    result = run_cli("models", "list", "--profile", str(tmp_path / "site"))  # exit 0: an empty registry is no error
     registry = SiteLayout.from_profile(load_profile(tmp_path / "site")).hpc.registry_dir
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith(f"error: {registry}: ") and "no model registry here" in result.stderr
+    assert result.stdout.startswith(f"no models yet in {registry}")
     assert not registry.exists()  # asking does not create it
+    shown = run_cli("models", "show", "--profile", str(tmp_path / "site"), check=False)
+    assert shown.returncode == 2 and shown.stderr.strip().startswith(f"error: {registry}: ")
+    typo = run_cli("models", "list", "--registry", str(tmp_path / "registyr"), check=False)  # a typo is an error
+    assert typo.returncode == 2 and "no model registry here" in typo.stderr
+
+
+def test_models_export_takes_just_an_output_directory(trained_site, tmp_path):
+    site, trained = trained_site
+    exported = json.loads(_ptychoflow("models", "export", str(tmp_path / "best"), "--profile", str(site), "--json").stdout)
+    manifest = json.loads(Path(exported["manifest_path"]).read_text())
+    assert exported["version"] == manifest["version"] == trained[-1]["best_version"]
+    assert (tmp_path / "best" / "model.onnx").exists()
+    older = json.loads(_ptychoflow("models", "export", "v0001", str(tmp_path / "v1"), "--profile", str(site),
+                                   "--json").stdout)
+    assert older["version"] == json.loads(Path(older["manifest_path"]).read_text())["version"] == "v0001"
+
+
+def test_moving_best_says_what_the_edge_serves_and_how_to_ship_it(trained_site):
+    """promote and rollback move a pointer; they ship nothing, and say so, with the command that does."""
+    site, trained = trained_site
+    best = trained[-1]["best_version"]
+    other = next(version for version in ("v0001", "v0002") if version != best)
+    promoted = json.loads(_ptychoflow("models", "promote", other, "--profile", str(site), "--json").stdout)
+    assert promoted == {"best_version": other, "edge_serving": None,  # the flow never activated one here
+                        "deploy_command": f"ptychoflow flows run deploy_model --set version={other} --wait --profile {site}"}
+    text = _ptychoflow("models", "rollback", "--profile", str(site)).stdout
+    assert text.splitlines()[0] == f"best -> {best} (rolled back)"
+    assert "note: the edge does not serve it yet; the pointer moved, no model was shipped" in text
+    assert f"ptychoflow flows run deploy_model --set version={best} --wait --profile {site}" in text

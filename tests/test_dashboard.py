@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from browser import browser_page, serve_app
 from ptychoflow.backends.base import RunInfo, RunStatus, StateRecord
 from ptychoflow.dashboard.app import create_app
-from ptychoflow.dashboard.sources import DashboardSources, run_to_json
+from ptychoflow.dashboard.sources import DashboardSources
 
 
 def _run(run_id: str, status: RunStatus) -> RunInfo:
@@ -28,7 +26,7 @@ class _Runs:
         self.items = [_run("aaaaaaaa1", RunStatus.SUCCEEDED)]
 
     def __call__(self):
-        return [run_to_json(r) for r in self.items]
+        return [r.to_json() for r in self.items]
 
 
 def _sources(runs) -> DashboardSources:
@@ -47,16 +45,44 @@ def test_api_reports_each_source_and_survives_a_dead_one():
     assert "ConnectionRefusedError" in snapshot["edge"]["error"]
 
 
-def test_metrics_endpoint_counts_runs_by_status_and_state_durations():
-    runs = _Runs()
-    runs.items.append(_run("bbbbbbbb2", RunStatus.FAILED))
-    with serve_app(create_app(_sources(runs))) as url:
-        text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
-        status = json.loads(urllib.request.urlopen(f"{url}/api/status", timeout=5).read())
-    assert 'ptychoflow_runs{status="SUCCEEDED"} 1.0' in text
-    assert 'ptychoflow_runs{status="FAILED"} 1.0' in text
-    assert 'ptychoflow_state_duration_seconds_count{state="TransferScan"} 2.0' in text
-    assert len(status["runs"]) == 2
+@pytest.mark.browser
+def test_a_failed_run_shows_its_failing_state_and_reason_in_the_browser(tmp_path):
+    """A run that failed in the engine (the real local Transfer provider, asked for a scan that
+    is not there), on the page in headless Chromium; the screenshot is kept as
+    dashboard-failed-run.png in the test's directory (look at it)."""
+    from engine_helpers import chain, run_flow
+
+    transfer = {"source_endpoint": "beamline", "destination_endpoint": "hpc",
+                "DATA": [{"source_path": "/scan_0007.h5", "destination_path": "/scans/scan_0007.h5"}]}
+    flow = chain(("Prepare", {"Type": "Pass"}),
+                 ("TransferScan", {"Type": "Action", "ActionUrl": "https://transfer.actions.globus.org/transfer",
+                                   "Parameters": transfer, "ResultPath": "$.transfer",
+                                   "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Failed"}],
+                                   "Next": "Done"}),
+                 ("Done", {"Type": "Pass", "End": True}),
+                 ("Failed", {"Type": "Fail", "Error": "PtychoflowFlowFailed", "Cause": "a state failed"}))
+    failed, backend = run_flow(tmp_path, flow, label="scan_0007")
+    assert failed.status == RunStatus.FAILED and failed.cause().state == "TransferScan"
+    reason = failed.cause().message
+    assert reason and "scan_0007.h5" in reason and "{" not in reason  # the provider's sentence, not its JSON
+    sources = DashboardSources(runs=lambda: [r.to_json() for r in backend.list_runs()],
+                               engine=lambda: {"state": "down", "up": False, "active_runs": 1, "pid": None,
+                                               "heartbeat_age_s": 75.0, "oldest_active_age_s": 75.0,
+                                               "summary": "DOWN: not running; 1 active run(s) not advancing"})
+    with serve_app(create_app(sources, refresh_ms=300)) as url, browser_page() as page:
+        page.set_viewport_size({"width": 1100, "height": 500})
+        page.goto(url)
+        cell = page.wait_for_selector("#runs tbody td.FAILED", timeout=10_000)
+        assert "FAILED in TransferScan" in cell.inner_text() and reason in cell.inner_text()
+        labels = page.locator("#runs .seg .lbl").all_inner_texts()
+        assert [label.splitlines()[0] for label in labels] == ["Prepare", "TransferScan", "Failed"]
+        assert all(any(unit in label for unit in ("ms", " s")) for label in labels)
+        assert page.locator("#runs .seg .bar.FAILED").count() == 2
+        banner = page.inner_text("#engine")
+        assert "DOWN" in banner and "1 active run(s) not advancing" in banner
+        assert "bad" in page.get_attribute("#engine", "class")
+        assert page.inner_text("#edge").startswith("no edge status")  # not an empty {}
+        page.screenshot(path=str(tmp_path / "dashboard-failed-run.png"), full_page=True)
 
 
 @pytest.mark.browser

@@ -16,8 +16,9 @@ import pytest
 
 from engine_helpers import chain, descendants, make_env, wait_until, write_function
 from ptychoflow.backends.local import LocalBackend
-from ptychoflow.flowengine.worker import LOG_FILENAME, engine_pid, ensure_worker, stop_engine, write_env
+from ptychoflow.flowengine.worker import engine_pid, ensure_worker, stop_engine, write_env
 from ptychoflow.processes import pid_alive
+from ptychoflow.servicelog import log_path
 
 C = "https://compute.actions.globus.org/v3"
 T = "https://transfer.actions.globus.org/transfer"
@@ -103,7 +104,7 @@ def test_kill_9_during_compute_and_transfer_loses_nothing_and_leaks_nothing(tmp_
     assert statuses == {"SUCCEEDED"}, [backend.get_run(r).error for r in runs]  # 0 lost, 0 stuck
     assert orphans == []  # 0 orphans: everything below each killed worker died with it
     # 0 completed actions rerun: once a provider recorded an action's outcome, it never started it again
-    provider_log = action_log(env.state_dir / LOG_FILENAME)
+    provider_log = action_log(log_path(env.state_dir, "engine"))
     assert completed_then_started_again(provider_log) == []
     # every action finished (a kill between storing an outcome and logging it is logged on recall)
     assert len({line.split()[1] for line in provider_log if line.startswith("end ")}) == RUNS * 4

@@ -63,21 +63,6 @@ def test_schema_accepts_examples_and_matches_required(directory):
         jsonschema.validate({"not_a_variable": 1}, schema)
 
 
-@pytest.mark.parametrize("unit, command", [
-    ("ptychoflow-watch.service", "ptychoflow watch --profile"),
-    ("ptychoflow-edge.service", "ptychoflow edge serve --profile"),
-    ("ptychoflow-engine.service", "ptychoflow engine serve --profile"),
-])
-def test_systemd_units(unit, command):
-    parser = configparser.ConfigParser(strict=True, interpolation=None)
-    parser.optionxform = str
-    parser.read_string((DEPLOY / "systemd" / unit).read_text())
-    assert command in parser["Service"]["ExecStart"]
-    assert parser["Service"]["User"] == "ptycho" and parser["Service"]["UMask"] == "0077"
-    assert parser["Service"]["EnvironmentFile"] == "/etc/ptychoflow/ptychoflow.env"
-    assert parser["Install"]["WantedBy"] == "multi-user.target"
-
-
 def test_container_recipes_pin_the_python_and_install_extras():
     apptainer = (DEPLOY / "containers" / "ptychoflow-hpc.def").read_text()
     assert "Bootstrap: docker" in apptainer and "PYTHON_VERSION=" in apptainer and "[gpu" in apptainer

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -59,10 +58,10 @@ def test_every_bundled_flow_has_transfers_and_compute_states():
 def test_flows_run_dry_run_on_a_fresh_local_site(tmp_path):
     """The installed console script: the input built for a scan passes; a broken one names its field."""
     import subprocess
-    import sys
-    from pathlib import Path
 
-    cli = str(Path(sys.executable).parent / "ptychoflow")
+    from console_script import CONSOLE_SCRIPT
+
+    cli = str(CONSOLE_SCRIPT)
     subprocess.run([cli, "init", str(tmp_path)], check=True, capture_output=True)
     ok = subprocess.run([cli, "flows", "run", "reconstruct_and_train", "--scan", "scan_0001.h5", "--dry-run"],
                         cwd=tmp_path, capture_output=True, text=True, timeout=120)

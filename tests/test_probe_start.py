@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from _recon_helpers import tiny_scan, write_tiny
+from console_script import ptychoflow
 from ptychoflow import metrics
 from ptychoflow.errors import InputError
 from ptychoflow.product import latest_good_product, read_product
@@ -28,7 +29,6 @@ import recon_scenarios  # noqa: E402
 import textbook_model as tb  # noqa: E402
 
 FUNCTION_FILE = ROOT / "functions" / "reconstruct.py"
-CLI = Path(sys.executable).with_name("ptychoflow")
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -129,7 +129,7 @@ def test_the_product_records_which_start_and_why(tmp_path):
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=300)
+    return ptychoflow(*args, check=False, timeout=300)
 
 
 def test_probe_from_reuses_an_earlier_product_through_the_installed_command(tmp_path):

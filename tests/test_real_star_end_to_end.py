@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -27,25 +26,20 @@ import pytest
 import tomli_w
 from scipy import ndimage
 
-CONSOLE_SCRIPT = Path(sys.executable).parent / "ptychoflow"
+from console_script import CONSOLE_SCRIPT, console_env
+
 RUN_TIMEOUT_S = 1500
 
 
-def _env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
 def _ptychoflow(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=_env())
+    done = subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=console_env())
     assert done.returncode == 0, f"ptychoflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done
 
 
 def _service(log: Path, *args: str) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([str(CONSOLE_SCRIPT), *args], stdout=out, stderr=subprocess.STDOUT, env=_env(),
+        return subprocess.Popen([str(CONSOLE_SCRIPT), *args], stdout=out, stderr=subprocess.STDOUT, env=console_env(),
                                 start_new_session=True)
 
 
@@ -141,7 +135,7 @@ def test_real_siemens_star_through_the_whole_local_pipeline(tmp_path, real_scan_
             if service is not None and service.poll() is None:
                 os.killpg(service.pid, signal.SIGTERM)
                 service.wait(timeout=60)
-        subprocess.run([str(CONSOLE_SCRIPT), "engine", "stop", "--profile", str(site)], env=_env(), timeout=60,
+        subprocess.run([str(CONSOLE_SCRIPT), "engine", "stop", "--profile", str(site)], env=console_env(), timeout=60,
                        capture_output=True)
     assert status["counters"]["inferred"] == 516 and status["counters"]["dropped"] == 0
 

@@ -17,7 +17,7 @@ from watch_support import SQLiteBackend, flow_file, write_profile
 from ptychoflow.backends import get_backend
 from ptychoflow.cli.main import main
 from ptychoflow.dashboard.app import create_app
-from ptychoflow.dashboard.metrics import render_metrics
+from ptychoflow.dashboard.metrics import metrics_registry, render_metrics
 from ptychoflow.dashboard.sources import profile_sources
 from ptychoflow.watcher.journal import Journal
 from ptychoflow.watcher.scheduler import Scheduler, SchedulerOptions
@@ -66,10 +66,11 @@ def test_watch_status_names_the_inactive_run_and_why(inactive_site, capsys):
 
 def test_dashboard_api_and_metrics_show_it(inactive_site):
     profile, run_id = inactive_site
-    snapshot = profile_sources(profile, get_backend(profile)).snapshot()
+    sources = profile_sources(profile, get_backend(profile))
+    snapshot = sources.snapshot()
     assert snapshot["watcher"]["inactive"][0]["run_id"] == run_id
     assert {row["state"] for row in snapshot["journal"]} == {"inactive", "triggered"}
-    text = render_metrics(snapshot).decode()
+    text = render_metrics(metrics_registry(sources)).decode()
     assert 'ptychoflow_watcher_runs{state="inactive"} 1.0' in text
     assert 'ptychoflow_watcher_runs{state="triggered"} 1.0' in text
 

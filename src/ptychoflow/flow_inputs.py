@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ptychoflow.errors import PtychoflowError, ScanError
+from ptychoflow.errors import InputError, PtychoflowError, ScanError
 from ptychoflow.function_registry import FunctionRegistry
 from ptychoflow.names import safe_component
 from ptychoflow.scan.registry import choose_reader
@@ -45,6 +45,23 @@ def _pick(ids: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     if missing:
         raise PtychoflowError(f"functions not registered: {', '.join(missing)}; run `ptychoflow functions register`")
     return {n: ids[n] for n in names}
+
+
+def scan_in_beamline(profile: Profile, scan: str | Path, *, must_exist: bool = True) -> Path:
+    """A scan file a user names (relative to here, or to the beamline directory) as a path
+    relative to the beamline directory, where the flows transfer it from. Without
+    `must_exist`, a relative name that is nowhere yet is taken as relative to that directory."""
+    root = SiteLayout.from_profile(profile).beamline_root.resolve()
+    for candidate in (Path(scan), root / scan):
+        if candidate.is_file():
+            try:
+                return candidate.resolve().relative_to(root)
+            except ValueError:
+                raise InputError(scan, "(file)", f"not inside the beamline directory {root}, where the flows "
+                                                 "transfer scans from (copy it there, or set [beamline] path)") from None
+    if not must_exist and not Path(scan).is_absolute():
+        return Path(scan)
+    raise InputError(scan, "(file)", f"no such scan file (looked here and in the beamline directory {root})")
 
 
 def _on(site: Any, *parts: str) -> str:

@@ -38,6 +38,20 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
+def writable_dir(directory: str | Path, *, field: str) -> Path:
+    """Create `directory` if needed and prove a file can be written in it, before any long
+    work is spent on what would go there. An InputError names the directory and `field`."""
+    directory = Path(directory)
+    probe = temporary_name(directory / ".write-probe")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(directory, field, f"cannot write here: {exc.strerror or exc}") from None
+    return directory
+
+
 def fsync_dir(directory: str | Path) -> None:
     """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
     try:

@@ -72,6 +72,7 @@ def printable(text: object) -> str:
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # the CLI's one timestamp style (ptychoflow.clock)
 
 
 class PrintableFormatter(logging.Formatter):
@@ -79,8 +80,8 @@ class PrintableFormatter(logging.Formatter):
     with a newline or an ANSI escape) cannot forge a log line or repaint a terminal.
     A traceback, appended after the message, keeps its lines."""
 
-    def __init__(self, fmt: str = LOG_FORMAT) -> None:
-        super().__init__(fmt)
+    def __init__(self, fmt: str = LOG_FORMAT, datefmt: str = LOG_DATE_FORMAT) -> None:
+        super().__init__(fmt, datefmt)
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         record.message = printable(record.message)

@@ -23,6 +23,11 @@ from ptychoflow.scan.registry import format_names
 from ptychoflow.site import SiteLayout
 
 PROFILE_FILENAME = "ptychoflow.toml"
+# A profile installed under /etc (configuration) keeps a relative state_dir under /var/lib
+# (variable state, the systemd units' StateDirectory=ptychoflow), as the FHS wants: the units
+# cannot write to /etc, and operators' commands with the same profile find the same state.
+SYSTEM_CONFIG_DIR = Path("/etc")
+SYSTEM_STATE_DIR = Path("/var/lib/ptychoflow")
 
 
 class _Strict(BaseModel):
@@ -228,7 +233,9 @@ class Profile(_Strict):
 
     backend: Literal["local", "globus"] = "local"
     state_dir: Path = Field(default=Path("state"),
-                            description="Run store, watcher journal, function registry, logs (the model registry lives at <hpc.path>/registry).")
+                            description="Run store, watcher journal, function registry, logs (the model registry lives at "
+                                        "<hpc.path>/registry). Relative to the profile, or to /var/lib/ptychoflow for a "
+                                        "profile under /etc.")
     beamline: BeamlineSite
     hpc: ComputeSite
     edge: Edge
@@ -247,6 +254,10 @@ class Profile(_Strict):
 
     @property
     def state_path(self) -> Path:
+        """The state directory: relative to the profile's folder, or to /var/lib/ptychoflow
+        for a profile under /etc (see SYSTEM_STATE_DIR)."""
+        if not self.state_dir.is_absolute() and self.root.resolve().is_relative_to(SYSTEM_CONFIG_DIR):
+            return (SYSTEM_STATE_DIR / self.state_dir).resolve()
         return self.resolve(self.state_dir)
 
 

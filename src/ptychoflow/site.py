@@ -161,5 +161,5 @@ class SiteLayout:
             beamline_root=profile.resolve(profile.beamline.path),
             hpc=HpcLayout(profile.resolve(profile.hpc.path)),
             edge=EdgeLayout(profile.resolve(profile.edge.path)),
-            state_dir=profile.resolve(profile.state_dir),
+            state_dir=profile.state_path,
         )

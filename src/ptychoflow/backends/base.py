@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ptychoflow.backends.polling import PollBackoff, poll_until
-from ptychoflow.flowengine.failure import Failure
+from ptychoflow.clock import iso
+from ptychoflow.flowengine.failure import Failure, failure_from_text
 from ptychoflow.fs import sha256_text
 
 
@@ -69,6 +70,10 @@ class StateRecord:
             return None
         return self.finished - self.started
 
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "started": iso(self.started), "finished": iso(self.finished),
+                "duration": self.duration, "error": self.error}
+
 
 @dataclass
 class RunInfo:
@@ -85,6 +90,27 @@ class RunInfo:
     timeline: list[StateRecord] = field(default_factory=list)
     web_url: str | None = None
     failure: Failure | None = None  # why a FAILED run failed: state, error, one-line reason
+
+    def cause(self) -> Failure | None:
+        """Why a FAILED run failed (state, error, one-line reason): its own record of it
+        (local), else read from its error text (a Globus run)."""
+        if self.status is not RunStatus.FAILED:
+            return None
+        return self.failure or (failure_from_text(self.error) if self.error else None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as ``--json`` and the dashboard show it: the cause first, ISO 8601 times,
+        durations in seconds."""
+        failure = self.cause()
+        return {
+            "run_id": self.run_id, "flow_id": self.flow_id, "status": self.status.value, "label": self.label,
+            "tags": self.tags, "created": iso(self.created), "completed": iso(self.completed),
+            "current_state": self.current_state,
+            "failure": None if failure is None else {"state": failure.state, "error": failure.error,
+                                                     "message": failure.message, "cause": failure.cause},
+            "error": self.error, "output": self.output, "web_url": self.web_url,
+            "timeline": [record.to_json() for record in self.timeline],
+        }
 
 
 class Backend(abc.ABC):
@@ -147,6 +173,21 @@ class Backend(abc.ABC):
 
     def prepare(self, *, start_worker: bool = True) -> None:
         """Make this deployment ready to run flows from here (functions, worker); no-op by default."""
+
+    def worker_health(self) -> Any | None:
+        """How the worker that executes recorded runs is doing (``flowengine.health.EngineHealth``:
+        running, stalled or down, and the runs waiting on it); None where a service runs them."""
+        return None
+
+    def supervise_worker(self, *, restart: bool) -> Any | None:
+        """Watch that worker from this process, restarting it if it dies when `restart` (else only
+        reporting it): a started ``EngineSupervisor`` to stop later, or None where there is none."""
+        return None
+
+    def run_stats(self, bounds: tuple[float, ...]) -> Any | None:
+        """Aggregates over every run ever recorded here (``flowengine.store.RunStats``: what
+        Prometheus counters need), or None where the runs live in a service."""
+        return None
 
     def preflight(self, **options: Any) -> list[Any]:
         """Checks of the external services this backend uses, each OK or FAIL with its fix."""

@@ -30,6 +30,10 @@ class RunNotFoundError(PtychoflowError):
     """No run with that id (or id prefix) in this profile's store."""
 
 
+class AmbiguousRunIdError(PtychoflowError):
+    """An id prefix that several runs share."""
+
+
 class LocalBackend(Backend):
     name = "local"
 
@@ -88,10 +92,15 @@ class LocalBackend(Backend):
         return self.get_run(run_id)
 
     def _row(self, run_id: str) -> RunRow:
-        run = self.store.find_run(run_id)
-        if run is None:
+        """The run `run_id` names: its full id or a unique prefix of it."""
+        found = self.store.find_runs(run_id) if run_id else []
+        if not found:
             raise RunNotFoundError(f"run {run_id}: not found in {self.store.path}")
-        return run
+        if len(found) > 1:
+            shown = ", ".join(run.run_id[:12] for run in found[:4]) + (", …" if len(found) > 4 else "")
+            raise AmbiguousRunIdError(f"run {run_id}: ambiguous, the id of several runs starts with it ({shown}); "
+                                   "give more characters")
+        return found[0]
 
     def get_run(self, run_id: str) -> RunInfo:
         run = self._row(run_id)
@@ -137,6 +146,19 @@ class LocalBackend(Backend):
         from ptychoflow.flowengine.worker import ensure_engine_running
 
         return ensure_engine_running(self.profile)
+
+    def worker_health(self) -> Any:
+        from ptychoflow.flowengine.health import store_health
+
+        return store_health(self.store)
+
+    def supervise_worker(self, *, restart: bool) -> Any:
+        from ptychoflow.flowengine.supervisor import EngineSupervisor
+
+        return EngineSupervisor(self.env.state_dir, restart=restart).start()
+
+    def run_stats(self, bounds: tuple[float, ...]) -> Any:
+        return self.store.stats(bounds)
 
     def prepare(self, *, start_worker: bool = True) -> None:
         """Register every bundled function (no-op when unchanged) and start the engine worker,

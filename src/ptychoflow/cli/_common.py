@@ -1,19 +1,22 @@
 """What every command shares: the --profile and --json options, profile and backend loading,
-JSON input parsing and output, run tables and live views."""
+JSON input parsing and output, the console, run tables and live views."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
+from ptychoflow import clock
 from ptychoflow.backends.base import RunInfo
 from ptychoflow.errors import InputError
-from ptychoflow.flowengine.failure import Failure, failure_from_text, reason
+from ptychoflow.flowengine.failure import reason
 from ptychoflow.names import printable
 
 if TYPE_CHECKING:
@@ -64,6 +67,16 @@ def load(profile_path: Path | None) -> Profile:
     return find_profile(profile_path)
 
 
+def load_if_any(profile_path: Path | None) -> Profile | None:
+    """The profile when one is named (--profile, $PTYCHOFLOW_PROFILE) or lies here
+    (./ptychoflow.toml); None for commands that also work without one."""
+    from ptychoflow.profile import PROFILE_FILENAME
+
+    if profile_path is None and not os.environ.get("PTYCHOFLOW_PROFILE") and not Path(PROFILE_FILENAME).exists():
+        return None
+    return load(profile_path)
+
+
 def backend_for(profile_path: Path | None) -> Any:
     from ptychoflow.backends import get_backend
 
@@ -88,16 +101,26 @@ def parse_input(text: str) -> dict[str, Any]:
     return value
 
 
+def console(*, stderr: bool = False) -> Any:
+    """A rich console for command output. On a terminal it fits the window; elsewhere (a pipe,
+    a file, a log scraper) lines are never wrapped at 80 columns in the middle of a sentence."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH)
+
+
+UNWRAPPED_WIDTH = 4096  # wider than any line we print
+
+
 def shown(text: object) -> str:
     """Text from data (labels, scan ids, errors) as a rich table cell: control characters
     escaped (``names.printable``) and rich markup taken literally."""
     from rich.markup import escape
 
     return escape(printable("" if text is None else text))
-
-
-def _clock(stamp: float | None) -> str:
-    return datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else "-"
 
 
 def _duration(seconds: float | None) -> str:
@@ -109,31 +132,10 @@ def _duration(seconds: float | None) -> str:
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "ACTIVE": "yellow", "ENDED": "magenta", "INACTIVE": "dim"}
 
 
-def run_failure(run: RunInfo) -> Failure | None:
-    """Why a failed run failed (state, error, one-line reason); from the run's own record of
-    it (local), else read from its error text (a Globus run)."""
-    if run.status.value != "FAILED":
-        return None
-    return run.failure or (failure_from_text(run.error) if run.error else None)
-
-
-def run_to_dict(run: RunInfo) -> dict[str, Any]:
-    failure = run_failure(run)
-    return {
-        "run_id": run.run_id, "flow_id": run.flow_id, "status": run.status.value, "label": run.label,
-        "tags": run.tags, "created": run.created, "completed": run.completed, "current_state": run.current_state,
-        "failure": None if failure is None else {"state": failure.state, "error": failure.error,
-                                                 "message": failure.message, "cause": failure.cause},
-        "error": run.error, "output": run.output, "web_url": run.web_url,
-        "timeline": [{"name": s.name, "status": s.status, "started": s.started, "finished": s.finished,
-                      "duration": s.duration, "error": s.error} for s in run.timeline],
-    }
-
-
 def failure_lines(run: RunInfo) -> list[str]:
     """The cause first: the failing state, the error type, the one-line reason; then where
     the run ended when that was a later state (a Fail state after a Catch)."""
-    failure = run_failure(run)
+    failure = run.cause()
     if failure is None:
         return []
     lines = [f"failed at {failure.line()}"]
@@ -158,7 +160,7 @@ def run_panel(run: RunInfo) -> Any:
     for column in ("state", "status", "started", "duration", "error"):
         table.add_column(column, overflow="fold")
     for record in run.timeline:
-        table.add_row(shown(record.name), Text(record.status, STATUS_STYLE.get(record.status, "")), _clock(record.started),
+        table.add_row(shown(record.name), Text(record.status, STATUS_STYLE.get(record.status, "")), clock.text(record.started),
                       _duration(record.duration if record.finished else time.time() - (record.started or time.time())),
                       shown((record.error or "")[:160]))
     parts: list[Any] = [header, *cause, table]
@@ -169,14 +171,38 @@ def run_panel(run: RunInfo) -> Any:
     return Group(*parts)
 
 
-def follow(backend: Any, run_id: str) -> RunInfo:
-    """Live view of one run until it finishes or goes INACTIVE (a person must act), asked at
-    the backend's own pace (a local store often, Globus Flows with a growing interval)."""
-    from rich.console import Console
+def profile_args(profile_path: Path | None) -> str:
+    """The ``--profile`` part of a command we suggest, when the user named one."""
+    return f" --profile {shlex.quote(str(profile_path))}" if profile_path else ""
+
+
+def follow(backend: Any, run_id: str, *, profile_path: Path | None = None, stderr: bool = False) -> RunInfo:
+    """Follow one run until it finishes or goes INACTIVE (a person must act), asked at the
+    backend's own pace (a local store often, Globus Flows with a growing interval): a live
+    view on a terminal (on stderr when stdout carries JSON); elsewhere (a log, a pipe) its
+    timeline once, at the end.
+
+    Ctrl-C stops following, not the run: it says so, prints how to follow or cancel it, and
+    exits 130 (the shell's code for an interrupt).
+    """
     from rich.live import Live
 
-    with Live(run_panel(backend.get_run(run_id)), console=Console(), refresh_per_second=4, transient=False) as live:
-        return backend.wait_run(run_id, on_update=lambda run: live.update(run_panel(run)))
+    out = console(stderr=stderr)
+    try:
+        if out.is_terminal:
+            with Live(run_panel(backend.get_run(run_id)), console=out, refresh_per_second=4, transient=False) as live:
+                return backend.wait_run(run_id, on_update=lambda run: live.update(run_panel(run)))
+        run = backend.wait_run(run_id)
+        out.print(run_panel(run))
+        return run
+    except KeyboardInterrupt:
+        run = backend.get_run(run_id)
+        where = f" at {run.current_state}" if run.current_state else ""
+        extra = profile_args(profile_path)
+        click.echo(f"\nstopped following; run {run.run_id} continues ({run.status.value}{where}).\n"
+                   f"  follow it again: ptychoflow runs watch {run.run_id}{extra}\n"
+                   f"  cancel it:       ptychoflow runs cancel {run.run_id}{extra}", err=True)
+        raise SystemExit(130) from None
 
 
 def print_json(value: Any) -> None:

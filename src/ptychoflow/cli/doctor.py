@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ptychoflow.cli._common import json_option, print_json
+from ptychoflow.cli._common import console, json_option, print_json
 from ptychoflow.doctor import MISSING, OK, run_checks
 
 _STYLE = {OK: "green", MISSING: "yellow"}
@@ -36,4 +35,4 @@ def doctor(as_json: bool) -> None:
     table.add_column("detail", overflow="fold")
     for check in checks:
         table.add_row(check.name, f"[{_STYLE.get(check.status, 'red')}]{check.status}[/]", escape(check.detail))
-    Console().print(table)
+    console().print(table)

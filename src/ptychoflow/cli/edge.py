@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
+from ptychoflow import clock
 from ptychoflow.cli._common import json_option, load, print_json, profile_option
 
 
 @click.group()
 def edge() -> None:
-    """Live PtychoNN inference on the detector's frame stream (see `serve`)."""
+    """Live PtychoNN inference on the detector's frame stream (see `serve`).
+
+    \b
+    Examples:
+      ptychoflow edge serve --profile site/       # until Ctrl-C; the live page on http://127.0.0.1:8765/
+      ptychoflow edge status                      # model, frames/s, counters (exit 1 if none runs)
+    """
 
 
 @edge.command()
@@ -42,24 +48,27 @@ def serve(profile_path: Path | None, providers: str | None, **overrides: object)
 
     \b
     Reads <edge.path>/model/ (hot-swapped when a new manifest.json appears), writes
-    mosaics to <edge.path>/mosaics/ and its status to <edge.path>/edge-status.json.
+    mosaics to <edge.path>/mosaics/ and its status to <edge.path>/edge-status.json; logs to
+    stderr and <state_dir>/edge.log (`ptychoflow logs edge`).
     Example:
       ptychoflow edge serve --profile site/ptychoflow.toml
       # page: http://127.0.0.1:8765/   status: /status   Prometheus: /metrics
       ptychoflow edge serve --pva-channel 2IDD:Pva1:Image --pva-pixel-size 1e-8 --pva-output 2IDD:Ptycho:Phase
     """
+    from ptychoflow.servicelog import service_log
     from ptychoflow_edge.config import EdgeConfig
     from ptychoflow_edge.service import EdgeService
 
-    logging.getLogger("ptychoflow.edge").setLevel(logging.INFO)
-    if not logging.getLogger().handlers:
-        from ptychoflow.names import printable_handler
+    profile = load(profile_path)
+    config = EdgeConfig.from_profile(profile, providers=providers.split(",") if providers else None, **overrides)
+    with service_log("edge", profile.state_path):
+        EdgeService(config).serve_forever()
 
-        logging.basicConfig(handlers=[printable_handler(logging.StreamHandler())])
-    config = EdgeConfig.from_profile(
-        load(profile_path), providers=providers.split(",") if providers else None, **overrides
-    )
-    EdgeService(config).serve_forever()
+
+def _iso_times(status: dict) -> dict:
+    """The service's status with its epoch times as the CLI shows every time in JSON (ISO 8601)."""
+    return {**status, "started_at": clock.iso(status.get("started_at")), "updated_at": clock.iso(status.get("updated_at")),
+            "model_events": [{**e, "at": clock.iso(e.get("at"))} for e in status.get("model_events", [])]}
 
 
 @edge.command()
@@ -78,7 +87,7 @@ def status(profile_path: Path | None, as_json: bool) -> None:
         click.echo(f"no edge service running ({path}: {'last state ' + last['state'] if last else 'no status file'})")
         sys.exit(1)
     if as_json:
-        print_json(current)
+        print_json(_iso_times(current))
         return
     model = current["model"]
     c = current["counters"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ptychoflow.cli._common import (
-    backend_for, follow, json_option, load, parse_input, print_json, profile_option, run_to_dict,
+    backend_for, console, follow, json_option, load, parse_input, print_json, profile_args, profile_option,
 )
 
 
@@ -24,12 +25,13 @@ def _resolve(flow: str) -> Path:
 
 @click.group()
 def flows() -> None:
-    """Flow definitions: validate them, show them, run them.
+    """Flow definitions: validate them, show them, build their input, run them.
 
     \b
     Examples:
       ptychoflow flows validate reconstruct_and_train
       ptychoflow flows show reconstruct
+      ptychoflow flows input reconstruct --scan site/acquisition/scan_0001.h5 > input.json   # to edit
       ptychoflow flows run reconstruct --input @input.json --wait
       ptychoflow flows deploy                     # create/update them on the profile's backend
     """
@@ -73,7 +75,9 @@ def validate(flow: tuple[str, ...], profile_path: Path | None) -> None:
     """Check FLOW (a bundled name or a .json path; all bundled flows if omitted) as the service would.
 
     \b
-    Example:
+    Examples:
+      ptychoflow flows validate                   # every bundled flow
+      ptychoflow flows show reconstruct --json | jq .definition > my_flow.json   # a copy to edit
       ptychoflow flows validate my_flow.json
     """
     from ptychoflow.flowengine.definition import load_definition, load_schema
@@ -103,7 +107,7 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     Example:
       ptychoflow flows show reconstruct_and_train
     """
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ptychoflow.flowengine.definition import action_url, load_definition, load_schema, successors
@@ -113,75 +117,145 @@ def show(flow: str, as_json: bool, profile_path: Path | None) -> None:
     if as_json:
         print_json({"path": str(path), "definition": definition, "input_schema": schema})
         return
-    console = Console()
-    console.print(f"[bold]{path.stem}[/bold]  {definition.get('Comment', '')}\n{path}")
+    out = console()
+    out.print(f"[bold]{escape(path.stem)}[/bold]  {escape(definition.get('Comment', ''))}\n{escape(str(path))}")
     table = Table("state", "type", "action / rule", "next")
     for name, state in definition["States"].items():
         action = (action_url(state) or "a registered API (Handler)") if state["Type"] == "Action" else ""
         if state["Type"] == "Choice":
             action = "; ".join(json.dumps({k: v for k, v in r.items() if k != "Next"}) for r in state["Choices"])
         marker = " (start)" if name == definition["StartAt"] else ""
-        table.add_row(name + marker, state["Type"], action, ", ".join(successors(state)) or "(end)")
-    console.print(table)
+        table.add_row(*map(escape, (name + marker, state["Type"], action, ", ".join(successors(state)) or "(end)")))
+    out.print(table)
     required = schema.get("required", [])
-    console.print("input fields: " + ", ".join(f"{k}{'*' if k in required else ''}"
-                                               for k in schema.get("properties", {})) + "   (* required)")
+    out.print(escape("input fields: " + ", ".join(f"{k}{'*' if k in required else ''}"
+                                                  for k in schema.get("properties", {})) + "   (* required)"))
+
+
+def _profile_input(profile: Any, flow: str, scan: str | None, assignments: tuple[str, ...], *,
+                   scan_must_exist: bool = True) -> dict[str, Any]:
+    """The input a bundled flow gets from the profile (as the watcher builds it). A dry run
+    may name a scan that is not there yet: only the input's shape is checked."""
+    from ptychoflow.flow_inputs import SCAN_FLOW_INPUTS, deploy_model_input, scan_flow_input, scan_in_beamline
+
+    name = Path(flow).stem
+    if name in SCAN_FLOW_INPUTS:
+        if scan is None:
+            raise click.UsageError(f"{name} runs on one scan: pass --scan FILE (or --input for full control)")
+        where = scan_in_beamline(profile, scan, must_exist=scan_must_exist)
+        return scan_flow_input(profile, name, where)  # type: ignore[return-value]
+    if scan is not None:
+        raise click.UsageError(f"--scan: {name} does not run on a scan; pass --input JSON|@FILE")
+    if name == "deploy_model":
+        from ptychoflow.cli.models import best_or_set_version, ensure_staged
+
+        version = best_or_set_version(profile, assignments)
+        ensure_staged(profile, version)
+        return deploy_model_input(profile, version)
+    raise click.UsageError(f"{name}: no input can be built from the profile; pass --input JSON|@FILE")
+
+
+def _input_options(command: Any) -> Any:
+    """--scan, --set and --input: where a run's input comes from (`flows run`, `flows input`)."""
+    for option in reversed([
+        click.option("--scan", "scan", metavar="FILE", default=None,
+                     help="Build the input from the profile for this scan, as the watcher does."),
+        click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                     help="Change one input field, e.g. policy.iterations=20 (repeatable; dotted keys; checked against "
+                          "the flow's input schema)."),
+        click.option("--input", "input_text", default=None, metavar="JSON|@FILE",
+                     help="The whole input, inline or @file.json (full control; --set still applies)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _build_input(profile: Any, flow: str, path: Path, scan: str | None, assignments: tuple[str, ...],
+                 input_text: str | None, *, scan_must_exist: bool = True) -> dict[str, Any]:
+    from ptychoflow.flow_overrides import apply_overrides
+    from ptychoflow.flowengine.definition import load_schema
+
+    if input_text is not None and scan is not None:
+        raise click.UsageError("--scan builds the input from the profile and --input gives all of it: pass one")
+    body = (parse_input(input_text) if input_text is not None
+            else _profile_input(profile, flow, scan, assignments, scan_must_exist=scan_must_exist))
+    return apply_overrides(body, assignments, load_schema(path))
+
+
+@flows.command("input")
+@click.argument("flow")
+@_input_options
+@profile_option
+def input_(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: str | None,
+           profile_path: Path | None) -> None:
+    """Print the input `flows run` would send to FLOW, as JSON: to read, or to edit and pass
+    back with --input @FILE.
+
+    \b
+    Example:
+      ptychoflow flows input reconstruct_and_train --scan scan_0002.h5 --set policy.train_epochs=5
+    """
+    from ptychoflow.backends import get_backend
+
+    profile = load(profile_path)
+    get_backend(profile).prepare(start_worker=False)  # local: functions registered (the input names them)
+    print_json(_build_input(profile, flow, _resolve(flow), scan, assignments, input_text))
 
 
 @flows.command()
 @click.argument("flow")
-@click.option("--input", "input_text", default=None, metavar="JSON|@FILE", help="Flow input, inline or @file.json.")
-@click.option("--scan", "scan", default=None, metavar="FILE",
-              help="Build the input from the profile for this scan (a file in the beamline directory).")
-@click.option("--label", default="", help="Run label.")
+@_input_options
+@click.option("--label", default="", help="Run label [default: the scan file, with --scan].")
 @click.option("--tag", "tags", multiple=True, help="Run tag (repeatable).")
 @click.option("--dry-run", is_flag=True,
-              help="Deploy if changed, then ask the backend whether it accepts the input (Globus Flows' validate_run); start nothing.")
-@click.option("--wait", is_flag=True, help="Follow the run live until it finishes (or waits for a person).")
+              help="Deploy if changed, then ask the backend whether it accepts the input (Globus Flows' validate_run); "
+                   "start nothing.")
+@click.option("--wait", is_flag=True,
+              help="Follow the run live until it finishes or waits for a person (Ctrl-C stops following, not the run).")
 @json_option
 @profile_option
-def run(flow: str, input_text: str | None, scan: str | None, label: str, tags: tuple[str, ...], dry_run: bool,
-        wait: bool, as_json: bool, profile_path: Path | None) -> None:
+def run(flow: str, scan: str | None, assignments: tuple[str, ...], input_text: str | None, label: str,
+        tags: tuple[str, ...], dry_run: bool, wait: bool, as_json: bool, profile_path: Path | None) -> None:
     """Deploy FLOW (if changed) and start a run; prints the run id at once.
+
+    The input comes from the profile (--scan FILE for the scan flows; deploy_model ships the
+    registry's best model unless --set version=V), or from --input. --set changes single
+    fields of either (`flows input` prints the result without running). With --wait it
+    follows the run and exits 1 unless it succeeds; with --json, stdout carries only the
+    run as JSON.
 
     \b
     Examples:
-      ptychoflow flows run reconstruct_and_train --scan scan_0001.h5 --dry-run
-      ptychoflow flows run reconstruct_and_train --scan scan_0001.h5 --wait
-      ptychoflow flows run reconstruct --input @scan_0001.json --label scan_0001
+      ptychoflow flows run reconstruct --scan site/acquisition/scan_0001.h5 --set policy.iterations=5 --wait
+      ptychoflow flows run reconstruct_and_train --scan scan_0002.h5 --dry-run
+      ptychoflow flows run reconstruct_and_train --scan scan_0002.h5 --label "scan 2" --json
+      ptychoflow flows run deploy_model --set version=v0001     # ship a registry version to the edge
+      ptychoflow flows run reconstruct --input @input.json --label scan_0001
     """
     from ptychoflow.backends import get_backend
 
-    if (input_text is None) == (scan is None):
-        raise click.UsageError("give the flow input with --input JSON|@FILE, or --scan FILE to build it from the profile")
     profile = load(profile_path)
     backend = get_backend(profile)
-    backend.prepare(start_worker=not dry_run)  # local: functions registered (their ids go in the input), worker up
-    body = parse_input(input_text) if input_text is not None else _scan_input(profile, flow, scan)
-    deployed = backend.deploy_flow(_resolve(flow))
+    backend.prepare(start_worker=False)  # local: functions registered (the input names them)
+    path = _resolve(flow)
+    body = _build_input(profile, flow, path, scan, assignments, input_text, scan_must_exist=not dry_run)
+    deployed = backend.deploy_flow(path)
     if dry_run:
         backend.validate_run(deployed, body)
-        click.echo(f"ok: the {backend.name} backend accepts this input for {deployed.title} ({deployed.flow_id}); nothing started")
+        click.echo(f"ok: the {backend.name} backend accepts this input for {deployed.title} ({deployed.flow_id}); "
+                   "nothing started")
         return
-    info = backend.start_run(deployed, body, label=label or (scan or ""), tags=list(tags))
+    info = backend.start_run(deployed, body, label=label or (Path(scan).name if scan else ""), tags=list(tags))
+    backend.ensure_worker()  # local: the engine worker that executes it
     if wait:
-        info = follow(backend, info.run_id)
+        info = follow(backend, info.run_id, profile_path=profile_path, stderr=as_json)
     if as_json:
-        print_json(run_to_dict(info))
+        print_json(info.to_json())
     elif not wait:
-        click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id})")
+        click.echo(f"{info.run_id}  {info.status.value}  (follow with: ptychoflow runs watch {info.run_id}"
+                   f"{profile_args(profile_path)})")
     if wait and info.status.value != "SUCCEEDED":
-        if info.error:
-            click.secho(info.error, fg="red", err=True)
+        failure = info.cause()
+        why = f" at {failure.line()}" if failure else f": {info.error}" if info.error else ""
+        click.secho(f"error: run {info.run_id} {info.status.value}{why}", fg="red", err=True)
         raise SystemExit(1)
-
-
-def _scan_input(profile, flow: str, scan: str) -> dict:
-    """The bundled flow's input for one scan, as the watcher would send it."""
-    from ptychoflow.errors import InputError
-    from ptychoflow.flow_inputs import scan_flow_input
-
-    body = scan_flow_input(profile, _resolve(flow).stem, scan)
-    if body is None:
-        raise InputError(_resolve(flow), "--scan", "this flow's input cannot be built from a scan; pass --input")
-    return body

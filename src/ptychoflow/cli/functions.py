@@ -23,7 +23,7 @@ def functions() -> None:
 @functions.command()
 @click.option("--backend", "backend_name", type=click.Choice(["local", "globus"]), default=None,
               help="Register with this backend instead of the profile's.")
-@click.option("--dir", "extra_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--dir", "extra_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also register every NAME.py in this directory (function NAME inside).")
 @json_option
 @profile_option

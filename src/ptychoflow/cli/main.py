@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, str] = {
     "edge": "ptychoflow.cli.edge:edge",
     "demo": "ptychoflow.cli.demo:demo",
     "dashboard": "ptychoflow.cli.dashboard:dashboard",
+    "logs": "ptychoflow.cli.logs:logs",
 }
 
 
@@ -81,30 +82,49 @@ def cli(verbose: int) -> None:
     \b
     Quick start (local backend, no Globus account, no GPU):
       ptychoflow init ./site                      # write a commented local profile
-      ptychoflow beamline simulate --scans 2 --out ./site/acquisition
-      ptychoflow reconstruct ./site/acquisition/scan_0001.h5
+      ptychoflow beamline simulate --scans 2 --object-size 128 --out ./site/acquisition   # two small scans
+      ptychoflow reconstruct ./site/acquisition/scan_0001.h5 --iterations 20
       ptychoflow watch --profile ./site           # one flow run per finished scan (Ctrl-C to stop)
       ptychoflow runs list --profile ./site
       ptychoflow doctor                           # what is installed and usable here
 
-    Every command takes --help with examples.
+    Every command takes --help with examples. Commands that read a profile take --profile
+    DIR, or find it in $PTYCHOFLOW_PROFILE or ./ptychoflow.toml.
     """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, handlers=[printable_handler(logging.StreamHandler())])
 
 
+def error_line(message: str) -> None:
+    """The one style of every error the CLI prints: ``error: ...`` on stderr, red on a terminal;
+    one line, whatever control characters the message quotes from data (``names.printable``)."""
+    click.secho(f"error: {printable(message)}", fg="red", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: known errors become one red line and exit code 2, never a traceback."""
+    """Entry point: known errors become one ``error:`` line, never a traceback.
+
+    Exit codes: 0 success (a bare command group prints its help), 1 a command's own "no"
+    (a run that did not succeed), 2 bad usage or input, 130 interrupted (Ctrl-C).
+    """
     try:
         cli.main(args=argv, prog_name="ptychoflow", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `ptychoflow`, `ptychoflow runs`: the help is the answer
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            click.echo(f"{exc.ctx.get_usage()}\nTry '{exc.ctx.command_path} --help' for help.\n", err=True)
+        error_line(exc.format_message())
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.ClickException as exc:
+        error_line(exc.format_message())
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:  # Ctrl-C where a command has nothing better to say (click's words)
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except PtychoflowError as exc:
-        click.secho(f"error: {printable(exc)}", fg="red", err=True)
+        error_line(str(exc))
         sys.exit(2)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ptychoflow.cli._common import console
 from ptychoflow.export import FORMATS
 
 
@@ -20,10 +21,9 @@ def show(product: str, out: str | None, open_viewer: bool) -> None:
 
     \b
     Examples:
-      ptychoflow show hpc/products/scan_0001/scan_0001.recon.h5
-      ptychoflow show scan_0001.recon.h5 --out /tmp/look.png --open
+      ptychoflow show site/hpc/products/scan_0001/scan_0001.recon.h5
+      ptychoflow show site/hpc/products/scan_0001/scan_0001.recon.h5 --out look.png   # --open: in the desktop's viewer
     """
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -48,7 +48,7 @@ def show(product: str, out: str | None, open_viewer: bool) -> None:
         ("picture", str(target)),
     ):
         table.add_row(key, escape(value))
-    Console().print(table)
+    console().print(table)
     if open_viewer:
         click.launch(str(target))
 
@@ -68,8 +68,8 @@ def export(product: str, fmt: str, out: str | None) -> None:
 
     \b
     Examples:
-      ptychoflow export scan_0001.recon.h5 --format ptychodus
-      ptychoflow export scan_0001.recon.h5 --format cxi --out /data/shared/scan_0001.cxi
+      ptychoflow export site/hpc/products/scan_0001/scan_0001.recon.h5 --format ptychodus
+      ptychoflow export site/hpc/products/scan_0001/scan_0001.recon.h5 --format cxi --out scan_0001.cxi
     """
     from ptychoflow.export import export_path, export_product
     from ptychoflow.product import read_product

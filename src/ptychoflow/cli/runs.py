@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ptychoflow import clock
 from ptychoflow.cli._common import (
-    STATUS_STYLE, backend_for, failure_lines, follow, json_option, print_json, profile_option, run_panel,
-    run_to_dict, shown,
+    STATUS_STYLE, backend_for, console, failure_lines, follow, json_option, print_json, profile_option, run_panel,
 )
+from ptychoflow.names import printable
+
+
+def engine_banner(backend: Any) -> None:
+    """On stderr, when the local engine worker is down or stalled: runs that look ACTIVE are
+    not moving, and nothing else on screen would say so."""
+    health = backend.worker_health()
+    if health is not None and health.state in ("down", "stalled") and (health.active_runs or health.state == "stalled"):
+        click.secho(f"warning: engine worker {health.summary()}", fg="red", bold=True, err=True)
 
 
 @click.group()
 def runs() -> None:
     """Flow runs: list, show, logs, watch, cancel, resume.
+
+    \b
+    A run is named by its id or any unique prefix of it (`runs list` shows 8 characters).
 
     \b
     Examples:
@@ -30,30 +43,35 @@ def runs() -> None:
 @json_option
 @profile_option
 def list_(limit: int, as_json: bool, profile_path: Path | None) -> None:
-    """Recent runs, newest first.
+    """Recent runs, newest first; a failed run shows the state it failed in. A banner on stderr
+    says when the engine worker is down or stalled (its ACTIVE runs are then not moving).
 
     \b
     Example:
       ptychoflow runs list --limit 5
     """
-    from datetime import datetime
-
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    found = backend_for(profile_path).list_runs(limit=limit)
+    backend = backend_for(profile_path)
+    found = backend.list_runs(limit=limit)
+    engine_banner(backend)
     if as_json:
-        print_json([run_to_dict(r) for r in found])
+        print_json([r.to_json() for r in found])
+        return
+    if not found:
+        click.echo("no runs yet (`ptychoflow flows run` or `ptychoflow watch` start them)")
         return
     table = Table("run", "status", "state", "label", "created", "duration")
     for r in found:
         duration = f"{r.completed - r.created:.1f} s" if r.completed and r.created else ""
-        created = datetime.fromtimestamp(r.created).strftime("%m-%d %H:%M:%S") if r.created else ""
-        style = STATUS_STYLE.get(r.status.value, "")
-        table.add_row(shown(r.run_id[:8]), f"[{style}]{r.status.value}[/]", shown(r.current_state), shown(r.label),
-                      created, duration)
-    table.caption = "ids are shortened; any unique prefix works (--json has the full ids)"
-    Console().print(table)
+        failure = r.cause()
+        state = f"{failure.state} (failed)" if failure and failure.state else r.current_state or ""
+        table.add_row(printable(r.run_id[:8]), Text(r.status.value, STATUS_STYLE.get(r.status.value, "")),
+                      Text(printable(state)), Text(printable(r.label or "")), clock.text(r.created, ""), duration)
+    out = console()
+    out.print(table)
+    out.print("ids are shortened; any unique prefix works (--json has the full ids)", style="dim")
 
 
 @runs.command()
@@ -67,13 +85,11 @@ def show(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     Example:
       ptychoflow runs show 3f2a --json
     """
-    from rich.console import Console
-
     info = backend_for(profile_path).get_run(run_id)
     if as_json:
-        print_json(run_to_dict(info))
+        print_json(info.to_json())
     else:
-        Console(soft_wrap=True).print(run_panel(info))  # long reasons stay whole lines (grep)
+        console().print(run_panel(info))  # off a terminal never wrapped: long reasons stay whole lines (grep)
 
 
 @runs.command()
@@ -87,10 +103,6 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     Example:
       ptychoflow runs logs 3f2a
     """
-    from datetime import datetime
-
-    from ptychoflow.names import printable
-
     backend = backend_for(profile_path)
     entries = backend.get_run_log(run_id)
     if as_json:
@@ -99,18 +111,15 @@ def logs(run_id: str, as_json: bool, profile_path: Path | None) -> None:
     for line in failure_lines(backend.get_run(run_id)):  # the cause first
         click.secho(line, fg="red", err=False)
     for entry in entries:
-        try:
-            when = datetime.fromisoformat(str(entry.get("time"))).astimezone().strftime("%H:%M:%S.%f")[:-3]
-        except ValueError:
-            when = str(entry.get("time"))
-        click.echo(f"{when}  {entry['code']:<24} {printable(entry['description'])}")
+        click.echo(f"{clock.text_from_iso(str(entry.get('time')))}  {entry['code']:<24} {printable(entry['description'])}")
 
 
 @runs.command()
 @click.argument("run_id")
 @profile_option
 def watch(run_id: str, profile_path: Path | None) -> None:
-    """Follow a run live until it finishes or goes INACTIVE (exit 1 unless it succeeds).
+    """Follow a run live until it finishes or goes INACTIVE (exit 1 unless it succeeds; Ctrl-C
+    stops following, not the run).
 
     \b
     Example:
@@ -119,10 +128,11 @@ def watch(run_id: str, profile_path: Path | None) -> None:
     backend = backend_for(profile_path)
     if backend.get_run(run_id).status.value == "ACTIVE":
         backend.ensure_worker()  # a local run needs its engine worker alive to move on
-    info = follow(backend, run_id)
+    info = follow(backend, run_id, profile_path=profile_path)
     if info.status.value != "SUCCEEDED":
-        if info.error:
-            click.secho(info.error, fg="red", err=True)
+        failure = info.cause()
+        why = f" at {failure.line()}" if failure else f": {info.error}" if info.error else ""
+        click.secho(f"error: run {info.run_id} {info.status.value}{why}", fg="red", err=True)
         raise SystemExit(1)
 
 

@@ -51,7 +51,7 @@ def train(scan_path: str | None, reconstruction_path: str | None, corpus_path: P
     \b
     Examples:
       ptychoflow train --profile ./site --scan site/hpc/scans/scan_0001.h5 --reconstruction site/hpc/products/scan_0001/scan_0001.recon.h5
-      ptychoflow train --registry ./models --scan acq/scan_0001.h5 --epochs 20 --time-limit 300
+      ptychoflow train --registry ./models --scan site/acquisition/scan_0002.h5 --epochs 5 --time-limit 60
     """
     from ptychoflow.nn.continual import continual_train
     from ptychoflow.nn.options import ContinualOptions

@@ -81,6 +81,34 @@ class StepRow:
     deadline: float | None
 
 
+@dataclass
+class Histogram:
+    """One labelled histogram series: cumulative counts at each bound, sum and count."""
+
+    labels: tuple[str, ...]
+    cumulative: list[int]
+    total: float
+    count: int
+
+
+@dataclass
+class RunStats:
+    """What the whole store says, for monitoring (see ``Store.stats``)."""
+
+    runs: list[tuple[tuple[str, str], int]]  # ((flow, status), runs)
+    run_durations: list[Histogram]  # labels (flow, status): created -> completed of finished runs
+    state_durations: list[Histogram]  # labels (flow, state): started -> finished of finished states
+    failed_states: list[tuple[tuple[str, str], int]]  # ((flow, state), states that failed)
+    active_states: list[tuple[tuple[str, str], int]]  # ((flow, state), ACTIVE runs in it now)
+    bounds: tuple[float, ...]
+
+
+def _histograms(rows: list[tuple], n_bounds: int) -> list[Histogram]:
+    """Rows of (label, label, count <= each bound..., sum, count) as Histograms."""
+    return [Histogram((row[0], row[1]), list(row[2:2 + n_bounds]), row[2 + n_bounds] or 0.0, row[3 + n_bounds])
+            for row in rows]
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
@@ -164,16 +192,19 @@ class Store:
             row = self._db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return self._run_from(row) if row else None
 
-    def find_run(self, prefix: str) -> RunRow | None:
-        """A run by id or unique id prefix (for the CLI)."""
+    def find_runs(self, prefix: str, limit: int = 5) -> list[RunRow]:
+        """The run with id `prefix`, else up to `limit` runs whose id starts with it (for the CLI,
+        which says "ambiguous" when there are several)."""
         run = self.get_run(prefix)
-        if run or len(prefix) < 4:
-            return run
+        if run is not None:
+            return [run]
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id LIKE ? LIMIT 2", (prefix + "%",)
+                f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT ?",
+                (escaped + "%", limit),
             ).fetchall()
-        return self._run_from(rows[0]) if len(rows) == 1 else None
+        return [self._run_from(r) for r in rows]
 
     def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
         query = f"SELECT {self._RUN_COLUMNS} FROM runs"
@@ -232,6 +263,48 @@ class Store:
                        (now, f"{CANCELED_CODE}: {CANCELED_DESCRIPTION}", run_id))
             self._event(db, run_id, CANCELED_CODE, CANCELED_DESCRIPTION, {"state_name": row[2]})
             return True
+
+    # --- monitoring ----------------------------------------------------------------------
+    def oldest_active_since(self) -> float | None:
+        """When the longest-waiting ACTIVE run entered the state it is in (its open state's
+        start, else its last state's end, else its creation): a frozen engine shows here."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(COALESCE(CASE WHEN s.status='ACTIVE' THEN s.started ELSE s.finished END, r.created))"
+                " FROM runs r LEFT JOIN steps s ON s.run_id=r.run_id AND s.seq=r.step_seq WHERE r.status='ACTIVE'"
+            ).fetchone()
+        return row[0]
+
+    def stats(self, bounds: tuple[float, ...]) -> RunStats:
+        """Aggregates over every run and state ever recorded (for Prometheus counters and
+        histograms: they only grow). Durations are counted into the upper `bounds`."""
+        le = ", ".join(f"SUM(CASE WHEN d <= {float(b)!r} THEN 1 ELSE 0 END)" for b in bounds)
+        with self._lock:
+            runs = self._db.execute(
+                "SELECT f.title, r.status, COUNT(*) FROM runs r JOIN flows f USING (flow_id) GROUP BY f.title, r.status"
+            ).fetchall()
+            run_durations = self._db.execute(
+                f"SELECT title, status, {le}, SUM(d), COUNT(*) FROM (SELECT f.title, r.status, r.completed - r.created AS d"
+                " FROM runs r JOIN flows f USING (flow_id) WHERE r.completed IS NOT NULL) GROUP BY title, status"
+            ).fetchall()
+            state_durations = self._db.execute(
+                f"SELECT title, name, {le}, SUM(d), COUNT(*) FROM (SELECT f.title, s.name, s.finished - s.started AS d"
+                " FROM steps s JOIN runs r USING (run_id) JOIN flows f USING (flow_id) WHERE s.finished IS NOT NULL)"
+                " GROUP BY title, name"
+            ).fetchall()
+            step_counts = self._db.execute(
+                "SELECT f.title, s.name, s.status, COUNT(*) FROM steps s JOIN runs r USING (run_id)"
+                " JOIN flows f USING (flow_id) WHERE s.status != 'SUCCEEDED' AND (s.status != 'ACTIVE' OR r.status='ACTIVE')"
+                " GROUP BY f.title, s.name, s.status"
+            ).fetchall()
+        return RunStats(
+            runs=[((title, status), count) for title, status, count in runs],
+            run_durations=_histograms(run_durations, len(bounds)),
+            state_durations=_histograms(state_durations, len(bounds)),
+            failed_states=[((t, name), c) for t, name, status, c in step_counts if status == "FAILED"],
+            active_states=[((t, name), c) for t, name, status, c in step_counts if status == "ACTIVE"],
+            bounds=tuple(bounds),
+        )
 
     # --- steps ---------------------------------------------------------------------------
     _STEP_COLUMNS = ("run_id, seq, name, type, status, input, output, started, finished, error, action_url,"

@@ -26,15 +26,15 @@ from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.flowengine.providers.base import EngineEnv
 from ptychoflow.flowengine.providers.registry import Providers, build_providers
 from ptychoflow.flowengine.store import Store
-from ptychoflow.fs import SingleInstance, atomic_write_text
+from ptychoflow.flowengine.health import HEARTBEAT_INTERVAL_S, beat, engine_guard, engine_pid
+from ptychoflow.fs import atomic_write_text
 from ptychoflow.processes import package_environment
+from ptychoflow.servicelog import log_path, service_log
 
-LOCK_FILENAME = "engine.lock"
 ENV_FILENAME = "engine_env.json"
-LOG_FILENAME = "engine.log"
 IDLE_SLEEP = 0.1  # how soon a newly started run is noticed
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ptychoflow.flowengine.worker")  # also when run as __main__ (spawn_worker)
 
 
 class EngineError(PtychoflowError):
@@ -50,11 +50,13 @@ class Engine:
         self.providers = providers or build_providers(env)
         self.interpreter = Interpreter(self.store, self.providers, username=env.username, limits=env.limits)
         self._wake: dict[str, float] = {}
+        self._active: set[str] = set()
 
     def tick(self) -> float:
         """Advance every due ACTIVE run once; returns seconds until something is due."""
         now = time.time()
         active = self.store.active_run_ids()
+        self._log_changes(active)
         self._cancel_abandoned(active)
         for run_id in list(self._wake):
             if run_id not in active:
@@ -72,6 +74,16 @@ class Engine:
                     self._wake[run_id] = wake
         upcoming = [w for r, w in self._wake.items() if r in active]
         return max(0.0, min(upcoming, default=now + IDLE_SLEEP) - time.time()) if upcoming else IDLE_SLEEP
+
+    def _log_changes(self, active: set[str]) -> None:
+        """One log line when a run becomes active here and when it stops being active."""
+        for run_id in sorted(active - self._active):
+            log.info("run %s: active", run_id)
+        for run_id in sorted(self._active - active):
+            run = self.store.get_run(run_id)
+            log.info("run %s: %s%s", run_id, run.status if run else "gone",
+                     f" ({run.error})" if run is not None and run.error else "")
+        self._active = active
 
     def _cancel_abandoned(self, active: set[str]) -> None:
         for run_id, (url, key) in list(self.interpreter.in_flight.items()):
@@ -93,9 +105,11 @@ class Engine:
         raise EngineError(f"run {run_id} did not finish within {timeout} s")
 
     def serve(self, stop: threading.Event) -> None:
+        """Tick until `stop`; every pass of the loop beats the heartbeat (see health.py)."""
         while not stop.is_set():
+            beat(self.env.state_dir)
             try:
-                delay = min(self.tick(), 1.0)
+                delay = min(self.tick(), HEARTBEAT_INTERVAL_S)
             except Exception:  # e.g. the database is locked for longer than busy_timeout
                 log.exception("engine tick failed; retrying in 1 s")
                 delay = 1.0
@@ -132,44 +146,47 @@ def read_env(state_dir: Path) -> EngineEnv:
                      RunLimits.from_mapping(raw.get("limits", {})))
 
 
-def engine_guard(state_dir: Path) -> SingleInstance:
-    """The single-instance guard of the worker for ``state_dir``."""
-    return SingleInstance(Path(state_dir) / LOCK_FILENAME, "engine worker")
+def serve(state_dir: Path, *, wait_for_lock: bool = False, stderr: bool = True) -> None:
+    """Run the worker in this process until SIGTERM/SIGINT, logging to ``engine.log``.
 
-
-def engine_pid(state_dir: Path) -> int | None:
-    """Pid of the live worker for ``state_dir``, None when none runs, -1 while it starts."""
-    return engine_guard(state_dir).holder_pid()
-
-
-def serve(state_dir: Path) -> None:
-    """Run the worker in this process until SIGTERM/SIGINT."""
+    Another live worker is an error, unless `wait_for_lock`: then this one waits and takes
+    over when that one ends (a systemd unit started while a `flows run` had started one).
+    """
     state_dir = Path(state_dir).resolve()
     guard = engine_guard(state_dir)
-    if not guard.try_acquire():
-        raise EngineError(f"{state_dir}: an engine worker is already running (pid {guard.holder_pid() or '?'})")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    try:
-        engine = Engine(read_env(state_dir))
-        log.info("engine worker %s serving %s", os.getpid(), state_dir)
+    with service_log("engine", state_dir, stderr=stderr):
+        if not guard.try_acquire():
+            holder = guard.holder_pid() or "?"
+            if not wait_for_lock:
+                raise EngineError(f"{state_dir}: an engine worker is already running (pid {holder})")
+            log.info("engine worker %s holds %s; waiting to take over when it ends", holder, guard.path)
+            while not guard.try_acquire():
+                if stop.wait(1.0):
+                    return
         try:
-            engine.serve(stop)
+            engine = Engine(read_env(state_dir))
+            log.info("engine worker %s serving %s", os.getpid(), state_dir)
+            try:
+                engine.serve(stop)
+            finally:
+                engine.close()
+                log.info("engine worker %s stopped", os.getpid())
         finally:
-            engine.close()
-    finally:
-        guard.release()
+            guard.release()
 
 
 def spawn_worker(state_dir: Path) -> subprocess.Popen:
-    """Start a detached worker process (own session, output to engine.log)."""
-    log_file = open(Path(state_dir) / LOG_FILENAME, "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "ptychoflow.flowengine.worker", str(state_dir)],
-        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=package_environment(),
-        start_new_session=True, close_fds=True,
-    )
+    """Start a detached worker process (own session). It logs to engine.log; its stdout and
+    stderr go there too, so even a crash before logging starts leaves its traceback there."""
+    with open(log_path(state_dir, "engine"), "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ptychoflow.flowengine.worker", str(state_dir)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=package_environment(),
+            start_new_session=True, close_fds=True,
+        )
 
 
 def ensure_engine_running(profile: Any, timeout: float = 15.0) -> int:
@@ -194,9 +211,9 @@ def ensure_worker(state_dir: Path, timeout: float = 15.0) -> int:
         if pid and pid > 0:
             return pid
         if pid is None and process is not None and process.poll() is not None:
-            raise EngineError(f"engine worker exited with {process.returncode}; see {state_dir / LOG_FILENAME}")
+            raise EngineError(f"engine worker exited with {process.returncode}; see {log_path(state_dir, 'engine')}")
         time.sleep(0.05)
-    raise EngineError(f"engine worker did not start within {timeout} s; see {state_dir / LOG_FILENAME}")
+    raise EngineError(f"engine worker did not start within {timeout} s; see {log_path(state_dir, 'engine')}")
 
 
 def stop_engine(state_dir: Path, timeout: float = 10.0) -> int | None:
@@ -213,8 +230,5 @@ def stop_engine(state_dir: Path, timeout: float = 10.0) -> int | None:
     raise EngineError(f"engine worker {pid} did not stop within {timeout} s")
 
 
-if __name__ == "__main__":
-    from ptychoflow.names import printable_handler
-
-    logging.basicConfig(level=logging.INFO, handlers=[printable_handler(logging.StreamHandler())])
-    serve(Path(sys.argv[1]))
+if __name__ == "__main__":  # spawn_worker: stderr is engine.log already
+    serve(Path(sys.argv[1]), stderr=False)

@@ -9,8 +9,8 @@ returns 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import logging.handlers
 import signal
 import threading
 import time
@@ -20,8 +20,8 @@ from typing import Callable
 
 from ptychoflow.backends.base import Backend
 from ptychoflow.errors import InputError
-from ptychoflow.names import printable_handler
 from ptychoflow.profile import PROFILE_FILENAME, Profile
+from ptychoflow.servicelog import service_log
 from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.detect import Changed, Check, Rejected, Settler, Verdict, admit, file_sig
 from ptychoflow.watcher.journal import DUPLICATE, FAILED, GAVE_UP, SEEN, SKIPPED, Journal, QueueEntry, watcher_guard
@@ -31,7 +31,6 @@ from ptychoflow.watcher.sources import DirectoryPoller, EventSource, Matcher
 
 log = logging.getLogger("ptychoflow.watcher")
 
-LOG_FILENAME = "watcher.log"
 _UNDECIDED = (SEEN, SKIPPED)  # states a rescan looks at again
 
 
@@ -45,7 +44,7 @@ class WatcherOptions:
     intake_batch: int = 64  # candidates examined per loop step, so signals stay responsive
     incomplete_recheck_s: float = 30.0
     max_sleep_s: float = 5.0
-    log_file: bool = True
+    log_file: bool = True  # <state_dir>/watcher.log (rotating) and stderr, as every service logs
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
 
 
@@ -99,12 +98,17 @@ class WatcherService:
         state.mkdir(parents=True, exist_ok=True)
         guard = watcher_guard(state)
         guard.acquire()
-        handler = _attach_log_file(state / LOG_FILENAME) if self.opts.log_file else None
-        previous = _install_signals(self.request_stop) if install_signals else {}
         source: EventSource | None = None
-        try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(guard.release)
+            if self.opts.log_file:
+                cleanup.enter_context(service_log("watcher", state))
+            cleanup.callback(log.info, "watcher stopped")
+            if install_signals:
+                cleanup.callback(_restore_signals, _install_signals(self.request_stop))
             acquisition_dir(self.profile)
             self.journal = Journal.in_state_dir(state)
+            cleanup.callback(self.journal.close)
             flow_path = self.opts.flow_path or default_flow_path(self.profile)
             flow = self.backend.deploy_flow(flow_path)
             scheduler = Scheduler(self.journal, self.backend, flow, self.profile, self.opts.scheduler,
@@ -112,19 +116,10 @@ class WatcherService:
             if not self.poll:  # start events before the first listing: nothing falls in between
                 source = EventSource(self.matcher, self._wake)
                 source.start()
+                cleanup.callback(source.stop)
             log.info("watching %s (%s, patterns %s, flow %s)", self.directory,
                      "polling" if self.poll else "events", self.matcher.patterns, flow.flow_id)
             self._loop(scheduler, source, until)
-        finally:
-            if source is not None:
-                source.stop()
-            if self.journal is not None:
-                self.journal.close()
-            _restore_signals(previous)
-            if handler is not None:
-                log.info("watcher stopped")
-                _detach_log_file(handler)
-            guard.release()
         return 0
 
     def _loop(self, scheduler: Scheduler, source: EventSource | None, until: Callable[[], bool] | None) -> None:
@@ -282,40 +277,6 @@ class WatcherService:
         self.journal.enqueue_many(fresh)
         for entry in fresh:
             log.info("queued %s (scan %s)", entry.path, entry.scan_id)
-
-
-class _RootAtItsLevel(logging.Handler):
-    """Pass records on to the root logger only at the root's own level (the CLI's -v).
-
-    The watcher logger runs at INFO for its file; plain propagation would push those INFO
-    lines to the console handler too, which the root level (WARNING) is meant to keep quiet.
-    """
-
-    def emit(self, record: logging.LogRecord) -> None:
-        root = logging.getLogger()
-        if record.levelno >= root.level:
-            root.handle(record)
-
-
-def _attach_log_file(path: Path) -> list[logging.Handler]:
-    """Rotating INFO log in the state dir: days unattended must not fill the disk."""
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=5)
-    printable_handler(handler)
-    handler.setLevel(logging.INFO)
-    handlers = [handler, _RootAtItsLevel()]
-    for h in handlers:
-        log.addHandler(h)
-    log.propagate = False
-    if log.getEffectiveLevel() > logging.INFO:
-        log.setLevel(logging.INFO)
-    return handlers
-
-
-def _detach_log_file(handlers: list[logging.Handler]) -> None:
-    for h in handlers:
-        log.removeHandler(h)
-        h.close()
-    log.propagate = True
 
 
 def _install_signals(stop: Callable[[], None]) -> dict[int, object]:

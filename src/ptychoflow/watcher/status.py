@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
+from ptychoflow import clock
 from ptychoflow.names import printable
 from ptychoflow.watcher.journal import (
     DUPLICATE, FAILED, GAVE_UP, INACTIVE, QUEUED, SEEN, SKIPPED, SUCCEEDED, TRIGGERED, TRIGGERING, Journal,
@@ -48,13 +49,13 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
             "p99": percentile(latencies, 99),
         },
         "not_started": [
-            {"path": r.path, "state": r.state, "reason": r.reason, "since": r.t_since,
+            {"path": r.path, "state": r.state, "reason": r.reason, "since": clock.iso(r.t_since),
              "age_s": None if r.t_since is None else round(time.time() - r.t_since, 1)}
             for r in journal.not_started(recent)
         ],
         "runs": journal.run_state_counts(),
         "inactive_runs": [
-            {"run_id": r.run_id, "run_key": r.key, "since": r.t_inactive, "reason": r.error}
+            {"run_id": r.run_id, "run_key": r.key, "since": clock.iso(r.t_inactive), "reason": r.error}
             for r in journal.inactive_runs()
         ],
         "recent": [
@@ -64,10 +65,25 @@ def summary(journal: Journal, *, recent: int = 10) -> dict[str, Any]:
                 "scan_id": r.scan_id,
                 "run_key": r.run_key,
                 "reason": r.reason,
-                "updated": r.t_updated,
+                "updated": clock.iso(r.t_updated),
             }
             for r in journal.recent(recent)
         ],
+    }
+
+
+def empty_summary(journal_path: Path) -> dict[str, Any]:
+    """What `summary` says before the watcher ever ran with this state directory."""
+    return {
+        "journal": str(journal_path),
+        "watcher_pid": watcher_guard(journal_path.parent).holder_pid(),
+        "counts": {name: 0 for name in GROUPS},
+        "states": {},
+        "latency_s": {"n": 0, "median": None, "p99": None},
+        "not_started": [],
+        "runs": {},
+        "inactive_runs": [],
+        "recent": [],
     }
 
 
@@ -77,8 +93,13 @@ def render(info: dict[str, Any]) -> str:
     lat = info["latency_s"]
     fmt = lambda v: "-" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
     pid = info["watcher_pid"]
-    lines = [
-        f"watcher {'running, pid ' + str(pid) if pid else 'not running'}; journal {info['journal']}",
+    lines = [f"watcher {'running, pid ' + str(pid) if pid else 'not running'}; journal {info['journal']}"]
+    if info.get("engine"):
+        engine = info["engine"]
+        oldest = engine["oldest_active_age_s"]
+        waited = f"; oldest active state {oldest:.0f} s" if oldest is not None and engine["active_runs"] else ""
+        lines.append(f"engine worker {engine['summary']}{waited}")
+    lines += [
         counts,
         f"complete -> run start (settle included): median {fmt(lat['median'])}, p99 {fmt(lat['p99'])}"
         f" over {lat['n']} scans",
@@ -92,12 +113,12 @@ def render(info: dict[str, Any]) -> str:
     if info["inactive_runs"]:
         lines.append("INACTIVE runs (waiting for a person; `ptychoflow runs show RUN` has the fix):")
     for run in info["inactive_runs"]:
-        since = dt.datetime.fromtimestamp(run["since"] or 0).strftime("%m-%d %H:%M")
+        since = clock.text_from_iso(run["since"])
         lines.append(f"  {printable(run['run_id'])}  since {since}  {printable(run['reason'])}")
     if info["recent"]:
         lines.append("recent:")
     for row in info["recent"]:
-        when = dt.datetime.fromtimestamp(row["updated"] or 0).strftime("%m-%d %H:%M:%S")
+        when = clock.text_from_iso(row["updated"])
         name = printable(row["path"].rsplit("/", 1)[-1])
         extra = printable(row["reason"] or row["run_key"] or "")
         lines.append(f"  {when}  {row['state']:<10} {name:<28} {extra}")
