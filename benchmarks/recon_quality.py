@@ -191,8 +191,8 @@ def siemens_star(path: Path, iterations: int) -> list[str]:
 
     image = star.StarImage(np.angle(full.object))
     guess = tuple(full.positions_px.mean(axis=0) - origin)
-    spokes, share = star.dominant_harmonic(image, guess, np.arange(40, 140, 6))
-    centre = star.find_centre(image, guess, spokes, np.arange(20, 100, 8))
+    spokes, share, rough_centre = star.strongest_periodicity(image, guess, np.arange(40, 140, 6))
+    centre = star.find_centre(image, rough_centre, spokes, np.arange(20, 100, 8), search_px=5.0)
     resolved = star.spoke_resolution(image, centre, spokes, np.arange(4, 150, 1))
     return [
         f"Siemens star, real Velociprobe data ({scan.n_frames} positions, {scan.frame_shape[0]}^2), "
