@@ -32,8 +32,10 @@ def demo(out: Path, scans: int, iterations: int, epochs: int, train_time_limit: 
       ptychoflow demo                          # about 5-10 minutes on 2 CPU cores
       ptychoflow demo --scans 2 --epochs 5     # a quick look
     """
+    from ptychoflow.cli._common import console
     from ptychoflow.demo.run import run_demo
     from ptychoflow.demo.scenario import DemoOptions
 
     run_demo(out, DemoOptions(scans=scans, iterations=iterations, train_epochs=epochs,
-                              train_time_limit_s=train_time_limit, ssim_tolerance=ssim_tolerance, object_size=object_size))
+                              train_time_limit_s=train_time_limit, ssim_tolerance=ssim_tolerance, object_size=object_size),
+             console())
