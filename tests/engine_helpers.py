@@ -100,12 +100,13 @@ def write_profile(directory: Path) -> Path:
     return path
 
 
-def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> None:
-    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> Any:
+    """Poll ``predicate`` until it is true and return its value; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        value = predicate()
+        if value:
+            return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 

@@ -168,6 +168,16 @@ class FrameReader:
         return self.out
 
 
+def detector_mask(path: Path, f: h5py.File, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The detector's bad-pixel mask at ``name`` (True where masked), or None where the file has none."""
+    node = f.get(name)
+    if not isinstance(node, h5py.Dataset):
+        return None
+    if tuple(node.shape) != tuple(shape):
+        raise ScanError(path, name, f"shape {node.shape} differs from the frames' {tuple(shape)}")
+    return node[()] != 0
+
+
 def require_real(path: Path, field: str, dtype: np.dtype, what: str) -> None:
     """Counts and positions are real numbers: complex, boolean or text data is refused by name."""
     if dtype.kind not in REAL_KINDS:
