@@ -128,3 +128,17 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             queue.append(child)
     return found
+
+
+def run_bundled_flow(profile: Any, backend: LocalBackend, flow: str, body: dict[str, Any],
+                     timeout: float = 60.0) -> Any:
+    """Start the bundled flow ``flow`` on ``backend`` and run it to its end in this process; returns its RunInfo."""
+    from ptychoflow.resources import flow_path
+
+    run = backend.start_run(backend.deploy_flow(flow_path(flow)), body)
+    engine = Engine(EngineEnv.from_profile(profile))
+    try:
+        engine.run_until_finished(run.run_id, timeout)
+    finally:
+        engine.close()
+    return backend.get_run(run.run_id)
