@@ -12,10 +12,8 @@ Target: Eiger with bitshuffle >= 0.8 x the frame rate of our own layout.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,23 +29,6 @@ from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan  # noq
 
 COPIES = 3  # the simulated scan, repeated: about 1,700 frames (220 MB of uint32)
 TARGET = 0.8
-
-
-def parallel_capacity() -> float:
-    """Speed-up of two threads over one on GIL-free work (hashing): ~2 on an idle 2-core
-    machine, ~1 when other processes hold the cores (the Eiger decoder's threads then cannot help)."""
-    data = b"x" * (32 << 20)
-    start = time.perf_counter()
-    for _ in range(2):
-        hashlib.sha256(data).digest()
-    sequential = time.perf_counter() - start
-    workers = [threading.Thread(target=lambda: hashlib.sha256(data).digest()) for _ in range(2)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return sequential / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -78,7 +59,6 @@ def main() -> None:
             fps = n / median(times[name])
             row(name, sizes[name] / 1e6, fps, fps / base)
         ratio = (n / median(times["eiger bitshuffle/LZ4"])) / base
-        print(f"parallel capacity now: {parallel_capacity():.2f}x with 2 threads (2.0 = two free cores)")
         print(f"eiger bitshuffle/LZ4 reads at {ratio:.2f} x our layout (target >= {TARGET}): {'PASS' if ratio >= TARGET else 'FAIL'}")
 
 

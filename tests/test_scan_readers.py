@@ -313,25 +313,6 @@ def test_a_facility_registers_its_own_reader(tmp_path, small_scan):
         registry._READERS.pop("mine")
 
 
-def test_parallel_bitshuffle_decoding_matches_hdf5(eiger_master):
-    """The multi-core decoder (bitshuffle's own C function, outside HDF5's lock) gives exactly
-    what HDF5's filter pipeline gives, cropped or not."""
-    from ptychoflow.scan.chunks import ChunkDecoder
-
-    with h5py.File(eiger_master.parent / "fly042_data_000001.h5") as d:
-        dataset = d["/entry/data/data"]
-        decoder = ChunkDecoder.for_dataset(dataset)
-        assert decoder is not None  # a bitshuffle/LZ4 chunk per frame: the fast path applies
-        reference = dataset[()]
-        full = np.empty_like(reference)
-        decoder.read(0, len(reference), (slice(None), slice(None)), full)
-        np.testing.assert_array_equal(full, reference)
-        window = (slice(4, 36), slice(14, 46))
-        cropped = np.empty((len(reference), 32, 32), reference.dtype)
-        decoder.read(0, len(reference), window, cropped)
-        np.testing.assert_array_equal(cropped, reference[:, window[0], window[1]])
-
-
 def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
     """A Tike scan replayed into our layout keeps its attributes, but is read back (and so
     read again for training) as a ptychoflow file, with our field names in errors."""

@@ -30,7 +30,8 @@ from ptychoflow.errors import ScanError
 from ptychoflow.scan.aps_positions import read_velociprobe_positions
 from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
 from ptychoflow.names import safe_component
-from ptychoflow.scan.frames import Crop, FrameReader, external_file, open_h5, require_real, resolve_dataset, scalar
+from ptychoflow.scan.frames import (Crop, FrameReader, detector_mask, external_file, open_h5, require_real,
+                                     resolve_dataset, scalar)
 from ptychoflow.scan.reader import ReadOptions
 
 MASTER_SUFFIX = "_master.h5"
@@ -138,12 +139,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         instrument = Instrument(energy_keV=_energy_keV(path, f),
                                 detector_distance_m=scalar(path, f, f"{DETECTOR}/detector_distance"),
                                 detector_pixel_size_m=_pixel_size(path, f))
-        mask_node = f.get(f"{SPECIFIC}/pixel_mask")
-        mask = None
-        if isinstance(mask_node, h5py.Dataset):
-            if tuple(mask_node.shape) != shape:
-                raise ScanError(path, mask_node.name, f"shape {mask_node.shape} differs from the frames' {shape}")
-            mask = mask_node[()] != 0
+        mask = detector_mask(path, f, f"{SPECIFIC}/pixel_mask", shape)
         table = read_velociprobe_positions(position_file(path, options), options.y_source)  # type: ignore[arg-type]
         positions = table.for_frames(n, x_scale=_chi_cos(f))
         frames = FrameReader(path, n, crop, first.dtype, shape, mask)

@@ -19,7 +19,6 @@ import numpy as np
 
 from ptychoflow.errors import InputError, ScanError
 from ptychoflow.names import inside, printable
-from ptychoflow.scan.chunks import ChunkDecoder
 
 BLOCK_FRAMES = 256
 REAL_KINDS = "uif"  # counts, positions, geometry: unsigned, signed or float (never complex, bool, text)
@@ -136,21 +135,18 @@ class FrameReader:
         return 0 if self._bad is None else int(self._bad.sum())
 
     def take(self, field: str, dataset: h5py.Dataset, count: int | None = None) -> None:
-        """Append the first `count` frames of `dataset` (all of them by default); compressed
-        single-frame chunks decode on every core (``chunks.ChunkDecoder``)."""
+        """Append the first `count` frames of `dataset` (all of them by default), in blocks, each
+        validated as it arrives; compressed frames decode in HDF5's own filter pipeline."""
         count = dataset.shape[0] if count is None else count
         if self.filled + count > self.out.shape[0]:
             raise ScanError(self.path, field, f"holds more frames than the {self.out.shape[0]} announced")
-        decoder = ChunkDecoder.for_dataset(dataset)
         for start in range(0, count, BLOCK_FRAMES):
-            self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count), decoder)
+            self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count))
 
-    def _take_block(self, field: str, dataset: h5py.Dataset, start: int, stop: int, decoder: ChunkDecoder | None) -> None:
+    def _take_block(self, field: str, dataset: h5py.Dataset, start: int, stop: int) -> None:
         target = self.out[self.filled : self.filled + stop - start]
         try:
-            if decoder is not None:
-                decoder.read(start, stop, self._window, target)
-            elif self.crop is None or target.shape[1:] == dataset.shape[1:]:
+            if self.crop is None or target.shape[1:] == dataset.shape[1:]:
                 dataset.read_direct(target, np.s_[start:stop])  # whole frames: the plain (fast) selection
             else:
                 dataset.read_direct(target, np.s_[start:stop, self._window[0], self._window[1]])
@@ -166,6 +162,16 @@ class FrameReader:
         if self.filled != self.out.shape[0]:
             raise ScanError(self.path, field, f"{self.filled} frames found, {self.out.shape[0]} announced")
         return self.out
+
+
+def detector_mask(path: Path, f: h5py.File, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The detector's bad-pixel mask at ``name`` (True where masked), or None where the file has none."""
+    node = f.get(name)
+    if not isinstance(node, h5py.Dataset):
+        return None
+    if tuple(node.shape) != tuple(shape):
+        raise ScanError(path, name, f"shape {node.shape} differs from the frames' {tuple(shape)}")
+    return node[()] != 0
 
 
 def require_real(path: Path, field: str, dtype: np.dtype, what: str) -> None:
