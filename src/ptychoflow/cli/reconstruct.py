@@ -71,7 +71,7 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None
       ptychoflow reconstruct fly042_master.h5 --frame-size 128 --iterations 10   # Eiger + fly042_positions.txt
       ptychoflow reconstruct run7.cxi --iterations 10
       ptychoflow reconstruct site/acquisition/scan_0001.h5 --engine tike --position-refinement   # on a CUDA machine
-      ptychoflow reconstruct site/acquisition/scan_0002.h5 --probe-from reconstructions/scan_0001/scan_0001.recon.h5   # same optics, no trials
+      ptychoflow reconstruct site/acquisition/scan_0002.h5 --probe-from site/hpc/products/scan_0001/scan_0001.recon.h5   # same optics, no trials
     """
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
