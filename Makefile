@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench install browser clean gpu-check gpu-wheels
+.PHONY: demo test test-fast bench bench-recon install browser clean gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -64,6 +64,12 @@ gpu-check:
 
 gpu-wheels: $(STAMP)
 	$(BIN)/python benchmarks/gpu_wheels.py
+
+# rPIE quality on two independent forward models beside plain Pty-chi, the real Siemens star,
+# and the defaults sweep (about 1-2 hours on 2 cores); figures in docs/reconstruction.md.
+bench-recon: $(STAMP)
+	PYTHONPATH=src:edge $(BIN)/python benchmarks/recon_quality.py --references plain,tuned,oracle
+	PYTHONPATH=src:edge $(BIN)/python benchmarks/recon_defaults.py
 
 clean:
 	rm -rf $(VENV) demo-output gpu-check-output .gpu-check .pytest_cache build dist

@@ -34,6 +34,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+class torch_threads:
+    """Temporarily set torch's CPU thread count (to the wrapper's, for a fair direct run)."""
+
+    def __init__(self, n: int) -> None:
+        import torch
+
+        self.torch, self.n, self.previous = torch, n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        self.torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.torch.set_num_threads(self.previous)
+
+
 def header(title: str) -> None:
     print(f"# {title}")
     print(f"# {platform.node()} | {os.cpu_count()} cores | python {platform.python_version()} | {time.strftime('%Y-%m-%d %H:%M')}")

@@ -8,6 +8,10 @@
 - overhead of ptychoflow's wrapper (validation, preparation, per-iteration loop with
   progress and time-limit checks, result conversion) against driving Pty-chi directly with
   the same options on the same arrays: median ratio over a few repeats (target <= 1.10).
+  Both start from the same probe (``probe_start="given"``): the robust start is extra work,
+  measured on its own:
+- the robust probe start's cost (candidate trials) on the 64^2 scan, against a whole run at
+  the default settings.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from _common import torch_threads
 
 from ptychoflow.recon import ptychi_engine, tike_engine
 from ptychoflow.recon.api import reconstruct
@@ -34,7 +39,7 @@ CASES = {
 }
 
 
-def updates_per_second(sim, engine: str, device: str, iterations: int) -> tuple[float, float]:
+def updates_per_second(sim, engine: str, device: str, iterations: int, batch_size: int = 32) -> tuple[float, float]:
     """(position-updates/s over the timed iterations, seconds per iteration); one warm-up iteration excluded."""
     times: list[float] = []
     last = [time.perf_counter()]
@@ -44,7 +49,8 @@ def updates_per_second(sim, engine: str, device: str, iterations: int) -> tuple[
         times.append(now - last[0])
         last[0] = now
 
-    options = RpieOptions(iterations=iterations + 1, batch_size=32, device=device)  # type: ignore[arg-type]
+    options = RpieOptions(iterations=iterations + 1, batch_size=batch_size, device=device,  # type: ignore[arg-type]
+                          probe_start="given")
     last[0] = time.perf_counter()
     reconstruct(sim.scan, options, engine=engine, progress=progress)
     per_iteration = statistics.median(times[1:])
@@ -89,21 +95,8 @@ def direct_ptychi(prepared, options: RpieOptions) -> float:
     return time.perf_counter() - start
 
 
-class torch_threads:
-    """Temporarily set torch's CPU thread count."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.previous = n, torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.previous)
-
-
 def overhead(sim, iterations: int, repeats: int) -> tuple[float, float, float]:
-    options = RpieOptions(iterations=iterations, batch_size=32, device="cpu")
+    options = RpieOptions(iterations=iterations, batch_size=32, device="cpu", probe_start="given")
     wrapper, direct = [], []
 
     def run_wrapper() -> float:
@@ -122,6 +115,21 @@ def overhead(sim, iterations: int, repeats: int) -> tuple[float, float, float]:
             (wrapper if fn is run_wrapper else direct).append(fn())
     w, d = statistics.median(wrapper), statistics.median(direct)
     return w, d, w / d
+
+
+def start_cost(sim, iterations: int) -> tuple[float, float, float]:
+    """(seconds of the robust start's trials, seconds of a default run, their ratio) on `sim`."""
+    from ptychoflow.recon.api import engine_run
+    from ptychoflow.recon.probe_start import choose_start
+
+    defaults = RpieOptions(device="cpu")
+    prepared = prepare_scan(sim.scan)
+    _, run = engine_run("ptychi", "cpu")
+    with torch_threads(ptychi_engine.cpu_threads()):
+        trials = statistics.median(choose_start(prepared, defaults, run).seconds for _ in range(3))
+    _, per_iteration = updates_per_second(sim, "ptychi", "cpu", iterations, batch_size=defaults.batch_size)
+    whole = per_iteration * defaults.iterations
+    return trials, whole, trials / whole
 
 
 def main() -> None:
@@ -154,6 +162,10 @@ def main() -> None:
     w, d, ratio = overhead(sims["64"], args.overhead_iterations, args.repeats)
     print(f"wrapper vs direct Pty-chi (64^2, {args.overhead_iterations} it, median of {args.repeats}): "
           f"{w:.2f} s vs {d:.2f} s -> ratio {ratio:.3f} ({'OK' if ratio <= 1.10 else 'ABOVE'} target 1.10)")
+    trials, whole, share = start_cost(sims["64"], args.iterations)
+    print(f"robust probe start (64^2, {sims['64'].scan.n_frames} positions): trials {trials:.2f} s (median of 3) "
+          f"against {whole:.1f} s for a default run ({RpieOptions().iterations} it, batch {RpieOptions().batch_size}): "
+          f"{100 * share:.1f} %")
 
 
 if __name__ == "__main__":

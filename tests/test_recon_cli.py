@@ -36,3 +36,16 @@ def test_bad_scan_is_one_red_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "only 4 positions" in proc.stderr and str(scan) in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_complex_frames_are_refused_by_the_installed_command(tmp_path):
+    """Complex frames once had their real part reconstructed silently; now one line names the dataset."""
+    sim = tiny_scan()
+    scan = write_tiny(tmp_path, data=sim.scan.data * (1 + 0.25j))
+    command = Path(sys.executable).with_name("ptychoflow")
+    proc = subprocess.run([str(command), "reconstruct", str(scan), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert f"{scan}: /entry/data/data: counts must be real numbers (integer or float), got complex" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -139,6 +139,16 @@ def test_tike_npz_with_nan(tmp_path):
     _assert_fails_cleanly(tmp_path, path, ": data:", "frame 4 contains NaN")
 
 
+def test_complex_frames_in_memory_scan_are_refused_before_any_work():
+    """A Scan built in memory (not from a file) meets the same check in validation."""
+    from ptychoflow.recon.base import validate_scan
+
+    scan = tiny_scan().scan
+    scan.data = scan.data.astype(np.complex64)
+    with pytest.raises(ScanError, match=r"/entry/data/data: counts must be real numbers \(integer or float\), got complex"):
+        validate_scan(scan)
+
+
 def test_unknown_format(tmp_path):
     path = tmp_path / "scan.tif"
     path.write_bytes(b"nope")

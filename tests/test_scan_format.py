@@ -85,6 +85,9 @@ MALFORMED = {
     "zero energy": (_replace("/entry/instrument/energy_keV", 0.0), "energy_keV: must be a positive finite number"),
     "dark wrong shape": (_replace("/entry/data/dark", np.zeros((4, 4))), r"/entry/data/dark: expected shape \(8, 8\)"),
     "no frames": (_replace("/entry/data/data", np.zeros((0, 8, 8))), "/entry/data/data: no frames"),
+    "complex counts": (_replace("/entry/data/data", np.ones((5, 8, 8)) * (1 + 0.5j)), "/entry/data/data: counts must be real numbers .integer or float., got complex"),
+    "complex, zero imaginary part": (_replace("/entry/data/data", np.ones((5, 8, 8), np.complex64)), "/entry/data/data: counts must be real numbers .integer or float., got complex"),
+    "boolean mask": (_replace("/entry/data/data", np.ones((5, 8, 8), bool)), "/entry/data/data: counts must be real numbers .integer or float., got bool"),
 }
 
 

@@ -269,6 +269,14 @@ def test_malformed_cxi(tmp_path, frames_and_positions, edit, field, problem):
     assert error.path == str(path) and error.field == field and problem in error.problem
 
 
+
+@pytest.mark.parametrize("dtype, problem", [(np.complex64, "got complex64"), (bool, "got bool")])
+def test_cxi_complex_or_boolean_frames_are_refused(tmp_path, frames_and_positions, dtype, problem):
+    frames, positions = frames_and_positions
+    path = write_cxi(tmp_path / "field.cxi", frames.astype(dtype), positions)
+    error = _error(lambda: load_scan(path, scan_format="cxi"))
+    assert error.path == str(path) and error.field.endswith("/data") and problem in error.problem
+
 # -- the registry --------------------------------------------------------------------------
 def test_every_layout_is_detected(tmp_path, scan_file, eiger_master, frames_and_positions, real_scan_path):
     frames, positions = frames_and_positions

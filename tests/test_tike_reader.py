@@ -39,3 +39,11 @@ def test_archive_missing_positions(tmp_path):
     np.savez(path, data=np.zeros((1, 3, 8, 8)))
     with pytest.raises(ScanError, match="noscan.npz: scan: missing array"):
         read_tike_npz(path)
+
+
+@pytest.mark.parametrize("dtype, problem", [(np.complex64, "got complex64"), (bool, "got bool")])
+def test_complex_or_boolean_frames_are_refused(tmp_path, dtype, problem):
+    path = tmp_path / "field.npz"
+    np.savez(path, data=np.ones((1, 12, 8, 8), dtype), scan=np.zeros((1, 12, 2), np.float32))
+    with pytest.raises(ScanError, match=f"field.npz: data: .*{problem}"):
+        read_tike_npz(path)

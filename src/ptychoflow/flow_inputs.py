@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ptychoflow.profile import Profile
 
 FUNCTION_NAMES = ("reconstruct", "validate", "train", "activate")
-RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha", "export_formats")  # the Policy knobs rPIE reads
+RECONSTRUCT_KNOBS = ("engine", "iterations", "batch_size", "alpha", "export_formats", "probe_start")  # the Policy knobs rPIE reads
 
 
 def _collection(site: Any, name: str) -> str:

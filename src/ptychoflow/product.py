@@ -236,6 +236,48 @@ def read_product(path: str | Path) -> ReconstructionProduct:
         )
 
 
+PROBE_PIXEL_TOLERANCE = 0.01  # a reused probe's object pixel may differ from the scan's by this fraction
+
+
+def probe_misfit(probe_shape: tuple[int, ...], probe_pixel_m: float, frame: int, pixel_size_m: float) -> tuple[str, str] | None:
+    """(field, problem) when a product's probe cannot start a scan of `frame`-pixel frames at
+    `pixel_size_m` object pixels; None when it fits."""
+    if tuple(probe_shape) != (frame, frame):
+        return f"/{GROUP}/probe", f"{probe_shape[0]}x{probe_shape[-1]} probe, but the scan's frames are {frame}x{frame}"
+    if not np.isclose(probe_pixel_m, pixel_size_m, rtol=PROBE_PIXEL_TOLERANCE, atol=0.0):
+        return (f"/{GROUP}/pixel_size_m", f"{probe_pixel_m:.4g} m, but the scan's object pixel is {pixel_size_m:.4g} m "
+                                          "(energy, distance or detector changed)")
+    return None
+
+
+def latest_good_product(products_root: str | Path, *, frame: int, pixel_size_m: float,
+                        exclude: str | Path | None = None) -> Path | None:
+    """The newest product in ``products_root/*/`` whose probe could start a scan like this one.
+
+    Good means: it ran to completion (not stopped early), its loss is finite, and its probe
+    fits frames of `frame` pixels at this object pixel (``probe_misfit``). Products in
+    `exclude` (the directory being written now) and unreadable files are passed over. This is
+    how a session reuses its last good probe (the flow policy ``probe_start = "last"``).
+    """
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    found = sorted(Path(products_root).glob(f"*/*{PRODUCT_SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in found:
+        if excluded is not None and path.parent.resolve() == excluded:
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                g = f[GROUP]
+                finished = not bool(g.attrs.get("stopped_early", False))
+                losses = g["loss_history"][()]
+                probe = g["probe"]
+                fits = probe_misfit(probe.shape, float(g["pixel_size_m"][()]), frame, pixel_size_m) is None
+                if finished and fits and len(losses) and np.isfinite(losses[-1]) and np.isfinite(probe[()]).all():
+                    return path
+        except (OSError, KeyError):
+            continue
+    return None
+
+
 def from_result(result: Any, *, scan_id: str, source: str = "") -> ReconstructionProduct:
     """Build a product from an engine ``ReconstructionResult`` (the scan's instrument rides in
     ``result.parameters["instrument"]``)."""

@@ -129,6 +129,10 @@ class Policy(_Strict):
     iterations: int = Field(default=RpieOptions.iterations, ge=1, description="rPIE iterations per scan")
     batch_size: int = Field(default=RpieOptions.batch_size, ge=1, description="rPIE positions per update (raise on GPUs)")
     alpha: float = Field(default=RpieOptions.alpha, gt=0, le=1, description="rPIE object step")
+    probe_start: Literal["auto", "given", "last"] = Field(
+        default=RpieOptions.probe_start,
+        description="rPIE probe start: auto (candidates tried on the data) | given (the scan's own guess) | "
+                    "last (the probe of this site's last good reconstruction; auto when there is none)")
     ssim_tolerance: float = Field(default=0.5, ge=0, le=1,
                                   description="skip retraining when the best model scores at least this vs rPIE")
     promote_margin: float = Field(default=0.005, ge=0, description="a new model must beat the best by this much to be promoted")

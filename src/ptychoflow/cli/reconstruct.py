@@ -10,7 +10,7 @@ import click
 
 from ptychoflow.cli._common import console, load_if_any, profile_option, scan_options
 from ptychoflow.fs import writable_dir
-from ptychoflow.recon.base import IterationInfo, ProgressCallback, RpieOptions
+from ptychoflow.recon.base import PROBE_START_MODES, IterationInfo, ProgressCallback, RpieOptions
 from ptychoflow.recon.registry import AUTO, DEVICES, ENGINE_CHOICES, ENGINES
 from ptychoflow.scan.reader import ReadOptions
 
@@ -41,11 +41,19 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.time_limit_s,
               help="Stop cleanly between iterations after this many seconds; the product is still written.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--probe-start", type=click.Choice(PROBE_START_MODES), default=DEFAULTS.probe_start, show_default=True,
+              help="auto: try candidate probes (the measured pupil on either side of focus, a few sizes, the "
+                   "file's guess) for a few iterations and start from the one that best predicts held-out "
+                   "frames; given: the file's own probe guess (else the measured pupil), no trials.")
+@click.option("--probe-from", "probe_from", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Start from the probe of an earlier reconstruction (a .recon.h5 of the same optics); "
+                   "overrides --probe-start.")
 @profile_option
 @scan_options
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None, batch_size: int, alpha: float,
                 probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
-                seed: int, profile_path: Path | None, scan_format: str, read_options: ReadOptions) -> None:
+                seed: int, probe_start: str, probe_from: str | None, profile_path: Path | None, scan_format: str,
+                read_options: ReadOptions) -> None:
     """Reconstruct SCAN with rPIE: a ptychoflow .h5, an Eiger master (with its data files and
     position file beside it), a CXI file, or a Tike .npz / .npz.bz2.
 
@@ -63,24 +71,29 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None
       ptychoflow reconstruct fly042_master.h5 --frame-size 128 --iterations 10   # Eiger + fly042_positions.txt
       ptychoflow reconstruct run7.cxi --iterations 10
       ptychoflow reconstruct site/acquisition/scan_0001.h5 --engine tike --position-refinement   # on a CUDA machine
+      ptychoflow reconstruct site/acquisition/scan_0002.h5 --probe-from site/hpc/products/scan_0001/scan_0001.recon.h5   # same optics, no trials
     """
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
     from ptychoflow.recon.iterations import INTERRUPTED
+    from ptychoflow.recon.probe_start import reusable_product
     from ptychoflow.recon.registry import choose_engine
     from ptychoflow.scan import load_scan
 
     options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
-                          device=device, time_limit_s=time_limit_s, seed=seed)  # type: ignore[arg-type]
+                          device=device, time_limit_s=time_limit_s, seed=seed,
+                          probe_start=probe_start)  # type: ignore[arg-type]
     loaded = load_scan(scan, read_options, scan_format=scan_format)
     validate_scan(loaded)  # bad input, or an engine that cannot run here: one line before any progress output
     choose_engine(engine, device)
+    if probe_from is not None:
+        reusable_product(probe_from, loaded.frame_shape[0], loaded.pixel_size_m)
     out = writable_dir(_output_dir(output_dir, load_if_any(profile_path), loaded.scan_id, scan), field="--out")
     with _progress_bar(iterations) as progress:
-        result = api.reconstruct(loaded, options, engine=engine, progress=progress)
+        result = api.reconstruct(loaded, options, engine=engine, progress=progress, probe_from=probe_from)
     summary = api.write_reconstruction(result, out)
-    _print_summary(summary)
+    _print_summary(summary, result.parameters["probe_start"])
     if summary.stop_reason.startswith(INTERRUPTED):
         raise SystemExit(130)  # saved, but interrupted: a calling script stops here too
 
@@ -121,7 +134,7 @@ def _progress_bar(total: int) -> Iterator[ProgressCallback]:
         yield progress
 
 
-def _print_summary(summary: ReconstructionSummary) -> None:
+def _print_summary(summary: ReconstructionSummary, probe_start: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -129,6 +142,7 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     rows = [
         ("engine", f"{summary.engine} on {summary.device}"),
         ("why", summary.engine_reason),
+        ("probe start", f"{probe_start['chosen']}: {probe_start['reason']}"),
         ("iterations", f"{summary.iterations}/{summary.iterations_requested}"
          + (f" (stopped early: {summary.stop_reason})" if summary.stopped_early else "")),
         ("final loss", f"{summary.final_loss:.5g}"),

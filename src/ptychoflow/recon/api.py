@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.recon.base import ProgressCallback, ReconstructionResult, RpieOptions, prepare_scan
-from ptychoflow.recon.registry import AUTO, choose_engine, get_engine
+from ptychoflow.recon.base import PreparedScan, ProgressCallback, ReconstructionResult, RpieOptions, prepare_scan
+from ptychoflow.recon.probe_start import EngineRun, choose_start, given_start, product_start
+from ptychoflow.recon.registry import AUTO, EngineChoice, choose_engine, get_engine
 from ptychoflow.scan.format import Scan
 from ptychoflow.scan import load_scan
 from ptychoflow.scan.reader import ReadOptions
@@ -31,27 +32,50 @@ def reconstruct(
     progress: ProgressCallback | None = None,
     read_options: ReadOptions | None = None,
     scan_format: str = AUTO,
+    probe_from: str | Path | None = None,
 ) -> ReconstructionResult:
     """rPIE on `scan` (a Scan, or a path to one of any layout the readers know, read with
     `read_options` as `scan_format`); writes nothing.
 
     The scan is validated first (one ScanError naming file and field, before any work), then
-    the engine is resolved ("auto" records what it picked and why in ``engine_reason``).
+    the engine is resolved ("auto" records what it picked and why in ``engine_reason``), then
+    the probe start is chosen and recorded in ``parameters["probe_start"]``: the probe of the
+    product `probe_from` if given, else as ``options.probe_start`` says.
     """
     start = time.perf_counter()
     options = options or RpieOptions()
     scan = scan if isinstance(scan, Scan) else load_scan(scan, read_options, scan_format=scan_format)
     prepared = prepare_scan(scan)
-    choice = choose_engine(engine, options.device)
+    choice, run = engine_run(engine, options.device)
     log.info("engine %s on %s (%s)", choice.engine, choice.device, choice.reason)
-    result = get_engine(choice.engine).run(prepared, options, device=choice.device, progress=progress)
+    if probe_from is not None:
+        probe_start = product_start(prepared, probe_from)
+    elif options.probe_start == "auto":
+        probe_start = choose_start(prepared, options, run)
+    else:
+        probe_start = given_start(prepared)
+    log.info("probe start: %s (%s)", probe_start.chosen, probe_start.reason)
+    prepared.probe = probe_start.probe
+    result = run(prepared, options, progress)
     result.engine_reason = choice.reason
     result.scan_id, result.source = prepared.scan_id, prepared.source
     result.parameters = {**result.parameters, "engine_requested": engine, "scan_attrs": _plain(scan.attrs),
                          "instrument": asdict(scan.instrument),
-                         "scan_read": {"format": scan.read_as, "options": scan.read_options}}
+                         "scan_read": {"format": scan.read_as, "options": scan.read_options},
+                         "probe_start": probe_start.to_json()}
     result.wall_time_s = time.perf_counter() - start
     return result
+
+
+def engine_run(engine: str, device: str) -> tuple[EngineChoice, EngineRun]:
+    """The engine "auto" (or the name) resolves to here, and a function that runs it on its device."""
+    choice = choose_engine(engine, device)
+    spec = get_engine(choice.engine)
+
+    def run(prepared: PreparedScan, options: RpieOptions, progress: ProgressCallback | None = None) -> ReconstructionResult:
+        return spec.run(prepared, options, device=choice.device, progress=progress)
+
+    return choice, run
 
 
 @dataclass

@@ -26,7 +26,7 @@ import numpy as np
 from ptychoflow.errors import ScanError
 from ptychoflow.names import safe_component
 from ptychoflow.scan.format import Instrument, Scan
-from ptychoflow.scan.frames import Crop, FrameReader, detector_mask, open_h5, resolve_dataset, scalar
+from ptychoflow.scan.frames import Crop, FrameReader, detector_mask, open_h5, require_real, resolve_dataset, scalar
 from ptychoflow.scan.reader import ReadOptions
 
 ELECTRON_VOLT_J = 1.602176634e-19
@@ -98,6 +98,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         data = resolve_dataset(path, f, data_name, stack)
         if data.ndim != 3:
             raise ScanError(path, data_name, f"expected frames (N, H, W), got shape {data.shape}")
+        require_real(path, data_name, data.dtype, "counts")
         n = int(data.shape[0]) if not options.max_frames else min(int(data.shape[0]), options.max_frames)
         if n == 0:
             raise ScanError(path, data_name, "no frames")

@@ -30,7 +30,8 @@ from ptychoflow.errors import ScanError
 from ptychoflow.scan.aps_positions import read_velociprobe_positions
 from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
 from ptychoflow.names import safe_component
-from ptychoflow.scan.frames import Crop, FrameReader, detector_mask, external_file, open_h5, resolve_dataset, scalar
+from ptychoflow.scan.frames import (Crop, FrameReader, detector_mask, external_file, open_h5, require_real,
+                                     resolve_dataset, scalar)
 from ptychoflow.scan.reader import ReadOptions
 
 MASTER_SUFFIX = "_master.h5"
@@ -120,6 +121,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         for name, dataset in datasets:
             if dataset.ndim != 3 or tuple(dataset.shape[1:]) != shape:
                 raise ScanError(path, name, f"frame shape {tuple(dataset.shape[1:])} differs from {links[0]}'s {shape}")
+            require_real(path, name, dataset.dtype, "counts")
         available = sum(int(d.shape[0]) for _, d in datasets)
         announced = _expected_frames(path, f)
         if require_complete and available < announced:
