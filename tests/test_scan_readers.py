@@ -313,6 +313,54 @@ def test_a_facility_registers_its_own_reader(tmp_path, small_scan):
         registry._READERS.pop("mine")
 
 
+def test_checked_bitshuffle_decoding_matches_hdf5(eiger_master):
+    """Our chunk-checked decoder gives exactly what HDF5's filter pipeline gives, cropped or not."""
+    from ptychoflow.scan.chunks import ChunkDecoder
+
+    with h5py.File(eiger_master.parent / "fly042_data_000001.h5") as d:
+        dataset = d["/entry/data/data"]
+        decoder = ChunkDecoder.for_dataset(dataset)
+        assert decoder is not None  # a bitshuffle/LZ4 chunk per frame: the checked path applies
+        reference = dataset[()]
+        full = np.empty_like(reference)
+        decoder.read(0, len(reference), (slice(None), slice(None)), full)
+        np.testing.assert_array_equal(full, reference)
+        window = (slice(4, 36), slice(14, 46))
+        cropped = np.empty((len(reference), 32, 32), reference.dtype)
+        decoder.read(0, len(reference), window, cropped)
+        np.testing.assert_array_equal(cropped, reference[:, window[0], window[1]])
+
+
+CORRUPTIONS = {  # offset in the chunk -> bytes written there
+    "decoded size": (0, (10**9).to_bytes(8, "big")),
+    "block size": (8, (10**8).to_bytes(4, "big")),
+    "block length": (12, (10**8).to_bytes(4, "big")),
+}
+
+
+@pytest.mark.parametrize("what", sorted(CORRUPTIONS))
+def test_a_corrupt_bitshuffle_chunk_is_one_line_not_a_crash(eiger_master, what):
+    """HDF5's own bitshuffle filter crashes the process (SIGSEGV) on these chunks; a watcher or
+    a flow function reading the scan must get one line naming the file and dataset instead.
+    Read in a child process, so that a crash fails this test rather than the whole run."""
+    import subprocess
+    import sys
+
+    data_file = eiger_master.parent / "fly042_data_000001.h5"
+    with h5py.File(data_file) as d:
+        chunk = d["/entry/data/data"].id.get_chunk_info(3)
+    offset, value = CORRUPTIONS[what]
+    with open(data_file, "r+b") as f:
+        f.seek(chunk.byte_offset + offset)
+        f.write(value)
+    code = ("import sys; from ptychoflow.scan import load_scan; from ptychoflow.errors import ScanError\n"
+            "try:\n    load_scan(sys.argv[1])\nexcept ScanError as e:\n    print(e)\nelse:\n    print('accepted')")
+    result = subprocess.run([sys.executable, "-c", code, str(eiger_master)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"the reader crashed (exit {result.returncode}): {result.stderr[-300:]}"
+    line = result.stdout.strip()
+    assert "\n" not in line and "fly042_master.h5" in line and "/entry/data/data_000001" in line and "corrupt chunk" in line
+
+
 def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
     """A Tike scan replayed into our layout keeps its attributes, but is read back (and so
     read again for training) as a ptychoflow file, with our field names in errors."""

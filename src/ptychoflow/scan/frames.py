@@ -19,6 +19,7 @@ import numpy as np
 
 from ptychoflow.errors import InputError, ScanError
 from ptychoflow.names import inside, printable
+from ptychoflow.scan.chunks import ChunkDecoder
 
 BLOCK_FRAMES = 256
 REAL_KINDS = "uif"  # counts, positions, geometry: unsigned, signed or float (never complex, bool, text)
@@ -136,17 +137,21 @@ class FrameReader:
 
     def take(self, field: str, dataset: h5py.Dataset, count: int | None = None) -> None:
         """Append the first `count` frames of `dataset` (all of them by default), in blocks, each
-        validated as it arrives; compressed frames decode in HDF5's own filter pipeline."""
+        validated as it arrives. Bitshuffle/LZ4 frames are checked chunk by chunk before decoding
+        (``chunks.ChunkDecoder``: HDF5's filter crashes on a corrupt chunk); other filters run in HDF5."""
         count = dataset.shape[0] if count is None else count
         if self.filled + count > self.out.shape[0]:
             raise ScanError(self.path, field, f"holds more frames than the {self.out.shape[0]} announced")
+        decoder = ChunkDecoder.for_dataset(dataset)
         for start in range(0, count, BLOCK_FRAMES):
-            self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count))
+            self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count), decoder)
 
-    def _take_block(self, field: str, dataset: h5py.Dataset, start: int, stop: int) -> None:
+    def _take_block(self, field: str, dataset: h5py.Dataset, start: int, stop: int, decoder: ChunkDecoder | None) -> None:
         target = self.out[self.filled : self.filled + stop - start]
         try:
-            if self.crop is None or target.shape[1:] == dataset.shape[1:]:
+            if decoder is not None:
+                decoder.read(start, stop, self._window, target)
+            elif self.crop is None or target.shape[1:] == dataset.shape[1:]:
                 dataset.read_direct(target, np.s_[start:stop])  # whole frames: the plain (fast) selection
             else:
                 dataset.read_direct(target, np.s_[start:stop, self._window[0], self._window[1]])
