@@ -6,7 +6,7 @@ files of 1,000 frames, an APS position file) with and without bitshuffle/LZ4. Ea
 whole through the reader registry (``load_scan``: frames validated, positions matched),
 alternating layouts so load on the machine hits them alike.
 
-Prints frames/s (median of 7) and the ratio to our layout.
+Prints frames/s (median of 15) and the ratio to our layout.
 Target: Eiger with bitshuffle >= 0.8 x the frame rate of our own layout.
 """
 
@@ -29,6 +29,7 @@ from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan  # noq
 
 COPIES = 3  # the simulated scan, repeated: about 1,700 frames (220 MB of uint32)
 TARGET = 0.8
+REPEATS = 15
 
 
 def main() -> None:
@@ -49,10 +50,10 @@ def main() -> None:
         sizes = {name: sum(p.stat().st_size for p in path.parent.glob(f"{path.name.split('_')[0]}*"))
                  for name, path in files.items()}
         times: dict[str, list[float]] = {name: [] for name in files}
-        for _ in range(7):  # interleaved: each round reads every layout once
+        for _ in range(REPEATS):  # interleaved: each round reads every layout once
             for name, path in files.items():
                 times[name] += timed(lambda path=path: load_scan(path), repeats=1, warmup=0)
-        header(f"scan reading, {n} frames of 128x128 uint32, load_scan (validated): frames/s, median of 7")
+        header(f"scan reading, {n} frames of 128x128 uint32, load_scan (validated): frames/s, median of {REPEATS}")
         row("layout", "MB on disk", "frames/s", "ratio to ours")
         base = n / median(times["ptychoflow (uncompressed)"])
         for name in files:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
@@ -338,17 +339,19 @@ CORRUPTIONS = {  # offset in the chunk -> bytes written there
 }
 
 
+@pytest.mark.parametrize("frame", [3, 20], ids=["first half", "helper's half"])
 @pytest.mark.parametrize("what", sorted(CORRUPTIONS))
-def test_a_corrupt_bitshuffle_chunk_is_one_line_not_a_crash(eiger_master, what):
+def test_a_corrupt_bitshuffle_chunk_is_one_line_not_a_crash(eiger_master, what, frame):
     """HDF5's own bitshuffle filter crashes the process (SIGSEGV) on these chunks; a watcher or
-    a flow function reading the scan must get one line naming the file and dataset instead.
+    a flow function reading the scan must get one line naming the file, dataset and frame instead,
+    whichever of the two decoding threads meets the chunk.
     Read in a child process, so that a crash fails this test rather than the whole run."""
     import subprocess
     import sys
 
     data_file = eiger_master.parent / "fly042_data_000001.h5"
     with h5py.File(data_file) as d:
-        chunk = d["/entry/data/data"].id.get_chunk_info(3)
+        chunk = d["/entry/data/data"].id.get_chunk_info(frame)
     offset, value = CORRUPTIONS[what]
     with open(data_file, "r+b") as f:
         f.seek(chunk.byte_offset + offset)
@@ -359,6 +362,33 @@ def test_a_corrupt_bitshuffle_chunk_is_one_line_not_a_crash(eiger_master, what):
     assert result.returncode == 0, f"the reader crashed (exit {result.returncode}): {result.stderr[-300:]}"
     line = result.stdout.strip()
     assert "\n" not in line and "fly042_master.h5" in line and "/entry/data/data_000001" in line and "corrupt chunk" in line
+    assert f"frame {frame}:" in line
+
+
+def _bitshuffle_frames(path, frames: np.ndarray, *, written: list[int] | None = None, userblock: int = 0) -> None:
+    """A data file as another program writes it: bitshuffle/LZ4, one chunk per frame."""
+    with h5py.File(path, "w", userblock_size=userblock or None) as f:
+        dataset = f.create_dataset("data", shape=frames.shape, dtype=frames.dtype, chunks=(1, *frames.shape[1:]),
+                                   **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+        for k in range(len(frames)) if written is None else written:
+            dataset[k] = frames[k]
+
+
+@pytest.mark.parametrize("userblock", [0, 512], ids=["plain", "with a user block"])
+def test_checked_decoding_reads_what_hdf5_reads_unwritten_frames_included(tmp_path, frames_and_positions, userblock):
+    """The decoder reads chunks by their file offsets: a user block before the HDF5 data must not
+    shift them, and a frame never written reads as HDF5 reads it (the fill value), in either thread."""
+    from ptychoflow.scan.chunks import ChunkDecoder
+
+    frames = frames_and_positions[0][:40]
+    path = tmp_path / "data.h5"
+    _bitshuffle_frames(path, frames, written=[k for k in range(40) if k not in (5, 33)], userblock=userblock)
+    with h5py.File(path) as f:
+        dataset = f["data"]
+        out = np.empty_like(frames)
+        ChunkDecoder.for_dataset(dataset).read(0, 40, (slice(None), slice(None)), out)
+        np.testing.assert_array_equal(out, dataset[()])
+    assert not out[5].any() and not out[33].any() and out[6].any() and out[34].any()
 
 
 def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):

@@ -4,9 +4,14 @@ HDF5's own bitshuffle filter (hdf5plugin) trusts each chunk's header: a chunk th
 more bytes than the frame holds, or a block longer than the chunk, crashes the process
 (measured: a segmentation fault, not an error). A watcher or a flow function must not die on
 one bad file, so this reader walks each chunk's header and block lengths, and only then lets
-bitshuffle's C function (``bshuf_decompress_lz4``, the one the filter calls) decode it into the
-frame. It runs on one thread: reading raw chunks holds h5py's lock, and a thread pool measured
-slower than one thread on 2 cores (docs/benchmarks.md).
+bitshuffle's C function (``bshuf_decompress_lz4``, the one the filter calls; its LZ4 decoder is
+the bounded ``LZ4_decompress_safe``) decode it into the frame.
+
+Speed (docs/benchmarks.md, issue 17): the chunks' file offsets are listed once (HDF5's
+``chunk_iter``), their bytes are read with ``os.pread`` and decoded by two threads at once. Neither
+step takes h5py's lock, and ctypes releases the GIL while bitshuffle runs, so the two threads
+really decode side by side. Where the listing is unavailable or disagrees with HDF5 (another
+file driver, a user block), chunks are read through h5py on one thread, as before.
 
 Only the plain case takes this path: one frame per chunk and bitshuffle (HDF5 filter 32008)
 with LZ4 as the only filter. Anything else returns None and the caller reads through HDF5.
@@ -15,8 +20,11 @@ with LZ4 as the only filter. Anything else returns None and the caller reads thr
 from __future__ import annotations
 
 import ctypes
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import h5py
 import numpy as np
@@ -25,6 +33,10 @@ BITSHUFFLE_FILTER = 32008
 BITSHUFFLE_LZ4 = 2  # cd_values[4]
 HEADER_BYTES = 12  # uint64 BE decoded bytes, uint32 BE block size in bytes
 BLOCK_LENGTH_BYTES = 4  # each block: uint32 BE compressed length, then the LZ4 data
+DECODING_THREADS = 2  # this one and a helper: the machines have 2 cores, and a third gained nothing
+MIN_FRAMES_TO_SHARE = 16
+_HEADER = struct.Struct(">QI")
+_BLOCK_LENGTH = struct.Struct(">I")  # below this, handing half to the helper costs more than it saves
 
 
 @lru_cache(maxsize=1)
@@ -42,6 +54,41 @@ def _bitshuffle() -> Callable[..., int] | None:
     return function
 
 
+@lru_cache(maxsize=1)
+def _helper() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=DECODING_THREADS - 1, thread_name_prefix="ptychoflow-chunks")
+
+
+class RawChunk(NamedTuple):
+    """One frame's stored bytes, and where they start in memory (for bitshuffle's C function)."""
+
+    filter_mask: int
+    data: bytes | memoryview
+    address: int
+
+    @classmethod
+    def of(cls, filter_mask: int, data: bytes) -> "RawChunk":
+        return cls(filter_mask, data, ctypes.cast(data, ctypes.c_void_p).value or 0)
+
+
+def _chunk_table(dataset: h5py.Dataset) -> dict[int, Any] | None:
+    """Frame index -> HDF5's StoreInfo of its chunk (filter_mask, byte_offset, size), for a plain
+    file whose listing HDF5 confirms; else None."""
+    if dataset.file.driver != "sec2" or dataset.shape[0] == 0:
+        return None
+    listing: list[Any] = []
+    try:
+        dataset.id.chunk_iter(listing.append)
+        table = {info.chunk_offset[0]: info for info in listing}
+        first = table[min(table)]
+        mask, data = dataset.id.read_direct_chunk(first.chunk_offset)
+        with open(dataset.file.filename, "rb", buffering=0) as raw:
+            confirmed = os.pread(raw.fileno(), first.size, first.byte_offset) == data
+    except (AttributeError, OSError, RuntimeError, ValueError, KeyError):
+        return None  # an h5py or HDF5 without chunk_iter, or chunks it cannot list
+    return table if confirmed and mask == first.filter_mask else None
+
+
 class ChunkDecoder:
     """Decodes frames of a dataset stored one frame per bitshuffle/LZ4 chunk."""
 
@@ -50,7 +97,7 @@ class ChunkDecoder:
         self._decompress = decompress
         self._elements = int(np.prod(dataset.shape[1:]))
         self._itemsize = dataset.dtype.itemsize
-        self._frame = np.empty(dataset.shape[1:], dataset.dtype)  # for cropped reads
+        self._table = _chunk_table(dataset)
 
     @classmethod
     def for_dataset(cls, dataset: h5py.Dataset) -> "ChunkDecoder | None":
@@ -65,45 +112,96 @@ class ChunkDecoder:
         decompress = _bitshuffle()
         return None if decompress is None else cls(dataset, decompress)
 
-    def _check(self, data: bytes, frame_bytes: int) -> int:
+    def read(self, start: int, stop: int, window: tuple[slice, slice], out: np.ndarray) -> None:
+        """Frames start..stop-1, cropped to `window`, into `out` (a (stop-start, h, w) array)."""
+        if self._table is None:  # through h5py, which holds its lock: one thread
+            self._decode_frames(None, range(start, stop), window, out, start)
+            return
+        with open(self.dataset.file.filename, "rb", buffering=0) as raw:
+            fd = raw.fileno()
+            if stop - start < MIN_FRAMES_TO_SHARE:
+                self._decode_frames(fd, range(start, stop), window, out, start)
+                return
+            # Halves, not frames taken in turn: each thread then fills its own pages of `out`
+            # (measured faster; first-touch page faults are a large part of the cost).
+            middle = (start + stop) // 2
+            helper = _helper().submit(self._decode_frames, fd, range(middle, stop), window, out, start)
+            try:
+                self._decode_frames(fd, range(start, middle), window, out, start)
+            finally:
+                failure = helper.exception()  # waits: `out` and the file stay ours until the helper is done
+            if failure is not None:
+                raise failure
+
+    def _raw_chunks(self, fd: int | None, frames: range) -> list[RawChunk]:
+        """The stored bytes of `frames`: one read of the file span they occupy (chunks lie in
+        order on disk), chunk by chunk if they are scattered, or through h5py without a listing."""
+        if fd is None or self._table is None:
+            return [self._h5py_chunk(index) for index in frames]
+        stored = [self._table.get(index) for index in frames]
+        written = [chunk for chunk in stored if chunk is not None]
+        low = min((chunk.byte_offset for chunk in written), default=0)
+        high = max((chunk.byte_offset + chunk.size for chunk in written), default=0)
+        if high - low > 2 * sum(chunk.size for chunk in written):  # scattered: one read each
+            return [RawChunk.of(chunk.filter_mask, os.pread(fd, chunk.size, chunk.byte_offset)) if chunk else self._unwritten(index)
+                    for index, chunk in zip(frames, stored)]
+        span = os.pread(fd, high - low, low)  # a truncated file gives less: each chunk's check then fails
+        view, address = memoryview(span), RawChunk.of(0, span).address - low
+        return [RawChunk(chunk.filter_mask, view[chunk.byte_offset - low : chunk.byte_offset - low + chunk.size], address + chunk.byte_offset)
+                if chunk else self._unwritten(index) for index, chunk in zip(frames, stored)]
+
+    def _h5py_chunk(self, index: int) -> RawChunk:
+        try:
+            return RawChunk.of(*self.dataset.id.read_direct_chunk((index, 0, 0)))
+        except RuntimeError:  # "chunk address isn't defined": never written
+            return self._unwritten(index)
+
+    def _unwritten(self, index: int) -> RawChunk:
+        """A frame whose chunk was never stored reads as HDF5 reads it (the fill value), passed on as unfiltered."""
+        return RawChunk.of(1, np.ascontiguousarray(self.dataset[index]).tobytes())
+
+    def _decode_frames(self, fd: int | None, frames: range, window: tuple[slice, slice], out: np.ndarray, first: int) -> None:
+        """Each frame in `frames` into out[frame - first], read from the file open as `fd` (None: through h5py)."""
+        whole = out.shape[1:] == self.dataset.shape[1:] and out.flags.c_contiguous
+        target = out if whole else np.empty((1, *self.dataset.shape[1:]), self.dataset.dtype)
+        frame_bytes, address = target[0].nbytes, target.ctypes.data
+        for index, raw in zip(frames, self._raw_chunks(fd, frames)):
+            slot = index - first if whole else 0
+            try:
+                self._decode_into(raw, target, slot, address + slot * frame_bytes, frame_bytes)
+            except OSError as exc:
+                raise OSError(f"frame {index}: {exc}") from None
+            if not whole:
+                out[index - first] = target[0][window]
+
+    def _check(self, data: bytes | memoryview, frame_bytes: int) -> int:
         """The chunk's block size in elements, once its header and block lengths fit the chunk."""
         if len(data) < HEADER_BYTES:
             raise OSError(f"chunk of {len(data)} bytes is shorter than its header (corrupt chunk)")
-        decoded = int.from_bytes(data[:8], "big")
-        block = int.from_bytes(data[8:12], "big") // self._itemsize
+        decoded, block_bytes = _HEADER.unpack_from(data)
+        block = block_bytes // self._itemsize
         if decoded != frame_bytes:
             raise OSError(f"chunk header announces {decoded} bytes for a {frame_bytes}-byte frame (corrupt chunk)")
         if block <= 0 or block % 8:
             raise OSError(f"chunk header gives a block of {block} elements (corrupt chunk)")
         shuffled = self._elements - self._elements % 8
-        position = HEADER_BYTES
+        position, end = HEADER_BYTES, len(data)
         for _ in range(-(-shuffled // block)):
-            if position + BLOCK_LENGTH_BYTES > len(data):
+            if position + BLOCK_LENGTH_BYTES > end:
                 raise OSError("chunk ends inside its block list (corrupt chunk)")
-            position += BLOCK_LENGTH_BYTES + int.from_bytes(data[position : position + BLOCK_LENGTH_BYTES], "big")
-        if position + (self._elements - shuffled) * self._itemsize > len(data):
+            position += BLOCK_LENGTH_BYTES + _BLOCK_LENGTH.unpack_from(data, position)[0]
+        if position + (self._elements - shuffled) * self._itemsize > end:
             raise OSError("a block runs past the end of its chunk (corrupt chunk)")
         return block
 
-    def _decode_into(self, raw: tuple[int, bytes], frame: np.ndarray) -> None:
-        mask, data = raw
-        if mask & 1:  # the filter was skipped for this chunk: stored as is
-            if len(data) != frame.nbytes:
-                raise OSError(f"unfiltered chunk of {len(data)} bytes for a {frame.nbytes}-byte frame (corrupt chunk)")
-            frame[...] = np.frombuffer(data, self.dataset.dtype).reshape(frame.shape)
+    def _decode_into(self, raw: RawChunk, frames: np.ndarray, slot: int, address: int, frame_bytes: int) -> None:
+        """Decode one chunk into frames[slot], which starts at `address` (passed in: asking numpy costs a microsecond)."""
+        if raw.filter_mask & 1:  # the filter was skipped for this chunk: stored as is
+            if len(raw.data) != frame_bytes:
+                raise OSError(f"unfiltered chunk of {len(raw.data)} bytes for a {frame_bytes}-byte frame (corrupt chunk)")
+            frames[slot] = np.frombuffer(raw.data, self.dataset.dtype).reshape(frames.shape[1:])
             return
-        block = self._check(data, frame.nbytes)
-        payload = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value + HEADER_BYTES  # no copy; `data` lives on
-        if self._decompress(payload, frame.ctypes.data, self._elements, self._itemsize, block) < 0:
+        block = self._check(raw.data, frame_bytes)
+        # `raw.data` (and the span it may be part of) lives until the call returns.
+        if self._decompress(raw.address + HEADER_BYTES, address, self._elements, self._itemsize, block) < 0:
             raise OSError("bitshuffle/LZ4 decoding failed: corrupt chunk")
-
-    def read(self, start: int, stop: int, window: tuple[slice, slice], out: np.ndarray) -> None:
-        """Frames start..stop-1, cropped to `window`, into `out` (a (stop-start, h, w) array)."""
-        whole = out.shape[1:] == self.dataset.shape[1:] and out.flags.c_contiguous
-        for k in range(stop - start):
-            raw = self.dataset.id.read_direct_chunk((start + k, 0, 0))
-            if whole:
-                self._decode_into(raw, out[k])  # straight into the result
-            else:
-                self._decode_into(raw, self._frame)
-                out[k] = self._frame[window]
