@@ -404,3 +404,19 @@ def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
     assert replayed.read_as == "ptychoflow" and replayed.fields == ("/entry/data/data", "/entry/data/positions")
     scan_format, options = read_again({"format": replayed.read_as, "options": replayed.read_options})
     assert scan_format == "ptychoflow" and load_scan(replayed.path, options, scan_format=scan_format).n_frames == 20
+
+
+def test_a_forked_child_still_decodes_on_two_threads(eiger_master, frames_and_positions):
+    """A worker forked after the parent has read a scan inherits the decoding pool without its
+    thread; it must get its own rather than wait forever for the parent's."""
+    import multiprocessing
+
+    expected = load_scan(eiger_master).data
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_frame_sum, (eiger_master,))
+        assert result.get(timeout=60) == int(expected.sum())
+
+
+def _frame_sum(path) -> int:
+    return int(load_scan(path).data.sum())

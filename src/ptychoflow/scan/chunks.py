@@ -54,8 +54,13 @@ def _bitshuffle() -> Callable[..., int] | None:
     return function
 
 
-@lru_cache(maxsize=1)
 def _helper() -> ThreadPoolExecutor:
+    return _helper_of_process(os.getpid())
+
+
+@lru_cache(maxsize=1)
+def _helper_of_process(pid: int) -> ThreadPoolExecutor:
+    """One per process: a forked child inherits the pool but not its thread, and would wait forever."""
     return ThreadPoolExecutor(max_workers=DECODING_THREADS - 1, thread_name_prefix="ptychoflow-chunks")
 
 
