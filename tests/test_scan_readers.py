@@ -366,29 +366,49 @@ def test_a_corrupt_bitshuffle_chunk_is_one_line_not_a_crash(eiger_master, what, 
 
 
 def _bitshuffle_frames(path, frames: np.ndarray, *, written: list[int] | None = None, userblock: int = 0) -> None:
-    """A data file as another program writes it: bitshuffle/LZ4, one chunk per frame."""
+    """A data file as another program writes it: bitshuffle/LZ4, one chunk per frame, at /entry/data/data."""
     with h5py.File(path, "w", userblock_size=userblock or None) as f:
-        dataset = f.create_dataset("data", shape=frames.shape, dtype=frames.dtype, chunks=(1, *frames.shape[1:]),
-                                   **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+        dataset = f.create_dataset("/entry/data/data", shape=frames.shape, dtype=frames.dtype,
+                                   chunks=(1, *frames.shape[1:]), **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
         for k in range(len(frames)) if written is None else written:
             dataset[k] = frames[k]
 
 
 @pytest.mark.parametrize("userblock", [0, 512], ids=["plain", "with a user block"])
-def test_checked_decoding_reads_what_hdf5_reads_unwritten_frames_included(tmp_path, frames_and_positions, userblock):
-    """The decoder reads chunks by their file offsets: a user block before the HDF5 data must not
-    shift them, and a frame never written reads as HDF5 reads it (the fill value), in either thread."""
+def test_checked_decoding_reads_what_hdf5_reads(tmp_path, frames_and_positions, userblock):
+    """The decoder reads chunks by their file offsets: a user block before the HDF5 data must not shift them."""
     from ptychoflow.scan.chunks import ChunkDecoder
 
     frames = frames_and_positions[0][:40]
     path = tmp_path / "data.h5"
-    _bitshuffle_frames(path, frames, written=[k for k in range(40) if k not in (5, 33)], userblock=userblock)
+    _bitshuffle_frames(path, frames, userblock=userblock)
     with h5py.File(path) as f:
-        dataset = f["data"]
         out = np.empty_like(frames)
-        ChunkDecoder.for_dataset(dataset).read(0, 40, (slice(None), slice(None)), out)
-        np.testing.assert_array_equal(out, dataset[()])
-    assert not out[5].any() and not out[33].any() and out[6].any() and out[34].any()
+        ChunkDecoder.for_dataset(f["/entry/data/data"]).read(0, 40, (slice(None), slice(None)), out)
+    np.testing.assert_array_equal(out, frames)
+
+
+@pytest.mark.parametrize("compression", ["bitshuffle", "gzip"])
+def test_a_frame_never_written_is_named_and_the_scan_not_complete(eiger_master, frames_and_positions, compression):
+    """HDF5 reads a chunk never written as zeros: a data file cut short (or still being filled)
+    would read as frames of nothing. The reader names the frame, and the watcher waits."""
+    data_file = eiger_master.parent / "fly042_data_000002.h5"  # frames 25-49 of the scan
+    frames = frames_and_positions[0][25:50]
+    with h5py.File(data_file) as f:
+        full = f["/entry/data/data"][()]  # as the detector stored them (the whole detector)
+    data_file.unlink()
+    if compression == "bitshuffle":
+        _bitshuffle_frames(data_file, full, written=[k for k in range(len(frames)) if k != 7])
+    else:
+        with h5py.File(data_file, "w") as f:
+            dataset = f.create_dataset("/entry/data/data", shape=full.shape, dtype=full.dtype,
+                                       chunks=(1, *full.shape[1:]), compression="gzip")
+            for k in range(len(frames)):
+                if k != 7:
+                    dataset[k] = full[k]
+    assert not scan_complete(eiger_master)
+    error = _error(lambda: load_scan(eiger_master))
+    assert error.field == "/entry/data/data_000002" and "frame 7 was never written" in error.problem
 
 
 def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):

@@ -94,6 +94,11 @@ def _chunk_table(dataset: h5py.Dataset) -> dict[int, Any] | None:
     return table if confirmed and mask == first.filter_mask else None
 
 
+def _unwritten(index: int) -> OSError:
+    """Readers refuse unwritten frames before decoding (frames.require_written); this is the backstop."""
+    return OSError(f"frame {index} was never written (no chunk stored)")
+
+
 class ChunkDecoder:
     """Decodes frames of a dataset stored one frame per bitshuffle/LZ4 chunk."""
 
@@ -145,27 +150,26 @@ class ChunkDecoder:
         order on disk), chunk by chunk if they are scattered, or through h5py without a listing."""
         if fd is None or self._table is None:
             return [self._h5py_chunk(index) for index in frames]
-        stored = [self._table.get(index) for index in frames]
-        written = [chunk for chunk in stored if chunk is not None]
-        low = min((chunk.byte_offset for chunk in written), default=0)
-        high = max((chunk.byte_offset + chunk.size for chunk in written), default=0)
-        if high - low > 2 * sum(chunk.size for chunk in written):  # scattered: one read each
-            return [RawChunk.of(chunk.filter_mask, os.pread(fd, chunk.size, chunk.byte_offset)) if chunk else self._unwritten(index)
-                    for index, chunk in zip(frames, stored)]
+        stored = []
+        for index in frames:
+            chunk = self._table.get(index)
+            if chunk is None:
+                raise _unwritten(index)
+            stored.append(chunk)
+        low = min(chunk.byte_offset for chunk in stored)
+        high = max(chunk.byte_offset + chunk.size for chunk in stored)
+        if high - low > 2 * sum(chunk.size for chunk in stored):  # scattered: one read each
+            return [RawChunk.of(chunk.filter_mask, os.pread(fd, chunk.size, chunk.byte_offset)) for chunk in stored]
         span = os.pread(fd, high - low, low)  # a truncated file gives less: each chunk's check then fails
         view, address = memoryview(span), RawChunk.of(0, span).address - low
-        return [RawChunk(chunk.filter_mask, view[chunk.byte_offset - low : chunk.byte_offset - low + chunk.size], address + chunk.byte_offset)
-                if chunk else self._unwritten(index) for index, chunk in zip(frames, stored)]
+        return [RawChunk(chunk.filter_mask, view[chunk.byte_offset - low : chunk.byte_offset - low + chunk.size],
+                         address + chunk.byte_offset) for chunk in stored]
 
     def _h5py_chunk(self, index: int) -> RawChunk:
         try:
             return RawChunk.of(*self.dataset.id.read_direct_chunk((index, 0, 0)))
-        except RuntimeError:  # "chunk address isn't defined": never written
-            return self._unwritten(index)
-
-    def _unwritten(self, index: int) -> RawChunk:
-        """A frame whose chunk was never stored reads as HDF5 reads it (the fill value), passed on as unfiltered."""
-        return RawChunk.of(1, np.ascontiguousarray(self.dataset[index]).tobytes())
+        except RuntimeError:  # "chunk address isn't defined"
+            raise _unwritten(index) from None
 
     def _decode_frames(self, fd: int | None, frames: range, window: tuple[slice, slice], out: np.ndarray, first: int) -> None:
         """Each frame in `frames` into out[frame - first], read from the file open as `fd` (None: through h5py)."""

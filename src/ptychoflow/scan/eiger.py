@@ -30,7 +30,7 @@ from ptychoflow.errors import ScanError
 from ptychoflow.scan.aps_positions import read_velociprobe_positions
 from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
 from ptychoflow.names import safe_component
-from ptychoflow.scan.frames import (Crop, FrameReader, detector_mask, external_file, open_h5, require_real,
+from ptychoflow.scan.frames import (Crop, FrameReader, detector_mask, external_file, open_h5, require_real, require_written,
                                      resolve_dataset, scalar)
 from ptychoflow.scan.reader import ReadOptions
 
@@ -150,6 +150,10 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
                     break
             data = frames.result(DATA_GROUP)
         else:  # metadata only (admission checks): a zero-cost array of the right shape
+            remaining = n
+            for name, dataset in datasets:  # and every frame stored, so a half-filled data file is waited for
+                require_written(path, name, dataset, min(int(dataset.shape[0]), remaining))
+                remaining -= min(int(dataset.shape[0]), remaining)
             data = np.broadcast_to(np.zeros((), first.dtype), (n, crop.size, crop.size))
     return Scan(
         path=path, scan_id=safe_component(prefix(path), source=path, field="(file name)"), data=data, positions_m=positions, instrument=instrument,

@@ -142,6 +142,7 @@ class FrameReader:
         count = dataset.shape[0] if count is None else count
         if self.filled + count > self.out.shape[0]:
             raise ScanError(self.path, field, f"holds more frames than the {self.out.shape[0]} announced")
+        require_written(self.path, field, dataset, count)
         decoder = ChunkDecoder.for_dataset(dataset)
         for start in range(0, count, BLOCK_FRAMES):
             self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count), decoder)
@@ -167,6 +168,45 @@ class FrameReader:
         if self.filled != self.out.shape[0]:
             raise ScanError(self.path, field, f"{self.filled} frames found, {self.out.shape[0]} announced")
         return self.out
+
+
+def first_unwritten_frame(dataset: h5py.Dataset, count: int) -> int | None:
+    """The first of the first `count` frames for which the file stores no data, or None.
+
+    HDF5 reads data never written as the fill value (zeros), so a detector file cut short, or
+    still being filled, would otherwise read as whole frames of nothing. Counting stored chunks
+    is cheap; they are listed only when some are missing.
+    """
+    if count == 0:
+        return None
+    if dataset.chunks is None:  # contiguous: stored as a whole or not at all
+        return None if dataset.id.get_storage_size() > 0 else 0
+    per_frame_row = [-(-size // chunk) for size, chunk in zip(dataset.shape[1:], dataset.chunks[1:])]
+    rows = -(-count // dataset.chunks[0])
+    expected_per_row = int(np.prod(per_frame_row))
+    if dataset.id.get_num_chunks() >= -(-dataset.shape[0] // dataset.chunks[0]) * expected_per_row:
+        return None  # every chunk of the dataset is stored
+    stored = np.zeros(rows, np.int64)
+
+    def count_chunk(info) -> None:
+        row = info.chunk_offset[0] // dataset.chunks[0]
+        if row < rows:
+            stored[row] += 1
+
+    dataset.id.chunk_iter(count_chunk)
+    missing = np.flatnonzero(stored < expected_per_row)
+    return int(missing[0]) * dataset.chunks[0] if missing.size else None
+
+
+def require_written(path: Path, field: str, dataset: h5py.Dataset, count: int) -> None:
+    """Raise a ScanError naming the first of the first `count` frames the file holds no data for."""
+    try:
+        frame = first_unwritten_frame(dataset, count)
+    except (AttributeError, RuntimeError, OSError):
+        return  # an HDF5 that cannot list chunks: read as before
+    if frame is not None:
+        raise ScanError(path, field, f"frame {frame} was never written (no data stored for it): "
+                                     "acquisition still running, stopped early, or the file cut short")
 
 
 def detector_mask(path: Path, f: h5py.File, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
