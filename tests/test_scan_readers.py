@@ -130,6 +130,18 @@ def test_eiger_without_position_file_says_where_it_looked(tmp_path, frames_and_p
     assert error.field == "positions" and "nopos_positions.txt" in error.problem
 
 
+def test_position_rows_are_matched_to_frames_by_trigger_not_by_line(tmp_path, frames_and_positions):
+    """A position file need not list its triggers in order (the file is the encoder's, not ours)."""
+    frames, positions = frames_and_positions
+    master = write_eiger(tmp_path, "shuffled", frames, positions, compression="none")
+    in_order = load_scan(master).positions_m
+    pos = tmp_path / "shuffled_positions.txt"
+    header, *rows = pos.read_text().splitlines()
+    rows = [rows[k] for k in np.random.default_rng(3).permutation(len(rows))]
+    pos.write_text("\n".join([header, *rows]) + "\n")
+    np.testing.assert_array_equal(load_scan(master).positions_m, in_order)
+
+
 @pytest.mark.parametrize("case, field, problem", [
     ("short", "column 7 (trigger)", "no position for"),
     ("text", "line 3", "not a number"),

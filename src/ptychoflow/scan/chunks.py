@@ -134,7 +134,7 @@ class ChunkDecoder:
                 return
             # Contiguous parts, not frames taken in turn: each thread then fills its own pages of
             # `out` (measured faster; first-touch page faults are a large part of the cost).
-            bounds = np.linspace(start, stop, DECODING_THREADS + 1).astype(int).tolist()
+            bounds = [start + (stop - start) * k // DECODING_THREADS for k in range(DECODING_THREADS + 1)]
             helpers = [_helper().submit(self._decode_frames, fd, range(low, high), window, out, start)
                        for low, high in zip(bounds[1:-1], bounds[2:])]
             try:
