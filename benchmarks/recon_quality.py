@@ -1,6 +1,6 @@
 """Reconstruction quality on data ptychoflow was not tuned on (prints a table; not a test).
 
-    PYTHONPATH=src python benchmarks/recon_quality.py [--references plain,tuned,oracle] [--pictures PNG]
+    PYTHONPATH=src python benchmarks/recon_quality.py [--references plain,tuned,oracle,known] [--pictures PNG]
                                                       [--iterations N] [--only NAME ...] [--no-star | --star-only]
 
 Every scenario is a scan file from one of two independent forward models:
@@ -16,7 +16,8 @@ Each file is reconstructed by every method in the same run, with the same iterat
 - ``plain``: Pty-chi's rPIE called directly with its default options, a Gaussian probe guess
   of the true probe's width (90 % power diameter) scaled with ``ptychi.utils.rescale_probe``;
 - optional references: ``tuned`` (plain with ptychoflow's batch size and alpha: what is left
-  is the start) and ``oracle`` (ptychoflow from the true probe: the ceiling for any start).
+  is the start), ``oracle`` (ptychoflow from the true probe: the ceiling for any start) and
+  ``known`` (the true probe kept fixed: the ceiling for rPIE on these data, whatever the start).
 
 Both are scored against the truth on the illuminated region (true probe at the true
 positions, >= recon_scenarios.ILLUMINATED of its typical level) after registration: phase RMSE after offset and
@@ -62,10 +63,12 @@ class Outcome:
     note: str = ""
 
 
-def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path, *, oracle: bool = False) -> Outcome:
+def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path, *, oracle: bool = False,
+                   probe_known: bool = False) -> Outcome:
     """The user's path: the scan file through reconstruct and write_reconstruction, the product read back.
 
     `oracle`: start from the true probe instead (no trials): the ceiling for any start.
+    `probe_known`: and keep it (no probe refinement): the ceiling for rPIE on these data at all.
     """
     from ptychoflow.product import read_product
     from ptychoflow.recon.api import reconstruct, write_reconstruction
@@ -74,11 +77,13 @@ def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path, *, 
 
     start = time.perf_counter()
     scan = load_scan(path)
+    oracle = oracle or probe_known
     if oracle:
         scan.probe_guess = truth.probe
-    options = RpieOptions(iterations=iterations, device="cpu", probe_start="given" if oracle else "auto")
+    options = RpieOptions(iterations=iterations, device="cpu", probe_start="given" if oracle else "auto",
+                          probe_refinement=not probe_known)
     result = reconstruct(scan, options, engine="ptychi")
-    summary = write_reconstruction(result, workdir / ("oracle" if oracle else "ptychoflow"))
+    summary = write_reconstruction(result, workdir / ("known probe" if probe_known else "oracle" if oracle else "ptychoflow"))
     seconds = time.perf_counter() - start
     product = read_product(summary.product_path)
     placed = metrics.place_on_grid(product.object, product.object_origin_px - truth.origin_px, truth.object.shape)
@@ -210,8 +215,10 @@ def siemens_star(path: Path, iterations: int) -> list[str]:
 # --------------------------------------------------------------------------- table
 
 
-METHODS = ("ptychoflow", "plain", "tuned", "oracle")
-REFERENCES = METHODS[1:]  # plain: the issue's baseline; tuned: plain with our batch and alpha; oracle: our run from the true probe
+METHODS = ("ptychoflow", "plain", "tuned", "oracle", "known")
+# plain: the issue's baseline; tuned: plain with our batch and alpha; oracle: our run from the true probe;
+# known: our run with the true probe kept fixed (what rPIE can do with these data at all)
+REFERENCES = METHODS[1:]
 
 
 def evaluate(scenario: Scenario, iterations: int, methods: tuple[str, ...]) -> tuple[dict[str, Outcome], Truth]:
@@ -228,6 +235,7 @@ def evaluate(scenario: Scenario, iterations: int, methods: tuple[str, ...]) -> t
             "tuned": lambda: run_plain_ptychi(path, truth, iterations,
                                               settings={"batch_size": defaults.batch_size, "alpha": defaults.alpha}),
             "oracle": lambda: run_ptychoflow(path, truth, iterations, directory, oracle=True),
+            "known": lambda: run_ptychoflow(path, truth, iterations, directory, probe_known=True),
         }
         return {name: runs[name]() for name in methods}, truth
 
