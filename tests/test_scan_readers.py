@@ -14,6 +14,7 @@ import pytest
 from foreign_files import Geometry, write_cxi, write_eiger, write_velociprobe_positions
 from ptychoflow.errors import ScanError
 from ptychoflow.scan import ReadOptions, ScanReader, detect_format, load_scan, register_reader, scan_complete
+from ptychoflow.scan.registry import incomplete_reason
 from ptychoflow.scan.eiger import companions
 
 BEAM = (20, 30)  # (y, x) beam centre on a 48 x 56 detector
@@ -419,6 +420,7 @@ def test_a_frame_never_written_is_named_and_the_scan_not_complete(eiger_master, 
                 if k != 7:
                     dataset[k] = full[k]
     assert not scan_complete(eiger_master)
+    assert "data_000002: frame 7 was never written" in incomplete_reason(eiger_master)  # what the watcher shows
     error = _error(lambda: load_scan(eiger_master))
     assert error.field == "/entry/data/data_000002" and "frame 7 was never written" in error.problem
 

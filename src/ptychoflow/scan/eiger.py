@@ -163,13 +163,20 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
     )
 
 
-def is_complete(path: Path, options: ReadOptions) -> bool:
-    """Every announced frame is in the data files and the position file covers them."""
+def incomplete_reason(path: Path, options: ReadOptions) -> str | None:
+    """None once every announced frame is stored in the data files and the position file covers
+    them; else why not, in one line (what the watcher shows while it waits)."""
     try:
         read(path, options, require_complete=True, load=False)
-    except (ScanError, OSError, KeyError, RuntimeError, ValueError):
-        return False
-    return True
+    except ScanError as exc:
+        return f"incomplete: {exc.field}: {exc.problem}"
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        return f"incomplete: {exc}"
+    return None
+
+
+def is_complete(path: Path, options: ReadOptions) -> bool:
+    return incomplete_reason(path, options) is None
 
 
 def companions(path: Path, options: ReadOptions) -> list[Path]:
