@@ -12,6 +12,7 @@ Target: Eiger with bitshuffle >= 0.8 x the frame rate of our own layout.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -27,15 +28,19 @@ from foreign_files import write_eiger  # noqa: E402  (the Eiger layout as the de
 from ptychoflow.scan import load_scan, write_scan  # noqa: E402
 from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan  # noqa: E402
 
-COPIES = 3  # the simulated scan, repeated: about 1,700 frames (220 MB of uint32)
+COPIES = 3  # the simulated scan, repeated: 1,134 frames (74 MB of uint32)
 TARGET = 0.8
 REPEATS = 15
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=COPIES,
+                        help=f"the simulated scan repeated this many times (default {COPIES}: about 1,100 frames)")
+    copies = parser.parse_args().copies
     sim = simulate_scan(SimulationOptions(frame_size=128, object_size=512, step_px=20, probe_diameter_px=72), scan_id="bench")
-    frames = np.concatenate([np.asarray(sim.scan.data, np.uint32)] * COPIES)
-    positions = np.concatenate([sim.scan.positions_m + k * 1e-7 for k in range(COPIES)])
+    frames = np.concatenate([np.asarray(sim.scan.data, np.uint32)] * copies)
+    positions = np.concatenate([sim.scan.positions_m + k * 1e-7 for k in range(copies)])
     scan = sim.scan
     scan.data, scan.positions_m = frames, positions
     n = len(frames)
