@@ -11,7 +11,8 @@ Speed (docs/benchmarks.md, issue 17): the chunks' file offsets are listed once (
 ``chunk_iter``), their bytes are read with ``os.pread`` and decoded by two threads at once. Neither
 step takes h5py's lock, and ctypes releases the GIL while bitshuffle runs, so the two threads
 really decode side by side. Where the listing is unavailable or disagrees with HDF5 (another
-file driver, a user block), chunks are read through h5py on one thread, as before.
+file driver, an HDF5 whose offsets leave out a user block), chunks are read through h5py on one
+thread, as before.
 
 Only the plain case takes this path: one frame per chunk and bitshuffle (HDF5 filter 32008)
 with LZ4 as the only filter. Anything else returns None and the caller reads through HDF5.
@@ -34,9 +35,9 @@ BITSHUFFLE_LZ4 = 2  # cd_values[4]
 HEADER_BYTES = 12  # uint64 BE decoded bytes, uint32 BE block size in bytes
 BLOCK_LENGTH_BYTES = 4  # each block: uint32 BE compressed length, then the LZ4 data
 DECODING_THREADS = 2  # this one and a helper: the machines have 2 cores; a third measured slower (docs/benchmarks.md)
-MIN_FRAMES_TO_SHARE = 16
+MIN_FRAMES_TO_SHARE = 16  # below this, handing half to the helper costs more than it saves
 _HEADER = struct.Struct(">QI")
-_BLOCK_LENGTH = struct.Struct(">I")  # below this, handing half to the helper costs more than it saves
+_BLOCK_LENGTH = struct.Struct(">I")
 
 
 @lru_cache(maxsize=1)

@@ -152,8 +152,9 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         else:  # metadata only (admission checks): a zero-cost array of the right shape
             remaining = n
             for name, dataset in datasets:  # and every frame stored, so a half-filled data file is waited for
-                require_written(path, name, dataset, min(int(dataset.shape[0]), remaining))
-                remaining -= min(int(dataset.shape[0]), remaining)
+                count = min(int(dataset.shape[0]), remaining)
+                require_written(path, name, dataset, count)
+                remaining -= count
             data = np.broadcast_to(np.zeros((), first.dtype), (n, crop.size, crop.size))
     return Scan(
         path=path, scan_id=safe_component(prefix(path), source=path, field="(file name)"), data=data, positions_m=positions, instrument=instrument,
