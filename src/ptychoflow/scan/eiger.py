@@ -30,7 +30,7 @@ from ptychoflow.errors import ScanError
 from ptychoflow.scan.aps_positions import read_velociprobe_positions
 from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
 from ptychoflow.names import safe_component
-from ptychoflow.scan.frames import (Crop, FrameReader, detector_mask, external_file, open_h5, require_real, require_written,
+from ptychoflow.scan.frames import (Crop, FrameReader, dataset_at, detector_mask, external_file, open_h5, require_real, require_written,
                                      resolve_dataset, scalar)
 from ptychoflow.scan.reader import ReadOptions
 
@@ -80,10 +80,10 @@ def position_file(master: Path, options: ReadOptions) -> Path:
 
 
 def _energy_keV(path: Path, f: h5py.File) -> float:
-    if f"{SPECIFIC}/photon_energy" in f:
+    if dataset_at(f, f"{SPECIFIC}/photon_energy") is not None:
         return scalar(path, f, f"{SPECIFIC}/photon_energy") / 1e3
     wavelength = "/entry/instrument/beam/incident_wavelength"
-    if wavelength in f:
+    if dataset_at(f, wavelength) is not None:
         return PLANCK_EV_M / (scalar(path, f, wavelength) * 1e-10) / 1e3
     raise ScanError(path, f"{SPECIFIC}/photon_energy", "missing (and no /entry/instrument/beam/incident_wavelength)")
 
@@ -103,10 +103,10 @@ def _expected_frames(path: Path, f: h5py.File) -> int:
 
 
 def _chi_cos(f: h5py.File) -> float:
-    node = f.get("/entry/sample/goniometer/chi")
-    if not isinstance(node, h5py.Dataset):
+    node = dataset_at(f, "/entry/sample/goniometer/chi")
+    if node is None:
         return 1.0
-    return float(np.cos(np.deg2rad(float(np.asarray(node[()]).reshape(-1)[0]))))
+    return float(np.cos(np.deg2rad(float(np.asarray(h5py.Dataset(node)[()]).reshape(-1)[0]))))
 
 
 def read(path: Path, options: ReadOptions, *, require_complete: bool = True, load: bool = True) -> Scan:
