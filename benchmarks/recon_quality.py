@@ -1,6 +1,6 @@
 """Reconstruction quality on data ptychoflow was not tuned on (prints a table; not a test).
 
-    PYTHONPATH=src python benchmarks/recon_quality.py [--references plain,tuned,oracle,known] [--pictures PNG]
+    PYTHONPATH=src python benchmarks/recon_quality.py [--references plain,tuned,oracle,known,shot-noise] [--pictures PNG]
                                                       [--iterations N] [--only NAME ...] [--no-star | --star-only]
 
 Every scenario is a scan file from one of two independent forward models:
@@ -16,8 +16,10 @@ Each file is reconstructed by every method in the same run, with the same iterat
 - ``plain``: Pty-chi's rPIE called directly with its default options, a Gaussian probe guess
   of the true probe's width (90 % power diameter) scaled with ``ptychi.utils.rescale_probe``;
 - optional references: ``tuned`` (plain with ptychoflow's batch size and alpha: what is left
-  is the start), ``oracle`` (ptychoflow from the true probe: the ceiling for any start) and
-  ``known`` (the true probe kept fixed: the ceiling for rPIE on these data, whatever the start).
+  is the start), ``oracle`` (ptychoflow from the true probe: the ceiling for any start),
+  ``known`` (the true probe kept fixed: the ceiling for rPIE on these data, whatever the start) and
+  ``shot-noise`` (no reconstruction: the truth with the phase noise the dose leaves an unbiased
+  estimator, 1/(2 sqrt(N)) rad per pixel; below 0.80 there, the goal asks for denoising).
 
 Both are scored against the truth on the illuminated region (true probe at the true
 positions, >= recon_scenarios.ILLUMINATED of its typical level) after registration: phase RMSE after offset and
@@ -90,6 +92,30 @@ def run_ptychoflow(path: Path, truth: Truth, iterations: int, workdir: Path, *, 
     start_info = product.parameters.get("probe_start", {})
     return Outcome(metrics.score_against_truth(placed, truth.object, truth.mask()), seconds, placed,
                    str(start_info.get("chosen", "")))
+
+
+def shot_noise_floor(path: Path, truth: Truth, *, seed: int = 0) -> Outcome:
+    """The truth plus the phase noise an unbiased estimator cannot avoid at this dose.
+
+    Each object pixel gets sigma = 1 / (2 sqrt(N)) rad, N the photons that left it over the
+    whole scan (each frame's measured counts shared out by the true |P|^2, times |O|^2): the
+    Cramer-Rao limit for phase, at most 4 units of Fisher information per photon. It is not a
+    bound on rPIE, whose early stop smooths, and SSIM rewards smoothing; it says how much the
+    photons alone allow. Where it reads below the 0.80 goal, meeting the goal means denoising.
+    """
+    from ptychoflow.product import illumination_map
+    from ptychoflow.scan import load_scan
+
+    start = time.perf_counter()
+    counts = np.asarray(load_scan(path).data, np.float64).sum(axis=(1, 2)).mean()
+    share = illumination_map(truth.probe, truth.positions_px - truth.origin_px, truth.object.shape)
+    photons = counts * share / float((np.abs(truth.probe) ** 2).sum()) * np.abs(truth.object) ** 2
+    sigma = 0.5 / np.sqrt(np.maximum(photons, 1e-12))
+    noise = np.random.default_rng(seed).standard_normal(truth.object.shape) * sigma
+    noisy = truth.object * np.exp(1j * noise)
+    mask = truth.mask()
+    return Outcome(metrics.score_against_truth(noisy, truth.object, mask), time.perf_counter() - start, noisy,
+                   f"{np.median(photons[mask]):.0f} photons/px")
 
 
 def run_plain_ptychi(path: Path, truth: Truth, iterations: int, *, guess: np.ndarray | None = None,
@@ -215,9 +241,10 @@ def siemens_star(path: Path, iterations: int) -> list[str]:
 # --------------------------------------------------------------------------- table
 
 
-METHODS = ("ptychoflow", "plain", "tuned", "oracle", "known")
+METHODS = ("ptychoflow", "plain", "tuned", "oracle", "known", "shot-noise")
 # plain: the issue's baseline; tuned: plain with our batch and alpha; oracle: our run from the true probe;
-# known: our run with the true probe kept fixed (what rPIE can do with these data at all)
+# known: our run with the true probe kept fixed (what rPIE can do with these data at all);
+# shot-noise: no reconstruction, the truth with the phase noise the dose leaves an unbiased estimator
 REFERENCES = METHODS[1:]
 
 
@@ -236,6 +263,7 @@ def evaluate(scenario: Scenario, iterations: int, methods: tuple[str, ...]) -> t
                                               settings={"batch_size": defaults.batch_size, "alpha": defaults.alpha}),
             "oracle": lambda: run_ptychoflow(path, truth, iterations, directory, oracle=True),
             "known": lambda: run_ptychoflow(path, truth, iterations, directory, probe_known=True),
+            "shot-noise": lambda: shot_noise_floor(path, truth),
         }
         return {name: runs[name]() for name in methods}, truth
 
