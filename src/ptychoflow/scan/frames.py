@@ -21,7 +21,10 @@ from ptychoflow.errors import InputError, ScanError
 from ptychoflow.names import inside, printable
 from ptychoflow.scan.chunks import ChunkDecoder
 
-BLOCK_FRAMES = 256
+# Frames are read and validated in blocks of about this size. Each block is one hand-off to the
+# chunk decoder's helper thread, so fewer, larger blocks read Eiger bitshuffle faster: at 128^2
+# uint32 (1,024 frames a block) a median 0.85 x our layout's rate, against 0.80 with 256 (13 runs each).
+BLOCK_BYTES = 64 * 2**20
 REAL_KINDS = "uif"  # counts, positions, geometry: unsigned, signed or float (never complex, bool, text)
 
 
@@ -144,8 +147,9 @@ class FrameReader:
             raise ScanError(self.path, field, f"holds more frames than the {self.out.shape[0]} announced")
         require_written(self.path, field, dataset, count)
         decoder = ChunkDecoder.for_dataset(dataset)
-        for start in range(0, count, BLOCK_FRAMES):
-            self._take_block(field, dataset, start, min(start + BLOCK_FRAMES, count), decoder)
+        per_block = max(1, BLOCK_BYTES // (int(np.prod(self.out.shape[1:])) * self.out.itemsize))
+        for start in range(0, count, per_block):
+            self._take_block(field, dataset, start, min(start + per_block, count), decoder)
 
     def _take_block(self, field: str, dataset: h5py.Dataset, start: int, stop: int, decoder: ChunkDecoder | None) -> None:
         target = self.out[self.filled : self.filled + stop - start]
