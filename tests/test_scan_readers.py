@@ -162,6 +162,13 @@ def test_malformed_position_files(tmp_path, frames_and_positions, case, field, p
     assert error.path == str(pos) and error.field == field and problem in error.problem
 
 
+def _replace(f: h5py.File, path: str, make) -> None:
+    """Delete `path` and put `make(parent group, leaf name)` there instead."""
+    parent, _, leaf = path.rpartition("/")
+    del f[path]
+    make(f[parent], leaf)
+
+
 @pytest.mark.parametrize("edit, field, problem", [
     (lambda f: f["/entry/instrument/detector/detector_distance"].attrs.modify("units", b"m") or
      f.__delitem__("/entry/instrument/detector/detector_distance"), "/entry/instrument/detector/detector_distance", "missing"),
@@ -171,6 +178,17 @@ def test_malformed_position_files(tmp_path, frames_and_positions, case, field, p
      "/entry/instrument/detector/beam_center_x", "does not fit"),
     (lambda f: f["/entry/instrument/detector/detectorSpecific/photon_energy"].write_direct(np.array(np.nan)),
      "/entry/instrument/detector/detectorSpecific/photon_energy", "finite"),
+    # links and groups where a number belongs (frames.dataset_at opens paths through HDF5 itself)
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size", lambda g, name: g.create_group(name)),
+     "/entry/instrument/detector/x_pixel_size", "missing dataset"),
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size",
+                        lambda g, name: g.__setitem__(name, h5py.ExternalLink("gone.h5", "/x"))),
+     "/entry/instrument/detector/x_pixel_size", "missing dataset"),
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size",
+                        lambda g, name: g.__setitem__(name, h5py.SoftLink("/nowhere"))),
+     "/entry/instrument/detector/x_pixel_size", "missing dataset"),
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size", lambda g, name: g.create_dataset(name, data="75e-6")),
+     "/entry/instrument/detector/x_pixel_size", "one number"),
 ])
 def test_malformed_master_fields(eiger_master, edit, field, problem):
     with h5py.File(eiger_master, "a") as f:
@@ -454,3 +472,22 @@ def test_a_forked_child_still_decodes_on_two_threads(eiger_master, frames_and_po
 
 def _frame_sum(path) -> int:
     return int(load_scan(path).data.sum())
+
+
+def test_frames_read_in_many_blocks_match_one_block_and_name_the_right_frame(monkeypatch, eiger_master, scan_file):
+    """Blocks (frames.BLOCK_BYTES) are each one hand-off to the decoder's helper: splitting a
+    scan into many changes neither the frames nor the frame a bad count is reported at."""
+    from ptychoflow.scan import frames
+
+    whole = load_scan(eiger_master).data.copy()
+    ours_whole = load_scan(scan_file).data.copy()
+    monkeypatch.setattr(frames, "BLOCK_BYTES", 3 * whole[0].nbytes)  # 3 frames a block: 22 blocks for 66 frames
+    np.testing.assert_array_equal(load_scan(eiger_master).data, whole)
+    np.testing.assert_array_equal(load_scan(scan_file).data, ours_whole)
+    with h5py.File(scan_file, "a") as f:
+        counts = f["/entry/data/data"][()].astype(np.float32)
+        counts[40, 1, 1] = np.nan
+        del f["/entry/data/data"]
+        f["/entry/data/data"] = counts
+    error = _error(lambda: load_scan(scan_file))
+    assert error.field == "/entry/data/data" and "frame 40 " in error.problem
