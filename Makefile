@@ -66,10 +66,12 @@ gpu-wheels: $(STAMP)
 	$(BIN)/python benchmarks/gpu_wheels.py
 
 # rPIE quality on two independent forward models beside plain Pty-chi, the real Siemens star,
-# and the defaults sweep (about 1-2 hours on 2 cores); figures in docs/reconstruction.md.
+# the defaults sweep and the demo's scans (about 1-2 hours on 2 cores); figures in docs/reconstruction.md.
 bench-recon: $(STAMP)
-	PYTHONPATH=src:edge $(BIN)/python benchmarks/recon_quality.py --references plain,tuned,oracle
+	PYTHONPATH=src:edge $(BIN)/python benchmarks/recon_quality.py --references plain,tuned,oracle,known,shot-noise
 	PYTHONPATH=src:edge $(BIN)/python benchmarks/recon_defaults.py
+	PYTHONPATH=src:edge $(BIN)/python benchmarks/recon_defaults.py --momentum-only
+	PYTHONPATH=src:edge $(BIN)/python benchmarks/demo_rpie.py
 
 clean:
 	rm -rf $(VENV) demo-output gpu-check-output .gpu-check .pytest_cache build dist

@@ -9,7 +9,8 @@ phase SSIM against the truth is read at several iteration counts from the same r
 seconds per iteration. Two stages, one knob at a time:
 
 1. alpha (rPIE's regularisation of object and probe steps) at batch 8;
-2. around the best alpha: the batch size, and the iteration where probe refinement starts.
+2. around the best alpha: the batch size, and the iteration where probe refinement starts;
+3. (``--momentum-only``, added later) momentum on the object's steps at the chosen alpha and batch.
 
 "Best" is the highest mean SSIM over the scans at the last count; the tables print the worst
 scan's too, so a setting that buys the mean with one family's failure shows.
@@ -47,6 +48,7 @@ CHECKPOINTS = (20, 40, 80, 120)
 ALPHAS = (0.1, 0.3, 0.6, 1.0)
 BATCHES = (4, 16)
 PROBE_STARTS = (0, 5, 10)
+MOMENTA = (0.0, 0.3, 0.5, 0.65)
 
 
 def stage_one(base: RpieOptions) -> dict[str, RpieOptions]:
@@ -59,6 +61,10 @@ def stage_two(best: RpieOptions) -> dict[str, RpieOptions]:
     out.update({f"  probe from it {p}": replace(best, probe_refinement_start=p)
                 for p in PROBE_STARTS if p != best.probe_refinement_start})
     return out
+
+
+def stage_momentum(best: RpieOptions) -> dict[str, RpieOptions]:
+    return {f"momentum {m:g}": replace(best, momentum=m) for m in MOMENTA}
 
 
 @dataclass
@@ -134,6 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=80)
     parser.add_argument("--only", nargs="*", default=None, help="tuning scenario names (default: all)")
+    parser.add_argument("--momentum-only", action="store_true",
+                        help="only stage 3: the object momentum, at the current alpha and batch")
     args = parser.parse_args()
     import torch
 
@@ -142,6 +150,12 @@ def main() -> None:
     print(f"# rPIE defaults sweep, {args.iterations} iterations, torch threads {ptychi_engine.cpu_threads()}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     scans = [prepare(by_name(n), base) for n in (args.only or [s.name for s in TUNING])]
+    if args.momentum_only:
+        third = stage_momentum(replace(base, momentum=0.0))
+        final = best_of(sweep(f"stage 3: momentum at alpha {base.alpha:g}, batch {base.batch_size}", third, scans,
+                              args.iterations), third)
+        print(f"\nbest: momentum {final.momentum:g}")
+        return
     first = stage_one(base)
     chosen = best_of(sweep("stage 1: alpha", first, scans, args.iterations), first)
     second = stage_two(chosen)

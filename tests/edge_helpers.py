@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import zmq
 
+from engine_helpers import wait_until
+
 from ptychoflow.artifact import ModelManifest, publish_model, read_manifest
 from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import PreprocessConfig
@@ -97,13 +99,7 @@ def publish_wrong_sha(model_dir: Path, blob: bytes, version: str) -> None:
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    return wait_until(predicate, timeout_s, what)
 
 
 @contextmanager

@@ -100,12 +100,13 @@ def write_profile(directory: Path) -> Path:
     return path
 
 
-def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> None:
-    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> Any:
+    """Poll ``predicate`` until it is true and return its value; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        value = predicate()
+        if value:
+            return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
@@ -127,3 +128,17 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             queue.append(child)
     return found
+
+
+def run_bundled_flow(profile: Any, backend: LocalBackend, flow: str, body: dict[str, Any],
+                     timeout: float = 60.0) -> Any:
+    """Start the bundled flow ``flow`` on ``backend`` and run it to its end in this process; returns its RunInfo."""
+    from ptychoflow.resources import flow_path
+
+    run = backend.start_run(backend.deploy_flow(flow_path(flow)), body)
+    engine = Engine(EngineEnv.from_profile(profile))
+    try:
+        engine.run_until_finished(run.run_id, timeout)
+    finally:
+        engine.close()
+    return backend.get_run(run.run_id)

@@ -144,8 +144,8 @@ def test_failures_are_states_runtime_with_the_reason(expression: str, why: str) 
 def test_size_limits_refuse_before_building(expression: str) -> None:
     tracemalloc.start()
     try:
-        with pytest.raises(StateError) as caught:
-            evaluate(expression, STATE)
+        with pytest.raises(StateError) as caught:  # a CPU budget that cannot run out first (tracing is slow)
+            evaluate(expression, STATE, None, RunLimits(expression_cpu_seconds=60))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

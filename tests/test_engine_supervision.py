@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from browser import free_port
 from console_script import CONSOLE_SCRIPT, console_env, needs_console_script
-from engine_helpers import write_profile
+from engine_helpers import wait_until, write_profile
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.flowengine.worker import engine_pid, stop_engine
 from ptychoflow.profile import load_profile
@@ -27,15 +27,6 @@ pytestmark = needs_console_script
 
 HOLD_FLOW = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": True}}}
 
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _start(tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
@@ -83,16 +74,16 @@ def test_the_watcher_restarts_a_killed_engine_worker_within_30_s(tmp_path):
     watcher = _start(tmp_path, "watch", "watch", "--profile", str(tmp_path))
     first = 0
     try:
-        _wait_for(lambda: _watching(state), 60, "the watcher to start")
+        wait_until(lambda: _watching(state), 60, "the watcher to start")
         first = _live_pid(state)
         assert first, "the watcher started no engine worker"
         os.kill(first, signal.SIGKILL)
         killed = time.monotonic()
-        second = _wait_for(lambda: _live_pid(state, other_than=first), 30, "the engine worker to be restarted")
+        second = wait_until(lambda: _live_pid(state, other_than=first), 30, "the engine worker to be restarted")
         assert time.monotonic() - killed < 30
         engine = _status(tmp_path)["engine"]
         assert engine["state"] == "running" and engine["pid"] == second and engine["up"]
-        assert _wait_for(lambda: "restarted it, pid" in (state / "watcher.log").read_text(), 10, "the restart in the log")
+        assert wait_until(lambda: "restarted it, pid" in (state / "watcher.log").read_text(), 10, "the restart in the log")
     finally:
         assert _stop(watcher) == 0, (tmp_path / "watch.out").read_text()
         stop_engine(state)
@@ -112,27 +103,27 @@ def test_under_no_engine_a_dead_worker_stays_dead_and_is_reported_everywhere(tmp
     port = free_port()
     watcher = dashboard = None
     try:
-        pid = _wait_for(lambda: _live_pid(state), 60, "the engine unit to serve")
-        _wait_for(lambda: [s.status for s in backend.get_run(run.run_id).timeline] == ["ACTIVE"], 30, "the run to wait")
+        pid = wait_until(lambda: _live_pid(state), 60, "the engine unit to serve")
+        wait_until(lambda: [s.status for s in backend.get_run(run.run_id).timeline] == ["ACTIVE"], 30, "the run to wait")
         watcher = _start(tmp_path, "watch", "watch", "--no-engine", "--profile", str(tmp_path))
         dashboard = _start(tmp_path, "dashboard", "dashboard", "--no-engine", "--port", str(port), "--profile",
                            str(tmp_path))
-        _wait_for(lambda: _watching(state), 60, "the watcher to start")
+        wait_until(lambda: _watching(state), 60, "the watcher to start")
         assert _status(tmp_path)["engine"]["state"] == "running"
 
         os.kill(pid, signal.SIGKILL)
         engine.wait(10)
         _kill_group(engine.pid)
-        status = _wait_for(lambda: (s := _status(tmp_path))["engine"]["state"] == "down" and s, 30, "status: down")
+        status = wait_until(lambda: (s := _status(tmp_path))["engine"]["state"] == "down" and s, 30, "status: down")
         assert status["engine"]["active_runs"] == 1 and status["engine"]["summary"].startswith("DOWN")
         text = subprocess.run([str(CONSOLE_SCRIPT), "watch", "status", "--profile", str(tmp_path)], capture_output=True,
                               text=True, env=console_env(), timeout=60).stdout
         assert "engine worker DOWN: not running; 1 active run(s) not advancing" in text
 
-        samples = _wait_for(lambda: _metrics(port), 60, "the dashboard's /metrics")
+        samples = wait_until(lambda: _metrics(port), 60, "the dashboard's /metrics")
         assert samples["ptychoflow_engine_up"] == 0.0
         assert samples["ptychoflow_oldest_active_state_age_seconds"] > 0
-        assert _wait_for(lambda: "engine worker: DOWN" in (state / "watcher.log").read_text(), 30,
+        assert wait_until(lambda: "engine worker: DOWN" in (state / "watcher.log").read_text(), 30,
                          "the watcher's log to say the engine is down")
         time.sleep(3)  # longer than a supervisor's check interval: still nobody restarted it
         assert engine_pid(state) is None

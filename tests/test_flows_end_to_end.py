@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine_helpers import write_function, write_profile
+from engine_helpers import run_bundled_flow, write_function, write_profile
 from ptychoflow.backends.local import LocalBackend
 from ptychoflow.cli.main import cli
-from ptychoflow.flowengine.providers.base import EngineEnv
-from ptychoflow.flowengine.worker import Engine, stop_engine
+from ptychoflow.flowengine.worker import stop_engine
 from ptychoflow.flow_inputs import deploy_model_input, reconstruct_and_train_input, reconstruct_input
 from ptychoflow.profile import load_profile
-from ptychoflow.resources import flow_path
 
 STAND_INS = {  # each takes its site's root and paths relative to it, as the real functions do
     "reconstruct": """
@@ -71,19 +69,11 @@ def site(tmp_path: Path):
     return profile, backend
 
 
-def _run(profile, backend: LocalBackend, flow: str, body: dict):
-    run = backend.start_run(backend.deploy_flow(flow_path(flow)), body)
-    engine = Engine(EngineEnv.from_profile(profile))
-    try:
-        engine.run_until_finished(run.run_id, 60)
-    finally:
-        engine.close()
-    return backend.get_run(run.run_id)
 
 
 def test_reconstruct_flow(site, tmp_path: Path) -> None:
     profile, backend = site
-    run = _run(profile, backend, "reconstruct", reconstruct_input(profile, "scan_0001.h5"))
+    run = run_bundled_flow(profile, backend, "reconstruct", reconstruct_input(profile, "scan_0001.h5"))
     assert run.status.value == "SUCCEEDED", run.error
     assert [s.name for s in run.timeline] == ["TransferScan", "Reconstruct", "TransferResult", "Done"]
     product = tmp_path / "beamline" / "results" / "scan_0001" / "product.h5"
@@ -93,7 +83,7 @@ def test_reconstruct_flow(site, tmp_path: Path) -> None:
 
 def test_reconstruct_and_train_promotes_and_activates(site, tmp_path: Path) -> None:
     profile, backend = site
-    run = _run(profile, backend, "reconstruct_and_train", reconstruct_and_train_input(profile, "scan_0001.h5"))
+    run = run_bundled_flow(profile, backend, "reconstruct_and_train", reconstruct_and_train_input(profile, "scan_0001.h5"))
     assert run.status.value == "SUCCEEDED", run.error
     assert [s.name for s in run.timeline] == ["TransferScan", "Reconstruct", "ValidateModel", "NeedsTraining", "TrainModel",
                                               "Promoted", "PlanModelTransfer", "TransferModel", "ActivateModel", "Done"]
@@ -106,7 +96,7 @@ def test_reconstruct_and_train_skips_training_when_the_model_is_good(site, tmp_p
     profile, backend = site
     (tmp_path / "hpc" / "registry").mkdir(parents=True)
     (tmp_path / "hpc" / "registry" / "GOOD").touch()
-    run = _run(profile, backend, "reconstruct_and_train", reconstruct_and_train_input(profile, "scan_0001.h5"))
+    run = run_bundled_flow(profile, backend, "reconstruct_and_train", reconstruct_and_train_input(profile, "scan_0001.h5"))
     assert run.timeline[-1].name == "ModelStillGood" and run.output["outcome"]["ssim"] == 0.9
 
 
@@ -114,10 +104,10 @@ def test_not_promoted_and_failure_report(site) -> None:
     profile, backend = site
     body = reconstruct_and_train_input(profile, "scan_0001.h5")
     body["policy"]["train_epochs"] = 7
-    run = _run(profile, backend, "reconstruct_and_train", body)
+    run = run_bundled_flow(profile, backend, "reconstruct_and_train", body)
     assert run.timeline[-1].name == "NotPromoted"
     body["policy"]["train_epochs"] = 13
-    run = _run(profile, backend, "reconstruct_and_train", body)
+    run = run_bundled_flow(profile, backend, "reconstruct_and_train", body)
     assert run.status.value == "FAILED" and run.error.startswith("PtychoflowFlowFailed: A state failed")
     report = run.output["failure_report"]
     assert report["error"] == "ActionFailedException" and "training diverged" in report["cause"]
@@ -130,7 +120,7 @@ def test_deploy_model_flow(site, tmp_path: Path) -> None:
     version = tmp_path / "hpc" / "registry" / "staged" / "v0042"  # `ptychoflow models export` stages it
     version.mkdir(parents=True)
     (version / "model.onnx").write_bytes(b"42")
-    run = _run(profile, backend, "deploy_model", deploy_model_input(profile, "v0042"))
+    run = run_bundled_flow(profile, backend, "deploy_model", deploy_model_input(profile, "v0042"))
     assert run.status.value == "SUCCEEDED", run.error
     assert (tmp_path / "edge" / "model" / "model.onnx").read_bytes() == b"42"
 

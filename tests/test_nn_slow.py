@@ -1,7 +1,14 @@
 """Acceptance (PtychoNN and edge): train on the rPIE reconstructions of 2 simulated scans for at
 most 5 minutes, then stream an unseen 3rd region of the same sample through a running edge
-service. Every frame is inferred, none dropped, and the live stitched phase reaches SSIM >= 0.40
-against that region's rPIE reconstruction (reference run: 0.43 after ~5 CPU minutes).
+service. Every frame is inferred, none dropped, and the live stitched phase agrees with that
+region's rPIE reconstruction over everything the probe lights (SSIM >= FLOOR).
+
+FLOOR is a regression floor, not issue 19's goal (0.75). Measured with the robust probe start
+(issue 18): validate 0.246, live 0.242-0.244 after 13-14 epochs (2 runs). The former bar, 0.40,
+was met only because rPIE then recovered a wrong, cross-shaped probe about half the true
+width: the lit region it was scored on was the central 2,485 pixels, not the 32,731 the
+true probe lights. On the same pixels the new labels train the better network (live against
+the simulator's truth: 0.39 against 0.35 over the whole field, 0.71 against 0.67 in the centre).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_
 OPTIONS = SimulationOptions(object_size=256, frame_size=64, step_px=7.2)  # ~750 positions, as the reference
 TRAIN_SECONDS = float(os.environ.get("PTYCHOFLOW_SLOW_TRAIN_S", 180))  # the issue allows up to 5 minutes
 THREADS = int(os.environ.get("PTYCHOFLOW_SLOW_THREADS", 2))  # calibrated on 2 idle cores
-BAR = 0.40
+FLOOR = 0.18  # measured 0.24-0.25 (docstring); issue 19 aims at 0.75
 
 
 def _activate():
@@ -86,5 +93,5 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
     print(f"\ntrain: {trained['epochs_run']} epochs, val loss {trained['val_loss']:.4f}, "
           f"{trained['samples_per_s']:.0f} samples/s; unseen region SSIM vs rPIE: validate {validated['ssim']:.3f}, "
           f"live edge mosaic {live_ssim:.3f}")
-    assert validated["ssim"] >= BAR
-    assert live_ssim >= BAR
+    assert validated["ssim"] >= FLOOR
+    assert live_ssim >= FLOOR

@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,30 @@ def test_killing_a_queued_task_cancels_it(tmp_path: Path) -> None:
         assert one.submit("builtins:abs", -3).result(30) == 3
         with pytest.raises(CancelledError):
             queued.result(0)
+    finally:
+        one.shutdown()
+
+
+def test_a_kill_between_claim_and_start_still_stops_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task that has just left the queue (no longer cancellable, not yet in its process) is
+    still killed: the engine's cancel came exactly then in a CI run, and the task ran on."""
+    marked = threading.Event()
+    original = Future.set_running_or_notify_cancel
+
+    def slow_to_start(future: Future) -> bool:
+        running = original(future)
+        marked.set()
+        time.sleep(0.3)  # widen the window the race needs
+        return running
+
+    monkeypatch.setattr(Future, "set_running_or_notify_cancel", slow_to_start)
+    one = ProcessSlots(1, name="one")
+    try:
+        task = one.submit("time:sleep", 60)
+        assert marked.wait(10)
+        assert one.kill(task), "the kill found no task to stop"
+        with pytest.raises(TaskKilled):
+            task.result(10)
     finally:
         one.shutdown()
 

@@ -131,6 +131,27 @@ def test_options_are_validated():
         RpieOptions(alpha=0)
     with pytest.raises(ValueError, match="iterations"):
         RpieOptions(iterations=0)
+    with pytest.raises(ValueError, match="momentum"):
+        RpieOptions(momentum=1.0)
+
+
+def test_momentum_reaches_ptychis_object_optimiser():
+    """--momentum is Pty-chi's SGD momentum on the object's rPIE step, and plain rPIE without it:
+    the same start and seed give the same object at 0 and a different one with momentum."""
+    import torch
+
+    prepared = prepare_scan(tiny_scan().scan)
+
+    def object_after(momentum: float) -> np.ndarray:
+        task = ptychi_engine.build_task(prepared, RpieOptions(iterations=3, momentum=momentum), "cpu")
+        assert task.object.optimizer.param_groups[0].get("momentum", 0) == momentum
+        torch.manual_seed(0)
+        task.run(n_epochs=3)
+        return task.get_data_to_cpu("object", as_numpy=True)[0]
+
+    plain = object_after(0.0)
+    np.testing.assert_array_equal(object_after(0.0), plain)
+    assert np.abs(object_after(0.5) - plain).max() > 1e-3
 
 
 def test_object_frame_covers_every_patch_with_margin():

@@ -66,8 +66,8 @@ def test_real_siemens_star_through_the_remote_function(tmp_path):
     product = read_product(site / result["product_path"])
     image = star.StarImage(product.phase)
     guess = tuple(product.positions_in_object().mean(axis=0))
-    harmonic, share = star.dominant_harmonic(image, guess, np.arange(40, 140, 6))
-    centre = star.find_centre(image, guess, 30, np.arange(20, 100, 8))
+    harmonic, share, rough_centre = star.strongest_periodicity(image, guess, np.arange(40, 140, 6))
+    centre = star.find_centre(image, rough_centre, 30, np.arange(20, 100, 8), search_px=5.0)
     resolved = star.spoke_resolution(image, centre, 30, np.arange(4, 150))
     print(f"harmonic {harmonic} (share {share:.2f}); spokes resolved down to r = {resolved.radius_px:.0f} px "
           f"(half-period {resolved.half_period_px:.2f} px); start {product.parameters['probe_start']['chosen']}; "

@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
 from foreign_files import Geometry, write_cxi, write_eiger, write_velociprobe_positions
 from ptychoflow.errors import ScanError
 from ptychoflow.scan import ReadOptions, ScanReader, detect_format, load_scan, register_reader, scan_complete
+from ptychoflow.scan.registry import incomplete_reason
 from ptychoflow.scan.eiger import companions
 
 BEAM = (20, 30)  # (y, x) beam centre on a 48 x 56 detector
@@ -129,6 +131,18 @@ def test_eiger_without_position_file_says_where_it_looked(tmp_path, frames_and_p
     assert error.field == "positions" and "nopos_positions.txt" in error.problem
 
 
+def test_position_rows_are_matched_to_frames_by_trigger_not_by_line(tmp_path, frames_and_positions):
+    """A position file need not list its triggers in order (the file is the encoder's, not ours)."""
+    frames, positions = frames_and_positions
+    master = write_eiger(tmp_path, "shuffled", frames, positions, compression="none")
+    in_order = load_scan(master).positions_m
+    pos = tmp_path / "shuffled_positions.txt"
+    header, *rows = pos.read_text().splitlines()
+    rows = [rows[k] for k in np.random.default_rng(3).permutation(len(rows))]
+    pos.write_text("\n".join([header, *rows]) + "\n")
+    np.testing.assert_array_equal(load_scan(master).positions_m, in_order)
+
+
 @pytest.mark.parametrize("case, field, problem", [
     ("short", "column 7 (trigger)", "no position for"),
     ("text", "line 3", "not a number"),
@@ -148,6 +162,13 @@ def test_malformed_position_files(tmp_path, frames_and_positions, case, field, p
     assert error.path == str(pos) and error.field == field and problem in error.problem
 
 
+def _replace(f: h5py.File, path: str, make) -> None:
+    """Delete `path` and put `make(parent group, leaf name)` there instead."""
+    parent, _, leaf = path.rpartition("/")
+    del f[path]
+    make(f[parent], leaf)
+
+
 @pytest.mark.parametrize("edit, field, problem", [
     (lambda f: f["/entry/instrument/detector/detector_distance"].attrs.modify("units", b"m") or
      f.__delitem__("/entry/instrument/detector/detector_distance"), "/entry/instrument/detector/detector_distance", "missing"),
@@ -157,6 +178,17 @@ def test_malformed_position_files(tmp_path, frames_and_positions, case, field, p
      "/entry/instrument/detector/beam_center_x", "does not fit"),
     (lambda f: f["/entry/instrument/detector/detectorSpecific/photon_energy"].write_direct(np.array(np.nan)),
      "/entry/instrument/detector/detectorSpecific/photon_energy", "finite"),
+    # links and groups where a number belongs (frames.dataset_at opens paths through HDF5 itself)
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size", lambda g, name: g.create_group(name)),
+     "/entry/instrument/detector/x_pixel_size", "missing dataset"),
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size",
+                        lambda g, name: g.__setitem__(name, h5py.ExternalLink("gone.h5", "/x"))),
+     "/entry/instrument/detector/x_pixel_size", "missing dataset"),
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size",
+                        lambda g, name: g.__setitem__(name, h5py.SoftLink("/nowhere"))),
+     "/entry/instrument/detector/x_pixel_size", "missing dataset"),
+    (lambda f: _replace(f, "/entry/instrument/detector/x_pixel_size", lambda g, name: g.create_dataset(name, data="75e-6")),
+     "/entry/instrument/detector/x_pixel_size", "one number"),
 ])
 def test_malformed_master_fields(eiger_master, edit, field, problem):
     with h5py.File(eiger_master, "a") as f:
@@ -313,15 +345,14 @@ def test_a_facility_registers_its_own_reader(tmp_path, small_scan):
         registry._READERS.pop("mine")
 
 
-def test_parallel_bitshuffle_decoding_matches_hdf5(eiger_master):
-    """The multi-core decoder (bitshuffle's own C function, outside HDF5's lock) gives exactly
-    what HDF5's filter pipeline gives, cropped or not."""
+def test_checked_bitshuffle_decoding_matches_hdf5(eiger_master):
+    """Our chunk-checked decoder gives exactly what HDF5's filter pipeline gives, cropped or not."""
     from ptychoflow.scan.chunks import ChunkDecoder
 
     with h5py.File(eiger_master.parent / "fly042_data_000001.h5") as d:
         dataset = d["/entry/data/data"]
         decoder = ChunkDecoder.for_dataset(dataset)
-        assert decoder is not None  # a bitshuffle/LZ4 chunk per frame: the fast path applies
+        assert decoder is not None  # a bitshuffle/LZ4 chunk per frame: the checked path applies
         reference = dataset[()]
         full = np.empty_like(reference)
         decoder.read(0, len(reference), (slice(None), slice(None)), full)
@@ -330,6 +361,86 @@ def test_parallel_bitshuffle_decoding_matches_hdf5(eiger_master):
         cropped = np.empty((len(reference), 32, 32), reference.dtype)
         decoder.read(0, len(reference), window, cropped)
         np.testing.assert_array_equal(cropped, reference[:, window[0], window[1]])
+
+
+CORRUPTIONS = {  # offset in the chunk -> bytes written there
+    "decoded size": (0, (10**9).to_bytes(8, "big")),
+    "block size": (8, (10**8).to_bytes(4, "big")),
+    "block length": (12, (10**8).to_bytes(4, "big")),
+}
+
+
+@pytest.mark.parametrize("frame", [3, 20], ids=["first half", "helper's half"])
+@pytest.mark.parametrize("what", sorted(CORRUPTIONS))
+def test_a_corrupt_bitshuffle_chunk_is_one_line_not_a_crash(eiger_master, what, frame):
+    """HDF5's own bitshuffle filter crashes the process (SIGSEGV) on these chunks; a watcher or
+    a flow function reading the scan must get one line naming the file, dataset and frame instead,
+    whichever of the two decoding threads meets the chunk.
+    Read in a child process, so that a crash fails this test rather than the whole run."""
+    import subprocess
+    import sys
+
+    data_file = eiger_master.parent / "fly042_data_000001.h5"
+    with h5py.File(data_file) as d:
+        chunk = d["/entry/data/data"].id.get_chunk_info(frame)
+    offset, value = CORRUPTIONS[what]
+    with open(data_file, "r+b") as f:
+        f.seek(chunk.byte_offset + offset)
+        f.write(value)
+    code = ("import sys; from ptychoflow.scan import load_scan; from ptychoflow.errors import ScanError\n"
+            "try:\n    load_scan(sys.argv[1])\nexcept ScanError as e:\n    print(e)\nelse:\n    print('accepted')")
+    result = subprocess.run([sys.executable, "-c", code, str(eiger_master)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"the reader crashed (exit {result.returncode}): {result.stderr[-300:]}"
+    line = result.stdout.strip()
+    assert "\n" not in line and "fly042_master.h5" in line and "/entry/data/data_000001" in line and "corrupt chunk" in line
+    assert f"frame {frame}:" in line
+
+
+def _bitshuffle_frames(path, frames: np.ndarray, *, written: list[int] | None = None, userblock: int = 0) -> None:
+    """A data file as another program writes it: bitshuffle/LZ4, one chunk per frame, at /entry/data/data."""
+    with h5py.File(path, "w", userblock_size=userblock or None) as f:
+        dataset = f.create_dataset("/entry/data/data", shape=frames.shape, dtype=frames.dtype,
+                                   chunks=(1, *frames.shape[1:]), **hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+        for k in range(len(frames)) if written is None else written:
+            dataset[k] = frames[k]
+
+
+@pytest.mark.parametrize("userblock", [0, 512], ids=["plain", "with a user block"])
+def test_checked_decoding_reads_what_hdf5_reads(tmp_path, frames_and_positions, userblock):
+    """The decoder reads chunks by their file offsets: a user block before the HDF5 data must not shift them."""
+    from ptychoflow.scan.chunks import ChunkDecoder
+
+    frames = frames_and_positions[0][:40]
+    path = tmp_path / "data.h5"
+    _bitshuffle_frames(path, frames, userblock=userblock)
+    with h5py.File(path) as f:
+        out = np.empty_like(frames)
+        ChunkDecoder.for_dataset(f["/entry/data/data"]).read(0, 40, (slice(None), slice(None)), out)
+    np.testing.assert_array_equal(out, frames)
+
+
+@pytest.mark.parametrize("compression", ["bitshuffle", "gzip"])
+def test_a_frame_never_written_is_named_and_the_scan_not_complete(eiger_master, frames_and_positions, compression):
+    """HDF5 reads a chunk never written as zeros: a data file cut short (or still being filled)
+    would read as frames of nothing. The reader names the frame, and the watcher waits."""
+    data_file = eiger_master.parent / "fly042_data_000002.h5"  # frames 25-49 of the scan
+    frames = frames_and_positions[0][25:50]
+    with h5py.File(data_file) as f:
+        full = f["/entry/data/data"][()]  # as the detector stored them (the whole detector)
+    data_file.unlink()
+    if compression == "bitshuffle":
+        _bitshuffle_frames(data_file, full, written=[k for k in range(len(frames)) if k != 7])
+    else:
+        with h5py.File(data_file, "w") as f:
+            dataset = f.create_dataset("/entry/data/data", shape=full.shape, dtype=full.dtype,
+                                       chunks=(1, *full.shape[1:]), compression="gzip")
+            for k in range(len(frames)):
+                if k != 7:
+                    dataset[k] = full[k]
+    assert not scan_complete(eiger_master)
+    assert "data_000002: frame 7 was never written" in incomplete_reason(eiger_master)  # what the watcher shows
+    error = _error(lambda: load_scan(eiger_master))
+    assert error.field == "/entry/data/data_000002" and "frame 7 was never written" in error.problem
 
 
 def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
@@ -345,3 +456,38 @@ def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
     assert replayed.read_as == "ptychoflow" and replayed.fields == ("/entry/data/data", "/entry/data/positions")
     scan_format, options = read_again({"format": replayed.read_as, "options": replayed.read_options})
     assert scan_format == "ptychoflow" and load_scan(replayed.path, options, scan_format=scan_format).n_frames == 20
+
+
+def test_a_forked_child_still_decodes_on_two_threads(eiger_master, frames_and_positions):
+    """A worker forked after the parent has read a scan inherits the decoding pool without its
+    thread; it must get its own rather than wait forever for the parent's."""
+    import multiprocessing
+
+    expected = load_scan(eiger_master).data
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_frame_sum, (eiger_master,))
+        assert result.get(timeout=60) == int(expected.sum())
+
+
+def _frame_sum(path) -> int:
+    return int(load_scan(path).data.sum())
+
+
+def test_frames_read_in_many_blocks_match_one_block_and_name_the_right_frame(monkeypatch, eiger_master, scan_file):
+    """Blocks (frames.BLOCK_BYTES) are each one hand-off to the decoder's helper: splitting a
+    scan into many changes neither the frames nor the frame a bad count is reported at."""
+    from ptychoflow.scan import frames
+
+    whole = load_scan(eiger_master).data.copy()
+    ours_whole = load_scan(scan_file).data.copy()
+    monkeypatch.setattr(frames, "BLOCK_BYTES", 3 * whole[0].nbytes)  # 3 frames a block: 22 blocks for 66 frames
+    np.testing.assert_array_equal(load_scan(eiger_master).data, whole)
+    np.testing.assert_array_equal(load_scan(scan_file).data, ours_whole)
+    with h5py.File(scan_file, "a") as f:
+        counts = f["/entry/data/data"][()].astype(np.float32)
+        counts[40, 1, 1] = np.nan
+        del f["/entry/data/data"]
+        f["/entry/data/data"] = counts
+    error = _error(lambda: load_scan(scan_file))
+    assert error.field == "/entry/data/data" and "frame 40 " in error.problem

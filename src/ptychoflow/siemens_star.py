@@ -55,6 +55,18 @@ def dominant_harmonic(phase: np.ndarray | StarImage, centre: tuple[float, float]
     return harmonic, float(total[harmonic] / total[1:200].sum())
 
 
+def strongest_periodicity(phase: np.ndarray | StarImage, guess: tuple[float, float], radii: np.ndarray, *,
+                          search_px: int = 40, step_px: int = 5) -> tuple[int, float, tuple[float, float]]:
+    """(dominant harmonic, its share, the centre) at the centre near `guess` where one harmonic
+    stands out most. It knows no spoke count: a star's count must emerge, not be assumed, and the
+    mean scan position is often tens of pixels from the star's centre."""
+    image = _image(phase)
+    offsets = range(-search_px, search_px + 1, step_px)
+    found = ((*dominant_harmonic(image, c, radii), c) for c in
+             ((float(guess[0] + dy), float(guess[1] + dx)) for dy in offsets for dx in offsets))
+    return max(found, key=lambda item: item[1])
+
+
 def find_centre(phase: np.ndarray | StarImage, guess: tuple[float, float], spokes: int, radii: np.ndarray, *,
                 search_px: float = 40.0) -> tuple[float, float]:
     """The centre that maximises the spoke harmonic on `radii`: a coarse grid, then finer ones.

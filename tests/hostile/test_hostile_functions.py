@@ -182,11 +182,9 @@ def test_deploy_flow_fails_with_the_edges_reason_and_the_edge_keeps_serving(tmp_
     """The reported case end to end: the deploy flow said "activated" while the edge refused."""
     from ptychoflow.backends.local import LocalBackend
     from ptychoflow.flow_inputs import deploy_model_input
-    from ptychoflow.flowengine.providers.base import EngineEnv
-    from ptychoflow.flowengine.worker import Engine
+    from engine_helpers import run_bundled_flow
     from ptychoflow.local_site import prepare_local_site
     from ptychoflow.profile import load_profile, write_local_profile
-    from ptychoflow.resources import flow_path
     from ptychoflow.site import SiteLayout
 
     profile = load_profile(write_local_profile(tmp_path))
@@ -195,13 +193,7 @@ def test_deploy_flow_fails_with_the_edges_reason_and_the_edge_keeps_serving(tmp_
     staged_root = SiteLayout.from_profile(profile).hpc.registry_dir / "staged"
 
     def deploy(version: str):
-        run = backend.start_run(backend.deploy_flow(flow_path("deploy_model")), deploy_model_input(profile, version))
-        engine = Engine(EngineEnv.from_profile(profile))
-        try:
-            engine.run_until_finished(run.run_id, 120)
-        finally:
-            engine.close()
-        return backend.get_run(run.run_id)
+        return run_bundled_flow(profile, backend, "deploy_model", deploy_model_input(profile, version), timeout=120)
 
     stage(staged_root / "v0001", constant_model(64, 1.0), "v0001")
     stage(staged_root / "v0002", constant_model(64, float("nan")), "v0002")

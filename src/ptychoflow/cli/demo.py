@@ -43,8 +43,10 @@ def demo(out: Path, scans: int, iterations: int, epochs: int, train_time_limit: 
       ptychoflow demo --scans 2 --epochs 5     # a quick look
       ptychoflow demo --sparse                 # and a sparse scan: where PtychoNN beats rPIE
     """
+    from ptychoflow.cli._common import console
     from ptychoflow.demo.run import run_demo
 
     run_demo(out, DemoOptions(scans=scans, iterations=iterations, train_epochs=epochs,
                               train_time_limit_s=train_time_limit, ssim_tolerance=ssim_tolerance, object_size=object_size,
-                              pretrain_s=pretrain_time, sparse=sparse, sparse_overlap=sparse_overlap))
+                              pretrain_s=pretrain_time, sparse=sparse, sparse_overlap=sparse_overlap),
+             console())

@@ -35,6 +35,8 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
               help="Positions per rPIE update; raise it on GPUs.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=DEFAULTS.alpha, show_default=True,
               help="rPIE regularisation.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.momentum, show_default=True,
+              help="Momentum on the object's steps (0: plain rPIE, the default; docs/reconstruction.md has the sweep).")
 @click.option("--probe-refinement/--no-probe-refinement", default=DEFAULTS.probe_refinement, show_default=True)
 @click.option("--position-refinement/--no-position-refinement", default=DEFAULTS.position_refinement, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True)
@@ -51,7 +53,7 @@ ENGINE_HELP = "; ".join([f"{AUTO}: the first of {', '.join(ENGINES)} that runs h
 @profile_option
 @scan_options
 def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None, batch_size: int, alpha: float,
-                probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
+                momentum: float, probe_refinement: bool, position_refinement: bool, device: str, time_limit_s: float | None,
                 seed: int, probe_start: str, probe_from: str | None, profile_path: Path | None, scan_format: str,
                 read_options: ReadOptions) -> None:
     """Reconstruct SCAN with rPIE: a ptychoflow .h5, an Eiger master (with its data files and
@@ -71,7 +73,7 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None
       ptychoflow reconstruct fly042_master.h5 --frame-size 128 --iterations 10   # Eiger + fly042_positions.txt
       ptychoflow reconstruct run7.cxi --iterations 10
       ptychoflow reconstruct site/acquisition/scan_0001.h5 --engine tike --position-refinement   # on a CUDA machine
-      ptychoflow reconstruct site/acquisition/scan_0002.h5 --probe-from reconstructions/scan_0001/scan_0001.recon.h5   # same optics, no trials
+      ptychoflow reconstruct site/acquisition/scan_0002.h5 --probe-from site/hpc/products/scan_0001/scan_0001.recon.h5   # same optics, no trials
     """
     from ptychoflow.recon import api
     from ptychoflow.recon.base import validate_scan
@@ -80,7 +82,7 @@ def reconstruct(scan: str, engine: str, iterations: int, output_dir: Path | None
     from ptychoflow.recon.registry import choose_engine
     from ptychoflow.scan import load_scan
 
-    options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha,
+    options = RpieOptions(iterations=iterations, batch_size=batch_size, alpha=alpha, momentum=momentum,
                           probe_refinement=probe_refinement, position_refinement=position_refinement,
                           device=device, time_limit_s=time_limit_s, seed=seed,
                           probe_start=probe_start)  # type: ignore[arg-type]

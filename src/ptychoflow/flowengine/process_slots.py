@@ -127,10 +127,14 @@ class _Slot(threading.Thread):
             if item is None:
                 break
             future, target, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
+            # The slot claims the task before marking it running: a kill that finds the future
+            # no longer cancellable must find it here, or the task would run on unstoppable.
             with self._lock:
                 self.current, self._killing = future, False
+            if not future.set_running_or_notify_cancel():
+                with self._lock:
+                    self.current = None
+                continue
             try:
                 self._serve(future, target, args)
             finally:

@@ -45,6 +45,9 @@ class RpieOptions:
     # rPIE's regularisation of the object and probe steps; 1 (the most cautious step) was best on
     # noisy data: mean SSIM 0.797 at 80 iterations against 0.684 at the former 0.1
     alpha: float = 1.0
+    # Momentum on the object's rPIE steps (mPIE's idea, Maiden et al. 2017). 0 (plain rPIE): momentum
+    # lowered the mean SSIM at 80 iterations (0.765 at 0.5 against 0.816), carrying noise with signal
+    momentum: float = 0.0
     probe_refinement: bool = True
     position_refinement: bool = False
     device: Device = "auto"
@@ -62,6 +65,8 @@ class RpieOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 < self.alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.probe_start not in PROBE_START_MODES:

@@ -92,6 +92,8 @@ def build_task(prepared: PreparedScan, options: RpieOptions, device: str) -> Any
     obj.optimizable = True
     obj.pixel_size_m = prepared.pixel_size_m
     obj.alpha = options.alpha
+    if options.momentum:  # Pty-chi applies the rPIE step through a torch SGD optimiser
+        obj.optimizer_params = {"momentum": options.momentum}
     obj.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     obj.position_origin_coords = (-prepared.object_origin_px - 0.5).tolist()
     if not options.position_refinement and np.allclose(prepared.positions_px, np.rint(prepared.positions_px)):

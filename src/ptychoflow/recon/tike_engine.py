@@ -96,7 +96,8 @@ def reconstruct(
             num_batch=max(1, prepared.intensities.shape[0] // options.batch_size),
             alpha=options.alpha,
         ),
-        object_options=tike.ptycho.ObjectOptions(),
+        # Tike's own momentum on the object step (checked against the previous updates' direction)
+        object_options=tike.ptycho.ObjectOptions(use_adaptive_moment=options.momentum > 0, mdecay=options.momentum),
         # Tike reads probe_options even when the probe is fixed: "never" is a start past the end.
         probe_options=tike.ptycho.ProbeOptions(
             update_start=options.probe_refinement_start if options.probe_refinement else options.iterations + 1

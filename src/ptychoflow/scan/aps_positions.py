@@ -35,13 +35,16 @@ class PositionTable:
 
     def for_frames(self, n_frames: int, *, x_scale: float = 1.0) -> np.ndarray:
         """(n_frames, 2) positions of frames 0..n-1 (frame i <- trigger i); extra rows ignored."""
-        order = {int(t): k for k, t in enumerate(self.triggers)}
-        missing = [i for i in range(n_frames) if i not in order]
-        if missing:
-            raise ScanError(self.path, f"column {TRIGGER_COLUMN} (trigger)",
-                            f"no position for {len(missing)} of {n_frames} frames, first frame {missing[0]} "
-                            f"({self.triggers.size} rows; the position file is shorter than the scan?)")
-        out = self.yx_m[[order[i] for i in range(n_frames)]].copy()
+        if np.array_equal(self.triggers[:n_frames], np.arange(n_frames)):  # rows in trigger order, as usual
+            out = self.yx_m[:n_frames].copy()
+        else:
+            order = {int(t): k for k, t in enumerate(self.triggers)}
+            missing = [i for i in range(n_frames) if i not in order]
+            if missing:
+                raise ScanError(self.path, f"column {TRIGGER_COLUMN} (trigger)",
+                                f"no position for {len(missing)} of {n_frames} frames, first frame {missing[0]} "
+                                f"({self.triggers.size} rows; the position file is shorter than the scan?)")
+            out = self.yx_m[[order[i] for i in range(n_frames)]]
         out[:, 1] *= x_scale
         return out
 

@@ -52,7 +52,7 @@ BUILTIN = (
                _ptychoflow_read, _ptychoflow_detect, lambda path, options: scan_is_complete(path),
                incomplete_reason=lambda path, options: incomplete_reason(path)),
     ScanReader("eiger", "Eiger/NeXus master file with external data files and an APS position file",
-               eiger.read, eiger.detect, eiger.is_complete, eiger.companions),
+               eiger.read, eiger.detect, eiger.is_complete, eiger.companions, incomplete_reason=eiger.incomplete_reason),
     ScanReader("cxi", "CXI (/entry_1/data_1/data, /entry_1/sample_1/geometry_1/translation)",
                cxi.read, cxi.detect, cxi.is_complete),
     ScanReader("tike-npz", "Tike .npz/.npz.bz2 (data, scan, probe)",

@@ -26,7 +26,7 @@ import numpy as np
 from ptychoflow.errors import ScanError
 from ptychoflow.names import safe_component
 from ptychoflow.scan.format import Instrument, Scan
-from ptychoflow.scan.frames import Crop, FrameReader, open_h5, require_real, resolve_dataset, scalar
+from ptychoflow.scan.frames import Crop, FrameReader, detector_mask, open_h5, require_real, resolve_dataset, scalar
 from ptychoflow.scan.reader import ReadOptions
 
 ELECTRON_VOLT_J = 1.602176634e-19
@@ -110,12 +110,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         instrument = Instrument(energy_keV=energy_j / ELECTRON_VOLT_J / 1e3,
                                 detector_distance_m=scalar(path, f, f"{DETECTOR}/distance"),
                                 detector_pixel_size_m=_pixel_size(path, f))
-        mask_node = f.get(f"{DETECTOR}/mask")
-        mask = None
-        if isinstance(mask_node, h5py.Dataset):
-            if tuple(mask_node.shape) != shape:
-                raise ScanError(path, f"{DETECTOR}/mask", f"shape {mask_node.shape} differs from the frames' {shape}")
-            mask = mask_node[()] != 0
+        mask = detector_mask(path, f, f"{DETECTOR}/mask", shape)
         frames = FrameReader(path, n, crop, data.dtype, shape, mask)
         if load:
             frames.take(data_name, data, n)

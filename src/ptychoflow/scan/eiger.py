@@ -30,7 +30,8 @@ from ptychoflow.errors import ScanError
 from ptychoflow.scan.aps_positions import read_velociprobe_positions
 from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
 from ptychoflow.names import safe_component
-from ptychoflow.scan.frames import Crop, FrameReader, external_file, open_h5, require_real, resolve_dataset, scalar
+from ptychoflow.scan.frames import (Crop, FrameReader, dataset_at, detector_mask, external_file, open_h5, require_real, require_written,
+                                     resolve_dataset, scalar)
 from ptychoflow.scan.reader import ReadOptions
 
 MASTER_SUFFIX = "_master.h5"
@@ -79,10 +80,10 @@ def position_file(master: Path, options: ReadOptions) -> Path:
 
 
 def _energy_keV(path: Path, f: h5py.File) -> float:
-    if f"{SPECIFIC}/photon_energy" in f:
+    if dataset_at(f, f"{SPECIFIC}/photon_energy") is not None:
         return scalar(path, f, f"{SPECIFIC}/photon_energy") / 1e3
     wavelength = "/entry/instrument/beam/incident_wavelength"
-    if wavelength in f:
+    if dataset_at(f, wavelength) is not None:
         return PLANCK_EV_M / (scalar(path, f, wavelength) * 1e-10) / 1e3
     raise ScanError(path, f"{SPECIFIC}/photon_energy", "missing (and no /entry/instrument/beam/incident_wavelength)")
 
@@ -102,10 +103,10 @@ def _expected_frames(path: Path, f: h5py.File) -> int:
 
 
 def _chi_cos(f: h5py.File) -> float:
-    node = f.get("/entry/sample/goniometer/chi")
-    if not isinstance(node, h5py.Dataset):
+    node = dataset_at(f, "/entry/sample/goniometer/chi")
+    if node is None:
         return 1.0
-    return float(np.cos(np.deg2rad(float(np.asarray(node[()]).reshape(-1)[0]))))
+    return float(np.cos(np.deg2rad(float(np.asarray(h5py.Dataset(node)[()]).reshape(-1)[0]))))
 
 
 def read(path: Path, options: ReadOptions, *, require_complete: bool = True, load: bool = True) -> Scan:
@@ -138,12 +139,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         instrument = Instrument(energy_keV=_energy_keV(path, f),
                                 detector_distance_m=scalar(path, f, f"{DETECTOR}/detector_distance"),
                                 detector_pixel_size_m=_pixel_size(path, f))
-        mask_node = f.get(f"{SPECIFIC}/pixel_mask")
-        mask = None
-        if isinstance(mask_node, h5py.Dataset):
-            if tuple(mask_node.shape) != shape:
-                raise ScanError(path, mask_node.name, f"shape {mask_node.shape} differs from the frames' {shape}")
-            mask = mask_node[()] != 0
+        mask = detector_mask(path, f, f"{SPECIFIC}/pixel_mask", shape)
         table = read_velociprobe_positions(position_file(path, options), options.y_source)  # type: ignore[arg-type]
         positions = table.for_frames(n, x_scale=_chi_cos(f))
         frames = FrameReader(path, n, crop, first.dtype, shape, mask)
@@ -154,6 +150,11 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
                     break
             data = frames.result(DATA_GROUP)
         else:  # metadata only (admission checks): a zero-cost array of the right shape
+            remaining = n
+            for name, dataset in datasets:  # and every frame stored, so a half-filled data file is waited for
+                count = min(int(dataset.shape[0]), remaining)
+                require_written(path, name, dataset, count)
+                remaining -= count
             data = np.broadcast_to(np.zeros((), first.dtype), (n, crop.size, crop.size))
     return Scan(
         path=path, scan_id=safe_component(prefix(path), source=path, field="(file name)"), data=data, positions_m=positions, instrument=instrument,
@@ -163,13 +164,20 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
     )
 
 
-def is_complete(path: Path, options: ReadOptions) -> bool:
-    """Every announced frame is in the data files and the position file covers them."""
+def incomplete_reason(path: Path, options: ReadOptions) -> str | None:
+    """None once every announced frame is stored in the data files and the position file covers
+    them; else why not, in one line (what the watcher shows while it waits)."""
     try:
         read(path, options, require_complete=True, load=False)
-    except (ScanError, OSError, KeyError, RuntimeError, ValueError):
-        return False
-    return True
+    except ScanError as exc:
+        return f"incomplete: {exc.field}: {exc.problem}"
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        return f"incomplete: {exc}"
+    return None
+
+
+def is_complete(path: Path, options: ReadOptions) -> bool:
+    return incomplete_reason(path, options) is None
 
 
 def companions(path: Path, options: ReadOptions) -> list[Path]:
