@@ -235,7 +235,7 @@ def ablation(args) -> None:
 
                 guess = Beam.from_file(scans[0][1])
                 np.save(tmp / f"probe{k}.npy", guess.probe)
-                result = start_model(ContinualOptions(registry_dir=registry, probe_guess=tmp / f"probe{k}.npy",
+                result = start_model(ContinualOptions(registry_dir=registry, probe_guess_path=tmp / f"probe{k}.npy",
                                                           **common, **changes))
             else:
                 result = continual_train(ContinualOptions(registry_dir=registry, corpus_path=tmp / f"corpus{k}.h5",
@@ -266,7 +266,7 @@ def pretrain(args) -> None:
         np.save(tmp / "true.npy", (sim.truth_probe).astype(np.complex64))
         for name in ("guess", "true"):
             registry = tmp / f"registry-{name}"
-            result = start_model(ContinualOptions(registry_dir=registry, probe_guess=tmp / f"{name}.npy", epochs=10_000,
+            result = start_model(ContinualOptions(registry_dir=registry, probe_guess_path=tmp / f"{name}.npy", epochs=10_000,
                                                       time_limit_s=args.seconds, threads=args.threads, progress=False))
             scores = [validate_best(registry_dir=registry, scan_path=scan)["ssim"] for scan in scans]
             print(f"{'optics guess (10 % wide)' if name == 'guess' else 'true probe':<24} {result['epochs_run']} epochs: "

@@ -16,7 +16,7 @@ escape is refused. ``registry_dir`` is required; the rest default as documented 
     patch_size           64 | 128
     epochs, time_limit_s, batch_size, lr_min, lr_max, promote_margin, val_fraction,
     warm_start, augment, seed, threads, stage_dir
-    probe_guess, reuse_from, counts_per_frame
+    probe_guess_path, reuse_from_dirs (a list of registry directories), counts_per_frame
                          with no scan_path: start an experiment (nn.start.start_or_train): reuse the
                          registry version whose beam is closest, else pretrain on physics pairs
 

@@ -8,7 +8,7 @@ import pytest
 
 from ptychoflow.errors import InputError
 from ptychoflow.names import inside, printable, safe_component
-from ptychoflow.site import EdgeLayout, HpcLayout, collection_path, staged_dir
+from ptychoflow.site import EdgeLayout, HpcLayout, collection_path, site_arguments, staged_dir
 
 
 @pytest.mark.parametrize("name", ["scan_0001", "v0003", "S1.run-2+a=b@c,d", "a" * 128])
@@ -54,3 +54,19 @@ def test_layouts_put_data_names_below_their_site(tmp_path: Path) -> None:
     assert {edge.model_dir.name, edge.staging_dir.name, edge.mosaics_dir.name, edge.status_file.name} == {
         "model", "staging", "mosaics", "edge-status.json"}
     assert collection_path("products", "scan_0001") == "/products/scan_0001"
+
+
+def test_remote_function_arguments_resolve_every_path_inside_the_site(tmp_path: Path) -> None:
+    """Paths (``_dir``, ``_path``) and lists of paths (``_dirs``, ``_paths``) from a flow are
+    resolved inside the site root; an escape anywhere in a list is refused naming its index."""
+    (tmp_path / "registry").mkdir()
+    root, resolved = site_arguments(str(tmp_path), {"registry_dir": "registry", "probe_guess_path": "g.npy",
+                                                    "reuse_from_dirs": ["old/registry"], "epochs": 3}, source="train")
+    assert root == tmp_path.resolve()
+    assert resolved == {"registry_dir": root / "registry", "probe_guess_path": root / "g.npy",
+                        "reuse_from_dirs": [root / "old" / "registry"], "epochs": 3}
+    for name, value, field in (("probe_guess_path", "/etc/passwd", "probe_guess_path"),
+                               ("reuse_from_dirs", ["ok", "../../other-site/registry"], r"reuse_from_dirs\[1\]"),
+                               ("reuse_from_dirs", "registry", "reuse_from_dirs")):
+        with pytest.raises(InputError, match=rf"^train: {field}: "):
+            site_arguments(str(tmp_path), {name: value}, source="train")

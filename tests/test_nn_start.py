@@ -39,7 +39,7 @@ def pretrained(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("first")
     sim = small_sim(0, 10.0)
     guess = _guess(root / "guess.npy", sim.truth_probe)
-    result = start_model(ContinualOptions(registry_dir=root / "registry", probe_guess=guess, **TINY))
+    result = start_model(ContinualOptions(registry_dir=root / "registry", probe_guess_path=guess, **TINY))
     return root, result
 
 
@@ -49,7 +49,8 @@ def test_pretrained_from_a_probe_guess_before_any_scan(pretrained, tmp_path):
     assert result["corpus_pairs"] == 128 and result["scan_id"] is None
     version = Registry(root / "registry").get("v0001")
     assert version.scans_seen == [] and version.origin.startswith("pretrained on 128 physics pairs")
-    assert version.model_config["refine_iterations"] > 0 and version.extra["refined"]
+    # no physics refinement through a guess: it projects onto the wrong probe (nn.start)
+    assert version.model_config["refine_iterations"] == 0 and not version.extra["refined"]
     beam = version_beam(version)
     np.testing.assert_array_equal(beam.probe, np.load(root / "guess.npy"))
     manifest, _ = verified_model_bytes(Path(result["manifest_path"]).parent)
@@ -67,8 +68,8 @@ def test_a_new_experiment_reuses_the_closest_model_and_records_why(pretrained, t
     root, _ = pretrained
     sim = small_sim(0, 10.0)
     shifted = np.roll(sim.truth_probe, 2, axis=1)  # the same beam, a little off centre
-    result = start_model(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=_guess(tmp_path / "g.npy", shifted),
-                                              reuse_from=[root / "registry", tmp_path / "missing"], **TINY))
+    result = start_model(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess_path=_guess(tmp_path / "g.npy", shifted),
+                                              reuse_from_dirs=[root / "registry", tmp_path / "missing"], **TINY))
     assert result["origin"] == "reused" and result["best_version"] == "v0001"
     assert result["closest"]["registry"] == str(root / "registry") and result["closest"]["distance"] < 0.01
     registry = Registry(tmp_path / "registry")
@@ -83,8 +84,8 @@ def test_a_new_experiment_reuses_the_closest_model_and_records_why(pretrained, t
 def test_a_different_beam_is_pretrained_for_not_reused(pretrained, tmp_path):
     root, _ = pretrained
     other = gaussian_probe(64, diameter_px=12) * 300
-    result = start_model(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=_guess(tmp_path / "g.npy", other),
-                                              reuse_from=[root / "registry"], **TINY))
+    result = start_model(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess_path=_guess(tmp_path / "g.npy", other),
+                                              reuse_from_dirs=[root / "registry"], **TINY))
     assert result["origin"] == "pretrained" and result["closest"]["distance"] > ContinualOptions.reuse_max_distance
 
 
@@ -129,5 +130,5 @@ def test_continual_train_sends_a_probe_guess_without_a_scan_to_start(tmp_path):
 
     guess = _guess(tmp_path / "guess.npy", small_sim(0, 10.0).truth_probe)
     with pytest.raises(ValueError, match="start_or_train"):
-        continual_train(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess=guess, **TINY))
+        continual_train(ContinualOptions(registry_dir=tmp_path / "registry", probe_guess_path=guess, **TINY))
     assert not (tmp_path / "registry").exists()

@@ -103,13 +103,20 @@ def site_arguments(root: object, arguments: dict[str, Any], *, source: str,
                    required: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """How a remote function reads its keyword arguments: (the checked site root, `arguments`
     with every path argument (a name ending in ``_dir`` or ``_path``; None only where optional,
-    i.e. not in `required`) resolved inside it). Any absolute path or escape is one
-    InputError naming `source` and the argument."""
+    i.e. not in `required`) and every list of paths (``_dirs``, ``_paths``) resolved inside
+    it). Any absolute path or escape is one InputError naming `source` and the argument."""
     checked = site_root(root, source=source)
-    resolved = {name: site_path(checked, value, source=source, field=name)
-                if name.endswith(("_dir", "_path")) and (value is not None or name in required) else value
-                for name, value in arguments.items()}
-    return checked, resolved
+
+    def resolved(name: str, value: Any) -> Any:
+        if name.endswith(("_dir", "_path")) and (value is not None or name in required):
+            return site_path(checked, value, source=source, field=name)
+        if name.endswith(("_dirs", "_paths")):
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise InputError(source, name, f"expected a list of paths, got {type(value).__name__}")
+            return [site_path(checked, item, source=source, field=f"{name}[{k}]") for k, item in enumerate(value)]
+        return value
+
+    return checked, {name: resolved(name, value) for name, value in arguments.items()}
 
 
 def staged_dir(registry_dir: str | Path, version: str) -> Path:

@@ -91,8 +91,8 @@ def train(scan_path: str | None, reconstruction_path: str | None, corpus_path: P
         knobs["physics_pairs"] = physics_pairs
     result = start_or_train(ContinualOptions(
         registry_dir=registry, corpus_path=corpus_path, scan_path=scan_path, reconstruction_path=reconstruction_path,
-        warm_start=not scratch, seed=seed, threads=threads, probe_guess=probe_guess,
-        reuse_from=list(reuse_from), counts_per_frame=counts_per_frame, **knobs))
+        warm_start=not scratch, seed=seed, threads=threads, probe_guess_path=probe_guess,
+        reuse_from_dirs=list(reuse_from), counts_per_frame=counts_per_frame, **knobs))
     if as_json:
         print_json(result)
         return

@@ -41,7 +41,7 @@ def first_model(options: DemoOptions, profile: Profile, layout: SiteLayout, back
         return None
     policy = profile.policy
     result = start_model(ContinualOptions(
-        registry_dir=registry, probe_guess=write_probe_guess(options, layout), counts_per_frame=options.simulation.dose,
+        registry_dir=registry, probe_guess_path=write_probe_guess(options, layout), counts_per_frame=options.simulation.dose,
         model_kind=policy.model, patch_size=policy.patch_size, epochs=10_000, time_limit_s=options.pretrain_s,
         progress=False))
     flow = backend.deploy_flow(flow_path("deploy_model"))

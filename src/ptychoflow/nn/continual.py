@@ -341,7 +341,7 @@ def continual_train(options: ContinualOptions) -> dict[str, Any]:
     Returns a small JSON-able dict (see ``_summary``) for the flow's Choice state. A probe
     guess with no scan starts an experiment: ``nn.start.start_or_train``.
     """
-    if options.scan_path is None and options.probe_guess is not None:
+    if options.scan_path is None and options.probe_guess_path is not None:
         raise ValueError("a probe guess without a scan starts an experiment: call nn.start.start_or_train")
     started = time.time()
     registry = Registry(options.registry_dir)

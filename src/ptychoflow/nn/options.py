@@ -104,8 +104,8 @@ class ContinualOptions:
     promote_margin: float = policy_default("promote_margin")
     physics_pairs: int = PHYSICS_PAIRS  # pairs made from the newest scan's probe, trained on beside the real ones (nn.physics)
     # Before the first scan (no scan_path): start from the closest model, else pretrain (nn.start).
-    probe_guess: Path | None = None  # .npy, scan or reconstruction product holding the expected probe
-    reuse_from: list[Path] = field(default_factory=list)  # other registries (earlier experiments) to reuse a model from
+    probe_guess_path: Path | None = None  # .npy, scan or reconstruction product holding the expected probe
+    reuse_from_dirs: list[Path] = field(default_factory=list)  # other registries (earlier experiments) to reuse a model from
     reuse_max_distance: float = REUSE_MAX_DISTANCE  # nn.beam.beam_distance up to which a model is reused
     counts_per_frame: float | None = None  # photons per frame expected (pretraining); None: the probe guess's power
 
@@ -113,9 +113,7 @@ class ContinualOptions:
         for f in fields(self):
             if f.name.endswith(("_dir", "_path")) and getattr(self, f.name) is not None:
                 setattr(self, f.name, Path(getattr(self, f.name)))
-        if self.probe_guess is not None:
-            self.probe_guess = Path(self.probe_guess)
-        self.reuse_from = [Path(p) for p in self.reuse_from]
+        self.reuse_from_dirs = [Path(p) for p in self.reuse_from_dirs]
 
     @property
     def model(self) -> ModelConfig:
