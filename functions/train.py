@@ -12,7 +12,9 @@ escape is refused. ``registry_dir`` is required; the rest default as documented 
     scan_path            new scan (HDF5) whose pairs are appended first
     reconstruction_path  its rPIE product (HDF5); omitted: the simulator truth beside the scan
     corpus_path          omitted: the site layout's corpus beside the registry (<hpc>/corpus/corpus.h5)
-    model_kind           "ptychonn2" (phase, 0.72 M) | "ptychonn" (phase + amplitude, 1.16 M)
+    model_kind           "ptychonn2" (phase) | "ptychonn" (phase + amplitude)
+    width                channels of the first stage: 16 (nn.options.TRAIN_WIDTH, for CPUs);
+                         32 is PtychoNN 2.0's size (0.72 M parameters)
     patch_size           64 | 128
     epochs, time_limit_s, batch_size, lr_min, lr_max, promote_margin, val_fraction,
     warm_start, augment, seed, threads, stage_dir
