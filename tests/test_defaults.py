@@ -17,7 +17,7 @@ import pytest
 
 from ptychoflow.flow_inputs import reconstruct_and_train_input, reconstruct_input
 from ptychoflow.nn.continual import validate_best
-from ptychoflow.nn.options import ContinualOptions, ModelConfig, TrainConfig
+from ptychoflow.nn.options import TRAIN_WIDTH, ContinualOptions, ModelConfig, TrainConfig
 from ptychoflow.profile import LOCAL_PROFILE_TEMPLATE, Edge, Policy, default_of, load_profile, policy_default, write_local_profile
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.resources import flows_dir
@@ -148,7 +148,9 @@ def test_option_dataclasses_take_the_policys_defaults() -> None:
     assert (TrainConfig().epochs, TrainConfig().time_limit_s) == (POLICY_DEFAULTS["train_epochs"],
                                                                   POLICY_DEFAULTS["train_time_limit_s"])
     options = ContinualOptions(registry_dir="site/hpc/registry")
-    assert options.promote_margin == POLICY_DEFAULTS["promote_margin"] and options.model == ModelConfig()
+    # the network is ModelConfig's but narrower: TRAIN_WIDTH, chosen for CPUs (nn.options)
+    assert options.promote_margin == POLICY_DEFAULTS["promote_margin"]
+    assert options.model == ModelConfig(width=TRAIN_WIDTH) and TRAIN_WIDTH < ModelConfig().width
     assert options.training(augment=False) == TrainConfig()
     assert options.corpus == Path("site/hpc/corpus/corpus.h5")  # the site layout's, not one of its own
 
