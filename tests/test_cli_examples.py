@@ -214,6 +214,7 @@ EXPECT: dict[str, Expect] = {
                                     stderr=r"sudo|ptycho|/etc/ptychoflow/ptychoflow.env"),
     "ptychoflow demo": Expect(DEMO, ready=_printed("scan_0001: acquired"), stop_code=130),
     "ptychoflow demo --scans 2 --epochs 5": Expect(DEMO, ready=_printed("scan_0001: already acquired"), stop_code=130),
+    "ptychoflow demo --sparse": Expect(DEMO, ready=_printed("scan_0001: already acquired"), stop_code=130),
 }
 
 

@@ -41,7 +41,7 @@ def demo(out: Path, scans: int, iterations: int, epochs: int, train_time_limit: 
     Examples:
       ptychoflow demo                          # about 5-10 minutes on 2 CPU cores
       ptychoflow demo --scans 2 --epochs 5     # a quick look
-      ptychoflow demo --sparse                 # and a sparse scan: where PtychoNN beats rPIE
+      ptychoflow demo --sparse                 # then a low-overlap scan of a new sample, scored
     """
     from ptychoflow.cli._common import console
     from ptychoflow.demo.run import run_demo
