@@ -187,7 +187,7 @@ def grow_corpus(options: ContinualOptions, best: ModelVersion | None) -> GrownCo
     corpus_path = options.corpus
     added, scan_id, reference = 0, None, None
     if options.scan_path is not None:
-        pre = _choose_preprocessing(options.preprocessing, corpus_path, best, options.patch_size)
+        pre = choose_preprocessing(options.preprocessing, corpus_path, best, options.patch_size)
         scan_id, pairs, reference = scan_pairs(options.scan_path, options.reconstruction_path, pre)
         added = append_scan(corpus_path, scan_id, pairs, pre.to_json())
     data = load_corpus(corpus_path)
@@ -407,7 +407,7 @@ def _summary(candidate: Candidate, corpus: GrownCorpus, scores: Scores, exported
     }
 
 
-def _choose_preprocessing(explicit: dict | None, corpus_path: Path, best: ModelVersion | None, patch_size: int) -> PreprocessConfig:
+def choose_preprocessing(explicit: dict | None, corpus_path: Path, best: ModelVersion | None, patch_size: int) -> PreprocessConfig:
     """Explicit > the corpus's own (a corpus has one preprocessing) > the best model's > a
     centred crop of the network size."""
     if explicit:

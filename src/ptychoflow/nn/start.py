@@ -28,7 +28,7 @@ from ptychoflow.nn.beam import Beam
 from ptychoflow.nn.continual import (
     TRAIN_LOCK,
     GrownCorpus,
-    _choose_preprocessing,
+    choose_preprocessing,
     continual_train,
     finish_candidate,
     stage_best,
@@ -75,7 +75,7 @@ def start_model(options: ContinualOptions) -> dict[str, Any]:
     registry = Registry(options.registry_dir)
     with file_lock(registry.root / TRAIN_LOCK):
         best = registry.best()
-        preprocessing = _choose_preprocessing(options.preprocessing, options.corpus, best, options.patch_size)
+        preprocessing = choose_preprocessing(options.preprocessing, options.corpus, best, options.patch_size)
         match = closest([registry.root, *options.reuse_from_dirs], beam, options.model, preprocessing.to_json())
         if match is not None and match.distance <= options.reuse_max_distance:
             return _reuse(registry, options, match, beam, started)
