@@ -177,3 +177,8 @@ SMALL = [
         diameter_px=14, obj="cells", seed=21)
     for kind in ("gaussian", "airy", "zoneplate", "pinhole", "diffuser")
 ]
+
+# A scan far denser than designed (a 14 px zone plate 7 steps across, overlap ~86 %): the fast
+# test that the start still finds a probe of the right size (probe_start.is_dense).
+DENSE_SMALL = _tb("small-dense-zoneplate", probe="zoneplate", scan="fermat", dose=1e5, field_px=(40, 40), frame=32,
+                  step_px=2.0, diameter_px=14, obj="cells", seed=22)

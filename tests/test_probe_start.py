@@ -74,10 +74,32 @@ def test_candidates_include_the_scans_guess_and_are_scaled_to_the_counts():
 
 def test_trial_cluster_holds_out_every_fourth_position_of_a_central_cluster():
     positions = np.stack(np.meshgrid(np.arange(20.0), np.arange(20.0)), -1).reshape(-1, 2) * 5
-    fitted, held_out = trial_cluster(positions)
+    fitted, held_out = trial_cluster(positions, 32)
     assert len(fitted) + len(held_out) == 64 and len(held_out) == 16 and not set(fitted) & set(held_out)
     centre = np.median(positions, axis=0)
     assert np.hypot(*(positions[held_out] - centre).T).max() < 30  # all from the middle of the scan
+
+
+def test_a_dense_scan_thins_its_trial_cluster_and_tries_a_half_frame_probe():
+    """Positions 2 px apart on 32 px frames: the trials use positions a sixth of the frame apart,
+    and the candidates include a probe half the frame across; a coarse scan gets neither."""
+    dense = np.stack(np.meshgrid(np.arange(30.0), np.arange(30.0)), -1).reshape(-1, 2) * 2
+    fitted, held_out = trial_cluster(dense, 32)
+    cluster = dense[np.concatenate([fitted, held_out])]
+    gaps = np.hypot(*(cluster[:, None] - cluster[None]).T)
+    assert gaps[gaps > 0].min() >= 32 / 6 and len(cluster) > 16
+    frames = np.ones((len(dense), 32, 32))
+    assert any("half frame" in c.name for c in candidates(frames, dense))
+    assert not any("half frame" in c.name for c in candidates(frames, dense * 3))
+
+
+def test_the_start_of_a_dense_scan_has_the_probes_size(tmp_path):
+    """The step-based guesses of a scan at ~86 % overlap are 5 and 8 px for a 16 px probe; the
+    chosen start must be within a quarter of the true size (it was 0.74 of it before)."""
+    path, truth = recon_scenarios.DENSE_SMALL.make(tmp_path)
+    result = api.reconstruct(path, RpieOptions(iterations=1, device="cpu"), engine="ptychi")
+    ratio = tb.power_diameter_px(result.probe) / tb.power_diameter_px(truth.probe)
+    assert 0.8 < ratio < 1.25, (ratio, result.parameters["probe_start"])
 
 
 def test_predicted_intensities_match_both_forward_models():

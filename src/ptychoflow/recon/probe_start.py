@@ -46,6 +46,19 @@ HELD_OUT_EVERY = 4  # every 4th position of the cluster (in scan order, so sprea
 # 0.252 for the right side against 0.283 at alpha 1).
 TRIAL_ALPHA = 1.0
 DIAMETERS_IN_STEPS = (2.5, 4.0)  # scans are designed with a probe 2-5 steps across (60-80 % overlap)
+# A scan much denser than designed (a probe 5-10 steps across, 80-90 % overlap) defeats both the
+# step-based diameters, all far too small, and the compact trial cluster, whose 64 positions then
+# all overlap, so a trial batch over-steps a large probe until it diverges. rPIE then collapses
+# the probe to a few pixels (benchmarks/sparse.py's scans: SSIM 0.49 at 80 and 90 % overlap,
+# 0.93 and 0.94 with both remedies). A scan is dense when its step is under 1/12 of the frame;
+# every scan of recon_quality's table and tuning set is coarser (step >= frame / 9.7), so the
+# defaults measured there are untouched. For a dense scan half the frame (the largest probe a
+# detector samples twice over) is a candidate diameter too, and the trial positions are thinned
+# to a third of it, the designed density for that probe (at 1/12 of the frame the trials of a
+# half-frame probe still diverged on a 32 px scan).
+DENSE_STEP_FRACTION = 1 / 12
+HALF_FRAME = 0.5
+TRIAL_SPACING_FRACTION = HALF_FRAME / 3
 
 
 @dataclass
@@ -81,19 +94,41 @@ def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndar
     found = []
     if guess is not None:
         found.append(Candidate("scan's probe guess", guess))
-    for steps in DIAMETERS_IN_STEPS:
-        diameter = min(0.7 * n, steps * step)
+    diameters = {f"{steps:g} steps": min(0.7 * n, steps * step) for steps in DIAMETERS_IN_STEPS}
+    if is_dense(step, n):
+        diameters["half frame"] = HALF_FRAME * n
+    for label, diameter in diameters.items():
         for sign, side in ((-1, "-"), (1, "+")):
-            found.append(Candidate(f"pupil defocus{side} {steps:g} steps",
-                                   probes.defocused_pupil(amplitude, diameter, sign)))
+            found.append(Candidate(f"pupil defocus{side} {label}", probes.defocused_pupil(amplitude, diameter, sign)))
     return [Candidate(c.name, probes.scale_to_counts(c.probe, intensities)) for c in found]
 
 
-def trial_cluster(positions_px: np.ndarray, count: int = TRIAL_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
+def is_dense(step_px: float, frame_size: int) -> bool:
+    """Whether a scan is far denser than the 60-80 % overlap the step-based guesses assume."""
+    return step_px < DENSE_STEP_FRACTION * frame_size
+
+
+def spread_out(positions_px: np.ndarray, order: np.ndarray, spacing_px: float) -> np.ndarray:
+    """Indices from `order` (in that order) that keep every pair at least `spacing_px` apart."""
+    kept: list[int] = []
+    for index in order:
+        if not kept or np.hypot(*(positions_px[kept] - positions_px[index]).T).min() >= spacing_px:
+            kept.append(int(index))
+    return np.asarray(kept, int)
+
+
+def trial_cluster(positions_px: np.ndarray, frame_size: int, count: int = TRIAL_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
     """(fitted, held-out) indices: the `count` positions nearest the scan's centre, every
-    HELD_OUT_EVERY-th of them (in scan order) held out. Small scans use all positions."""
+    HELD_OUT_EVERY-th of them (in scan order) held out. Small scans use all positions.
+
+    In a dense scan the cluster is thinned first to positions TRIAL_SPACING_FRACTION of the
+    frame apart, so that the trials see a scan of the designed density.
+    """
     distance = np.hypot(*(positions_px - np.median(positions_px, axis=0)).T)
-    cluster = np.sort(np.argsort(distance)[:count])
+    order = np.argsort(distance, kind="stable")
+    if len(positions_px) > count and is_dense(probes.median_step_px(positions_px), frame_size):
+        order = spread_out(positions_px, order, TRIAL_SPACING_FRACTION * frame_size)
+    cluster = np.sort(order[:count])
     held = np.zeros(cluster.size, bool)
     held[HELD_OUT_EVERY // 2 :: HELD_OUT_EVERY] = True
     return cluster[~held], cluster[held]
@@ -139,7 +174,7 @@ def choose_start(prepared: PreparedScan, options: RpieOptions, run: EngineRun) -
     """
     start = time.perf_counter()
     found = candidates(prepared.intensities, prepared.positions_px, prepared.probe_guess)
-    fitted, held_out = trial_cluster(prepared.positions_px)
+    fitted, held_out = trial_cluster(prepared.positions_px, prepared.frame_size)
     trial = replace(options, iterations=TRIAL_ITERATIONS, alpha=TRIAL_ALPHA, time_limit_s=None,
                     position_refinement=False, probe_refinement_start=min(options.probe_refinement_start, 1))
     losses: dict[str, float] = {}
