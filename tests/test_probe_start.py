@@ -20,7 +20,7 @@ from ptychoflow.errors import InputError
 from ptychoflow.product import latest_good_product, read_product
 from ptychoflow.recon import api, probes
 from ptychoflow.recon.base import RpieOptions, prepare_scan
-from ptychoflow.recon.probe_start import candidates, predicted_intensities, trial_cluster
+from ptychoflow.recon.probe_start import candidates, fitted_for, predicted_intensities, trial_cluster
 from ptychoflow.scan import load_scan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,23 +74,26 @@ def test_candidates_include_the_scans_guess_and_are_scaled_to_the_counts():
 
 def test_trial_cluster_holds_out_every_fourth_position_of_a_central_cluster():
     positions = np.stack(np.meshgrid(np.arange(20.0), np.arange(20.0)), -1).reshape(-1, 2) * 5
-    fitted, held_out = trial_cluster(positions, 32)
+    fitted, held_out = trial_cluster(positions)
     assert len(fitted) + len(held_out) == 64 and len(held_out) == 16 and not set(fitted) & set(held_out)
     centre = np.median(positions, axis=0)
     assert np.hypot(*(positions[held_out] - centre).T).max() < 30  # all from the middle of the scan
 
 
-def test_a_dense_scan_thins_its_trial_cluster_and_tries_a_half_frame_probe():
-    """Positions 2 px apart on 32 px frames: the trials use positions a sixth of the frame apart,
-    and the candidates include a probe half the frame across; a coarse scan gets neither."""
+def test_a_dense_scan_tries_a_half_frame_probe_fitted_on_spaced_positions():
+    """Positions 2 px apart on 32 px frames: a 16 px candidate joins the step-based ones, and its
+    trial fits central positions a third of its diameter apart, never a held-out one; the
+    step-based candidates keep the compact cluster, and a coarse scan gets no extra candidate."""
     dense = np.stack(np.meshgrid(np.arange(30.0), np.arange(30.0)), -1).reshape(-1, 2) * 2
-    fitted, held_out = trial_cluster(dense, 32)
-    cluster = dense[np.concatenate([fitted, held_out])]
-    gaps = np.hypot(*(cluster[:, None] - cluster[None]).T)
-    assert gaps[gaps > 0].min() >= 32 / 6 and len(cluster) > 16
     frames = np.ones((len(dense), 32, 32))
-    assert any("half frame" in c.name for c in candidates(frames, dense))
-    assert not any("half frame" in c.name for c in candidates(frames, dense * 3))
+    found = {c.name: c for c in candidates(frames, dense)}
+    half = found["pupil defocus+ half frame"]
+    fitted, held_out = trial_cluster(dense)
+    spaced = fitted_for(half, dense, fitted, held_out)
+    gaps = np.hypot(*(dense[spaced][:, None] - dense[spaced][None]).T)
+    assert len(spaced) == len(fitted) and gaps[gaps > 0].min() >= 16 / 3 and not set(spaced) & set(held_out)
+    assert fitted_for(found["pupil defocus+ 4 steps"], dense, fitted, held_out) is fitted
+    assert not any("half frame" in name for name in (c.name for c in candidates(frames, dense * 3)))
 
 
 def test_the_start_of_a_dense_scan_has_the_probes_size(tmp_path):

@@ -46,25 +46,26 @@ HELD_OUT_EVERY = 4  # every 4th position of the cluster (in scan order, so sprea
 # 0.252 for the right side against 0.283 at alpha 1).
 TRIAL_ALPHA = 1.0
 DIAMETERS_IN_STEPS = (2.5, 4.0)  # scans are designed with a probe 2-5 steps across (60-80 % overlap)
-# A scan much denser than designed (a probe 5-10 steps across, 80-90 % overlap) defeats both the
-# step-based diameters, all far too small, and the compact trial cluster, whose 64 positions then
-# all overlap, so a trial batch over-steps a large probe until it diverges. rPIE then collapses
-# the probe to a few pixels (benchmarks/sparse.py's scans: SSIM 0.49 at 80 and 90 % overlap,
-# 0.93 and 0.94 with both remedies). A scan is dense when its step is under 1/12 of the frame;
-# every scan of recon_quality's table and tuning set is coarser (step >= frame / 9.7), so the
-# defaults measured there are untouched. For a dense scan half the frame (the largest probe a
-# detector samples twice over) is a candidate diameter too, and the trial positions are thinned
-# to a third of it, the designed density for that probe (at 1/12 of the frame the trials of a
-# half-frame probe still diverged on a 32 px scan).
+# A scan much denser than designed (a probe 5-10 steps across, 80-90 % overlap) defeats the
+# step-based diameters: all are far too small, and rPIE collapses the probe to a few pixels
+# (benchmarks/sparse.py's scans: SSIM 0.49 at 80 and 90 % overlap; 0.93 and 0.94 with the
+# remedy). So when the step is under 1/12 of the frame, half the frame (the largest probe a
+# detector samples twice over) is a candidate too. Every scan of recon_quality's table and
+# tuning set is coarser (step >= frame / 9.7) and keeps exactly the candidates it had.
 DENSE_STEP_FRACTION = 1 / 12
 HALF_FRAME = 0.5
-TRIAL_SPACING_FRACTION = HALF_FRAME / 3
+# A trial of a probe many steps across on the compact cluster diverges: its 64 positions all
+# overlap, and a batch of them over-steps the object. Such a candidate is fitted instead on
+# central positions a third of its diameter apart (the designed density for it), and judged on
+# the same held-out frames as every other candidate.
+DESIGNED_DIAMETER_IN_STEPS = 3.0
 
 
 @dataclass
 class Candidate:
     name: str
     probe: np.ndarray  # ortho-FFT convention, scaled to the mean frame's counts
+    diameter_px: float | None = None  # the diameter it was made for (None: the scan's own guess)
 
 
 @dataclass
@@ -95,43 +96,42 @@ def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndar
     if guess is not None:
         found.append(Candidate("scan's probe guess", guess))
     diameters = {f"{steps:g} steps": min(0.7 * n, steps * step) for steps in DIAMETERS_IN_STEPS}
-    if is_dense(step, n):
+    if step < DENSE_STEP_FRACTION * n:
         diameters["half frame"] = HALF_FRAME * n
     for label, diameter in diameters.items():
         for sign, side in ((-1, "-"), (1, "+")):
-            found.append(Candidate(f"pupil defocus{side} {label}", probes.defocused_pupil(amplitude, diameter, sign)))
-    return [Candidate(c.name, probes.scale_to_counts(c.probe, intensities)) for c in found]
+            found.append(Candidate(f"pupil defocus{side} {label}", probes.defocused_pupil(amplitude, diameter, sign),
+                                   diameter))
+    return [replace(c, probe=probes.scale_to_counts(c.probe, intensities)) for c in found]
 
 
-def is_dense(step_px: float, frame_size: int) -> bool:
-    """Whether a scan is far denser than the 60-80 % overlap the step-based guesses assume."""
-    return step_px < DENSE_STEP_FRACTION * frame_size
-
-
-def spread_out(positions_px: np.ndarray, order: np.ndarray, spacing_px: float) -> np.ndarray:
-    """Indices from `order` (in that order) that keep every pair at least `spacing_px` apart."""
-    kept: list[int] = []
-    for index in order:
-        if not kept or np.hypot(*(positions_px[kept] - positions_px[index]).T).min() >= spacing_px:
-            kept.append(int(index))
-    return np.asarray(kept, int)
-
-
-def trial_cluster(positions_px: np.ndarray, frame_size: int, count: int = TRIAL_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
+def trial_cluster(positions_px: np.ndarray, count: int = TRIAL_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
     """(fitted, held-out) indices: the `count` positions nearest the scan's centre, every
-    HELD_OUT_EVERY-th of them (in scan order) held out. Small scans use all positions.
-
-    In a dense scan the cluster is thinned first to positions TRIAL_SPACING_FRACTION of the
-    frame apart, so that the trials see a scan of the designed density.
-    """
+    HELD_OUT_EVERY-th of them (in scan order) held out. Small scans use all positions."""
     distance = np.hypot(*(positions_px - np.median(positions_px, axis=0)).T)
-    order = np.argsort(distance, kind="stable")
-    if len(positions_px) > count and is_dense(probes.median_step_px(positions_px), frame_size):
-        order = spread_out(positions_px, order, TRIAL_SPACING_FRACTION * frame_size)
-    cluster = np.sort(order[:count])
+    cluster = np.sort(np.argsort(distance)[:count])
     held = np.zeros(cluster.size, bool)
     held[HELD_OUT_EVERY // 2 :: HELD_OUT_EVERY] = True
     return cluster[~held], cluster[held]
+
+
+def fitted_for(candidate: Candidate, positions_px: np.ndarray, fitted: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+    """The positions a candidate's trial fits: the cluster's, unless the candidate is more than
+    twice the designed DESIGNED_DIAMETER_IN_STEPS across; then as many central positions, spaced
+    a third of its diameter apart, none of them held out."""
+    spacing = (candidate.diameter_px or 0.0) / DESIGNED_DIAMETER_IN_STEPS
+    if spacing <= 2 * probes.median_step_px(positions_px):
+        return fitted
+    distance = np.hypot(*(positions_px - np.median(positions_px, axis=0)).T)
+    order = np.setdiff1d(np.argsort(distance, kind="stable"), held_out, assume_unique=True)
+    order = order[np.argsort(distance[order], kind="stable")]
+    kept: list[int] = []
+    for index in order:
+        if not kept or np.hypot(*(positions_px[kept] - positions_px[index]).T).min() >= spacing:
+            kept.append(int(index))
+        if len(kept) == len(fitted):
+            break
+    return np.sort(np.asarray(kept, int))
 
 
 def predicted_intensities(obj: np.ndarray, probe: np.ndarray, positions_in_object: np.ndarray) -> np.ndarray:
@@ -174,13 +174,14 @@ def choose_start(prepared: PreparedScan, options: RpieOptions, run: EngineRun) -
     """
     start = time.perf_counter()
     found = candidates(prepared.intensities, prepared.positions_px, prepared.probe_guess)
-    fitted, held_out = trial_cluster(prepared.positions_px, prepared.frame_size)
+    fitted, held_out = trial_cluster(prepared.positions_px)
     trial = replace(options, iterations=TRIAL_ITERATIONS, alpha=TRIAL_ALPHA, time_limit_s=None,
                     position_refinement=False, probe_refinement_start=min(options.probe_refinement_start, 1))
     losses: dict[str, float] = {}
     for candidate in found:
         try:
-            result = run(_subset_scan(prepared, fitted, candidate.probe), trial)
+            result = run(_subset_scan(prepared, fitted_for(candidate, prepared.positions_px, fitted, held_out),
+                                      candidate.probe), trial)
         except FloatingPointError:
             losses[candidate.name] = float("inf")
             continue
