@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -159,17 +160,40 @@ def run(args: argparse.Namespace) -> None:
     print(f"# total {time.perf_counter() - started:.0f} s")
 
 
-def crossing(rows: list[Row]) -> str:
-    """Where PtychoNN's SSIM against truth overtakes rPIE's as the overlap falls."""
-    sweep = [r for r in rows if r.what.startswith("overlap")]
+def falls_below(sweep: list[Row], score: Callable[[Row], float], level: float) -> float | None:
+    """The overlap (linear between rows) where `score` first drops below `level` as the overlap falls."""
     for a, b in zip(sweep, sweep[1:]):
-        da, db = a.nn_truth - a.rpie_truth, b.nn_truth - b.rpie_truth
-        if da < 0 <= db:
-            at = a.overlap + (b.overlap - a.overlap) * (-da) / (db - da)
-            return f"PtychoNN overtakes rPIE (SSIM vs truth) at overlap ~{at:.2f}"
-    if all(r.nn_truth >= r.rpie_truth for r in sweep):
-        return "PtychoNN is at or above rPIE (SSIM vs truth) at every overlap"
-    return "PtychoNN stays below rPIE (SSIM vs truth) at every overlap"
+        if score(a) >= level > score(b):
+            return a.overlap + (b.overlap - a.overlap) * (score(a) - level) / (score(a) - score(b))
+    return None
+
+
+def verdicts(rows: list[Row]) -> list[str]:
+    """The sentences the issue asks for: where PtychoNN crosses rPIE, where rPIE drops below 0.8,
+    whether PtychoNN keeps > 0.8 at zero overlap, and what share of its SSIM each keeps at low dose."""
+    sweep = [r for r in rows if r.what.startswith("overlap")]
+    found = []
+    crossing = falls_below(sweep, lambda r: r.rpie_truth - r.nn_truth, 0.0)
+    if crossing is not None:
+        found.append(f"PtychoNN overtakes rPIE (SSIM vs truth) at overlap ~{crossing:.2f}")
+    elif all(r.nn_truth >= r.rpie_truth for r in sweep):
+        found.append("PtychoNN is at or above rPIE (SSIM vs truth) at every overlap")
+    else:
+        found.append("PtychoNN stays below rPIE (SSIM vs truth) at every overlap")
+    below = falls_below(sweep, lambda r: r.rpie_truth, 0.8)
+    if below is not None:
+        found.append(f"rPIE falls below SSIM 0.8 (vs truth) at overlap ~{below:.2f} (the APS work: 0.6)")
+    else:
+        found.append("rPIE stays at or above SSIM 0.8 (vs truth) at every overlap"
+                     if all(r.rpie_truth >= 0.8 for r in sweep) else "rPIE is below SSIM 0.8 (vs truth) already at the densest overlap")
+    zero = next(r for r in sweep if r.overlap == 0.0)
+    found.append(f"at zero overlap PtychoNN scores {zero.nn_truth:.3f} against truth: the > 0.8 of the APS work "
+                 + ("is reached" if zero.nn_truth > 0.8 else "is not reached here"))
+    full = next(r for r in sweep if r.overlap == LOW_DOSE_OVERLAP)
+    for r in (r for r in rows if r.what.startswith("dose")):
+        found.append(f"{r.what}: PtychoNN keeps {r.nn_truth / full.nn_truth:.0%} of its full-dose SSIM, "
+                     f"rPIE {r.rpie_truth / full.rpie_truth:.0%} (the APS work: 86 % accuracy at 10x fewer photons)")
+    return found
 
 
 def write_outputs(out: Path, rows: list[Row], images: dict, truth: np.ndarray, region: np.ndarray, fwhm: float) -> None:
@@ -185,10 +209,7 @@ def write_outputs(out: Path, rows: list[Row], images: dict, truth: np.ndarray, r
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.what} | {r.positions} | {f(r.rpie_truth)} | {f(r.nn_truth)} | {f(r.rpie_dense)} | {f(r.nn_dense)} | "
               f"{r.rpie_s:.0f} |" for r in rows]
-    zero = next(r for r in rows if r.what == "overlap 0.0")
-    verdict = [crossing(rows), f"at zero overlap PtychoNN scores {zero.nn_truth:.3f} against truth: the > 0.8 of the APS work "
-               + ("is reached" if zero.nn_truth > 0.8 else "is not reached here")]
-    text = "\n".join(lines + [""] + verdict) + "\n"
+    text = "\n".join(lines + [""] + verdicts(rows)) + "\n"
     (out / "table.md").write_text(text)
     print(text)
 
