@@ -105,6 +105,19 @@ def test_the_start_of_a_dense_scan_has_the_probes_size(tmp_path):
     assert 0.8 < ratio < 1.25, (ratio, result.parameters["probe_start"])
 
 
+def test_a_dense_scans_own_right_guess_wins_the_trials(tmp_path):
+    """The true probe stored as the scan's guess: on the compact cluster of a dense scan its
+    trial diverged and a pupil candidate won; fitted on spaced positions it wins."""
+    import dataclasses
+
+    from ptychoflow.scan.format import write_scan
+
+    path, truth = recon_scenarios.DENSE_SMALL.make(tmp_path)
+    guessed = write_scan(tmp_path / "guessed.h5", dataclasses.replace(load_scan(path), probe_guess=truth.probe))
+    result = api.reconstruct(guessed, RpieOptions(iterations=1, device="cpu"), engine="ptychi")
+    assert result.parameters["probe_start"]["chosen"] == "scan's probe guess", result.parameters["probe_start"]
+
+
 def test_predicted_intensities_match_both_forward_models():
     """Whole-pixel positions against ptychoflow's simulator; sub-pixel ones against the textbook model."""
     from ptychoflow.simulate import forward

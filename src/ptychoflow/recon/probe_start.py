@@ -28,6 +28,7 @@ import numpy as np
 from ptychoflow.errors import InputError
 from ptychoflow.recon import probes
 from ptychoflow.recon.base import DEFAULT_DIAMETER_IN_STEPS, PreparedScan, ReconstructionResult, RpieOptions, object_frame
+from ptychoflow.simulate.probe import probe_diameter_px
 
 if TYPE_CHECKING:
     from ptychoflow.product import ReconstructionProduct
@@ -65,7 +66,7 @@ DESIGNED_DIAMETER_IN_STEPS = 3.0
 class Candidate:
     name: str
     probe: np.ndarray  # ortho-FFT convention, scaled to the mean frame's counts
-    diameter_px: float | None = None  # the diameter it was made for (None: the scan's own guess)
+    diameter_px: float  # what it was made for; for the scan's guess, the disc holding 90 % of its power
 
 
 @dataclass
@@ -94,7 +95,7 @@ def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndar
     amplitude = probes.pupil_amplitude(intensities)
     found = []
     if guess is not None:
-        found.append(Candidate("scan's probe guess", guess))
+        found.append(Candidate("scan's probe guess", guess, probe_diameter_px(np.asarray(guess))))
     diameters = {f"{steps:g} steps": min(0.7 * n, steps * step) for steps in DIAMETERS_IN_STEPS}
     if step < DENSE_STEP_FRACTION * n:
         diameters["half frame"] = HALF_FRAME * n
@@ -119,7 +120,7 @@ def fitted_for(candidate: Candidate, positions_px: np.ndarray, fitted: np.ndarra
     """The positions a candidate's trial fits: the cluster's, unless the candidate is more than
     twice the designed DESIGNED_DIAMETER_IN_STEPS across; then as many central positions, spaced
     a third of its diameter apart, none of them held out."""
-    spacing = (candidate.diameter_px or 0.0) / DESIGNED_DIAMETER_IN_STEPS
+    spacing = candidate.diameter_px / DESIGNED_DIAMETER_IN_STEPS
     if spacing <= 2 * probes.median_step_px(positions_px):
         return fitted
     distance = np.hypot(*(positions_px - np.median(positions_px, axis=0)).T)
