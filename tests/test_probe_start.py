@@ -89,10 +89,10 @@ def test_a_dense_scan_tries_a_half_frame_probe_fitted_on_spaced_positions():
     found = {c.name: c for c in candidates(frames, dense)}
     half = found["pupil defocus+ half frame"]
     fitted, held_out = trial_cluster(dense)
-    spaced = fitted_for(half, dense, fitted, held_out)
+    spaced = fitted_for(half, dense, 2.0, fitted, held_out)
     gaps = np.hypot(*(dense[spaced][:, None] - dense[spaced][None]).T)
     assert len(spaced) == len(fitted) and gaps[gaps > 0].min() >= 16 / 3 and not set(spaced) & set(held_out)
-    assert fitted_for(found["pupil defocus+ 4 steps"], dense, fitted, held_out) is fitted
+    assert fitted_for(found["pupil defocus+ 4 steps"], dense, 2.0, fitted, held_out) is fitted
     assert not any("half frame" in name for name in (c.name for c in candidates(frames, dense * 3)))
 
 

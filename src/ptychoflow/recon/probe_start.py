@@ -109,25 +109,28 @@ def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndar
 def trial_cluster(positions_px: np.ndarray, count: int = TRIAL_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
     """(fitted, held-out) indices: the `count` positions nearest the scan's centre, every
     HELD_OUT_EVERY-th of them (in scan order) held out. Small scans use all positions."""
-    distance = np.hypot(*(positions_px - np.median(positions_px, axis=0)).T)
-    cluster = np.sort(np.argsort(distance)[:count])
+    cluster = np.sort(central_first(positions_px)[:count])
     held = np.zeros(cluster.size, bool)
     held[HELD_OUT_EVERY // 2 :: HELD_OUT_EVERY] = True
     return cluster[~held], cluster[held]
 
 
-def fitted_for(candidate: Candidate, positions_px: np.ndarray, fitted: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+def central_first(positions_px: np.ndarray) -> np.ndarray:
+    """Position indices, nearest the scan's (median) centre first."""
+    return np.argsort(np.hypot(*(positions_px - np.median(positions_px, axis=0)).T))
+
+
+def fitted_for(candidate: Candidate, positions_px: np.ndarray, step_px: float, fitted: np.ndarray,
+               held_out: np.ndarray) -> np.ndarray:
     """The positions a candidate's trial fits: the cluster's, unless the candidate is more than
     twice the designed DESIGNED_DIAMETER_IN_STEPS across; then as many central positions, spaced
     a third of its diameter apart, none of them held out."""
     spacing = candidate.diameter_px / DESIGNED_DIAMETER_IN_STEPS
-    if spacing <= 2 * probes.median_step_px(positions_px):
+    if spacing <= 2 * step_px:
         return fitted
-    distance = np.hypot(*(positions_px - np.median(positions_px, axis=0)).T)
-    order = np.setdiff1d(np.argsort(distance, kind="stable"), held_out, assume_unique=True)
-    order = order[np.argsort(distance[order], kind="stable")]
+    order = central_first(positions_px)
     kept: list[int] = []
-    for index in order:
+    for index in order[~np.isin(order, held_out)]:
         if not kept or np.hypot(*(positions_px[kept] - positions_px[index]).T).min() >= spacing:
             kept.append(int(index))
         if len(kept) == len(fitted):
@@ -176,13 +179,14 @@ def choose_start(prepared: PreparedScan, options: RpieOptions, run: EngineRun) -
     start = time.perf_counter()
     found = candidates(prepared.intensities, prepared.positions_px, prepared.probe_guess)
     fitted, held_out = trial_cluster(prepared.positions_px)
+    step = probes.median_step_px(prepared.positions_px)
     trial = replace(options, iterations=TRIAL_ITERATIONS, alpha=TRIAL_ALPHA, time_limit_s=None,
                     position_refinement=False, probe_refinement_start=min(options.probe_refinement_start, 1))
     losses: dict[str, float] = {}
     for candidate in found:
         try:
-            result = run(_subset_scan(prepared, fitted_for(candidate, prepared.positions_px, fitted, held_out),
-                                      candidate.probe), trial)
+            positions = fitted_for(candidate, prepared.positions_px, step, fitted, held_out)
+            result = run(_subset_scan(prepared, positions, candidate.probe), trial)
         except FloatingPointError:
             losses[candidate.name] = float("inf")
             continue
