@@ -93,6 +93,13 @@ def test_all_zero_frames(tmp_path):
     _assert_fails_cleanly(tmp_path, path, "/entry/data/data", "all frames are zero")
 
 
+def test_an_all_zero_probe_guess(tmp_path):
+    path = write_tiny(tmp_path)
+    with h5py.File(path, "a") as f:
+        f["/entry/data/probe_guess"] = np.zeros((32, 32), np.complex64)
+    _assert_fails_cleanly(tmp_path, path, "/entry/data/probe_guess", "is all zero")
+
+
 def test_one_zero_frame(tmp_path):
     data = tiny_scan().scan.data.copy()
     data[7] = 0

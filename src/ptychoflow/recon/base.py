@@ -184,6 +184,9 @@ def validate_scan(scan: Scan) -> None:
     unique = np.unique(np.round(px, 3), axis=0).shape[0]
     if unique < MIN_POSITIONS:
         raise ScanError(path, pos_field, f"only {unique} distinct positions; need at least {MIN_POSITIONS}")
+    if scan.probe_guess is not None and not np.abs(np.asarray(scan.probe_guess)).any():
+        # a stored guess of zeros would reach the probe start's scaling as a traceback
+        raise ScanError(path, "/entry/data/probe_guess", "is all zero (no probe to start from)")
 
 
 def initial_probe(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndarray | None) -> np.ndarray:
