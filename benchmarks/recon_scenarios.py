@@ -179,6 +179,6 @@ SMALL = [
 ]
 
 # A scan far denser than designed (a 14 px zone plate 7 steps across, overlap ~86 %): the fast
-# test that the start still finds a probe of the right size (probe_start.DENSE_STEP_FRACTION).
+# test that the start still finds a probe of the right size (probes.DENSE_STEP_FRACTION).
 DENSE_SMALL = _tb("small-dense-zoneplate", probe="zoneplate", scan="fermat", dose=1e5, field_px=(40, 40), frame=32,
                   step_px=2.0, diameter_px=14, obj="cells", seed=22)

@@ -235,6 +235,16 @@ def test_cxi_written_to_the_spec_reads_back(tmp_path, frames_and_positions, smal
     assert scan.pixel_size_m == pytest.approx(small_scan.scan.pixel_size_m)
 
 
+def test_an_all_zero_cxi_probe_is_refused_naming_its_cxi_field(tmp_path, frames_and_positions, small_scan):
+    """The refusal names where this file keeps its probe, not where a native scan would."""
+    from ptychoflow.recon.base import validate_scan
+
+    frames, positions = frames_and_positions
+    path = write_cxi(tmp_path / "run9.cxi", frames, positions, probe=np.zeros_like(small_scan.truth_probe))
+    error = _error(lambda: validate_scan(load_scan(path)))
+    assert error.field == "/entry_1/instrument_1/source_1/illumination" and "all zero" in error.problem
+
+
 def test_cxi_agrees_with_ptychodus_cxi_reader(tmp_path, frames_and_positions):
     from ptychodus.plugins.cxi_file import CXIDiffractionFileReader, CXIProductFileIO
 

@@ -25,7 +25,6 @@ from ptychoflow.scan.frames import require_real
 MIN_POSITIONS = 10
 OBJECT_PADDING_PX = 8  # margin around the scanned area so edge patches never touch the border
 MAX_OBJECT_PX = 16384  # a larger frame almost always means positions in the wrong unit
-DEFAULT_DIAMETER_IN_STEPS = 3.0  # typical designed overlap: diameter ~ 3 steps (67 %)
 ProbeStartMode = Literal["auto", "given"]
 PROBE_START_MODES = ("auto", "given")
 
@@ -145,7 +144,7 @@ class ReconstructionResult:
 def validate_scan(scan: Scan) -> None:
     """Reject scans no engine can reconstruct, before any work is done (one ScanError)."""
     path = scan.path or Path(f"<scan {scan.scan_id}>")
-    data_field, pos_field = scan.fields  # as the user's file spells them (its reader says)
+    data_field, pos_field, probe_field = scan.fields  # as the user's file spells them (its reader says)
     data = np.asarray(scan.data)
     require_real(path, data_field, data.dtype, "counts")
     if data.ndim != 3 or data.shape[1] != data.shape[2]:
@@ -186,19 +185,18 @@ def validate_scan(scan: Scan) -> None:
         raise ScanError(path, pos_field, f"only {unique} distinct positions; need at least {MIN_POSITIONS}")
     if scan.probe_guess is not None and not np.abs(np.asarray(scan.probe_guess)).any():
         # a stored guess of zeros would reach the probe start's scaling as a traceback
-        raise ScanError(path, "/entry/data/probe_guess", "is all zero (no probe to start from)")
+        raise ScanError(path, probe_field, "is all zero (no probe to start from)")
 
 
 def initial_probe(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndarray | None) -> np.ndarray:
-    """The scan's probe guess, else the measured pupil defocused over DEFAULT_DIAMETER_IN_STEPS.
+    """The scan's probe guess, else the measured pupil defocused over ``probes.untried_diameter``.
 
     Scaled to the mean frame's counts. This is the start when no candidates are tried
     (``probe_start.choose_start`` picks among several on the data).
     """
     if guess is None:
-        step = probes.median_step_px(positions_px)
-        n = intensities.shape[-1]
-        guess = probes.defocused_pupil(probes.pupil_amplitude(intensities), min(0.7 * n, DEFAULT_DIAMETER_IN_STEPS * step), 1)
+        _, diameter = probes.untried_diameter(probes.median_step_px(positions_px), intensities.shape[-1])
+        guess = probes.defocused_pupil(probes.pupil_amplitude(intensities), diameter, 1)
     return probes.scale_to_counts(guess, intensities)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ptychoflow.errors import InputError
 from ptychoflow.recon import probes
-from ptychoflow.recon.base import DEFAULT_DIAMETER_IN_STEPS, PreparedScan, ReconstructionResult, RpieOptions, object_frame
+from ptychoflow.recon.base import PreparedScan, ReconstructionResult, RpieOptions, object_frame
 from ptychoflow.simulate.probe import probe_diameter_px
 
 if TYPE_CHECKING:
@@ -47,19 +47,11 @@ HELD_OUT_EVERY = 4  # every 4th position of the cluster (in scan order, so sprea
 # 0.252 for the right side against 0.283 at alpha 1).
 TRIAL_ALPHA = 1.0
 DIAMETERS_IN_STEPS = (2.5, 4.0)  # scans are designed with a probe 2-5 steps across (60-80 % overlap)
-# A scan much denser than designed (a probe 5-10 steps across, 80-90 % overlap) defeats the
-# step-based diameters: all are far too small, and rPIE collapses the probe to a few pixels
-# (benchmarks/sparse.py's scans: SSIM 0.49 at 80 and 90 % overlap; 0.93 and 0.94 with the
-# remedy). So when the step is under 1/12 of the frame, half the frame (the largest probe a
-# detector samples twice over) is a candidate too. Every scan of recon_quality's table and
-# tuning set is coarser (step >= frame / 9.7) and keeps exactly the candidates it had.
-DENSE_STEP_FRACTION = 1 / 12
-HALF_FRAME = 0.5
+# On a scan far denser than designed (probes.is_dense) the half-frame pupil is a candidate too.
 # A trial of a probe many steps across on the compact cluster diverges: its 64 positions all
 # overlap, and a batch of them over-steps the object. Such a candidate is fitted instead on
-# central positions a third of its diameter apart (the designed density for it), and judged on
-# the same held-out frames as every other candidate.
-DESIGNED_DIAMETER_IN_STEPS = 3.0
+# central positions spaced as designed for it (probes.DESIGNED_DIAMETER_IN_STEPS), and judged
+# on the same held-out frames as every other candidate.
 
 
 @dataclass
@@ -97,8 +89,9 @@ def candidates(intensities: np.ndarray, positions_px: np.ndarray, guess: np.ndar
     if guess is not None:
         found.append(Candidate("scan's probe guess", guess, probe_diameter_px(np.asarray(guess))))
     diameters = {f"{steps:g} steps": min(0.7 * n, steps * step) for steps in DIAMETERS_IN_STEPS}
-    if step < DENSE_STEP_FRACTION * n:
-        diameters["half frame"] = HALF_FRAME * n
+    if probes.is_dense(step, n):
+        label, diameter = probes.untried_diameter(step, n)
+        diameters[label] = diameter
     for label, diameter in diameters.items():
         for sign, side in ((-1, "-"), (1, "+")):
             found.append(Candidate(f"pupil defocus{side} {label}", probes.defocused_pupil(amplitude, diameter, sign),
@@ -123,9 +116,9 @@ def central_first(positions_px: np.ndarray) -> np.ndarray:
 def fitted_for(candidate: Candidate, positions_px: np.ndarray, step_px: float, fitted: np.ndarray,
                held_out: np.ndarray) -> np.ndarray:
     """The positions a candidate's trial fits: the cluster's, unless the candidate is more than
-    twice the designed DESIGNED_DIAMETER_IN_STEPS across; then as many central positions, spaced
-    a third of its diameter apart, none of them held out."""
-    spacing = candidate.diameter_px / DESIGNED_DIAMETER_IN_STEPS
+    twice the designed probes.DESIGNED_DIAMETER_IN_STEPS across; then as many central positions,
+    spaced a third of its diameter apart, none of them held out."""
+    spacing = candidate.diameter_px / probes.DESIGNED_DIAMETER_IN_STEPS
     if spacing <= 2 * step_px:
         return fitted
     order = central_first(positions_px)
@@ -235,8 +228,8 @@ def product_start(prepared: PreparedScan, path: str | Path) -> ProbeStart:
 
 
 def given_start(prepared: PreparedScan) -> ProbeStart:
-    """No trials: the probe ``prepare_scan`` made (the scan's guess, else the default pupil estimate)."""
+    """No trials: the probe ``prepare_scan`` made (the scan's guess, else the untried pupil estimate)."""
     if prepared.probe_guess is not None:
         return ProbeStart("scan's probe guess", "given: probe_start='given' and the scan stores a guess", prepared.probe)
-    return ProbeStart(f"pupil defocus+ {DEFAULT_DIAMETER_IN_STEPS:g} steps",
-                      "given: probe_start='given' and the scan stores no guess", prepared.probe)
+    label, _ = probes.untried_diameter(probes.median_step_px(prepared.positions_px), prepared.frame_size)
+    return ProbeStart(f"pupil defocus+ {label}", "given: probe_start='given' and the scan stores no guess", prepared.probe)

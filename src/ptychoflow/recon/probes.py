@@ -18,6 +18,28 @@ import math
 import numpy as np
 
 PUPIL_POWER_FRACTION = 0.9  # the pupil's edge: the radius holding this share of the bright field
+DESIGNED_DIAMETER_IN_STEPS = 3.0  # scans are designed with a probe about 3 steps across (67 % overlap)
+# A scan much denser than designed (a probe 5-10 steps across, 80-90 % overlap) defeats
+# step-based diameters: all are far too small, and rPIE collapses the probe to a few pixels
+# (benchmarks/sparse.py's scans: SSIM 0.49 at 80 and 90 % overlap; 0.93 and 0.94 from half the
+# frame). So when the step is under 1/12 of the frame, half the frame (the largest probe a
+# detector samples twice over) is the diameter to start from. Every scan of recon_quality's
+# table and tuning set is coarser (step >= frame / 9.7).
+DENSE_STEP_FRACTION = 1 / 12
+HALF_FRAME = 0.5
+
+
+def is_dense(step_px: float, frame: int) -> bool:
+    """True for a scan far denser than designed (step under DENSE_STEP_FRACTION of the frame)."""
+    return step_px < DENSE_STEP_FRACTION * frame
+
+
+def untried_diameter(step_px: float, frame: int) -> tuple[str, float]:
+    """(label, diameter in px) of the one start used when no candidates are tried: the designed
+    3 steps (at most 0.7 of the frame), or half the frame on a dense scan."""
+    if is_dense(step_px, frame):
+        return "half frame", HALF_FRAME * frame
+    return f"{DESIGNED_DIAMETER_IN_STEPS:g} steps", min(0.7 * frame, DESIGNED_DIAMETER_IN_STEPS * step_px)
 
 
 def frequency_radius(n: int) -> np.ndarray:

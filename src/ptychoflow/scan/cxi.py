@@ -25,7 +25,7 @@ import numpy as np
 
 from ptychoflow.errors import ScanError
 from ptychoflow.names import safe_component
-from ptychoflow.scan.format import Instrument, Scan
+from ptychoflow.scan.format import Instrument, Scan, ScanFields
 from ptychoflow.scan.frames import Crop, FrameReader, detector_mask, open_h5, require_real, resolve_dataset, scalar
 from ptychoflow.scan.reader import ReadOptions
 
@@ -78,17 +78,18 @@ def _pixel_size(path: Path, f: h5py.File) -> float:
     return x
 
 
-def _probe(path: Path, f: h5py.File, crop: Crop, shape: tuple[int, int]) -> np.ndarray | None:
+def _probe(f: h5py.File, crop: Crop, shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """The first usable probe among PROBE_PATHS, and where it was found (for messages)."""
     for name in PROBE_PATHS:
         node = f.get(name)
         if isinstance(node, h5py.Dataset) and node.ndim >= 2:
             probe = np.asarray(node[()]).reshape(-1, *node.shape[-2:])[0]
             if probe.shape == (crop.size, crop.size) and np.isfinite(probe).all():
-                return probe.astype(np.complex64)
+                return probe.astype(np.complex64), name
             if probe.shape == shape and np.isfinite(probe).all():
                 ys, xs = crop.slices()
-                return probe[ys, xs].astype(np.complex64)
-    return None
+                return probe[ys, xs].astype(np.complex64), name
+    return None, PROBE_PATHS[0]
 
 
 def read(path: Path, options: ReadOptions, *, require_complete: bool = True, load: bool = True) -> Scan:
@@ -117,12 +118,12 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
             array = frames.result(data_name)
         else:
             array = np.broadcast_to(np.zeros((), data.dtype), (n, crop.size, crop.size))
-        probe = _probe(path, f, crop, shape)
+        probe, probe_name = _probe(f, crop, shape)
     return Scan(
         path=path, scan_id=safe_component(path.stem, source=path, field="(file name)"), data=array,
         positions_m=positions, instrument=instrument, probe_guess=probe,
         attrs={"source_layout": "cxi", "frame_size": crop.size, "masked_pixels": frames.masked_pixels},
-        fields=(data_name, positions_name),
+        fields=ScanFields(data_name, positions_name, probe_name),
     )
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ptychoflow.errors import ScanError
 from ptychoflow.scan.aps_positions import read_velociprobe_positions
-from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan
+from ptychoflow.scan.format import PLANCK_EV_M, Instrument, Scan, ScanFields
 from ptychoflow.names import safe_component
 from ptychoflow.scan.frames import (Crop, FrameReader, dataset_at, detector_mask, external_file, open_h5, require_real, require_written,
                                      resolve_dataset, scalar)
@@ -160,7 +160,7 @@ def read(path: Path, options: ReadOptions, *, require_complete: bool = True, loa
         path=path, scan_id=safe_component(prefix(path), source=path, field="(file name)"), data=data, positions_m=positions, instrument=instrument,
         attrs={"source_layout": "eiger", "positions_file": table.path.name, "y_source": options.y_source,
                "crop_centre_yx": list(crop.centre), "frame_size": crop.size, "masked_pixels": frames.masked_pixels},
-        fields=(DATA_GROUP, f"{table.path.name}: positions"),
+        fields=ScanFields(DATA_GROUP, f"{table.path.name}: positions"),
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import h5py
 import numpy as np
@@ -47,6 +47,15 @@ class Instrument:
         return self.wavelength_m * self.detector_distance_m / (detector_shape * self.detector_pixel_size_m)
 
 
+class ScanFields(NamedTuple):
+    """Where a scan's arrays sit, as the user's file spells them: error messages downstream
+    name these, whichever reader made the Scan."""
+
+    data: str = "/entry/data/data"
+    positions: str = "/entry/data/positions"
+    probe_guess: str = "/entry/data/probe_guess"
+
+
 @dataclass
 class Scan:
     """A complete scan in memory. ``data`` may be an h5py dataset view for large files."""
@@ -60,10 +69,10 @@ class Scan:
     probe_guess: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)  # the file's own attributes (written again by ScanWriter)
     # How it was read (never written into a scan file): the reader's name and options, and the
-    # data and position fields as the file spells them (for error messages downstream).
+    # fields as the file spells them.
     read_as: str = "ptychoflow"
     read_options: dict = field(default_factory=dict)
-    fields: tuple[str, str] = ("/entry/data/data", "/entry/data/positions")
+    fields: ScanFields = ScanFields()
 
     def __post_init__(self) -> None:
         # Every reader's scan id will name files (products, mosaics): refused here if it

@@ -17,7 +17,7 @@ import numpy as np
 
 from ptychoflow.errors import InputError, ScanError
 from ptychoflow.names import safe_component
-from ptychoflow.scan.format import Instrument, Scan
+from ptychoflow.scan.format import Instrument, Scan, ScanFields
 from ptychoflow.scan.frames import REAL_KINDS
 
 # Nominal Velociprobe-like geometry: 8.8 keV, 1.92 m, 75 um pixels.
@@ -66,7 +66,7 @@ def read_tike_npz(path: str | Path, *, max_frames: int | None = None) -> Scan:
         instrument=NOMINAL_INSTRUMENT,
         probe_guess=probe,
         attrs={"source_layout": "tike-npz", "nominal_geometry": True},
-        fields=("data", "scan"),
+        fields=ScanFields("data", "scan", "probe"),
     )
 
 
