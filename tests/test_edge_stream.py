@@ -3,10 +3,13 @@ frame by frame, nothing is dropped, and the saved mosaic is exactly the stitched
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from edge_helpers import (ResultsCollector, affine_model, preprocessing, publish, reference_mosaic,
                           running_service, wait_for)
@@ -71,3 +74,49 @@ def test_stitch_weight_from_manifest_is_used_as_is(tmp_path, sim):
         model = wait_for(lambda: service.models.current(), what="model with its stitching weight")
     np.testing.assert_array_equal(model.weight, weight)
     assert not np.allclose(model.weight, probe_weight(None, 64))
+
+
+def test_a_model_with_its_probe_gets_the_finished_scan_polished(tmp_path, sim):
+    """A "network" that knows nothing (phase 0 everywhere), served with the scan's probe: while
+    the scan runs the results stream and the network's mosaic are its zeros; once the scan ends
+    the saved and served image is the polish across frames, which finds the object."""
+    from ptychoflow import metrics
+
+    scan, n = sim.scan, sim.scan.n_frames
+    probe_file = tmp_path / "probe.npy"
+    np.save(probe_file, sim.truth_probe.astype(np.complex64))
+    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
+        publish(service.config.model_dir, affine_model(64, scale=0.0), "v1", config=preprocessing(), probe=probe_file)
+        wait_for(lambda: service.models.current(), what="model v1 to load")
+        results = ResultsCollector(service.publisher.address)
+        emit_scan(scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
+        wait_for(lambda: results.ended(scan.scan_id), what="end of scan on the results stream")
+        results.close()
+        summary = next(s for s in service.status()["scans"] if s["scan_id"] == scan.scan_id)
+
+    assert all(not patch.any() for _, patch in results.results())  # per-frame results: the network's own
+    with h5py.File(results.ended(scan.scan_id)["files"]["h5"]) as f:
+        served, network = f["phase"][()], f["network_phase"][()]
+        origin, record = tuple(int(v) for v in f.attrs["origin_px"]), json.loads(f.attrs["polish"])
+    assert record["sweeps"] == 10 and record["frames"] == n and record["probe_source"] == "true probe of the test scan"
+    assert summary["polish"] == record
+    lit = np.isfinite(network)
+    assert np.array_equal(np.isfinite(served), lit) and not network[lit].any()
+    truth = np.angle(sim.truth_object)[origin[0]:origin[0] + served.shape[0], origin[1]:origin[1] + served.shape[1]]
+    inner = ndimage.binary_erosion(lit, iterations=16)  # the well-overlapped middle
+    score = metrics.phase_ssim(np.nan_to_num(served), truth, inner)
+    print(f"polished SSIM vs truth {score:.3f} (the network's image is flat)")
+    assert score > 0.6
+
+
+def test_a_model_without_a_probe_is_served_unpolished(tmp_path, sim):
+    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
+        publish(service.config.model_dir, affine_model(64, scale=2.0), "v1", config=preprocessing())
+        wait_for(lambda: service.models.current(), what="model v1 to load")
+        results = ResultsCollector(service.publisher.address)
+        emit_scan(sim.scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
+        wait_for(lambda: results.ended(sim.scan.scan_id), what="end of scan on the results stream")
+        results.close()
+    with h5py.File(results.ended(sim.scan.scan_id)["files"]["h5"]) as f:
+        np.testing.assert_array_equal(f["phase"][()], f["network_phase"][()])
+        assert json.loads(f.attrs["polish"]) == {}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_helpers import affine_model, preprocessing, publish, running_service, torch_convnet, wait_for
-from ptychoflow.artifact import ModelManifest, StitchWeight
+from ptychoflow.artifact import ModelManifest, SideFile
 from ptychoflow.fs import sha256_file
 from ptychoflow.preprocess import preprocess
 from ptychoflow_edge.batcher import Batcher
@@ -102,7 +102,7 @@ def test_manifest_checks(tmp_path, case, reason):
     if case == "weight negative":
         weight[0, 0] = -1
     np.save(tmp_path / "stitch_weight.npy", weight)
-    manifest.stitch_weight = StitchWeight("stitch_weight.npy", sha256_file(tmp_path / "stitch_weight.npy"))
+    manifest.stitch_weight = SideFile("stitch_weight.npy", sha256_file(tmp_path / "stitch_weight.npy"))
     if case == "shape":
         manifest.input_shape = [1, 32, 32]
     elif case == "preprocessing":

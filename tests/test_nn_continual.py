@@ -8,7 +8,7 @@ import pytest
 import torch
 from nn_helpers import small_sim
 
-from ptychoflow.artifact import verified_model_bytes, verified_stitch_weight
+from ptychoflow.artifact import verified_model_bytes, verified_probe, verified_stitch_weight
 from ptychoflow.nn import continual
 from ptychoflow.nn.options import ContinualOptions
 from ptychoflow.nn.registry import Registry
@@ -55,6 +55,10 @@ def test_validate_then_train_then_warm_start(site):
     trained_weight = np.load(Registry(reg).get("v0001").stitch_weight_path)
     assert trained_weight.shape == (64, 64) and trained_weight.max() == 1.0
     np.testing.assert_array_equal(verified_stitch_weight(Path(r1["model_dir"]), manifest), trained_weight)
+    # the probe the served model is refined through goes with it, for the edge's polish
+    assert manifest.probe_source == "true probe of r0"
+    np.testing.assert_array_equal(verified_probe(Path(r1["model_dir"]), manifest),
+                                  np.load(Path(Registry(reg).get("v0001").checkpoint_path).parent / "probe.npy"))
 
     checked = validate(str(site), registry_dir="models", scan_path=SCANS[1], tolerance=0.99)
     assert checked["best_version"] == "v0001" and checked["needs_training"] and -1 <= checked["ssim"] <= 1

@@ -55,6 +55,7 @@ def test_pretrained_from_a_probe_guess_before_any_scan(pretrained, tmp_path):
     np.testing.assert_array_equal(beam.probe, np.load(root / "guess.npy"))
     manifest, _ = verified_model_bytes(Path(result["manifest_path"]).parent)
     assert manifest.version == "v0001"
+    assert manifest.probe is None and manifest.probe_source == ""  # nor is the edge's polish (ptychoflow.polish)
     # the pretrained model scores a real scan (its ONNX, as the edge runs it) before any training on it
     sim = small_sim(1, 10.0)
     scan = write_scan(tmp_path / "scan_0002.h5", sim.scan)

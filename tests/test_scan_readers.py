@@ -460,10 +460,11 @@ def test_a_replayed_scan_is_read_as_what_it_is_now(tmp_path, real_scan_path):
     from ptychoflow.scan.registry import read_again
 
     tike = load_scan(real_scan_path, ReadOptions(max_frames=20))
-    assert tike.read_as == "tike-npz" and tike.fields == ("data", "scan")
+    assert tike.read_as == "tike-npz" and tike.fields == ("data", "scan", "probe")
     replayed = load_scan(write_scan(tmp_path / "scan_star.h5", tike))
     assert replayed.attrs["source_layout"] == "tike-npz"  # provenance travels with the file...
-    assert replayed.read_as == "ptychoflow" and replayed.fields == ("/entry/data/data", "/entry/data/positions")
+    assert replayed.read_as == "ptychoflow"
+    assert replayed.fields == ("/entry/data/data", "/entry/data/positions", "/entry/data/probe_guess")
     scan_format, options = read_again({"format": replayed.read_as, "options": replayed.read_options})
     assert scan_format == "ptychoflow" and load_scan(replayed.path, options, scan_format=scan_format).n_frames == 20
 

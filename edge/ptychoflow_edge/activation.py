@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ptychoflow.artifact import (
-    MODEL_FILENAME, ModelManifest, publish_model, stitch_weight_file, verified_model_bytes, verified_stitch_weight,
+    ModelManifest, publish_from, verified_model_bytes, verified_probe, verified_stitch_weight,
 )
 from ptychoflow.errors import InputError, PtychoflowError
 from ptychoflow.site import EdgeLayout
@@ -48,13 +48,14 @@ def activate_staged(layout: EdgeLayout, version: str, *, wait_s: float) -> dict[
     staged = layout.staged_model_dir(version)
     manifest, blob = verified_model_bytes(staged)
     verified_stitch_weight(staged, manifest)  # a transfer that damaged a file is an InputError, not a verdict
+    verified_probe(staged, manifest)
     if manifest.version != version:
         raise InputError(staged / "manifest.json", "version", f"is {manifest.version!r}, staged as {version!r}")
     status = running_status(layout.status_file)
     if status is None:
         _check_here(manifest, blob, staged)
     published = time.time()
-    publish_model(layout.model_dir, staged / MODEL_FILENAME, manifest, stitch_weight_file(staged, manifest))
+    publish_from(layout.model_dir, staged, manifest)
     result = {"version": manifest.version, "sha256": manifest.sha256,
               "activated_at": datetime.now(timezone.utc).isoformat()}
     if status is None:

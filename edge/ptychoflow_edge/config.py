@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ptychoflow.polish import POLISH_SWEEPS, POLISH_TIME_LIMIT_S, PolishOptions
 from ptychoflow.profile import Edge, default_of
 from ptychoflow.site import EdgeLayout, SiteLayout
 from ptychoflow_edge.receiver import ScanLimits
@@ -57,6 +58,16 @@ class EdgeConfig:
     # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
     align_offsets: bool = True
     http: bool = True
+    # The polish of a finished scan's image across its frames (ptychoflow.polish), when the
+    # model came with its measured probe: sweeps (0: never), a time limit, and how much of a
+    # scan's frames may be kept for it (float32 amplitudes; 378 frames of 64^2 are 6 MiB).
+    polish_sweeps: int = POLISH_SWEEPS
+    polish_time_limit_s: float = POLISH_TIME_LIMIT_S
+    polish_max_mb: float = 1024.0
+
+    @property
+    def polish(self) -> PolishOptions:
+        return PolishOptions(sweeps=self.polish_sweeps, time_limit_s=self.polish_time_limit_s)
 
     @property
     def scan_limits(self) -> ScanLimits:

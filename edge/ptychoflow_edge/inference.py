@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ptychoflow.artifact import ModelManifest, verified_stitch_weight
+from ptychoflow.artifact import ModelManifest, verified_probe, verified_stitch_weight
 from ptychoflow.errors import InputError
 from ptychoflow.preprocess import PreprocessConfig, preprocess
 from ptychoflow.stitch import probe_weight
@@ -86,14 +86,14 @@ def _array_module(providers: list[str]) -> Any:
     return np
 
 
-def load_weight(manifest: ModelManifest, model_dir: Path, size: int) -> np.ndarray:
-    """The model's stitching weight (the manifest's ``stitch_weight``, sha256-checked), used
-    as is; the default Gaussian when the manifest names none."""
+def load_side_files(manifest: ModelManifest, model_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(stitching weight, probe), sha256-checked: the weight used as is, the default Gaussian
+    when the manifest names none; the probe the images are polished through, or None."""
     try:
-        weight = verified_stitch_weight(model_dir, manifest)
+        weight, probe = verified_stitch_weight(model_dir, manifest), verified_probe(model_dir, manifest)
     except InputError as exc:
         raise ModelRejected(str(exc)) from None
-    return probe_weight(None, size) if weight is None else weight
+    return (probe_weight(None, size) if weight is None else weight), probe
 
 
 @dataclass
@@ -108,6 +108,7 @@ class LoadedModel:
     input_name: str
     output_name: str
     xp: Any = np
+    probe: np.ndarray | None = None  # measured probe the model is refined through: finished scans are polished with it
 
     @property
     def version(self) -> str:
@@ -128,6 +129,12 @@ class LoadedModel:
         if self.xp is not np and not getattr(self.session, "accepts_device_arrays", False):
             batch = batch.get()
         return batch[:, None]
+
+    def measured_amplitudes(self, batch: np.ndarray) -> np.ndarray:
+        """(B, h, w) far-field amplitudes of a prepared batch, as the polish takes them (the
+        staging gives a probe only to models whose input is the measured amplitude)."""
+        host = batch.get() if hasattr(batch, "get") else batch
+        return np.asarray(host[:, 0], np.float32) * np.float32(self.config.scale)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(B, 1, h, w) -> (B, h, w) phase."""
@@ -161,12 +168,12 @@ def load_model(manifest: ModelManifest, blob: bytes, model_dir: Path, *, provide
     expected = [1, size, size]
     if len(dims) != 4 or any(isinstance(d, int) and d != e for d, e in zip(dims[1:], expected)):
         raise ModelRejected(f"model input {input_name} has shape {dims}, manifest says [N, 1, {size}, {size}]")
-    weight = load_weight(manifest, model_dir, size)
+    weight, probe = load_side_files(manifest, model_dir, size)
     model = LoadedModel(manifest, session, config, weight, session.get_providers(), input_name, output_name,
-                        _array_module(session.get_providers()))
-    probe = np.random.default_rng(0).uniform(0, 4, (2, 1, size, size)).astype(np.float32)
+                        _array_module(session.get_providers()), probe)
+    test_input = np.random.default_rng(0).uniform(0, 4, (2, 1, size, size)).astype(np.float32)
     try:
-        phase = model.infer(probe)
+        phase = model.infer(test_input)
     except Exception as exc:
         raise ModelRejected(f"test inference failed: {str(exc).splitlines()[0][:200]}") from None
     if phase.shape != (2, size, size):

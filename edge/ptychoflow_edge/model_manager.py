@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptychoflow.artifact import (
-    MANIFEST_FILENAME, MODEL_FILENAME, STITCH_WEIGHT_FILENAME, ModelManifest, publish_model, read_manifest, stitch_weight_file,
-    verified_model_bytes,
+    MANIFEST_FILENAME, MODEL_DIR_FILES, ModelManifest, publish_from, read_manifest, verified_model_bytes,
 )
 from ptychoflow.errors import InputError
 from ptychoflow_edge.inference import LoadedModel, ModelRejected, load_model
@@ -146,8 +145,7 @@ class ModelManager:
     def _keep_as_last_good(self, manifest: ModelManifest) -> None:
         """Copy an accepted model aside (manifest last), for restores and restarts."""
         try:
-            publish_model(self.last_good_dir, self.model_dir / MODEL_FILENAME, manifest,
-                          stitch_weight_file(self.model_dir, manifest))
+            publish_from(self.last_good_dir, self.model_dir, manifest)
         except (InputError, OSError) as exc:  # the slot changed meanwhile: its next model gets copied
             log.warning("could not keep model %s as the last good one: %s", manifest.version, exc)
 
@@ -159,11 +157,10 @@ class ModelManager:
             good = None
         try:
             if good is not None and good.sha256 != refused_sha256:
-                publish_model(self.model_dir, self.last_good_dir / MODEL_FILENAME, good,
-                              stitch_weight_file(self.last_good_dir, good))
+                publish_from(self.model_dir, self.last_good_dir, good)
                 log.info("restored the last good model %s in %s", good.version, self.model_dir)
                 return
-            for name in (MANIFEST_FILENAME, MODEL_FILENAME, STITCH_WEIGHT_FILENAME):  # the commit point first
+            for name in MODEL_DIR_FILES:  # the commit point first
                 (self.model_dir / name).unlink(missing_ok=True)
             log.info("emptied %s: no earlier good model to put back", self.model_dir)
         except (InputError, OSError) as exc:

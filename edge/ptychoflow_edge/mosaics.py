@@ -3,12 +3,17 @@ rendered and saved.
 
 Positions arrive in metres; the start message's ``pixel_size_m`` turns them into object
 pixels. The worker thread adds patches while the web thread renders, hence a lock per scan.
-At end of scan the image is written as HDF5 + PNG under temporary names and renamed.
+While the scan runs, the page shows the network's image. When it ends, and the model came with
+its measured probe, the image is polished across frames (``ptychoflow.polish``: a few rPIE
+sweeps over the scan's measured amplitudes, kept for it) and that is what is shown and saved.
+The image is written as HDF5 (``phase``, the served image; ``network_phase``, the network's
+alone) + PNG under temporary names and renamed.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -23,6 +28,7 @@ from scipy import ndimage
 
 from ptychoflow.fs import atomic_write, atomic_write_bytes
 from ptychoflow.names import safe_component
+from ptychoflow.polish import PolishOptions, polish
 from ptychoflow.stitch import Mosaic
 
 log = logging.getLogger("ptychoflow.edge.mosaic")
@@ -43,10 +49,11 @@ def render_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """A saved mosaic and its attributes (origin_px, pixel_size_m, n_frames, models, complete)."""
+def read_mosaic(path: str | Path, dataset: str = "phase") -> tuple[np.ndarray, dict[str, Any]]:
+    """A saved mosaic's image (`dataset`: ``phase``, as served, or ``network_phase``, the network's
+    alone) and its attributes (origin_px, pixel_size_m, n_frames, models, complete, polish)."""
     with h5py.File(path, "r") as f:
-        return f["phase"][()], {key: f.attrs[key] for key in f.attrs}
+        return f[dataset][()], {key: f.attrs[key] for key in f.attrs}
 
 
 class ScanMosaic:
@@ -65,8 +72,15 @@ class ScanMosaic:
         self.files: dict[str, str] = {}
         self._mosaic: Mosaic | None = None
         self._lock = threading.Lock()
-        self._png: tuple[int, bytes] | None = None
+        self._png: tuple[tuple[int, bool], bytes] | None = None
         self._resample_warned = False
+        # for the polish at the end: the frames' measured amplitudes, their centres, the probe
+        self._amplitudes: list[np.ndarray] = []
+        self._centres: list[np.ndarray] = []
+        self._probe: np.ndarray | None = None
+        self._kept_bytes = 0
+        self._polished: np.ndarray | None = None
+        self.polish_record: dict[str, Any] = {}  # what the polish did, or why it did not run
 
     @property
     def count(self) -> int:
@@ -90,15 +104,51 @@ class ScanMosaic:
                 self.models.append(version)
         return centres
 
-    def image(self) -> tuple[np.ndarray, tuple[int, int]] | None:
+    def keep_for_polish(self, amplitudes: np.ndarray, centres: np.ndarray, probe: np.ndarray, probe_source: str, *,
+                        max_bytes: float) -> None:
+        """Keep frames' measured amplitudes (B, n, n) for the polish at the end of the scan;
+        beyond `max_bytes` the scan is served unpolished (and the record says so)."""
+        with self._lock:
+            if self._probe is None:
+                self._probe, self.polish_record = probe, {"probe_source": probe_source}
+            if amplitudes.shape[-2:] != self._probe.shape or "skipped" in self.polish_record:
+                return
+            if self._kept_bytes + amplitudes.nbytes > max_bytes:
+                self.polish_record["skipped"] = f"more than {max_bytes / 2**20:.0f} MiB of frames to keep"
+                self._amplitudes, self._centres = [], []
+                log.warning("scan %s: not polished: %s", self.scan_id, self.polish_record["skipped"])
+                return
+            self._amplitudes.append(np.asarray(amplitudes, np.float32))
+            self._centres.append(np.asarray(centres, np.float64))
+            self._kept_bytes += amplitudes.nbytes
+
+    def polish(self, options: PolishOptions) -> None:
+        """Polish the finished scan's image across its kept frames (a no-op without them)."""
+        with self._lock:
+            if self._mosaic is None or not self._amplitudes or self._probe is None:
+                return
+            image, origin = self._mosaic.image(), self._mosaic.origin
+            amplitudes, centres = np.concatenate(self._amplitudes), np.concatenate(self._centres)
+            self._amplitudes, self._centres = [], []  # freed whatever happens next
+        result = polish(image, origin, amplitudes, centres, self._probe, options)
+        with self._lock:
+            self._polished = result.phase if result.sweeps else None
+            self.polish_record.update(sweeps=result.sweeps, seconds=round(result.seconds, 3), frames=len(amplitudes))
+        log.info("scan %s: polished across %d frames, %d sweeps in %.1f s", self.scan_id, len(amplitudes),
+                 result.sweeps, result.seconds)
+
+    def image(self, *, network: bool = False) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """The served image (polished, once the scan is) or, with `network`, the network's alone."""
         with self._lock:
             if self._mosaic is None:
                 return None
+            if self._polished is not None and not network:
+                return self._polished, self._mosaic.origin
             return self._mosaic.image(), self._mosaic.origin
 
     def png(self) -> bytes | None:
-        """PNG of the current mosaic, re-rendered only when new patches arrived."""
-        count = self.count
+        """PNG of the current mosaic, re-rendered only when new patches arrived or it was polished."""
+        count = (self.count, self._polished is not None)
         if self._png is not None and self._png[0] == count:
             return self._png[1]
         result = self.image()
@@ -113,14 +163,17 @@ class ScanMosaic:
         if result is None:
             return {}
         image, origin = result
+        network, _ = self.image(network=True) or result
         directory.mkdir(parents=True, exist_ok=True)
         h5_path, png_path = directory / f"{self.scan_id}.h5", directory / f"{self.scan_id}.png"
 
         def write_h5(tmp: Path) -> None:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("phase", data=image.astype(np.float32), compression="gzip")
+                f.create_dataset("network_phase", data=network.astype(np.float32), compression="gzip")
                 f.attrs.update(scan_id=self.scan_id, origin_px=origin, pixel_size_m=self.pixel_size_m,
-                               n_frames=self.count, models=self.models, complete=complete, saved_at=time.time())
+                               n_frames=self.count, models=self.models, complete=complete, saved_at=time.time(),
+                               polish=json.dumps(self.polish_record))
 
         atomic_write(h5_path, write_h5)
         atomic_write_bytes(png_path, render_png(image))
@@ -129,13 +182,14 @@ class ScanMosaic:
 
     def summary(self) -> dict[str, Any]:
         return {"scan_id": self.scan_id, "n_frames": self.n_frames, "inferred": self.count, "ended": self.ended,
-                "models": list(self.models), "files": dict(self.files)}
+                "models": list(self.models), "files": dict(self.files), "polish": dict(self.polish_record)}
 
 
 class MosaicStore:
-    def __init__(self, directory: Path, *, align_offsets: bool = False) -> None:
+    def __init__(self, directory: Path, *, align_offsets: bool = False, polish: PolishOptions = PolishOptions()) -> None:
         self.directory = directory
         self.align_offsets = align_offsets
+        self.polish = polish
         self._scans: OrderedDict[str, ScanMosaic] = OrderedDict()
         self._lock = threading.Lock()
         self.latest: str | None = None
@@ -161,6 +215,8 @@ class MosaicStore:
         if scan is None:
             return {}
         scan.ended = True
+        if complete:
+            scan.polish(self.polish)
         files = scan.save(self.directory, complete=complete)
         log.info("scan %s %s: %d frames stitched -> %s", scan_id, "ended" if complete else "closed incomplete",
                  scan.count, files.get("h5", "(no frames)"))

@@ -52,7 +52,7 @@ class EdgeService:
             poll_s=config.model_poll_s, on_swap=self.metrics.model_swapped, on_refuse=self.metrics.model_refused,
             last_good_dir=config.layout.last_good_dir,
         )
-        self.mosaics = MosaicStore(config.mosaics_dir, align_offsets=config.align_offsets)
+        self.mosaics = MosaicStore(config.mosaics_dir, align_offsets=config.align_offsets, polish=config.polish)
         self.batcher = Batcher(self.queue, config.batch_size, config.max_wait_ms / 1000)
         self.publisher: ResultsPublisher | None = None
         self.web: Any = None
@@ -238,12 +238,15 @@ class EdgeService:
             self.metrics.dropped("nonfinite_output", int((~finite).sum()))
             self._log.warning("nonfinite", "model %s gave non-finite phase for %d frames of %s: dropped",
                               model.version, int((~finite).sum()), scan.scan_id)
-            batch, phase = [item for item, ok in zip(batch, finite) if ok], phase[finite]
+            batch, phase, inputs = [item for item, ok in zip(batch, finite) if ok], phase[finite], inputs[np.flatnonzero(finite)]
             if not batch:
                 return
         t2 = time.perf_counter()
         positions_m = np.array([item.position_m for item in batch])
         centres = scan.add(phase, positions_m, model.weight, model.version)
+        if model.probe is not None and self.config.polish_sweeps > 0:
+            scan.keep_for_polish(model.measured_amplitudes(inputs), centres, model.probe, model.manifest.probe_source,
+                                 max_bytes=self.config.polish_max_mb * 2**20)
         t3 = time.perf_counter()
         latencies = t3 - np.array([item.received for item in batch])
         self.publisher.results(scan.scan_id, [item.index for item in batch], positions_m, centres, phase,

@@ -1,16 +1,20 @@
 """The model artifact at the edge: ``model.onnx`` + ``manifest.json`` (DESIGN.md contract),
-and optionally ``stitch_weight.npy``, the model's stitching weight.
+and optionally two side files, each recorded in the manifest with its sha256:
+
+- ``stitch_weight.npy``, the per-pixel weight each predicted patch is multiplied by when it
+  is added to the mosaic (``ptychoflow.stitch.Mosaic``): an (H, W) float array, H and W those
+  of ``input_shape``. Training sets it to |P|^2 / sigma^2 (``nn.evaluate.error_weighted``); a
+  manifest without one is stitched with the default Gaussian (``stitch.probe_weight``).
+- ``probe.npy``, the measured probe the model was trained for and is refined through: an
+  (H, W) complex array (``probe_source`` says where it came from). With it the edge polishes
+  each finished scan's image across frames (``ptychoflow.polish``); a model trained through
+  a guessed probe has none.
 
 ``publish_model`` is the one way files enter a model directory (staging on HPC, activation on
 the edge). Each file is written under a temporary name, fsynced and renamed into place in
-this order: the stitching weight, then ``model.onnx``, then ``manifest.json``. The manifest
-is the commit point: whoever sees a new manifest finds its files already in place, and
-checks their sha256 (recorded in the manifest) to be sure.
-
-The stitching weight is the per-pixel weight each predicted patch is multiplied by when it is
-added to the mosaic (``ptychoflow.stitch.Mosaic``): an (H, W) float array, H and W those of
-``input_shape``. Training sets it to |P|^2 / sigma^2 (``nn.evaluate.error_weighted``); a
-manifest without one is stitched with the default Gaussian (``stitch.probe_weight``).
+this order: the side files, then ``model.onnx``, then ``manifest.json``. The manifest is the
+commit point: whoever sees a new manifest finds its files already in place, and checks their
+sha256 (recorded in the manifest) to be sure.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from ptychoflow.names import printable, safe_component
 MODEL_FILENAME = "model.onnx"
 MANIFEST_FILENAME = "manifest.json"
 STITCH_WEIGHT_FILENAME = "stitch_weight.npy"
+PROBE_FILENAME = "probe.npy"
 RETIRED_FIELDS = {"probe_weight_path": "stitch_weight"}  # old name -> what replaced it
 
 
 @dataclass(frozen=True)
-class StitchWeight:
-    """The manifest's record of the stitching weight file beside the model."""
+class SideFile:
+    """The manifest's record of a file beside the model (the stitching weight, the probe)."""
 
     file: str  # a file name in the model directory, never a path
     sha256: str
@@ -53,60 +58,101 @@ class ModelManifest:
     outputs: list[str] = field(default_factory=lambda: ["phase"])
     parent: str | None = None
     created: float = field(default_factory=time.time)
-    stitch_weight: StitchWeight | None = None  # filled in by publish_model
+    stitch_weight: SideFile | None = None  # filled in by publish_model
+    probe: SideFile | None = None  # filled in by publish_model
+    probe_source: str = ""  # where the probe came from, in words
+
+    def side_files(self) -> dict[str, SideFile]:
+        """The side files this manifest records, by field name."""
+        return {name: record for name in SIDE_FILES if (record := getattr(self, name)) is not None}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def read_stitch_weight(path: str | Path, input_shape: list[int], *, source: str | Path) -> tuple[np.ndarray, str]:
-    """(weight, sha256 of the file) from the .npy file `path`, read once. Refused with an
-    InputError (naming `source`, the manifest or file that asked for it, when the file is
-    missing) unless it is a finite, non-negative, not all-zero float (H, W) array matching
-    `input_shape`."""
+def _read_array(path: str | Path, field: str, what: str, *, source: str | Path) -> tuple[np.ndarray, str]:
+    """(array, sha256 of the file) from the .npy file `path`, read once; a missing file is
+    refused naming `source` (the manifest or file that asked for it) and `field`."""
     path = Path(path)
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(source, "stitch_weight", f"{path} is missing") from None
+        raise InputError(source, field, f"{path} is missing") from None
     try:
-        weight = np.load(io.BytesIO(blob), allow_pickle=False)
+        return np.load(io.BytesIO(blob), allow_pickle=False), sha256_bytes(blob)
     except (OSError, ValueError) as exc:
-        raise InputError(path, "(file)", f"unreadable stitching weight: {exc}") from None
+        raise InputError(path, "(file)", f"unreadable {what}: {exc}") from None
+
+
+def _check_shape(path: str | Path, what: str, array: np.ndarray, input_shape: list[int]) -> None:
     expected = tuple(input_shape[-2:])
-    if weight.shape != expected:
-        raise InputError(path, "shape", f"stitching weight is {list(weight.shape)}, the model's patches are {list(expected)}")
+    if array.shape != expected:
+        raise InputError(path, "shape", f"{what} is {list(array.shape)}, the model's patches are {list(expected)}")
+
+
+def read_stitch_weight(path: str | Path, input_shape: list[int], *, source: str | Path) -> tuple[np.ndarray, str]:
+    """(weight, sha256 of the file), refused unless a finite, non-negative, not all-zero
+    float (H, W) array matching `input_shape`."""
+    weight, digest = _read_array(path, "stitch_weight", "stitching weight", source=source)
+    _check_shape(path, "stitching weight", weight, input_shape)
     if not np.issubdtype(weight.dtype, np.floating) or not np.all(np.isfinite(weight)) or weight.min() < 0 or weight.max() <= 0:
         raise InputError(path, "values", "stitching weight must be finite, non-negative floats, not all zero")
-    return weight.astype(np.float32, copy=False), sha256_bytes(blob)
+    return weight.astype(np.float32, copy=False), digest
+
+
+def read_probe(path: str | Path, input_shape: list[int], *, source: str | Path) -> tuple[np.ndarray, str]:
+    """(probe, sha256 of the file), refused unless a finite, not all-zero complex (H, W)
+    array matching `input_shape`."""
+    probe, digest = _read_array(path, "probe", "probe", source=source)
+    _check_shape(path, "probe", probe, input_shape)
+    if not np.iscomplexobj(probe) or not np.all(np.isfinite(probe)) or not np.abs(probe).any():
+        raise InputError(path, "values", "probe must be finite complex numbers, not all zero")
+    return probe.astype(np.complex64, copy=False), digest
+
+
+# field name -> (file name, reader): each side file's one place
+SIDE_FILES = {"stitch_weight": (STITCH_WEIGHT_FILENAME, read_stitch_weight), "probe": (PROBE_FILENAME, read_probe)}
+MODEL_DIR_FILES = (MANIFEST_FILENAME, MODEL_FILENAME, *(name for name, _ in SIDE_FILES.values()))  # the commit point first
 
 
 def publish_model(model_dir: str | Path, onnx_path: str | Path, manifest: ModelManifest,
-                  stitch_weight: str | Path | None = None) -> Path:
-    """Place a model (and its stitching weight file, if any) into `model_dir` atomically,
-    manifest last; returns the manifest's path.
+                  stitch_weight: str | Path | None = None, probe: str | Path | None = None) -> Path:
+    """Place a model (and its side files, if any) into `model_dir` atomically, manifest last;
+    returns the manifest's path.
 
-    The model's sha256 must match ``manifest.sha256``. A weight file is checked, copied first
-    and recorded in the manifest with its sha256; if the manifest already records one (it was
+    The model's sha256 must match ``manifest.sha256``. A side file is checked, copied first and
+    recorded in the manifest with its sha256; if the manifest already records one (it was
     staged before), the file must be that one.
     """
     model_dir = Path(model_dir)
     actual = sha256_file(onnx_path)
     if actual != manifest.sha256:
         raise InputError(onnx_path, "sha256", f"file hash {actual[:12]}… does not match manifest {manifest.sha256[:12]}…")
-    if stitch_weight is None and manifest.stitch_weight is not None:
-        raise InputError(onnx_path, "stitch_weight", f"the manifest records {manifest.stitch_weight.file}, but no file was given")
+    given = {"stitch_weight": stitch_weight, "probe": probe}
+    for name, record in manifest.side_files().items():
+        if given[name] is None:
+            raise InputError(onnx_path, name, f"the manifest records {record.file}, but no file was given")
     model_dir.mkdir(parents=True, exist_ok=True)
-    if stitch_weight is not None:
-        _, digest = read_stitch_weight(stitch_weight, manifest.input_shape, source=stitch_weight)
-        record = StitchWeight(STITCH_WEIGHT_FILENAME, digest)
-        if manifest.stitch_weight is not None and manifest.stitch_weight.sha256 != record.sha256:
-            raise InputError(stitch_weight, "sha256", f"is {record.sha256[:12]}…, manifest says {manifest.stitch_weight.sha256[:12]}…")
-        atomic_copy(stitch_weight, model_dir / record.file)
-        manifest = replace(manifest, stitch_weight=record)
+    for name, path in given.items():
+        if path is None:
+            continue
+        file_name, read = SIDE_FILES[name]
+        _, digest = read(path, manifest.input_shape, source=path)
+        recorded = getattr(manifest, name)
+        if recorded is not None and recorded.sha256 != digest:
+            raise InputError(path, "sha256", f"is {digest[:12]}…, manifest says {recorded.sha256[:12]}…")
+        atomic_copy(path, model_dir / file_name)
+        manifest = replace(manifest, **{name: SideFile(file_name, digest)})
     atomic_copy(onnx_path, model_dir / MODEL_FILENAME)
     atomic_write_text(model_dir / MANIFEST_FILENAME, json.dumps(manifest.to_json(), indent=2))
     return model_dir / MANIFEST_FILENAME
+
+
+def publish_from(model_dir: str | Path, source_dir: str | Path, manifest: ModelManifest) -> Path:
+    """Publish the model `manifest` describes in `source_dir`, side files and all, into `model_dir`."""
+    source_dir = Path(source_dir)
+    sides = {name: source_dir / record.file for name, record in manifest.side_files().items()}
+    return publish_model(model_dir, source_dir / MODEL_FILENAME, manifest, **sides)
 
 
 def read_manifest(model_dir: str | Path) -> ModelManifest:
@@ -128,7 +174,8 @@ def read_manifest(model_dir: str | Path) -> ModelManifest:
     known = set(ModelManifest.__dataclass_fields__)
     values = {k: v for k, v in data.items() if k in known}
     _check_fields(path, values)
-    values["stitch_weight"] = _stitch_weight_record(path, data.get("stitch_weight"))
+    for name in SIDE_FILES:
+        values[name] = _side_file_record(path, name, data.get(name))
     return ModelManifest(**values)
 
 
@@ -157,34 +204,43 @@ def _check_fields(path: Path, values: dict[str, Any]) -> None:
     created = values.get("created", 0.0)
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         raise InputError(path, "created", f"expected a time in seconds, got {printable(created)[:80]!r}")
+    if not isinstance(values.get("probe_source", ""), str):
+        raise InputError(path, "probe_source", f"expected a string, got {type(values['probe_source']).__name__}")
 
 
-def _stitch_weight_record(path: Path, value: Any) -> StitchWeight | None:
+def _side_file_record(path: Path, field: str, value: Any) -> SideFile | None:
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) != {"file", "sha256"}:
-        raise InputError(path, "stitch_weight", 'expected {"file": NAME, "sha256": HEX} or null')
-    name = safe_component(value["file"], source=path, field="stitch_weight.file")
+        raise InputError(path, field, 'expected {"file": NAME, "sha256": HEX} or null')
+    name = safe_component(value["file"], source=path, field=f"{field}.file")
     if not isinstance(value["sha256"], str) or not _SHA256.fullmatch(value["sha256"]):
-        raise InputError(path, "stitch_weight.sha256", f"expected 64 lowercase hex digits, got {printable(value['sha256'])[:80]!r}")
-    return StitchWeight(name, value["sha256"])
+        raise InputError(path, f"{field}.sha256", f"expected 64 lowercase hex digits, got {printable(value['sha256'])[:80]!r}")
+    return SideFile(name, value["sha256"])
 
 
-def stitch_weight_file(model_dir: str | Path, manifest: ModelManifest) -> Path | None:
-    """The stitching weight file the manifest names, in `model_dir` (None when it names none)."""
-    return None if manifest.stitch_weight is None else Path(model_dir) / manifest.stitch_weight.file
+def _verified_side_file(model_dir: str | Path, manifest: ModelManifest, field: str) -> np.ndarray | None:
+    record = getattr(manifest, field)
+    if record is None:
+        return None
+    path = Path(model_dir) / record.file
+    _, read = SIDE_FILES[field]
+    array, digest = read(path, manifest.input_shape, source=Path(model_dir) / MANIFEST_FILENAME)
+    if digest != record.sha256:
+        raise InputError(path, "sha256", f"is {digest[:12]}…, manifest says {record.sha256[:12]}…")
+    return array
 
 
 def verified_stitch_weight(model_dir: str | Path, manifest: ModelManifest) -> np.ndarray | None:
     """The manifest's stitching weight, checked against its sha256, shape and values; None
     when the manifest names none (the edge then stitches with the default Gaussian)."""
-    path = stitch_weight_file(model_dir, manifest)
-    if path is None or manifest.stitch_weight is None:
-        return None
-    weight, digest = read_stitch_weight(path, manifest.input_shape, source=Path(model_dir) / MANIFEST_FILENAME)
-    if digest != manifest.stitch_weight.sha256:
-        raise InputError(path, "sha256", f"is {digest[:12]}…, manifest says {manifest.stitch_weight.sha256[:12]}…")
-    return weight
+    return _verified_side_file(model_dir, manifest, "stitch_weight")
+
+
+def verified_probe(model_dir: str | Path, manifest: ModelManifest) -> np.ndarray | None:
+    """The manifest's probe, checked like the stitching weight; None when it names none (the
+    edge then serves the network's image unpolished)."""
+    return _verified_side_file(model_dir, manifest, "probe")
 
 
 def verified_model_bytes(model_dir: str | Path) -> tuple[ModelManifest, bytes]:

@@ -29,19 +29,22 @@ class ScanSection:
     scan_id: str
     truth_phase: np.ndarray | None = None
     rpie_phase: np.ndarray | None = None
-    edge_phase: np.ndarray | None = None
+    edge_phase: np.ndarray | None = None  # the live image as served (polished across frames once the scan ended)
     rpie_ssim: float | None = None  # rPIE vs ground truth
     rpie_rmse: float | None = None
-    edge_ssim: float | None = None  # stitched PtychoNN vs rPIE
+    edge_ssim: float | None = None  # the live image vs rPIE
     edge_model_version: str | None = None
     decision: str = ""  # e.g. "retrained: SSIM 0.21 < 0.35" / "skipped: SSIM 0.52 >= 0.35"
     run: RunInfo | None = None
     wait_edge_s: float | None = None
     wait_rpie_s: float | None = None
-    edge_truth_ssim: float | None = None  # stitched PtychoNN vs ground truth
+    edge_truth_ssim: float | None = None  # the live image vs ground truth
     edge_model_origin: str | None = None  # each version behind the live image and where it came from
     sparse: bool = False  # a low-overlap scan (demo --sparse)
     rpie_preview_png: bytes | None = None  # the product's picture (ptychoflow.preview): phase, amplitude, probe, loss
+    network_phase: np.ndarray | None = None  # the network's stitched image alone
+    network_ssim: float | None = None  # the network's stitched image alone vs rPIE
+    edge_polish: str = ""  # what the edge's polish did, or why it did not run
 
 
 @dataclass
@@ -136,13 +139,14 @@ def render_report(report: DemoReport, path: str | Path) -> Path:
                       f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(report.title)}</h1>",
                       f"<p>generated {time.strftime('%Y-%m-%d %H:%M:%S')}; wall time {_fmt(report.wall_time_s, '.0f', ' s')}</p>"]
     out.append('<section id="summary"><h2>Summary</h2><table><tr><th>scan</th><th>rPIE SSIM vs truth</th>'
-               '<th>rPIE RMSE (rad)</th><th>live SSIM vs truth</th><th>live SSIM vs rPIE</th><th>live image made by</th>'
+               '<th>rPIE RMSE (rad)</th><th>live SSIM vs truth</th><th>live SSIM vs rPIE</th>'
+               '<th>network alone vs rPIE</th><th>live image made by</th>'
                '<th>decision</th><th>wait: live image</th><th>wait: rPIE</th><th>run</th></tr>')
     for s in report.scans:
         status = s.run.status.value if s.run else "—"
         name = s.scan_id + (" (sparse)" if s.sparse else "")
         out.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(s.rpie_ssim)}</td><td>{_fmt(s.rpie_rmse)}</td>"
-                   f"<td>{_fmt(s.edge_truth_ssim)}</td><td>{_fmt(s.edge_ssim)}</td>"
+                   f"<td>{_fmt(s.edge_truth_ssim)}</td><td>{_fmt(s.edge_ssim)}</td><td>{_fmt(s.network_ssim)}</td>"
                    f"<td>{html.escape(s.edge_model_origin or s.edge_model_version or '—')}</td>"
                    f"<td>{html.escape(s.decision)}</td><td>{_fmt(s.wait_edge_s, '.2f', ' s')}</td>"
                    f"<td>{_fmt(s.wait_rpie_s, '.1f', ' s')}</td><td>{status}</td></tr>")
@@ -154,10 +158,13 @@ def render_report(report: DemoReport, path: str | Path) -> Path:
         out.append(f'<div class="scan"><h3>{html.escape(s.scan_id)}{" (sparse)" if s.sparse else ""}</h3><div class="images">')
         out.append(_png(s.truth_phase, "ground truth phase"))
         out.append(_png(s.rpie_phase, f"rPIE (SSIM vs truth {_fmt(s.rpie_ssim, '.2f')})"))
-        out.append(_png(s.edge_phase, f"PtychoNN live (vs rPIE {_fmt(s.edge_ssim, '.2f')})"))
+        out.append(_png(s.edge_phase, f"live image (vs rPIE {_fmt(s.edge_ssim, '.2f')})"))
+        if s.edge_polish.startswith("polished"):
+            out.append(_png(s.network_phase, f"network alone (vs rPIE {_fmt(s.network_ssim, '.2f')})"))
         out.append("</div>")
         if s.edge_model_origin:
-            out.append(f'<p class="origin">live image by {html.escape(s.edge_model_origin)}</p>')
+            out.append(f'<p class="origin">live image by {html.escape(s.edge_model_origin)}'
+                       + (f"; {html.escape(s.edge_polish)}" if s.edge_polish else "") + "</p>")
         if s.rpie_preview_png:
             out.append(f'<img class="preview" alt="rPIE reconstruction of {html.escape(s.scan_id)}: phase, amplitude, '
                        f'probe, loss" src="data:image/png;base64,{base64.b64encode(s.rpie_preview_png).decode()}">')

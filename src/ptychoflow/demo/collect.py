@@ -8,6 +8,7 @@ image, only those the edge covered.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,16 @@ def model_origins(layout: SiteLayout, versions: list[str]) -> str:
     return "; ".join(described)
 
 
+def polish_note(record: dict[str, Any]) -> str:
+    """The edge's polish record in words (ptychoflow_edge.mosaics)."""
+    if record.get("sweeps"):
+        return (f"polished across {record['frames']} frames: {record['sweeps']} rPIE sweeps in {record['seconds']:.1f} s "
+                f"through the {record.get('probe_source') or 'model’s probe'}")
+    if "skipped" in record:
+        return f"not polished: {record['skipped']}"
+    return "not polished: the model came without a measured probe"
+
+
 def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings: dict[str, dict[str, float]], *,
                  sparse: bool = False) -> ScanSection:
     from ptychoflow.preview import render_preview
@@ -132,8 +143,13 @@ def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings:
 
         phase, attrs = read_mosaic(mosaic_path)
         live = place(phase, tuple(attrs["origin_px"]), frame_origin, rpie.shape)
+        try:
+            network = place(read_mosaic(mosaic_path, "network_phase")[0], tuple(attrs["origin_px"]), frame_origin, rpie.shape)
+        except KeyError:  # a mosaic saved before the polish existed: the network's image is the live one
+            network = live
         covered = lit & np.isfinite(live)
-        section.edge_phase = live[box]
+        section.edge_phase, section.network_phase = live[box], network[box]
+        section.edge_polish = polish_note(json.loads(attrs.get("polish", "{}")))
         models = attrs.get("models")
         if models is not None:
             versions = [str(v) for v in np.atleast_1d(models)]
@@ -141,6 +157,7 @@ def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings:
             section.edge_model_origin = model_origins(layout, versions)
         if covered.sum() > 64:
             section.edge_ssim = metrics.phase_ssim(live, rpie, covered)
+            section.network_ssim = metrics.phase_ssim(network, rpie, covered)
             if truth_phase is not None:
                 both = covered & np.isfinite(truth_phase)
                 section.edge_truth_ssim = metrics.phase_ssim(live, np.nan_to_num(truth_phase), both)

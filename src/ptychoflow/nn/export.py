@@ -114,16 +114,32 @@ def stage_artifact(
     preprocessing: dict,
     parent: str | None = None,
     stitch_weight: str | Path | None = None,
+    probe: str | Path | None = None,
+    probe_source: str = "",
     sha256: str | None = None,
 ) -> Path:
-    """A directory with ``model.onnx`` + ``manifest.json`` (+ the stitching weight file),
-    ready to transfer to the edge; written by ``artifact.publish_model`` (manifest last),
-    which refuses a file whose hash is not `sha256` (when given: the one recorded)."""
+    """A directory with ``model.onnx`` + ``manifest.json`` (+ the stitching weight and probe
+    files), ready to transfer to the edge; written by ``artifact.publish_model`` (manifest
+    last), which refuses a file whose hash is not `sha256` (when given: the one recorded)."""
     manifest = ModelManifest(
         version=version, sha256=sha256 or sha256_file(onnx_path), input_shape=[1, config.size, config.size],
         preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
+        probe_source=probe_source if probe is not None else "",
     )
-    return publish_model(out_dir, onnx_path, manifest, stitch_weight)
+    return publish_model(out_dir, onnx_path, manifest, stitch_weight, probe)
+
+
+def polish_probe(version: ModelVersion, config: ModelConfig) -> tuple[Path | None, str]:
+    """(file, source) of the probe the edge may polish a version's images with: the one its
+    served model is refined through. A model pretrained through a guessed probe is not refined
+    (nn.start), and polishing through a guess destroys the image (ptychoflow.polish)."""
+    from ptychoflow.nn.beam import PROBE_FILENAME, version_beam
+    from ptychoflow.nn.refine import refinable
+
+    beam = version_beam(version)
+    if beam is None or config.refine_iterations <= 0 or not refinable(version.preprocessing, beam.frame_size):
+        return None, ""
+    return Path(version.checkpoint_path).parent / PROBE_FILENAME, beam.source
 
 
 def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
@@ -142,5 +158,7 @@ def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
         config = ModelConfig.from_json(version.model_config)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(version.checkpoint_path, "model_config", f"{version.version}: unusable: {exc}") from None
+    probe, probe_source = polish_probe(version, config)
     return stage_artifact(out_dir, version.onnx_path, version=version.version, config=config, sha256=actual,
-                          preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path)
+                          preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path,
+                          probe=probe, probe_source=probe_source)

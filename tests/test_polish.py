@@ -1,0 +1,68 @@
+"""The edge's cross-frame polish (ptychoflow.polish), on scans from the textbook forward model
+(benchmarks/textbook_model.py: its own probes, objects and sub-pixel conventions), started from
+a blurred truth, the kind of answer a network gives."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ptychoflow import metrics
+from ptychoflow.polish import PolishOptions, polish
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import recon_scenarios  # noqa: E402
+import textbook_model as tb  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def experiment() -> tb.Experiment:
+    geometry = tb.Geometry(frame=32)
+    probe = recon_scenarios.textbook_probe("zoneplate", geometry, 14)
+    field = (40 * geometry.pixel_m, 40 * geometry.pixel_m)
+    return tb.simulate(geometry, probe, tb.fermat_spiral(field, 4.0 * geometry.pixel_m), object_kind="cells",
+                       photons=1e5, seed=3)
+
+
+def _inputs(experiment: tb.Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(blurred start, lit mask, amplitudes, centres in object pixels)"""
+    truth = np.angle(experiment.object)
+    centres = experiment.object_index(experiment.recorded_positions_m)
+    n = experiment.geometry.frame
+    cover = np.zeros(truth.shape)
+    for y, x in np.rint(centres - n / 2).astype(int):
+        cover[y : y + n, x : x + n] += np.abs(experiment.probe) ** 2
+    lit = cover > 0.3 * cover.max()
+    start = np.where(cover > 0, ndimage.gaussian_filter(truth, 2.5), np.nan)
+    return start, lit, np.sqrt(experiment.frames.astype(np.float64)), centres
+
+
+def test_the_polish_recovers_what_the_overlap_holds(experiment):
+    start, lit, amplitudes, centres = _inputs(experiment)
+    truth = np.angle(experiment.object)
+    before = metrics.phase_ssim(np.nan_to_num(start), truth, lit)
+    result = polish(start, (0, 0), amplitudes, centres, experiment.probe, PolishOptions(sweeps=10))
+    after = metrics.phase_ssim(np.nan_to_num(result.phase), truth, lit)
+    assert result.sweeps == 10 and after > 0.85 and after > before + 0.15, (before, after)
+    assert np.array_equal(np.isnan(result.phase), np.isnan(start))  # unlit stays unlit
+
+
+def test_the_polish_is_placed_by_the_canvas_origin(experiment):
+    """The same image on a canvas whose [0, 0] is another object pixel polishes the same."""
+    start, lit, amplitudes, centres = _inputs(experiment)
+    whole = polish(start, (0, 0), amplitudes, centres, experiment.probe, PolishOptions(sweeps=2)).phase
+    cropped = polish(start[5:, 7:], (5, 7), amplitudes, centres, experiment.probe, PolishOptions(sweeps=2)).phase
+    inner = lit[5:, 7:]
+    assert metrics.phase_ssim(np.nan_to_num(cropped), np.nan_to_num(whole[5:, 7:]), inner) > 0.97
+
+
+def test_no_sweeps_or_no_time_leaves_the_image_as_it_was(experiment):
+    start, _, amplitudes, centres = _inputs(experiment)
+    for options in (PolishOptions(sweeps=0), PolishOptions(time_limit_s=0.0)):
+        result = polish(start, (0, 0), amplitudes, centres, experiment.probe, options)
+        assert result.sweeps == 0
+        np.testing.assert_allclose(result.phase, start, atol=1e-12, equal_nan=True)
