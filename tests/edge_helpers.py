@@ -77,14 +77,15 @@ def preprocessing(size: int = 64, **overrides: Any) -> PreprocessConfig:
 
 
 def publish(model_dir: Path, blob: bytes, version: str, *, config: PreprocessConfig | None = None,
-            stitch_weight: Path | None = None, probe: Path | None = None) -> ModelManifest:
+            stitch_weight: Path | None = None, probe: Path | None = None, probe_measured: bool = True) -> ModelManifest:
     """Stage `blob` and activate it in `model_dir` the way the flow does (publish_model)."""
     config = config or preprocessing()
     staged = model_dir.parent / f"staged-{version}.onnx"
     staged.parent.mkdir(parents=True, exist_ok=True)
     staged.write_bytes(blob)
     manifest = ModelManifest(version, sha256_file(staged), [1, config.output_size, config.output_size], config.to_json(),
-                             probe_source="true probe of the test scan" if probe else "")
+                             probe_source=("true probe" if probe_measured else "probe guess") if probe else "",
+                             probe_measured=probe_measured)
     publish_model(model_dir, staged, manifest, stitch_weight, probe)
     return read_manifest(model_dir)
 

@@ -56,7 +56,7 @@ def test_validate_then_train_then_warm_start(site):
     assert trained_weight.shape == (64, 64) and trained_weight.max() == 1.0
     np.testing.assert_array_equal(verified_stitch_weight(Path(r1["model_dir"]), manifest), trained_weight)
     # the probe the served model is refined through goes with it, for the edge's polish
-    assert manifest.probe_source == "true probe of r0"
+    assert manifest.probe_source == "true probe of r0" and manifest.probe_measured
     np.testing.assert_array_equal(verified_probe(Path(r1["model_dir"]), manifest),
                                   np.load(Path(Registry(reg).get("v0001").checkpoint_path).parent / "probe.npy"))
 

@@ -55,7 +55,8 @@ def test_pretrained_from_a_probe_guess_before_any_scan(pretrained, tmp_path):
     np.testing.assert_array_equal(beam.probe, np.load(root / "guess.npy"))
     manifest, _ = verified_model_bytes(Path(result["manifest_path"]).parent)
     assert manifest.version == "v0001"
-    assert manifest.probe is None and manifest.probe_source == ""  # nor is the edge's polish (ptychoflow.polish)
+    # the guess goes to the edge, which refines it as it polishes (ptychoflow.polish)
+    assert manifest.probe is not None and not manifest.probe_measured and manifest.probe_source == beam.source
     # the pretrained model scores a real scan (its ONNX, as the edge runs it) before any training on it
     sim = small_sim(1, 10.0)
     scan = write_scan(tmp_path / "scan_0002.h5", sim.scan)
@@ -79,7 +80,8 @@ def test_a_new_experiment_reuses_the_closest_model_and_records_why(pretrained, t
     assert adopted.origin.startswith(f"reused v0001 of {root / 'registry'}")
     assert [e["kind"] for e in registry.events()] == ["register", "promote"]
     assert "closest beam" in registry.events()[-1]["detail"]["reason"]
-    verified_model_bytes(Path(result["model_dir"]))  # staged for the edge
+    staged, _ = verified_model_bytes(Path(result["model_dir"]))  # staged for the edge, with a probe only close to this beam
+    assert staged.probe is not None and not staged.probe_measured
 
 
 def test_a_different_beam_is_pretrained_for_not_reused(pretrained, tmp_path):

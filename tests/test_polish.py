@@ -60,6 +60,28 @@ def test_the_polish_is_placed_by_the_canvas_origin(experiment):
     assert metrics.phase_ssim(np.nan_to_num(cropped), np.nan_to_num(whole[5:, 7:]), inner) > 0.97
 
 
+def test_a_guessed_probe_is_refined_with_the_object(experiment):
+    """A probe 30 % too wide: held fixed, the sweeps fit the object to the wrong probe; refined
+    with it, the probe moves towards the true one and the image is found."""
+    start, lit, amplitudes, centres = _inputs(experiment)
+    truth = np.angle(experiment.object)
+    guess = recon_scenarios.textbook_probe("zoneplate", experiment.geometry, 14 * 1.3)
+    fixed = polish(start, (0, 0), amplitudes, centres, guess, PolishOptions(sweeps=10))
+    refined = polish(start, (0, 0), amplitudes, centres, guess, PolishOptions(sweeps=10, refine_probe=True))
+    scores = [metrics.phase_ssim(np.nan_to_num(r.phase), truth, lit) for r in (fixed, refined)]
+    assert fixed.probe_change == 0.0 and refined.probe_change > 0.05
+    assert scores[1] > 0.8 and scores[1] > scores[0] + 0.1, scores
+
+
+def test_barely_overlapping_frames_are_not_polished(experiment):
+    """Every other position of a scan spread 3x wider: overlap under MIN_OVERLAP, nothing done."""
+    start, _, amplitudes, centres = _inputs(experiment)
+    spread = (centres - centres.mean(axis=0)) * 3 + centres.mean(axis=0)
+    result = polish(start, (0, 0), amplitudes, spread, experiment.probe)
+    assert result.sweeps == 0 and result.overlap < 0.3 and "share too little" in result.skipped
+    np.testing.assert_array_equal(result.phase, start)
+
+
 def test_no_sweeps_or_no_time_leaves_the_image_as_it_was(experiment):
     start, _, amplitudes, centres = _inputs(experiment)
     for options in (PolishOptions(sweeps=0), PolishOptions(time_limit_s=0.0)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptychoflow.polish import POLISH_SWEEPS, POLISH_TIME_LIMIT_S, PolishOptions
+from ptychoflow.polish import POLISH_TIME_LIMIT_S, PolishOptions
 from ptychoflow.profile import Edge, default_of
 from ptychoflow.site import EdgeLayout, SiteLayout
 from ptychoflow_edge.receiver import ScanLimits
@@ -23,7 +23,7 @@ def default_threads() -> int:
 
 
 PROFILE_SETTINGS = ("stream_address", "results_address", "http_host", "http_port", "batch_size", "max_wait_ms",
-                    "queue_frames", "max_scan_mb", "max_open_scans", "scan_idle_s", "pva_channel", "pva_pixel_size_m",
+                    "queue_frames", "max_scan_mb", "max_open_scans", "scan_idle_s", "polish_sweeps", "pva_channel", "pva_pixel_size_m",
                     "pva_position_attributes", "pva_position_scale", "pva_output",
                     "pva_output_interval_s")  # EdgeConfig fields the profile's [edge] table sets
 
@@ -42,6 +42,7 @@ class EdgeConfig:
     max_scan_mb: float = default_of(Edge, "max_scan_mb")
     max_open_scans: int = default_of(Edge, "max_open_scans")
     scan_idle_s: float = default_of(Edge, "scan_idle_s")
+    polish_sweeps: int = default_of(Edge, "polish_sweeps")  # 0: finished scans are not polished
     pva_channel: str | None = default_of(Edge, "pva_channel")  # pvAccess input (areaDetector NTNDArray; needs p4p)
     pva_pixel_size_m: float | None = default_of(Edge, "pva_pixel_size_m")  # no start message there: the geometry
     pva_position_attributes: tuple[str, str] = default_of(Edge, "pva_position_attributes")  # NDAttributes (y, x)
@@ -58,10 +59,8 @@ class EdgeConfig:
     # (a pattern cannot see a patch's absolute phase), and training scores stitch the same way.
     align_offsets: bool = True
     http: bool = True
-    # The polish of a finished scan's image across its frames (ptychoflow.polish), when the
-    # model came with its measured probe: sweeps (0: never), a time limit, and how much of a
-    # scan's frames may be kept for it (float32 amplitudes; 378 frames of 64^2 are 6 MiB).
-    polish_sweeps: int = POLISH_SWEEPS
+    # The polish of a finished scan's image (polish_sweeps above): a time limit, and how much
+    # of a scan's frames may be kept for it (float32 amplitudes; 378 frames of 64^2 are 6 MiB).
     polish_time_limit_s: float = POLISH_TIME_LIMIT_S
     polish_max_mb: float = 1024.0
 

@@ -4,8 +4,9 @@ rendered and saved.
 Positions arrive in metres; the start message's ``pixel_size_m`` turns them into object
 pixels. The worker thread adds patches while the web thread renders, hence a lock per scan.
 While the scan runs, the page shows the network's image. When it ends, and the model came with
-its measured probe, the image is polished across frames (``ptychoflow.polish``: a few rPIE
-sweeps over the scan's measured amplitudes, kept for it) and that is what is shown and saved.
+its probe, the image is polished across frames (``ptychoflow.polish``: a few rPIE sweeps over
+the scan's measured amplitudes, kept for it; a guessed probe is refined with the object) and
+that is what is shown and saved.
 The image is written as HDF5 (``phase``, the served image; ``network_phase``, the network's
 alone) + PNG under temporary names and renamed.
 """
@@ -18,6 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ptychoflow.artifact import ModelManifest
 from ptychoflow.fs import atomic_write, atomic_write_bytes
 from ptychoflow.names import safe_component
 from ptychoflow.polish import PolishOptions, polish
@@ -78,6 +81,7 @@ class ScanMosaic:
         self._amplitudes: list[np.ndarray] = []
         self._centres: list[np.ndarray] = []
         self._probe: np.ndarray | None = None
+        self._probe_measured = False
         self._kept_bytes = 0
         self._polished: np.ndarray | None = None
         self.polish_record: dict[str, Any] = {}  # what the polish did, or why it did not run
@@ -104,13 +108,15 @@ class ScanMosaic:
                 self.models.append(version)
         return centres
 
-    def keep_for_polish(self, amplitudes: np.ndarray, centres: np.ndarray, probe: np.ndarray, probe_source: str, *,
+    def keep_for_polish(self, amplitudes: np.ndarray, centres: np.ndarray, probe: np.ndarray, manifest: ModelManifest, *,
                         max_bytes: float) -> None:
-        """Keep frames' measured amplitudes (B, n, n) for the polish at the end of the scan;
-        beyond `max_bytes` the scan is served unpolished (and the record says so)."""
+        """Keep frames' measured amplitudes (B, n, n) for the polish at the end of the scan,
+        with the probe of the first model that brought one; beyond `max_bytes` the scan is
+        served unpolished (and the record says so)."""
         with self._lock:
             if self._probe is None:
-                self._probe, self.polish_record = probe, {"probe_source": probe_source}
+                self._probe, self._probe_measured = probe, manifest.probe_measured
+                self.polish_record = {"probe_source": manifest.probe_source, "probe_measured": manifest.probe_measured}
             if amplitudes.shape[-2:] != self._probe.shape or "skipped" in self.polish_record:
                 return
             if self._kept_bytes + amplitudes.nbytes > max_bytes:
@@ -130,12 +136,16 @@ class ScanMosaic:
             image, origin = self._mosaic.image(), self._mosaic.origin
             amplitudes, centres = np.concatenate(self._amplitudes), np.concatenate(self._centres)
             self._amplitudes, self._centres = [], []  # freed whatever happens next
-        result = polish(image, origin, amplitudes, centres, self._probe, options)
+        result = polish(image, origin, amplitudes, centres, self._probe,
+                        replace(options, refine_probe=not self._probe_measured))  # a guess is refined on the way
         with self._lock:
             self._polished = result.phase if result.sweeps else None
-            self.polish_record.update(sweeps=result.sweeps, seconds=round(result.seconds, 3), frames=len(amplitudes))
-        log.info("scan %s: polished across %d frames, %d sweeps in %.1f s", self.scan_id, len(amplitudes),
-                 result.sweeps, result.seconds)
+            self.polish_record.update(sweeps=result.sweeps, seconds=round(result.seconds, 3), frames=len(amplitudes),
+                                      overlap=round(result.overlap, 3), probe_change=round(result.probe_change, 4))
+            if result.skipped:
+                self.polish_record["skipped"] = result.skipped
+        log.info("scan %s: %s", self.scan_id, result.skipped or f"polished across {len(amplitudes)} frames, "
+                 f"{result.sweeps} sweeps in {result.seconds:.1f} s")
 
     def image(self, *, network: bool = False) -> tuple[np.ndarray, tuple[int, int]] | None:
         """The served image (polished, once the scan is) or, with `network`, the network's alone."""

@@ -245,7 +245,7 @@ class EdgeService:
         positions_m = np.array([item.position_m for item in batch])
         centres = scan.add(phase, positions_m, model.weight, model.version)
         if model.probe is not None and self.config.polish_sweeps > 0:
-            scan.keep_for_polish(model.measured_amplitudes(inputs), centres, model.probe, model.manifest.probe_source,
+            scan.keep_for_polish(model.measured_amplitudes(inputs), centres, model.probe, model.manifest,
                                  max_bytes=self.config.polish_max_mb * 2**20)
         t3 = time.perf_counter()
         latencies = t3 - np.array([item.received for item in batch])

@@ -5,10 +5,10 @@ and optionally two side files, each recorded in the manifest with its sha256:
   is added to the mosaic (``ptychoflow.stitch.Mosaic``): an (H, W) float array, H and W those
   of ``input_shape``. Training sets it to |P|^2 / sigma^2 (``nn.evaluate.error_weighted``); a
   manifest without one is stitched with the default Gaussian (``stitch.probe_weight``).
-- ``probe.npy``, the measured probe the model was trained for and is refined through: an
-  (H, W) complex array (``probe_source`` says where it came from). With it the edge polishes
-  each finished scan's image across frames (``ptychoflow.polish``); a model trained through
-  a guessed probe has none.
+- ``probe.npy``, the probe the model was trained for: an (H, W) complex array
+  (``probe_source`` says where it came from; ``probe_measured``, whether a reconstruction
+  measured it or the optics' guess stands in for it). With it the edge polishes each finished
+  scan's image across frames (``ptychoflow.polish``), refining a guessed probe on the way.
 
 ``publish_model`` is the one way files enter a model directory (staging on HPC, activation on
 the edge). Each file is written under a temporary name, fsynced and renamed into place in
@@ -61,6 +61,7 @@ class ModelManifest:
     stitch_weight: SideFile | None = None  # filled in by publish_model
     probe: SideFile | None = None  # filled in by publish_model
     probe_source: str = ""  # where the probe came from, in words
+    probe_measured: bool = False  # reconstructed from a scan (True) or the optics' guess (False)
 
     def side_files(self) -> dict[str, SideFile]:
         """The side files this manifest records, by field name."""
@@ -206,6 +207,8 @@ def _check_fields(path: Path, values: dict[str, Any]) -> None:
         raise InputError(path, "created", f"expected a time in seconds, got {printable(created)[:80]!r}")
     if not isinstance(values.get("probe_source", ""), str):
         raise InputError(path, "probe_source", f"expected a string, got {type(values['probe_source']).__name__}")
+    if not isinstance(values.get("probe_measured", False), bool):
+        raise InputError(path, "probe_measured", f"expected true or false, got {printable(values['probe_measured'])[:80]!r}")
 
 
 def _side_file_record(path: Path, field: str, value: Any) -> SideFile | None:

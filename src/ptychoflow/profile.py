@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ptychoflow.errors import ProfileError
 from ptychoflow.flowengine.limits import RunLimits
 from ptychoflow.fs import atomic_write_text
+from ptychoflow.polish import POLISH_SWEEPS
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.recon.registry import AUTO, ENGINE_CHOICES, ENGINES
 from ptychoflow.scan.reader import ReadOptions
@@ -211,6 +212,8 @@ class Edge(Site):
                                 "longest-idle one, never one still receiving frames.")
     scan_idle_s: float = Field(default=30.0, gt=0, description="An open scan with no frame for this long may be "
                                "closed (saved, incomplete) to make room for a new one.")
+    polish_sweeps: int = Field(default=POLISH_SWEEPS, ge=0, description="rPIE sweeps across a finished scan's frames "
+                               "that polish its live image, through the model's measured probe (0: never).")
     # pvAccess (EPICS, areaDetector's PVA plugin), as at APS beamlines; needs p4p (extra "pva")
     pva_channel: str | None = Field(default=None, description="NTNDArray channel to read frames from, e.g. 13SIM1:Pva1:Image.")
     pva_pixel_size_m: float | None = Field(default=None, gt=0, description="Object pixel size of those frames (m).")

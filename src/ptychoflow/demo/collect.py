@@ -100,11 +100,13 @@ def model_origins(layout: SiteLayout, versions: list[str]) -> str:
 def polish_note(record: dict[str, Any]) -> str:
     """The edge's polish record in words (ptychoflow_edge.mosaics)."""
     if record.get("sweeps"):
-        return (f"polished across {record['frames']} frames: {record['sweeps']} rPIE sweeps in {record['seconds']:.1f} s "
-                f"through the {record.get('probe_source') or 'model’s probe'}")
+        probe = record.get("probe_source") or "the model's probe"
+        how = (f"through the {probe}" if record.get("probe_measured")
+               else f"from the {probe}, refined with the object (it moved {record.get('probe_change', 0):.2f} from the guess)")
+        return f"polished across {record['frames']} frames: {record['sweeps']} rPIE sweeps in {record['seconds']:.1f} s {how}"
     if "skipped" in record:
         return f"not polished: {record['skipped']}"
-    return "not polished: the model came without a measured probe"
+    return "not polished: the model came without a probe"
 
 
 def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings: dict[str, dict[str, float]], *,

@@ -27,10 +27,12 @@ def stitch_phase(patches: np.ndarray, positions_px: np.ndarray, weight: np.ndarr
 
 
 def overlap_with_reference(
-    mosaic: Mosaic, reference: np.ndarray, reference_origin_px=(0.0, 0.0), *, threshold: float = LIT_THRESHOLD
+    mosaic: Mosaic, reference: np.ndarray, reference_origin_px=(0.0, 0.0), *, threshold: float = LIT_THRESHOLD,
+    image: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mosaic crop, reference crop, lit mask) on the pixels both cover."""
-    image = mosaic.image()
+    """(mosaic crop, reference crop, lit mask) on the pixels both cover; `image` replaces the
+    mosaic's own (an image on the same canvas: the polished one)."""
+    image = mosaic.image() if image is None else image
     lit = mosaic.coverage(threshold)
     offset = np.array(mosaic.origin) - np.rint(np.asarray(reference_origin_px, float)).astype(int)
     lo = np.maximum(offset, 0)

@@ -7,6 +7,7 @@ The graph takes ``diffraction`` (B,1,H,W) float32 with a dynamic batch axis and 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -116,6 +117,7 @@ def stage_artifact(
     stitch_weight: str | Path | None = None,
     probe: str | Path | None = None,
     probe_source: str = "",
+    probe_measured: bool = False,
     sha256: str | None = None,
 ) -> Path:
     """A directory with ``model.onnx`` + ``manifest.json`` (+ the stitching weight and probe
@@ -124,22 +126,33 @@ def stage_artifact(
     manifest = ModelManifest(
         version=version, sha256=sha256 or sha256_file(onnx_path), input_shape=[1, config.size, config.size],
         preprocessing=preprocessing, model_kind=config.kind, outputs=config.outputs, parent=parent,
-        probe_source=probe_source if probe is not None else "",
+        probe_source=probe_source if probe is not None else "", probe_measured=probe is not None and probe_measured,
     )
     return publish_model(out_dir, onnx_path, manifest, stitch_weight, probe)
 
 
-def polish_probe(version: ModelVersion, config: ModelConfig) -> tuple[Path | None, str]:
-    """(file, source) of the probe the edge may polish a version's images with: the one its
-    served model is refined through. A model pretrained through a guessed probe is not refined
-    (nn.start), and polishing through a guess destroys the image (ptychoflow.polish)."""
+@dataclasses.dataclass(frozen=True)
+class PolishProbe:
+    """The probe the edge polishes a version's images with (ptychoflow.polish)."""
+
+    path: Path
+    source: str
+    measured: bool  # reconstructed from a scan of this experiment; False: a guess, to be refined
+
+
+def polish_probe(version: ModelVersion, config: ModelConfig) -> PolishProbe | None:
+    """The beam's probe of a version whose network takes the measured amplitude (what the
+    polish needs), else None. It counts as measured when the served model is refined through
+    it (nn.start pretrains through a guess without the refinement) and it is this experiment's:
+    a model reused from another experiment (nn.reuse) brings a probe that is only close."""
     from ptychoflow.nn.beam import PROBE_FILENAME, version_beam
     from ptychoflow.nn.refine import refinable
 
     beam = version_beam(version)
-    if beam is None or config.refine_iterations <= 0 or not refinable(version.preprocessing, beam.frame_size):
-        return None, ""
-    return Path(version.checkpoint_path).parent / PROBE_FILENAME, beam.source
+    if beam is None or not refinable(version.preprocessing, beam.frame_size):
+        return None
+    measured = config.refine_iterations > 0 and (version.extra or {}).get("origin") != "reused"
+    return PolishProbe(Path(version.checkpoint_path).parent / PROBE_FILENAME, beam.source, measured)
 
 
 def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
@@ -158,7 +171,8 @@ def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
         config = ModelConfig.from_json(version.model_config)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(version.checkpoint_path, "model_config", f"{version.version}: unusable: {exc}") from None
-    probe, probe_source = polish_probe(version, config)
+    probe = polish_probe(version, config)
     return stage_artifact(out_dir, version.onnx_path, version=version.version, config=config, sha256=actual,
                           preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path,
-                          probe=probe, probe_source=probe_source)
+                          **({} if probe is None else {"probe": probe.path, "probe_source": probe.source,
+                                                        "probe_measured": probe.measured}))
