@@ -158,7 +158,7 @@ def _polished_ssim(registry: Path, scan: Path, reconstruction: Path | None = Non
     from ptychoflow.nn.evaluate import overlap_with_reference, stitch_phase
     from ptychoflow.nn.export import polish_probe
     from ptychoflow.nn.infer import ort_session, predict_onnx
-    from ptychoflow.polish import PolishOptions, polish
+    from ptychoflow.polish import PolishOptions, polish, probe_step_for
 
     best = Registry(registry).best()
     probe = polish_probe(best, ModelConfig.from_json(best.model_config))
@@ -171,7 +171,7 @@ def _polished_ssim(registry: Path, scan: Path, reconstruction: Path | None = Non
     mosaic = stitch_phase(pred, pairs.positions_px, pairs.weight if weight is None else weight)
     n = pre.output_size
     amplitudes = np.asarray(pairs.diffraction, np.float64).reshape(-1, n, n) * pre.scale
-    options = PolishOptions(refine_probe=not probe.measured)
+    options = PolishOptions(probe_step=probe_step_for(probe.measured))
     polished = polish(mosaic.image(), mosaic.origin, amplitudes, pairs.positions_px, np.load(probe.path), options).phase
     image, ref, mask = overlap_with_reference(mosaic, pairs.reference_phase, pairs.reference_origin_px, image=polished)
     return phase_ssim(np.where(mask, image, 0.0), ref, mask)

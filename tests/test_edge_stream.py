@@ -113,7 +113,7 @@ def test_a_model_with_its_probe_gets_the_finished_scan_polished(tmp_path, sim):
     results, served, network, origin, record = _polished_run(tmp_path, sim, sim.truth_probe, measured=True)
     assert all(not patch.any() for _, patch in results.results())  # per-frame results: the network's own
     assert record["sweeps"] == 10 and record["frames"] == sim.scan.n_frames and record["probe_source"] == "true probe"
-    assert record["probe_measured"] and record["probe_change"] == 0.0  # a measured probe is kept as it is
+    assert record["probe_measured"] and record["probe_change"] < 0.01  # the true probe: nothing to correct
     lit = np.isfinite(network)
     assert np.array_equal(np.isfinite(served), lit) and not network[lit].any()
     score = _ssim_to_truth(sim, served, origin)
@@ -123,18 +123,17 @@ def test_a_model_with_its_probe_gets_the_finished_scan_polished(tmp_path, sim):
 
 def test_a_guessed_probe_is_refined_as_the_scan_is_polished(tmp_path, sim):
     """The optics' guess, 10 % too wide (as the demo's), with a network that knows nothing:
-    refined with the object the probe moves and the object begins to show; the same guess held
-    fixed finds nothing."""
+    served as a guess, the probe is refined at the full step and the object begins to show
+    (the network's image is flat: SSIM ~0)."""
     from ptychoflow.simulate.probe import make_probe
 
     options = SimulationOptions(object_size=128, step_px=8)
     guess = make_probe(options.probe, options.frame_size, diameter_px=1.1 * options.probe_diameter_px)
     _, refined, _, origin, record = _polished_run(tmp_path / "guess", sim, guess, measured=False)
-    _, fixed, _, _, _ = _polished_run(tmp_path / "fixed", sim, guess, measured=True)
     assert not record["probe_measured"] and record["probe_change"] > 0.05
-    good, bad = _ssim_to_truth(sim, refined, origin), _ssim_to_truth(sim, fixed, origin)
-    print(f"guess refined: SSIM vs truth {good:.3f}; guess held fixed: {bad:.3f}")
-    assert good > bad + 0.2  # measured: 0.31 against 0.01 (from a flat start: the network knows nothing)
+    score = _ssim_to_truth(sim, refined, origin)
+    print(f"guess refined: SSIM vs truth {score:.3f}, probe moved {record['probe_change']:.3f}")
+    assert score > 0.25  # measured 0.31
 
 
 def test_a_model_without_a_probe_is_served_unpolished(tmp_path, sim):

@@ -1,11 +1,16 @@
 """Acceptance (PtychoNN and edge): train on the rPIE reconstructions of 2 simulated scans for at
 most 5 minutes, then stream an unseen 3rd region of the same sample through a running edge
-service. Every frame is inferred, none dropped, and the live stitched phase agrees with that
-region's rPIE reconstruction over everything the probe lights (SSIM >= FLOOR).
+service. Every frame is inferred, none dropped, and the live image the edge serves once the
+scan ends (the network's stitched image polished across frames, ptychoflow.polish) agrees
+with that region's rPIE reconstruction over everything the probe lights: SSIM >= GOAL, issue
+19's bar. The network's image alone (and `validate`) keep a regression floor, NETWORK_FLOOR.
 
-FLOOR is a regression floor, not issue 19's goal (0.75). Measured with physics pairs and the
-physics refinement (issue 19): validate 0.447, live 0.464 after 12 epochs at width 16 (the
-default); 0.375 and 0.375 after 4 epochs at width 32. Before them, with the robust probe start (issue 18): validate 0.246,
+Measured (2026-11-30, quiet): validate 0.447, the network's mosaic 0.464, the served image
+0.788 (10 sweeps in 3 s, through scan 2's rPIE probe at a quarter probe step; 0.595 with that
+probe held fixed: it correlates 0.85 with scan 3's own). The polish barely depends on its
+start here: from a flat image it reached 0.835, from the network blurred by 3 px 0.79.
+Before the polish: live 0.464 after 12 epochs at width 16 (the default); 0.375 and 0.375
+after 4 epochs at width 32. Before them, with the robust probe start (issue 18): validate 0.246,
 live 0.242-0.244 after 13-14 epochs (2 runs). The former bar, 0.40,
 was met only because rPIE then recovered a wrong, cross-shaped probe about half the true
 width: the lit region it was scored on was the central 2,485 pixels, not the 32,731 the
@@ -16,6 +21,7 @@ the simulator's truth: 0.39 against 0.35 over the whole field, 0.71 against 0.67
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 
@@ -39,7 +45,8 @@ from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_
 OPTIONS = SimulationOptions(object_size=256, frame_size=64, step_px=7.2)  # ~750 positions, as the reference
 TRAIN_SECONDS = float(os.environ.get("PTYCHOFLOW_SLOW_TRAIN_S", 180))  # the issue allows up to 5 minutes
 THREADS = int(os.environ.get("PTYCHOFLOW_SLOW_THREADS", 2))  # calibrated on 2 idle cores
-FLOOR = 0.35  # measured 0.46 (docstring); issue 19 aims at 0.75
+NETWORK_FLOOR = 0.35  # measured 0.46 (docstring)
+GOAL = 0.75  # issue 19's bar for the live image; measured 0.788
 
 
 def _activate():
@@ -86,14 +93,17 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
 
     mosaic_path = wait_for(lambda: next((tmp_path / "edge" / "mosaics").glob("scan_0003.h5"), None), what="mosaic")
     live, attrs = read_mosaic(mosaic_path)
+    network, _ = read_mosaic(mosaic_path, "network_phase")
+    polish = json.loads(attrs["polish"])
     product = read_product(products[2])
     frame = tuple(int(round(v)) for v in product.object_origin_px)
-    live = place(live, tuple(attrs["origin_px"]), frame, product.phase.shape)
+    live, network = (place(image, tuple(attrs["origin_px"]), frame, product.phase.shape) for image in (live, network))
     # The overlap region: illumination at least half its maximum (OVERLAP_FRACTION), as the demo report.
     covered = product.lit_mask(OVERLAP_FRACTION) & np.isfinite(live)
-    live_ssim = metrics.phase_ssim(np.nan_to_num(live), product.phase, covered)
+    live_ssim, network_ssim = (metrics.phase_ssim(np.nan_to_num(image), product.phase, covered) for image in (live, network))
     print(f"\ntrain: {trained['epochs_run']} epochs, val loss {trained['val_loss']:.4f}, "
           f"{trained['samples_per_s']:.0f} samples/s; unseen region SSIM vs rPIE: validate {validated['ssim']:.3f}, "
-          f"live edge mosaic {live_ssim:.3f}")
-    assert validated["ssim"] >= FLOOR
-    assert live_ssim >= FLOOR
+          f"live edge mosaic {live_ssim:.3f} (the network's alone {network_ssim:.3f}); polish {polish}")
+    assert polish["probe_measured"] and polish["sweeps"] == 10 and polish["frames"] == unseen.n_frames
+    assert validated["ssim"] >= NETWORK_FLOOR and network_ssim >= NETWORK_FLOOR
+    assert live_ssim >= GOAL

@@ -5,8 +5,8 @@ Positions arrive in metres; the start message's ``pixel_size_m`` turns them into
 pixels. The worker thread adds patches while the web thread renders, hence a lock per scan.
 While the scan runs, the page shows the network's image. When it ends, and the model came with
 its probe, the image is polished across frames (``ptychoflow.polish``: a few rPIE sweeps over
-the scan's measured amplitudes, kept for it; a guessed probe is refined with the object) and
-that is what is shown and saved.
+the scan's measured amplitudes, kept for it, refining the probe with the object: a guessed one
+at a full step, a measured one at a quarter) and that is what is shown and saved.
 The image is written as HDF5 (``phase``, the served image; ``network_phase``, the network's
 alone) + PNG under temporary names and renamed.
 """
@@ -31,7 +31,7 @@ from scipy import ndimage
 from ptychoflow.artifact import ModelManifest
 from ptychoflow.fs import atomic_write, atomic_write_bytes
 from ptychoflow.names import safe_component
-from ptychoflow.polish import PolishOptions, polish
+from ptychoflow.polish import PolishOptions, polish, probe_step_for
 from ptychoflow.stitch import Mosaic
 
 log = logging.getLogger("ptychoflow.edge.mosaic")
@@ -137,7 +137,7 @@ class ScanMosaic:
             amplitudes, centres = np.concatenate(self._amplitudes), np.concatenate(self._centres)
             self._amplitudes, self._centres = [], []  # freed whatever happens next
         result = polish(image, origin, amplitudes, centres, self._probe,
-                        replace(options, refine_probe=not self._probe_measured))  # a guess is refined on the way
+                        replace(options, probe_step=probe_step_for(self._probe_measured)))
         with self._lock:
             self._polished = result.phase if result.sweeps else None
             self.polish_record.update(sweeps=result.sweeps, seconds=round(result.seconds, 3), frames=len(amplitudes),

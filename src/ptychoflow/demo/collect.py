@@ -101,8 +101,8 @@ def polish_note(record: dict[str, Any]) -> str:
     """The edge's polish record in words (ptychoflow_edge.mosaics)."""
     if record.get("sweeps"):
         probe = record.get("probe_source") or "the model's probe"
-        how = (f"through the {probe}" if record.get("probe_measured")
-               else f"from the {probe}, refined with the object (it moved {record.get('probe_change', 0):.2f} from the guess)")
+        how = (f"from the {probe}" + ("" if record.get("probe_measured") else " (a guess)")
+               + f", refined with the object (it moved {record.get('probe_change', 0):.2f})")
         return f"polished across {record['frames']} frames: {record['sweeps']} rPIE sweeps in {record['seconds']:.1f} s {how}"
     if "skipped" in record:
         return f"not polished: {record['skipped']}"
