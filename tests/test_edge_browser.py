@@ -49,3 +49,29 @@ def test_page_updates_while_streaming(tmp_path):
                 browser.close()
         finally:
             streamer.join()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make browser / apt-get install chromium)")
+def test_the_page_shows_the_polished_image_when_the_scan_ends(tmp_path):
+    """A model served with its probe: once the scan ends the page says it was polished and
+    loads the polished image (the frame count alone no longer changes)."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright python package not installed")
+    from ptychoflow.simulate.beamline import SimulationOptions, emit_scan, simulate_scan
+
+    sim = simulate_scan(SimulationOptions(object_size=128, step_px=8), scan_id="scan_polish")
+    np.save(tmp_path / "probe.npy", sim.truth_probe.astype(np.complex64))
+    with running_service(tmp_path, http=True) as (service, publisher):
+        publish(service.config.model_dir, affine_model(64, scale=0.0), "v-probe", probe=tmp_path / "probe.npy")
+        wait_for(lambda: service.models.current(), what="model")
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1100, "height": 640})
+            page.goto(service.web.url + "/")
+            emit_scan(sim.scan, tmp_path / "scan_polish.h5", publisher=publisher, frame_rate=100.0)
+            page.wait_for_function("document.getElementById('mosaic').src.includes('polished=1')", timeout=20000)
+            page.wait_for_function("document.getElementById('mosaic').complete"
+                                   " && document.getElementById('mosaic').naturalWidth > 0", timeout=15000)
+            assert "polished across frames: 10 sweeps" in page.inner_text("#scan")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(tmp_path / "edge-page-polished.png"))  # look at it when changing the page
+            browser.close()
