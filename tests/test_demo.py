@@ -100,11 +100,15 @@ def test_demo_runs_end_to_end(tmp_path):
     trained = out / "hpc" / "registry" / "versions" / manifest["version"] / "stitch_weight.npy"
     assert manifest["stitch_weight"]["file"] == "stitch_weight.npy"
     assert (out / "edge" / "model" / "stitch_weight.npy").read_bytes() == trained.read_bytes()
-    # The edge served live images for the last scan, with a model from the registry.
+    # ...and with the probe it was trained for (rPIE's), for the polish
+    assert manifest["probe"]["file"] == "probe.npy" and manifest["probe_measured"]
+    # The edge served live images for the last scan, with a model from the registry, and
+    # polished the image when the scan ended (the network's image kept beside it).
     import h5py
 
     with h5py.File(out / "edge" / "mosaics" / f"{scans[-1]}.h5") as f:
         assert any(model["version"] in str(f.attrs["models"]) for model in listed) and f.attrs["n_frames"] > 100
+        assert json.loads(f.attrs["polish"])["sweeps"] == 10 and f["network_phase"].shape == f["phase"].shape
     report = (out / "report.html").read_text()
     for section in ("summary", "scans", "flow-runs", "edge", "models"):
         assert f'id="{section}"' in report

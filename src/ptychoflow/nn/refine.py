@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from ptychoflow.nn.models import predict_outputs
-from ptychoflow.polish import ALPHA
 from ptychoflow.preprocess import PreprocessConfig
+
+ALPHA = 0.1  # rPIE's regularisation: the step where the probe is weak is bounded by alpha * max |P|^2
 
 
 def refinable(preprocessing: dict, frame_size: int) -> bool:
