@@ -147,3 +147,16 @@ def test_a_model_without_a_probe_is_served_unpolished(tmp_path, sim):
     with h5py.File(results.ended(sim.scan.scan_id)["files"]["h5"]) as f:
         np.testing.assert_array_equal(f["phase"][()], f["network_phase"][()])
         assert json.loads(f.attrs["polish"]) == {}
+
+
+def test_a_failing_polish_still_saves_the_networks_image(tmp_path, sim, monkeypatch):
+    """Nothing is lost: a polish that raises leaves the scan saved, unpolished, saying why."""
+    import ptychoflow_edge.mosaics
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("injected")
+
+    monkeypatch.setattr(ptychoflow_edge.mosaics, "polish", broken)
+    _, served, network, _, record = _polished_run(tmp_path, sim, sim.truth_probe, measured=True)
+    np.testing.assert_array_equal(served, network)
+    assert record["skipped"] == "the polish failed: FloatingPointError: injected"

@@ -226,7 +226,11 @@ class MosaicStore:
             return {}
         scan.ended = True
         if complete:
-            scan.polish(self.polish)
+            try:
+                scan.polish(self.polish)
+            except Exception as exc:  # the network's image is saved whatever the polish does
+                scan.polish_record["skipped"] = f"the polish failed: {type(exc).__name__}: {exc}"
+                log.error("scan %s: %s", scan_id, scan.polish_record["skipped"])
         files = scan.save(self.directory, complete=complete)
         log.info("scan %s %s: %d frames stitched -> %s", scan_id, "ended" if complete else "closed incomplete",
                  scan.count, files.get("h5", "(no frames)"))
