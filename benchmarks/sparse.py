@@ -131,9 +131,9 @@ def polished(registry: Registry, mosaic, frames: np.ndarray, positions_px: np.nd
 
     best = registry.best()
     probe = polish_probe(best, ModelConfig.from_json(best.model_config))
-    n = frames.shape[-1]
-    amplitudes = np.sqrt(np.maximum(preprocess(np.asarray(frames, np.float32), PreprocessConfig(crop=n, transform="none")), 0))
-    result = polish(mosaic.image(), mosaic.origin, amplitudes, positions_px, np.load(probe.path),
+    pre = PreprocessConfig.from_json(best.preprocessing)
+    amplitudes = preprocess(np.asarray(frames, np.float32), pre) * pre.scale  # as the edge keeps them
+    result = polish(mosaic.image(), mosaic.origin, amplitudes, positions_px, probe.probe,
                     PolishOptions(probe_step=probe_step_for(probe.measured)))
     if result.skipped:
         print(f"    polish: {result.skipped}")

@@ -172,7 +172,7 @@ def _polished_ssim(registry: Path, scan: Path, reconstruction: Path | None = Non
     n = pre.output_size
     amplitudes = np.asarray(pairs.diffraction, np.float64).reshape(-1, n, n) * pre.scale
     options = PolishOptions(probe_step=probe_step_for(probe.measured))
-    polished = polish(mosaic.image(), mosaic.origin, amplitudes, pairs.positions_px, np.load(probe.path), options).phase
+    polished = polish(mosaic.image(), mosaic.origin, amplitudes, pairs.positions_px, probe.probe, options).phase
     image, ref, mask = overlap_with_reference(mosaic, pairs.reference_phase, pairs.reference_origin_px, image=polished)
     return phase_ssim(np.where(mask, image, 0.0), ref, mask)
 

@@ -70,6 +70,27 @@ def test_validate_then_train_then_warm_start(site):
     assert Registry(reg).get("v0002").scans_seen == ["r0", "r1"]
 
 
+def test_a_network_on_a_crop_of_the_frame_is_staged_with_the_probe_its_input_sees(tmp_path):
+    """128-pixel frames, a 64-pixel network (the central crop): the staged probe is the beam's
+    probe band-limited to the crop (nn.refine.network_probe), and the model is refined through it."""
+    from ptychoflow.nn.refine import network_probe
+    from ptychoflow.simulate.beamline import SimulationOptions, simulate_scan
+
+    root = tmp_path / "hpc"
+    (root / "scans").mkdir(parents=True)
+    sim = simulate_scan(SimulationOptions(frame_size=128, object_size=200, probe_diameter_px=60, step_px=20, seed=5),
+                        scan_id="wide")
+    save_truth(sim, write_scan(root / "scans" / "wide.h5", sim.scan))
+    result = _function("train")(str(root), registry_dir="models", scan_path="scans/wide.h5", **TINY)
+    manifest, _ = verified_model_bytes(Path(result["manifest_path"]).parent)
+    version = Registry(root / "models").get(result["version"])
+    assert manifest.preprocessing["crop"] == 64 and manifest.probe_measured
+    beam_probe = np.load(Path(version.checkpoint_path).parent / "probe.npy")
+    assert beam_probe.shape == (128, 128)
+    np.testing.assert_array_equal(verified_probe(Path(result["model_dir"]), manifest),
+                                  network_probe(beam_probe, manifest.preprocessing))
+
+
 def test_interrupted_training_never_replaces_best(site, monkeypatch):
     train = _function("train")
     reg = site / "models"

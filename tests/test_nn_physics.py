@@ -17,7 +17,7 @@ from ptychoflow.nn import physics, textures
 from ptychoflow.nn.export import export_and_check
 from ptychoflow.nn.models import build_model
 from ptychoflow.nn.options import ModelConfig
-from ptychoflow.nn.refine import Refinement, refinable, with_refinement
+from ptychoflow.nn.refine import Refinement, network_probe, with_refinement
 from ptychoflow.preprocess import PreprocessConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ptychoflow"
@@ -134,10 +134,16 @@ def test_refined_model_exports_to_onnx_and_agrees_on_real_patterns(tmp_path):
     assert result["max_abs_diff"] <= 1e-4
 
 
-def test_refinement_only_where_the_input_is_the_measured_amplitude():
-    assert refinable(PreprocessConfig(crop=64).to_json(), 64)
-    for pre in (PreprocessConfig(crop=32), PreprocessConfig(crop=64, transform="log1p"), PreprocessConfig(crop=64, bin_factor=2)):
-        assert not refinable(pre.to_json(), 64)
+def test_refinement_only_where_the_input_is_a_measured_amplitude():
+    probe = small_sim(0).truth_probe  # 64 x 64
+    np.testing.assert_array_equal(network_probe(probe, PreprocessConfig(crop=64).to_json()), probe)
+    assert network_probe(probe, PreprocessConfig(crop=32).to_json()).shape == (32, 32)  # a centred crop
+    for pre in (PreprocessConfig(crop=48), PreprocessConfig(crop=64, transform="log1p"),
+                PreprocessConfig(crop=64, bin_factor=2), PreprocessConfig(crop=32, center=(30.0, 34.0)),
+                PreprocessConfig(crop=64, input_fft_shifted=True)):
+        assert network_probe(probe, pre.to_json()) is None, pre
     network = build_model(ModelConfig("ptychonn2", 64, width=4))
-    assert with_refinement(network, small_sim(0).truth_probe, PreprocessConfig(crop=32).to_json(), 5) is network
+    assert with_refinement(network, probe, PreprocessConfig(crop=64, bin_factor=2).to_json(), 5) is network
     assert with_refinement(network, None, PRE.to_json(), 5) is network
+    wide_frame_probe = np.pad(probe, 32)  # 128 x 128: a network on the central 64 pixels is refined too
+    assert type(with_refinement(network, wide_frame_probe, PRE.to_json(), 5)).__name__ == "RefinedModel"

@@ -8,6 +8,7 @@ The graph takes ``diffraction`` (B,1,H,W) float32 with a dynamic batch axis and 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -135,24 +136,26 @@ def stage_artifact(
 class PolishProbe:
     """The probe the edge polishes a version's images with (ptychoflow.polish)."""
 
-    path: Path
+    probe: np.ndarray  # on the network's grid (nn.refine.network_probe): the size of its input
     source: str
     measured: bool  # reconstructed from a scan of this experiment; False: a guess, to be refined
 
 
 def polish_probe(version: ModelVersion, config: ModelConfig) -> PolishProbe | None:
-    """The beam's probe of a version whose network takes the measured amplitude (what the
-    polish needs), else None. It counts as measured when the served model is refined through
-    it (nn.start pretrains through a guess without the refinement) and it is this experiment's:
-    a model reused from another experiment (nn.reuse) brings a probe that is only close."""
-    from ptychoflow.nn.beam import PROBE_FILENAME, version_beam
-    from ptychoflow.nn.refine import refinable
+    """The beam's probe, as the network's input sees it, of a version whose input is a measured
+    amplitude (what the polish needs), else None. It counts as measured when the served model
+    is refined through it (nn.start pretrains through a guess without the refinement) and it is
+    this experiment's: a model reused from another experiment (nn.reuse) brings a probe that is
+    only close."""
+    from ptychoflow.nn.beam import version_beam
+    from ptychoflow.nn.refine import network_probe
 
     beam = version_beam(version)
-    if beam is None or not refinable(version.preprocessing, beam.frame_size):
+    seen = None if beam is None else network_probe(beam.probe, version.preprocessing)
+    if seen is None:
         return None
     measured = config.refine_iterations > 0 and (version.extra or {}).get("origin") != "reused"
-    return PolishProbe(Path(version.checkpoint_path).parent / PROBE_FILENAME, beam.source, measured)
+    return PolishProbe(seen, beam.source, measured)
 
 
 def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
@@ -172,7 +175,12 @@ def stage_version(version: ModelVersion, out_dir: str | Path) -> Path:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(version.checkpoint_path, "model_config", f"{version.version}: unusable: {exc}") from None
     probe = polish_probe(version, config)
-    return stage_artifact(out_dir, version.onnx_path, version=version.version, config=config, sha256=actual,
-                          preprocessing=version.preprocessing, parent=version.parent, stitch_weight=version.stitch_weight_path,
-                          **({} if probe is None else {"probe": probe.path, "probe_source": probe.source,
-                                                        "probe_measured": probe.measured}))
+    with tempfile.TemporaryDirectory() as scratch:
+        extra: dict = {}
+        if probe is not None:
+            extra = {"probe": Path(scratch) / "polish_probe.npy", "probe_source": probe.source,
+                     "probe_measured": probe.measured}
+            np.save(extra["probe"], probe.probe)
+        return stage_artifact(out_dir, version.onnx_path, version=version.version, config=config, sha256=actual,
+                              preprocessing=version.preprocessing, parent=version.parent,
+                              stitch_weight=version.stitch_weight_path, **extra)

@@ -12,9 +12,9 @@ against rPIE 0.395 -> 0.63 after 5 iterations, saturating by 10.
 
 Everything is real-valued matrix algebra (the 2-D DFT as two matrix products with the
 fftshift folded into the matrices), so the refinement exports to ONNX inside the model:
-the edge runs it without knowing it is there. It needs the network input to be the measured
-amplitude: preprocessing with the whole frame (no crop, no binning) and the sqrt transform,
-which is the default; ``refinable`` says when that holds.
+the edge runs it without knowing it is there. It needs the network input to be a measured
+amplitude (the sqrt transform, no binning) and the probe as that input sees it:
+``network_probe`` gives it, for the whole frame or a centred crop of it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,32 @@ from ptychoflow.preprocess import PreprocessConfig
 ALPHA = 0.1  # rPIE's regularisation: the step where the probe is weak is bounded by alpha * max |P|^2
 
 
-def refinable(preprocessing: dict, frame_size: int) -> bool:
-    """True when the network input is the measured far-field amplitude of the whole frame."""
+def network_probe(probe: np.ndarray, preprocessing: dict) -> np.ndarray | None:
+    """The probe on the network's grid: the probe itself when the input is the measured amplitude
+    of the whole frame; for a centred crop of c of the frame's n detector pixels (the network's
+    pixels are n/c times larger: nn.pairs), the probe band-limited to those c pixels. None when
+    the input is not a measured amplitude (binning, another transform, an off-centre crop, a
+    crop that does not divide the frame, Tike's zero-frequency-at-corners order)."""
     pre = PreprocessConfig.from_json(preprocessing)
-    return (pre.crop == frame_size and pre.bin_factor == 1 and pre.transform == "sqrt" and pre.center is None
-            and not pre.input_fft_shifted)
+    n = int(np.shape(probe)[-1])
+    if (pre.bin_factor != 1 or pre.transform != "sqrt" or pre.center is not None or pre.input_fft_shifted
+            or pre.crop > n or n % pre.crop):
+        return None
+    return np.asarray(probe) if pre.crop == n else _band_limited(np.asarray(probe), pre.crop)
+
+
+def _band_limited(probe: np.ndarray, size: int) -> np.ndarray:
+    """`probe` (n x n) seen through the central `size` detector pixels: its spectrum cropped
+    there (the preprocessing's crop window, zero frequency at n/2), sampled at the centres of
+    the n/size-pixel blocks nn.pairs averages the object over, and scaled so that
+    |fft2(P O, ortho)|^2 still counts the cropped pixels' photons."""
+    n = probe.shape[-1]
+    low = n // 2 - size // 2
+    band = np.fft.fftshift(np.fft.fft2(probe, norm="ortho"))[low : low + size, low : low + size]
+    # a block's centre lies (n/size - 1)/2 fine pixels after its first: shift the samples there
+    ramp = np.exp(2j * np.pi * (np.arange(size) - size // 2) * ((n // size - 1) / 2) / n)
+    band = band * ramp[:, None] * ramp[None, :]
+    return np.fft.ifft2(np.fft.ifftshift(band), norm="ortho").astype(np.complex64)
 
 
 def _dft_matrices(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +157,10 @@ class RefinedModel(nn.Module):
 def refinement_for(probe: np.ndarray | None, preprocessing: dict, iterations: int) -> Refinement | None:
     """The refinement for `probe`, or None when there is no probe, no iterations, or
     preprocessing that does not hand the network the measured amplitude."""
-    if probe is None or iterations <= 0 or not refinable(preprocessing, int(np.shape(probe)[-1])):
+    seen = None if probe is None or iterations <= 0 else network_probe(probe, preprocessing)
+    if seen is None:
         return None
-    return Refinement(probe, iterations=iterations, scale=PreprocessConfig.from_json(preprocessing).scale)
+    return Refinement(seen, iterations=iterations, scale=PreprocessConfig.from_json(preprocessing).scale)
 
 
 def with_refinement(network: nn.Module, probe: np.ndarray | None, preprocessing: dict, iterations: int) -> nn.Module:
