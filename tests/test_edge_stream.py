@@ -63,6 +63,29 @@ def test_stream_inferred_and_stitched_exactly(tmp_path, sim):
     assert not list((tmp_path / "edge" / "mosaics").glob(".*tmp*")), "temporary files left behind"
 
 
+def test_a_model_on_a_crop_of_the_frame_stitches_on_its_own_larger_pixels(tmp_path, sim):
+    """A network fed the central 32 of 64 detector pixels sees object pixels twice as large
+    (nn.pairs trains it so): the mosaic is on that grid, and says so in `pixel_size_m`."""
+    scan = sim.scan
+    config = preprocessing(32)
+    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
+        publish(service.config.model_dir, affine_model(32), "v1", config=config)
+        wait_for(lambda: service.models.current(), what="model v1 to load")
+        results = ResultsCollector(service.publisher.address)
+        emit_scan(scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
+        wait_for(lambda: results.ended(scan.scan_id), what="end of scan on the results stream")
+        results.close()
+    got = results.results()
+    for header, _ in got:
+        np.testing.assert_allclose(header["position_px"], scan.positions_px()[header["index"]] / 2, rtol=1e-9)
+    expected, origin = reference_mosaic(preprocess(np.asarray(scan.data), config), scan.positions_px() / 2,
+                                        probe_weight(None, 32))
+    with h5py.File(results.ended(scan.scan_id)["files"]["h5"]) as f:
+        assert f.attrs["pixel_size_m"] == pytest.approx(2 * scan.pixel_size_m)
+        assert tuple(f.attrs["origin_px"]) == tuple(origin)
+        np.testing.assert_allclose(f["phase"][()], expected, rtol=1e-5, equal_nan=True)
+
+
 def test_stitch_weight_from_manifest_is_used_as_is(tmp_path, sim):
     """A manifest naming a stitching weight stitches with exactly that array (no sqrt, no
     square, no renormalising), not the Gaussian default."""

@@ -118,6 +118,11 @@ class LoadedModel:
     def patch_size(self) -> int:
         return self.weight.shape[0]
 
+    def pixel_scale(self, frame_size: int) -> float:
+        """How many object pixels of a `frame_size` frame one pixel of this network's output spans:
+        a centred crop of c detector pixels makes pixels n/c times larger (nn.pairs)."""
+        return frame_size / self.config.crop
+
     @property
     def preprocess_backend(self) -> str:
         return self.xp.__name__

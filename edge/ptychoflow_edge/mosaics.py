@@ -2,7 +2,10 @@
 rendered and saved.
 
 Positions arrive in metres; the start message's ``pixel_size_m`` turns them into object
-pixels. The worker thread adds patches while the web thread renders, hence a lock per scan.
+pixels. A model that takes a centred crop of c of the frame's n detector pixels sees pixels n/c
+times larger (nn.pairs), so the mosaic is on the network's grid: the first model to serve a scan
+fixes its pixel, as it fixes its patch size. The worker thread adds patches while the web thread
+renders, hence a lock per scan.
 While the scan runs, the page shows the network's image. When it ends, and the model came with
 its probe, the image is polished across frames (``ptychoflow.polish``: a few rPIE sweeps over
 the scan's measured amplitudes, kept for it, refining the probe with the object: a guessed one
@@ -66,7 +69,8 @@ class ScanMosaic:
     def __init__(self, scan_id: str, start: dict[str, Any], *, align_offsets: bool = False) -> None:
         self.scan_id = safe_component(scan_id, source="frame stream", field="scan_id")  # it names files
         self._mosaic_options = {"align_offsets": True} if align_offsets else {}
-        self.pixel_size_m = float(start["pixel_size_m"])
+        self._start_pixel_m = float(start["pixel_size_m"])  # the object pixel of the whole frame
+        self._pixel_scale = 1.0  # network pixels are this many start pixels: fixed by the first model
         n_frames = start.get("n_frames")
         self.n_frames = n_frames if isinstance(n_frames, int) and not isinstance(n_frames, bool) else None
         self.started_at = time.time()
@@ -90,12 +94,20 @@ class ScanMosaic:
     def count(self) -> int:
         return self._mosaic.count if self._mosaic else 0
 
-    def add(self, patches: np.ndarray, positions_m: np.ndarray, weight: np.ndarray, version: str) -> np.ndarray:
-        """Stitch (B, n, n) patches; returns their centres in object pixels."""
-        centres = np.asarray(positions_m, np.float64) / self.pixel_size_m
+    @property
+    def pixel_size_m(self) -> float:
+        """The mosaic's pixel: the start message's, times the first model's pixel scale."""
+        return self._start_pixel_m * self._pixel_scale
+
+    def add(self, patches: np.ndarray, positions_m: np.ndarray, weight: np.ndarray, version: str, *,
+            pixel_scale: float = 1.0) -> np.ndarray:
+        """Stitch (B, n, n) patches from a model whose pixels are `pixel_scale` start pixels;
+        returns their centres in the mosaic's pixels."""
         with self._lock:
             if self._mosaic is None:
                 self._mosaic = Mosaic(weight.shape[0], weight, **self._mosaic_options)
+                self._pixel_scale = float(pixel_scale)
+            centres = np.asarray(positions_m, np.float64) / self.pixel_size_m
             size = self._mosaic.patch_size
             if patches.shape[-1] != size:  # a model with another output size was swapped in mid-scan
                 if not self._resample_warned:

@@ -243,7 +243,8 @@ class EdgeService:
                 return
         t2 = time.perf_counter()
         positions_m = np.array([item.position_m for item in batch])
-        centres = scan.add(phase, positions_m, model.weight, model.version)
+        centres = scan.add(phase, positions_m, model.weight, model.version,
+                           pixel_scale=model.pixel_scale(batch[0].frame.shape[-1]))
         if model.probe is not None and self.config.polish_sweeps > 0:
             scan.keep_for_polish(model.measured_amplitudes(inputs), centres, model.probe, model.manifest,
                                  max_bytes=self.config.polish_max_mb * 2**20)

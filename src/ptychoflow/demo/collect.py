@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from ptychoflow.report import EdgeSection, ScanSection
 from ptychoflow.simulate.beamline import load_truth
 from ptychoflow.site import SiteLayout
 from ptychoflow.watcher.journal import JOURNAL_FILENAME, Journal
+
+if TYPE_CHECKING:
+    from ptychoflow.product import ReconstructionProduct
 
 log = logging.getLogger(__name__)
 # Images are compared where the scan overlaps well: illumination >= half its maximum. Farther
@@ -37,6 +40,20 @@ def place(image: np.ndarray, origin: tuple[float, float], frame_origin: tuple[in
     if y1 > y0 and x1 > x0:
         out[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     return out
+
+
+def mosaic_on_product(mosaic_path: Path, product: ReconstructionProduct, dataset: str = "phase") -> tuple[np.ndarray, dict]:
+    """A saved edge mosaic (`dataset`: ``phase`` or ``network_phase``) on the grid of its scan's
+    rPIE product, NaN where it has no data, and its attributes. A network on a centred crop of
+    the frame has pixels n/c times larger: each covers that many of the product's pixels."""
+    from ptychoflow_edge.mosaics import read_mosaic
+
+    image, attrs = read_mosaic(mosaic_path, dataset)
+    repeat = max(1, int(round(float(attrs["pixel_size_m"]) / product.pixel_size_m)))
+    image = np.repeat(np.repeat(image, repeat, axis=0), repeat, axis=1)
+    origin = tuple(float(v) * repeat for v in attrs["origin_px"])
+    frame_origin = tuple(int(round(v)) for v in product.object_origin_px)
+    return place(image, origin, frame_origin, product.phase.shape), attrs
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
@@ -141,12 +158,9 @@ def scan_section(scan_path: Path, layout: SiteLayout, backend: Backend, timings:
         section.rpie_ssim = metrics.phase_ssim(rpie, np.nan_to_num(truth_phase), usable)
         section.rpie_rmse = metrics.phase_rmse(rpie, np.nan_to_num(truth_phase), usable)
     if mosaic_path.exists():
-        from ptychoflow_edge.mosaics import read_mosaic
-
-        phase, attrs = read_mosaic(mosaic_path)
-        live = place(phase, tuple(attrs["origin_px"]), frame_origin, rpie.shape)
+        live, attrs = mosaic_on_product(mosaic_path, product)
         try:
-            network = place(read_mosaic(mosaic_path, "network_phase")[0], tuple(attrs["origin_px"]), frame_origin, rpie.shape)
+            network = mosaic_on_product(mosaic_path, product, "network_phase")[0]
         except KeyError:  # a mosaic saved before the polish existed: the network's image is the live one
             network = live
         covered = lit & np.isfinite(live)
