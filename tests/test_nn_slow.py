@@ -32,7 +32,7 @@ import pytest
 
 from edge_helpers import running_service, wait_for
 from ptychoflow import metrics
-from ptychoflow.demo.collect import OVERLAP_FRACTION, place
+from ptychoflow.demo.collect import OVERLAP_FRACTION, mosaic_on_product
 from ptychoflow.recon.api import reconstruct, write_reconstruction
 from ptychoflow.recon.base import RpieOptions
 from ptychoflow.function_registry import bundled_functions
@@ -91,15 +91,11 @@ def test_trained_model_serves_an_unseen_region_live(tmp_path):
         status = service.status()
     assert status["counters"]["dropped"] == 0 and status["counters"]["malformed"] == 0
 
-    from ptychoflow_edge.mosaics import read_mosaic
-
     mosaic_path = wait_for(lambda: next((tmp_path / "edge" / "mosaics").glob("scan_0003.h5"), None), what="mosaic")
-    live, attrs = read_mosaic(mosaic_path)
-    network, _ = read_mosaic(mosaic_path, "network_phase")
-    polish = json.loads(attrs["polish"])
     product = read_product(products[2])
-    frame = tuple(int(round(v)) for v in product.object_origin_px)
-    live, network = (place(image, tuple(attrs["origin_px"]), frame, product.phase.shape) for image in (live, network))
+    live, attrs = mosaic_on_product(mosaic_path, product)
+    network, _ = mosaic_on_product(mosaic_path, product, "network_phase")
+    polish = json.loads(attrs["polish"])
     # The overlap region: illumination at least half its maximum (OVERLAP_FRACTION), as the demo report.
     covered = product.lit_mask(OVERLAP_FRACTION) & np.isfinite(live)
     live_ssim, network_ssim = (metrics.phase_ssim(np.nan_to_num(image), product.phase, covered) for image in (live, network))
