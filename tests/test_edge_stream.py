@@ -25,17 +25,23 @@ def sim():
     return simulate_scan(SimulationOptions(object_size=128, step_px=8), scan_id="scan_0001")
 
 
-def test_stream_inferred_and_stitched_exactly(tmp_path, sim):
-    scan = sim.scan
-    config = preprocessing()
+def _stream_through(tmp_path, scan, blob: bytes, config, **publish_options) -> tuple[ResultsCollector, dict]:
+    """Serve `blob` (activated as v1, preprocessing `config`) and stream `scan` into it at RATE_HZ
+    until its end is published: (the results stream, the service's status then)."""
     with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
-        publish(service.config.model_dir, affine_model(64, scale=2.0, offset=-1.0), "v1", config=config)
+        publish(service.config.model_dir, blob, "v1", config=config, **publish_options)
         wait_for(lambda: service.models.current(), what="model v1 to load")
         results = ResultsCollector(service.publisher.address)
         emit_scan(scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
         wait_for(lambda: results.ended(scan.scan_id), what="end of scan on the results stream")
         results.close()
-        status = service.status()
+        return results, service.status()
+
+
+def test_stream_inferred_and_stitched_exactly(tmp_path, sim):
+    scan = sim.scan
+    config = preprocessing()
+    results, status = _stream_through(tmp_path, scan, affine_model(64, scale=2.0, offset=-1.0), config)
 
     n = scan.n_frames
     assert status["counters"] == {"received": n, "inferred": n, "dropped": 0, "malformed": 0}
@@ -68,13 +74,7 @@ def test_a_model_on_a_crop_of_the_frame_stitches_on_its_own_larger_pixels(tmp_pa
     (nn.pairs trains it so): the mosaic is on that grid, and says so in `pixel_size_m`."""
     scan = sim.scan
     config = preprocessing(32)
-    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
-        publish(service.config.model_dir, affine_model(32), "v1", config=config)
-        wait_for(lambda: service.models.current(), what="model v1 to load")
-        results = ResultsCollector(service.publisher.address)
-        emit_scan(scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
-        wait_for(lambda: results.ended(scan.scan_id), what="end of scan on the results stream")
-        results.close()
+    results, _ = _stream_through(tmp_path, scan, affine_model(32), config)
     got = results.results()
     for header, _ in got:
         np.testing.assert_allclose(header["position_px"], scan.positions_px()[header["index"]] / 2, rtol=1e-9)
@@ -105,15 +105,9 @@ def _polished_run(tmp_path, sim, probe: np.ndarray, *, measured: bool):
     tmp_path.mkdir(parents=True, exist_ok=True)
     probe_file = tmp_path / "probe.npy"
     np.save(probe_file, probe.astype(np.complex64))
-    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
-        publish(service.config.model_dir, affine_model(64, scale=0.0), "v1", config=preprocessing(), probe=probe_file,
-                probe_measured=measured)
-        wait_for(lambda: service.models.current(), what="model v1 to load")
-        results = ResultsCollector(service.publisher.address)
-        emit_scan(sim.scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
-        wait_for(lambda: results.ended(sim.scan.scan_id), what="end of scan on the results stream")
-        results.close()
-        summary = next(s for s in service.status()["scans"] if s["scan_id"] == sim.scan.scan_id)
+    results, status = _stream_through(tmp_path, sim.scan, affine_model(64, scale=0.0), preprocessing(),
+                                      probe=probe_file, probe_measured=measured)
+    summary = next(s for s in status["scans"] if s["scan_id"] == sim.scan.scan_id)
     with h5py.File(results.ended(sim.scan.scan_id)["files"]["h5"]) as f:
         served, network = f["phase"][()], f["network_phase"][()]
         origin, record = tuple(int(v) for v in f.attrs["origin_px"]), json.loads(f.attrs["polish"])
@@ -160,13 +154,7 @@ def test_a_guessed_probe_is_refined_as_the_scan_is_polished(tmp_path, sim):
 
 
 def test_a_model_without_a_probe_is_served_unpolished(tmp_path, sim):
-    with running_service(tmp_path, batch_size=8, max_wait_ms=5) as (service, publisher):
-        publish(service.config.model_dir, affine_model(64, scale=2.0), "v1", config=preprocessing())
-        wait_for(lambda: service.models.current(), what="model v1 to load")
-        results = ResultsCollector(service.publisher.address)
-        emit_scan(sim.scan, tmp_path / "scan_0001.h5", publisher=publisher, frame_rate=RATE_HZ)
-        wait_for(lambda: results.ended(sim.scan.scan_id), what="end of scan on the results stream")
-        results.close()
+    results, _ = _stream_through(tmp_path, sim.scan, affine_model(64, scale=2.0), preprocessing())
     with h5py.File(results.ended(sim.scan.scan_id)["files"]["h5"]) as f:
         np.testing.assert_array_equal(f["phase"][()], f["network_phase"][()])
         assert json.loads(f.attrs["polish"]) == {}
