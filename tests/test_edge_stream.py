@@ -3,6 +3,7 @@ frame by frame, nothing is dropped, and the saved mosaic is exactly the stitched
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -84,6 +85,22 @@ def test_a_model_on_a_crop_of_the_frame_stitches_on_its_own_larger_pixels(tmp_pa
         assert f.attrs["pixel_size_m"] == pytest.approx(2 * scan.pixel_size_m)
         assert tuple(f.attrs["origin_px"]) == tuple(origin)
         np.testing.assert_allclose(f["phase"][()], expected, rtol=1e-5, equal_nan=True)
+
+
+def test_a_smaller_detector_region_gives_the_same_live_image(tmp_path, sim):
+    """A network on the central c detector pixels sees object pixels of lambda z / (c dx),
+    whatever the frame size: the scan recorded on 64 pixels, and again on only the central 32
+    (the scan's own pixel twice as large), gives the same mosaic, in metres."""
+    narrow = dataclasses.replace(sim.scan, data=np.asarray(sim.scan.data)[:, 16:48, 16:48])
+    assert narrow.pixel_size_m == pytest.approx(2 * sim.scan.pixel_size_m)
+    mosaics = []
+    for name, scan in (("wide", sim.scan), ("narrow", narrow)):
+        results, _ = _stream_through(tmp_path / name, scan, affine_model(32), preprocessing(32))
+        with h5py.File(results.ended(scan.scan_id)["files"]["h5"]) as f:
+            mosaics.append((f["phase"][()], tuple(f.attrs["origin_px"]), float(f.attrs["pixel_size_m"])))
+    (wide_image, wide_origin, wide_pixel), (narrow_image, narrow_origin, narrow_pixel) = mosaics
+    assert wide_pixel == pytest.approx(narrow_pixel) and wide_origin == narrow_origin
+    np.testing.assert_allclose(wide_image, narrow_image, rtol=1e-6, equal_nan=True)
 
 
 def test_stitch_weight_from_manifest_is_used_as_is(tmp_path, sim):

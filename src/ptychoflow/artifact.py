@@ -5,10 +5,12 @@ and optionally two side files, each recorded in the manifest with its sha256:
   is added to the mosaic (``ptychoflow.stitch.Mosaic``): an (H, W) float array, H and W those
   of ``input_shape``. Training sets it to |P|^2 / sigma^2 (``nn.evaluate.error_weighted``); a
   manifest without one is stitched with the default Gaussian (``stitch.probe_weight``).
-- ``probe.npy``, the probe the model was trained for: an (H, W) complex array
-  (``probe_source`` says where it came from; ``probe_measured``, whether a reconstruction
-  measured it or the optics' guess stands in for it). With it the edge polishes each finished
-  scan's image across frames (``ptychoflow.polish``), refining a guessed probe on the way.
+- ``probe.npy``, the probe the model was trained for, as its input sees it
+  (``nn.refine.network_probe``: band-limited to a centred crop of the frame): an (H, W)
+  complex array (``probe_source`` says where it came from; ``probe_measured``, whether a
+  reconstruction measured it or the optics' guess stands in for it). With it the edge polishes
+  each finished scan's image across frames (``ptychoflow.polish``), refining a guessed probe
+  on the way.
 
 ``publish_model`` is the one way files enter a model directory (staging on HPC, activation on
 the edge). Each file is written under a temporary name, fsynced and renamed into place in
