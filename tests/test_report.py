@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from ptychoflow.backends.base import RunInfo, RunStatus, StateRecord
 from ptychoflow.report import DemoReport, EdgeSection, ScanSection, render_report
@@ -39,3 +41,20 @@ def test_report_shows_the_product_preview(tmp_path, small_scan):
     section = ScanSection("scan_0001", rpie_phase=np.angle(small_scan.truth_object), rpie_preview_png=render_preview(product))
     text = render_report(DemoReport("demo", [section]), tmp_path / "report.html").read_text()
     assert 'class="preview" alt="rPIE reconstruction of scan_0001: phase, amplitude, probe, loss"' in text
+
+
+@pytest.mark.parametrize("pixel", [float("nan"), 0.0, -5e-8])
+def test_a_mosaic_with_an_unusable_pixel_size_is_one_line_naming_the_field(tmp_path, pixel):
+    """The report puts each saved mosaic on its product's grid by the mosaic's pixel size."""
+    import h5py
+
+    from ptychoflow.demo.collect import mosaic_on_product
+    from ptychoflow.errors import InputError
+
+    path = tmp_path / "scan_0001.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("phase", data=np.zeros((8, 8), np.float32))
+        f.attrs.update(origin_px=[0, 0], pixel_size_m=pixel)
+    product = SimpleNamespace(pixel_size_m=1e-8, object_origin_px=(0.0, 0.0), phase=np.zeros((8, 8)))
+    with pytest.raises(InputError, match=r"scan_0001.h5: pixel_size_m: expected a positive pixel size"):
+        mosaic_on_product(path, product)

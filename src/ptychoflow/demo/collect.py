@@ -17,6 +17,7 @@ import numpy as np
 
 from ptychoflow import metrics
 from ptychoflow.backends.base import Backend, RunInfo
+from ptychoflow.errors import InputError
 from ptychoflow.report import EdgeSection, ScanSection
 from ptychoflow.simulate.beamline import load_truth
 from ptychoflow.site import SiteLayout
@@ -49,7 +50,10 @@ def mosaic_on_product(mosaic_path: Path, product: ReconstructionProduct, dataset
     from ptychoflow_edge.mosaics import read_mosaic
 
     image, attrs = read_mosaic(mosaic_path, dataset)
-    repeat = max(1, int(round(float(attrs["pixel_size_m"]) / product.pixel_size_m)))
+    pixel = float(attrs.get("pixel_size_m", float("nan")))
+    if not (np.isfinite(pixel) and pixel > 0):
+        raise InputError(mosaic_path, "pixel_size_m", f"expected a positive pixel size in metres, got {pixel!r}")
+    repeat = max(1, int(round(pixel / product.pixel_size_m)))
     image = np.repeat(np.repeat(image, repeat, axis=0), repeat, axis=1)
     origin = tuple(float(v) * repeat for v in attrs["origin_px"])
     frame_origin = tuple(int(round(v)) for v in product.object_origin_px)
@@ -101,7 +105,6 @@ def decision(run: RunInfo | None) -> str:
 
 def model_origins(layout: SiteLayout, versions: list[str]) -> str:
     """`versions` with where each came from (pretrained, reused, trained on which scans)."""
-    from ptychoflow.errors import InputError
     from ptychoflow.nn.registry import Registry
 
     registry = Registry(layout.hpc.registry_dir)
